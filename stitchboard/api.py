@@ -1,0 +1,127 @@
+"""The JSON API under ``/api/v1`` and ``/metrics`` on the console port (default 8050).
+
+Every error has one shape: ``{"error": {"status": 400, "code": "bad_request",
+"message": "..."}}``. Stages contribute routers (see ``stitchboard.stages``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stitchboard import __version__
+from stitchboard.errors import StoreUnavailable
+from stitchboard.runtime import Runtime
+from stitchboard.store.schema import schema_version
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+          413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+          429: "overloaded", 500: "internal_error", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    """Raise from a route to answer with the common error shape."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        self.status = status
+        self.message = message
+        self.headers = headers
+        super().__init__(message)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"status": status, "code": _CODES.get(status, "error"), "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return "; ".join(problems)
+
+
+def table_counts(runtime: Runtime) -> dict[str, int]:
+    store = runtime.store
+    rows = store.rows(
+        "SELECT name, total_rows FROM system.tables WHERE database = {db:String}",
+        {"db": store.database},
+    )
+    return {name: int(count or 0) for name, count in rows if not name.startswith(".")}
+
+
+def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
+    app = FastAPI(
+        title="Stitchboard API",
+        version=__version__,
+        description="Business-SLA observability for healthcare integration.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    started = time.time()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_message(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        retry = str(runtime.settings.retry_after_seconds)
+        return error_response(503, f"store unavailable: {exc}", {"Retry-After": retry})
+
+    @app.get(f"{API_PREFIX}/health", tags=["health"])
+    async def health() -> JSONResponse:
+        """Store reachable, schema version, row counts, ingest buffer."""
+
+        def probe() -> dict[str, Any]:
+            return {
+                "schema_version": schema_version(runtime.store),
+                "tables": table_counts(runtime),
+            }
+
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": __version__,
+            "uptime_seconds": round(time.time() - started, 1),
+            "store": {"url": runtime.store.display_url, "database": runtime.store.database,
+                      "reachable": True},
+            "ingest_queue_rows": runtime.writer.pending_rows,
+        }
+        try:
+            body["store"].update(await asyncio.to_thread(probe))
+        except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+            body["status"] = "unavailable"
+            body["store"]["reachable"] = False
+            body["store"]["error"] = str(exc)
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX)
+    return app

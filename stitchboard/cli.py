@@ -1,0 +1,96 @@
+"""The ``stitchboard`` command line. Its flags are part of the product's contract."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from stitchboard.errors import ConfigError, StitchboardError
+from stitchboard.settings import load_settings
+
+app = typer.Typer(
+    name="stitchboard",
+    help="Business-SLA observability for healthcare integration.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+ClickhouseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--clickhouse",
+        help="Store URL: chdb://<dir> (default chdb://./data) or http(s)://user:pass@host:8123/db."
+        " Environment: STITCHBOARD_CLICKHOUSE.",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="slas.yaml path (default ./slas.yaml). Environment: STITCHBOARD_CONFIG.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    clickhouse: ClickhouseOpt = None,
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Console and API port (default 8050).")] = None,
+    otlp_http_port: Annotated[
+        int | None, typer.Option(help="OTLP/HTTP port (default 4318); 0 disables.")
+    ] = None,
+    otlp_grpc_port: Annotated[
+        int | None, typer.Option(help="OTLP/gRPC port (default 4317); 0 disables.")
+    ] = None,
+    mllp_port: Annotated[
+        int | None, typer.Option(help="HL7 v2 MLLP port (default 2575); 0 disables.")
+    ] = None,
+) -> None:
+    """Run every stage in one process: collectors, correlator, alerts, API, dashboards."""
+    from stitchboard.server import serve as run_server
+
+    try:
+        settings = load_settings(
+            clickhouse=clickhouse, config=config, host=host, port=port,
+            otlp_http_port=otlp_http_port, otlp_grpc_port=otlp_grpc_port, mllp_port=mllp_port,
+        )
+        run_server(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    except StitchboardError as exc:
+        fail(str(exc), 1)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate slas.yaml and list every problem with its path."""
+    from stitchboard.config import load_config
+
+    settings = load_settings(config=config)
+    try:
+        loaded = load_config(settings.config)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    print(
+        f"{settings.config}: ok ({len(loaded.facilities)} facilities, {len(loaded.keys)} keys,"
+        f" {len(loaded.workflows)} workflows)"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,42 @@
+"""What every stage of a running server shares: settings, slas.yaml, store, writer, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stitchboard.config import SlasConfig, load_config
+from stitchboard.metrics import Metrics
+from stitchboard.settings import Settings
+from stitchboard.store import Store, connect
+from stitchboard.writer import BatchWriter
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    config: SlasConfig
+    store: Store
+    writer: BatchWriter
+    metrics: Metrics
+    # Stage-owned services (pseudonymizer, correlator, ...) register themselves here.
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.store.close()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Load slas.yaml, open and migrate the store, start the writer."""
+    config = load_config(settings.config)
+    store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
+    metrics = Metrics()
+    writer = BatchWriter(
+        store,
+        max_rows=settings.queue_max_rows,
+        batch_max_rows=settings.batch_max_rows,
+        metrics=metrics,
+        retry_after=settings.retry_after_seconds,
+    )
+    return Runtime(settings=settings, config=config, store=store, writer=writer, metrics=metrics)

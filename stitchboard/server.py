@@ -1,0 +1,80 @@
+"""``stitchboard serve``: every stage in one process, one event loop.
+
+The embedded store lets one process own a data directory, so one server runs
+the collectors, the correlator, the alert scheduler, the API and dashboards.
+SIGTERM/SIGINT stop the listeners first, then flush the writer: nothing that was
+acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from stitchboard.api import build_api
+from stitchboard.components import Component, HttpComponent
+from stitchboard.runtime import Runtime, build_runtime
+from stitchboard.settings import Settings
+from stitchboard.stages import load_stages
+
+log = logging.getLogger(__name__)
+
+
+def build_components(runtime: Runtime) -> list[Component]:
+    stages = load_stages()
+    components: list[Component] = []
+    routers = []
+    for stage in stages:
+        components.extend(stage.components(runtime))
+        if hasattr(stage, "routers"):
+            routers.extend(stage.routers(runtime))
+    settings = runtime.settings
+    if settings.port:
+        app = build_api(runtime, routers)
+        for stage in stages:
+            if hasattr(stage, "mount"):
+                stage.mount(app, runtime)
+        components.append(
+            HttpComponent("console", app, settings.host, settings.port, "Console and API")
+        )
+    return components
+
+
+async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    runtime = await asyncio.to_thread(build_runtime, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    components = build_components(runtime)
+    started: list[Component] = []
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+        print("Stitchboard is running", flush=True)
+        print(f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})")
+        for component in started:
+            print(f"  {component.describe()}", flush=True)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        # Listeners first (no new work), background loops after, then flush.
+        for component in reversed(started):
+            try:
+                await component.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping %s failed", component.name)
+        await asyncio.to_thread(runtime.close)
+        print("Stitchboard stopped", flush=True)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(run(settings))

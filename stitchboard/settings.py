@@ -1,0 +1,68 @@
+"""Process settings: ``STITCHBOARD_*`` environment variables, an optional TOML file, flags.
+
+Precedence (highest first): command-line flags, environment, the settings file
+named by ``STITCHBOARD_SETTINGS`` (default ``./stitchboard.toml`` when present),
+built-in defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _settings_file() -> Path:
+    return Path(os.environ.get("STITCHBOARD_SETTINGS", "stitchboard.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STITCHBOARD_", extra="forbid")
+
+    clickhouse: str = Field(
+        "chdb://./data",
+        description="Store URL: chdb://<dir> (embedded) or http(s)://user:pass@host:8123/db",
+    )
+    database: str = Field("stitchboard", description="Database (embedded store, or no path in URL)")
+    cluster: str | None = Field(None, description="Cluster name: schema created ON CLUSTER")
+    config: Path = Field(Path("slas.yaml"), description="Path of slas.yaml")
+    host: str = Field("127.0.0.1", description="Address every listener binds")
+    port: int = Field(8050, ge=0, le=65535, description="Dashboards and JSON API")
+    otlp_http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP; 0 disables")
+    otlp_grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC; 0 disables")
+    mllp_port: int = Field(2575, ge=0, le=65535, description="HL7 v2 over MLLP; 0 disables")
+    max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Decompressed body limit")
+    queue_max_rows: int = Field(400_000, gt=0, description="Rows buffered before 429")
+    batch_max_rows: int = Field(100_000, gt=0, description="Rows per ClickHouse insert")
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After on 429/503")
+    pseudonym_key: str | None = Field(None, description="HMAC key for PHI pseudonyms")
+    pseudonym_key_file: Path | None = Field(None, description="File holding the HMAC key")
+    log_level: str = Field("INFO", description="Python log level")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _settings_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and file, with non-None overrides (CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

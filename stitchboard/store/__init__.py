@@ -1,0 +1,7 @@
+"""The ClickHouse store: client construction, schema migrations, typed inserts and queries."""
+
+from stitchboard.store.client import Store, connect
+from stitchboard.store.memory import MemorySink
+from stitchboard.store.sink import Sink
+
+__all__ = ["MemorySink", "Sink", "Store", "connect"]

@@ -1,0 +1,173 @@
+"""The one place that builds a clickhouse-connect client from the store URL.
+
+``chdb://<dir>`` opens the real ClickHouse engine embedded in this process (one
+process owns a data directory, and a process can open only one).
+``http(s)://user:password@host:port/db`` talks to a ClickHouse server.
+Each thread gets its own client: clickhouse-connect clients serialize their
+calls, so sharing one would serialize the ingest writer behind API reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from stitchboard.errors import ConfigError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """A database on ClickHouse, embedded or remote, optionally on a cluster."""
+
+    def __init__(self, url: str, database: str = "stitchboard", cluster: str | None = None):
+        self.url = url
+        self.cluster = cluster
+        parts = urlsplit(url)
+        self.embedded = parts.scheme == "chdb"
+        if parts.scheme not in ("chdb", "http", "https"):
+            raise ConfigError("clickhouse", [f"unsupported store URL scheme {parts.scheme!r} in {url!r}"
+                                             " (use chdb://<dir> or http(s)://host:port/db)"])
+        if self.embedded:
+            self.path = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
+            self.database = database
+        else:
+            self.path = None
+            self.database = parts.path.strip("/") or database
+        self._local = threading.local()
+        self._admin_lock = threading.Lock()
+
+    # -- clients -----------------------------------------------------------------
+
+    def _new_client(self, database: str | None) -> Client:
+        try:
+            if self.embedded:
+                assert self.path is not None
+                self.path.mkdir(parents=True, exist_ok=True)
+                return clickhouse_connect.get_client(
+                    interface="chdb", path=str(self.path), database=database
+                )
+            parts = urlsplit(self.url)
+            return clickhouse_connect.get_client(
+                interface=parts.scheme,
+                host=parts.hostname or "localhost",
+                port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                username=unquote(parts.username or "default"),
+                password=unquote(parts.password or ""),
+                database=database or "default",
+                connect_timeout=5,
+                send_receive_timeout=60,
+                autogenerate_session_id=False,
+            )
+        except ClickHouseError as exc:
+            raise StoreUnavailable(f"cannot connect to ClickHouse at {self.display_url}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot connect to ClickHouse at {self.display_url}: {exc}") from exc
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs and health output."""
+        parts = urlsplit(self.url)
+        if parts.password:
+            netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            return parts._replace(netloc=netloc).geturl()
+        return self.url
+
+    def client(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._new_client(self.database)
+            self._local.client = client
+        return client
+
+    def _drop_client(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client must not mask the cause
+                log.debug("closing a failed client raised", exc_info=True)
+
+    # -- statements ---------------------------------------------------------------
+
+    def table(self, name: str) -> str:
+        return f"`{self.database}`.`{name}`"
+
+    def ensure_database(self) -> None:
+        on_cluster = f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+        with self._admin_lock:
+            admin = self._new_client(None)
+            try:
+                admin.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`{on_cluster}")
+            except ClickHouseError as exc:
+                raise StoreUnavailable(f"cannot create database {self.database!r}: {exc}") from exc
+            finally:
+                admin.close()
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self._call(lambda c: c.command(sql, parameters=parameters))
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return self._call(lambda c: c.query(sql, parameters=parameters, **kwargs))
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        return self.query(sql, parameters).result_rows
+
+    def dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return list(self.query(sql, parameters).named_results())
+
+    def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        rows = self.rows(sql, parameters)
+        return rows[0][0] if rows else None
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        if rows:
+            self._call(lambda c: c.insert(self.table(table), rows, column_names=list(columns)))
+
+    def ping(self) -> bool:
+        try:
+            return self.scalar("SELECT 1") == 1
+        except StoreUnavailable:
+            return False
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn(self.client())
+        except ClickHouseError as exc:
+            if _is_connection_problem(exc):
+                self._drop_client()
+                raise StoreUnavailable(f"ClickHouse at {self.display_url}: {exc}") from exc
+            raise
+        except OSError as exc:
+            self._drop_client()
+            raise StoreUnavailable(f"ClickHouse at {self.display_url}: {exc}") from exc
+
+    def close(self) -> None:
+        self._drop_client()
+
+
+def _is_connection_problem(exc: ClickHouseError) -> bool:
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    return isinstance(exc, OperationalError)
+
+
+def connect(url: str, database: str = "stitchboard", cluster: str | None = None,
+            migrate: bool = True) -> Store:
+    """Open the store and bring its schema up to date."""
+    from stitchboard.store.schema import migrate as run_migrations
+
+    store = Store(url, database=database, cluster=cluster)
+    if migrate:
+        store.ensure_database()
+        run_migrations(store)
+    return store

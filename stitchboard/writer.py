@@ -1,0 +1,166 @@
+"""The ingest writer: a bounded buffer in front of ClickHouse, drained by one thread.
+
+Every source (OTLP, MLLP, files, HTTP) hands the writer a ``Batch`` and waits
+for it to be durable before it acknowledges. The writer coalesces whatever is
+queued into one insert per table (ClickHouse wants few, large inserts), and
+refuses new batches with ``Overloaded`` once ``max_rows`` are buffered or in
+flight: memory stays bounded whatever the input rate. A failed insert fails
+every batch in it with ``StoreUnavailable``; nothing was acknowledged, so the
+senders retry, and deterministic ids plus ReplacingMergeTree make the retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from stitchboard.errors import Overloaded, StoreUnavailable
+from stitchboard.metrics import Metrics
+from stitchboard.store.sink import Sink
+
+log = logging.getLogger(__name__)
+
+# Inserted in this order: raw tables first, derived and rejected rows after.
+TABLE_ORDER = ("otel_traces", "otel_logs", "events", "dead_letters")
+
+
+@dataclass
+class Batch:
+    """Rows for several tables that become durable together."""
+
+    tables: dict[str, tuple[Sequence[str], list[Sequence[object]]]] = field(default_factory=dict)
+
+    def add(self, table: str, columns: Sequence[str], rows: list[Sequence[object]]) -> None:
+        if not rows:
+            return
+        if table in self.tables:
+            self.tables[table][1].extend(rows)
+        else:
+            self.tables[table] = (columns, list(rows))
+
+    @property
+    def rows(self) -> int:
+        return sum(len(rows) for _, rows in self.tables.values())
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        max_rows: int = 400_000,
+        batch_max_rows: int = 100_000,
+        metrics: Metrics | None = None,
+        retry_after: int = 1,
+    ):
+        self.sink = sink
+        self.max_rows = max_rows
+        self.batch_max_rows = batch_max_rows
+        self.metrics = metrics or Metrics()
+        self.retry_after = retry_after
+        self._queue: deque[tuple[Batch, Future[None]]] = deque()
+        self._pending_rows = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="stitchboard-writer", daemon=True)
+        self._thread.start()
+
+    # -- producers ------------------------------------------------------------------
+
+    def submit(self, batch: Batch) -> Future[None]:
+        """Queue a batch; the future resolves when it is durable. Raises Overloaded."""
+        future: Future[None] = Future()
+        n = batch.rows
+        if n == 0:
+            future.set_result(None)
+            return future
+        with self._cond:
+            if self._closing:
+                raise StoreUnavailable("the server is shutting down")
+            # A batch larger than the whole buffer is still accepted when the buffer is empty.
+            if self._pending_rows and self._pending_rows + n > self.max_rows:
+                raise Overloaded(
+                    f"ingest buffer full ({self._pending_rows} rows pending)", self.retry_after
+                )
+            self._pending_rows += n
+            self.metrics.queue_rows.set(self._pending_rows)
+            self._queue.append((batch, future))
+            self._cond.notify()
+        return future
+
+    async def write(self, batch: Batch) -> None:
+        await asyncio.wrap_future(self.submit(batch))
+
+    def write_sync(self, batch: Batch, timeout: float | None = None) -> None:
+        self.submit(batch).result(timeout)
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _take(self) -> list[tuple[Batch, Future[None]]] | None:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            taken = [self._queue.popleft()]
+            rows = taken[0][0].rows
+            while self._queue and rows + self._queue[0][0].rows <= self.batch_max_rows:
+                item = self._queue.popleft()
+                rows += item[0].rows
+                taken.append(item)
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            merged = Batch()
+            for batch, _ in taken:
+                for table, (columns, rows) in batch.tables.items():
+                    merged.add(table, columns, rows)
+            error: BaseException | None = None
+            try:
+                self._insert(merged)
+            except StoreUnavailable as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - a write must never kill the writer
+                log.exception("insert failed")
+                error = StoreUnavailable(f"insert failed: {exc}")
+            if error is not None:
+                self.metrics.store_errors.inc()
+            with self._cond:
+                self._pending_rows -= merged.rows
+                self.metrics.queue_rows.set(self._pending_rows)
+            for _, future in taken:
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    def _insert(self, merged: Batch) -> None:
+        order = [t for t in TABLE_ORDER if t in merged.tables]
+        order += [t for t in merged.tables if t not in TABLE_ORDER]
+        for table in order:
+            columns, rows = merged.tables[table]
+            started = time.perf_counter()
+            self.sink.insert(table, columns, rows)
+            self.metrics.insert_latency.labels(table).observe(time.perf_counter() - started)
+            self.metrics.inserted_rows.labels(table).inc(len(rows))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
