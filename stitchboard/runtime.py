@@ -7,6 +7,7 @@ from typing import Any
 
 from stitchboard.config import SlasConfig, load_config
 from stitchboard.metrics import Metrics
+from stitchboard.phi import Pseudonymizer, load_key
 from stitchboard.settings import Settings
 from stitchboard.store import Store, connect
 from stitchboard.writer import BatchWriter
@@ -19,6 +20,7 @@ class Runtime:
     store: Store
     writer: BatchWriter
     metrics: Metrics
+    pseudonymize: Pseudonymizer
     # Stage-owned services (pseudonymizer, correlator, ...) register themselves here.
     services: dict[str, Any] = field(default_factory=dict)
 
@@ -39,4 +41,6 @@ def build_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
         retry_after=settings.retry_after_seconds,
     )
-    return Runtime(settings=settings, config=config, store=store, writer=writer, metrics=metrics)
+    pseudonymize = Pseudonymizer(load_key(settings.pseudonym_key, settings.pseudonym_key_file))
+    return Runtime(settings=settings, config=config, store=store, writer=writer, metrics=metrics,
+                   pseudonymize=pseudonymize)

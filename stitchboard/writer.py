@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -68,8 +68,17 @@ class BatchWriter:
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._listeners: list[Callable[[Batch], None]] = []
         self._thread = threading.Thread(target=self._run, name="stitchboard-writer", daemon=True)
         self._thread.start()
+
+    def add_listener(self, listener: Callable[[Batch], None]) -> None:
+        """Call ``listener(batch)`` on the writer thread after each durable insert.
+
+        Listeners must be quick (hand the rows to a queue); an exception is logged
+        and ignored, since the rows are already durable.
+        """
+        self._listeners.append(listener)
 
     # -- producers ------------------------------------------------------------------
 
@@ -142,6 +151,12 @@ class BatchWriter:
             with self._cond:
                 self._pending_rows -= merged.rows
                 self.metrics.queue_rows.set(self._pending_rows)
+            if error is None:
+                for listener in self._listeners:
+                    try:
+                        listener(merged)
+                    except Exception:  # noqa: BLE001 - rows are durable; a listener cannot undo that
+                        log.exception("writer listener failed")
             for _, future in taken:
                 if error is None:
                     future.set_result(None)
