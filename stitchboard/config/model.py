@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from stitchboard.config.base import Strict
+from stitchboard.config.messages import MessagesConfig
 from stitchboard.config.workflows import Workflow
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -102,6 +103,7 @@ class SlasConfig(Strict):
     facilities: list[Facility] = Field(default_factory=list)
     keys: dict[str, KeyRule] = Field(default_factory=lambda: dict(DEFAULT_KEYS))
     otel: OtelMapping = Field(default_factory=OtelMapping)
+    messages: MessagesConfig = Field(default_factory=MessagesConfig)
     workflows: list[Workflow] = Field(default_factory=list)
 
     @field_validator("keys")
