@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from stitchboard.components import Component
+from collector.grpc_server import OtlpGrpc
+from collector.http import build_app
+from stitchboard.components import Component, HttpComponent
 from stitchboard.runtime import Runtime
 
 
 def components(runtime: Runtime) -> list[Component]:
+    settings = runtime.settings
     result: list[Component] = []
+    if settings.otlp_http_port:
+        result.append(
+            HttpComponent(
+                "otlp-http", build_app(runtime), settings.host, settings.otlp_http_port, "OTLP/HTTP"
+            )
+        )
+    if settings.otlp_grpc_port:
+        result.append(OtlpGrpc(runtime, settings.host, settings.otlp_grpc_port))
     return result

@@ -26,9 +26,18 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-          413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-          429: "overloaded", 500: "internal_error", 503: "unavailable"}
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "overloaded",
+    500: "internal_error",
+    503: "unavailable",
+}
 
 
 class ApiError(Exception):
@@ -41,7 +50,9 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = {"error": {"status": status, "code": _CODES.get(status, "error"), "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -105,8 +116,11 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             "status": "ok",
             "version": __version__,
             "uptime_seconds": round(time.time() - started, 1),
-            "store": {"url": runtime.store.display_url, "database": runtime.store.database,
-                      "reachable": True},
+            "store": {
+                "url": runtime.store.display_url,
+                "database": runtime.store.database,
+                "reachable": True,
+            },
             "ingest_queue_rows": runtime.writer.pending_rows,
         }
         try:

@@ -65,8 +65,13 @@ def serve(
 
     try:
         settings = load_settings(
-            clickhouse=clickhouse, config=config, host=host, port=port,
-            otlp_http_port=otlp_http_port, otlp_grpc_port=otlp_grpc_port, mllp_port=mllp_port,
+            clickhouse=clickhouse,
+            config=config,
+            host=host,
+            port=port,
+            otlp_http_port=otlp_http_port,
+            otlp_grpc_port=otlp_grpc_port,
+            mllp_port=mllp_port,
         )
         run_server(settings)
     except ConfigError as exc:
@@ -90,6 +95,33 @@ def check_config(config: ConfigOpt = None) -> None:
         f"{settings.config}: ok ({len(loaded.facilities)} facilities, {len(loaded.keys)} keys,"
         f" {len(loaded.workflows)} workflows)"
     )
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="A SELECT; {db} is replaced by the database name.")],
+    clickhouse: ClickhouseOpt = None,
+) -> None:
+    """Run a read-only query on the store and print one JSON object per row.
+
+    With the embedded store, stop the server first: one process owns a data directory.
+    """
+    import json
+
+    from stitchboard.store import Store
+
+    settings = load_settings(clickhouse=clickhouse)
+    store = Store(settings.clickhouse, database=settings.database, cluster=settings.cluster)
+    try:
+        result = store.query(
+            query.replace("{db}", store.database),
+            settings={"readonly": 1} if not store.embedded else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - report any query error as a CLI error
+        fail(str(exc).strip().splitlines()[0])
+        return
+    for row in result.named_results():
+        print(json.dumps(row, default=str))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -43,8 +43,14 @@ class HttpComponent:
         self.host = host
         self.port = port
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="off",
-            access_log=False, timeout_graceful_shutdown=10, h11_max_incomplete_event_size=None,
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            h11_max_incomplete_event_size=None,
         )
         self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None

@@ -22,23 +22,35 @@ class Metrics:
             "stitchboard_accepted_records", "Records stored, per signal", ["signal"], registry=r
         )
         self.rejected = Counter(
-            "stitchboard_rejected_records", "Records dead-lettered, per signal", ["signal"],
+            "stitchboard_rejected_records",
+            "Records dead-lettered, per signal",
+            ["signal"],
             registry=r,
         )
         self.requests = Counter(
-            "stitchboard_requests", "Ingest requests by signal and outcome", ["signal", "outcome"],
+            "stitchboard_requests",
+            "Ingest requests by signal and outcome",
+            ["signal", "outcome"],
             registry=r,
         )
         self.batch_latency = Histogram(
-            "stitchboard_batch_latency_seconds", "Time from receipt to durable, per request",
-            ["signal"], buckets=LATENCY_BUCKETS, registry=r,
+            "stitchboard_batch_latency_seconds",
+            "Time from receipt to durable, per request",
+            ["signal"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.insert_latency = Histogram(
-            "stitchboard_insert_latency_seconds", "ClickHouse insert time per table",
-            ["table"], buckets=LATENCY_BUCKETS, registry=r,
+            "stitchboard_insert_latency_seconds",
+            "ClickHouse insert time per table",
+            ["table"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.inserted_rows = Counter(
-            "stitchboard_inserted_rows", "Rows inserted into ClickHouse per table", ["table"],
+            "stitchboard_inserted_rows",
+            "Rows inserted into ClickHouse per table",
+            ["table"],
             registry=r,
         )
         self.queue_rows = Gauge(

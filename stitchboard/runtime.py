@@ -42,5 +42,11 @@ def build_runtime(settings: Settings) -> Runtime:
         retry_after=settings.retry_after_seconds,
     )
     pseudonymize = Pseudonymizer(load_key(settings.pseudonym_key, settings.pseudonym_key_file))
-    return Runtime(settings=settings, config=config, store=store, writer=writer, metrics=metrics,
-                   pseudonymize=pseudonymize)
+    return Runtime(
+        settings=settings,
+        config=config,
+        store=store,
+        writer=writer,
+        metrics=metrics,
+        pseudonymize=pseudonymize,
+    )

@@ -34,8 +34,13 @@ class Store:
         parts = urlsplit(url)
         self.embedded = parts.scheme == "chdb"
         if parts.scheme not in ("chdb", "http", "https"):
-            raise ConfigError("clickhouse", [f"unsupported store URL scheme {parts.scheme!r} in {url!r}"
-                                             " (use chdb://<dir> or http(s)://host:port/db)"])
+            raise ConfigError(
+                "clickhouse",
+                [
+                    f"unsupported store URL scheme {parts.scheme!r} in {url!r}"
+                    " (use chdb://<dir> or http(s)://host:port/db)"
+                ],
+            )
         if self.embedded:
             self.path = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
             self.database = database
@@ -68,16 +73,22 @@ class Store:
                 autogenerate_session_id=False,
             )
         except ClickHouseError as exc:
-            raise StoreUnavailable(f"cannot connect to ClickHouse at {self.display_url}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to ClickHouse at {self.display_url}: {exc}"
+            ) from exc
         except OSError as exc:
-            raise StoreUnavailable(f"cannot connect to ClickHouse at {self.display_url}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot connect to ClickHouse at {self.display_url}: {exc}"
+            ) from exc
 
     @property
     def display_url(self) -> str:
         """The URL without its password, for logs and health output."""
         parts = urlsplit(self.url)
         if parts.password:
-            netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            netloc = f"{parts.username}:***@{parts.hostname}" + (
+                f":{parts.port}" if parts.port else ""
+            )
             return parts._replace(netloc=netloc).geturl()
         return self.url
 
@@ -161,8 +172,9 @@ def _is_connection_problem(exc: ClickHouseError) -> bool:
     return isinstance(exc, OperationalError)
 
 
-def connect(url: str, database: str = "stitchboard", cluster: str | None = None,
-            migrate: bool = True) -> Store:
+def connect(
+    url: str, database: str = "stitchboard", cluster: str | None = None, migrate: bool = True
+) -> Store:
     """Open the store and bring its schema up to date."""
     from stitchboard.store.schema import migrate as run_migrations
 

@@ -172,8 +172,11 @@ def _tables(*tables: Table) -> Callable[[SchemaContext], list[str]]:
 # 1-9 kernel and collector, 10-19 correlator, 20-29 message logs, 30-39 alerts,
 # 40-49 dashboards and audit.
 MIGRATIONS: list[Migration] = [
-    Migration(1, "otel tables, events, dead letters",
-              _tables(OTEL_TRACES, OTEL_LOGS, EVENTS, DEAD_LETTERS)),
+    Migration(
+        1,
+        "otel tables, events, dead letters",
+        _tables(OTEL_TRACES, OTEL_LOGS, EVENTS, DEAD_LETTERS),
+    ),
 ]
 
 
@@ -183,7 +186,9 @@ def register(migration: Migration) -> None:
         existing = next(m for m in MIGRATIONS if m.version == migration.version)
         if existing.name == migration.name:
             return
-        raise ValueError(f"migration version {migration.version} is already taken by {existing.name!r}")
+        raise ValueError(
+            f"migration version {migration.version} is already taken by {existing.name!r}"
+        )
     MIGRATIONS.append(migration)
     MIGRATIONS.sort(key=lambda m: m.version)
 
@@ -196,7 +201,10 @@ def all_statements(ctx: SchemaContext) -> list[str]:
 
 
 def applied_versions(store) -> set[int]:
-    return {row[0] for row in store.rows(f"SELECT version FROM {store.table('schema_migrations')} FINAL")}
+    return {
+        row[0]
+        for row in store.rows(f"SELECT version FROM {store.table('schema_migrations')} FINAL")
+    }
 
 
 def migrate(store) -> list[int]:
@@ -212,7 +220,9 @@ def migrate(store) -> list[int]:
         log.info("applying migration %s: %s", migration.version, migration.name)
         for sql in migration.statements(ctx):
             store.command(sql)
-        store.insert("schema_migrations", ("version", "name"), [(migration.version, migration.name)])
+        store.insert(
+            "schema_migrations", ("version", "name"), [(migration.version, migration.name)]
+        )
         applied.append(migration.version)
     return applied
 

@@ -9,5 +9,6 @@ from typing import Protocol
 class Sink(Protocol):
     """Makes rows durable. Raises ``StoreUnavailable`` when it cannot."""
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        ...
+    def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+    ) -> None: ...

@@ -1,0 +1,63 @@
+"""The I/O edge shared by the OTLP/HTTP and OTLP/gRPC endpoints.
+
+Decoding runs in a worker thread so one large request does not stall the
+event loop; the response is sent only after ``writer.write`` reports the rows
+durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from collector.normalize import Normalizer
+from collector.otlp import Decoded, decode_logs, decode_traces, logs_to_batch, traces_to_batch
+from stitchboard.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str  # traces | logs
+    noun: str  # spans | log records
+
+    def decode(self, body: bytes, content_type: str, norm: Normalizer) -> Decoded:
+        if self.name == "traces":
+            return traces_to_batch(decode_traces(body, content_type), norm)
+        return logs_to_batch(decode_logs(body, content_type), norm)
+
+    def convert(self, request, norm: Normalizer) -> Decoded:
+        if self.name == "traces":
+            return traces_to_batch(request, norm)
+        return logs_to_batch(request, norm)
+
+
+TRACES = Signal("traces", "spans")
+LOGS = Signal("logs", "log records")
+
+
+class OtlpIngest:
+    """Decode, normalize, write, count: one call per export request."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.metrics = runtime.metrics
+        self.normalizer = Normalizer(runtime.config, runtime.pseudonymize)
+
+    async def ingest_bytes(self, signal: Signal, body: bytes, content_type: str) -> Decoded:
+        decoded = await asyncio.to_thread(signal.decode, body, content_type, self.normalizer)
+        await self._write(signal, decoded)
+        return decoded
+
+    async def ingest_message(self, signal: Signal, request) -> Decoded:
+        decoded = await asyncio.to_thread(signal.convert, request, self.normalizer)
+        await self._write(signal, decoded)
+        return decoded
+
+    async def _write(self, signal: Signal, decoded: Decoded) -> None:
+        started = time.perf_counter()
+        self.metrics.received.labels(signal.name).inc(decoded.accepted + decoded.rejected)
+        await self.runtime.writer.write(decoded.batch)
+        self.metrics.accepted.labels(signal.name).inc(decoded.accepted)
+        self.metrics.rejected.labels(signal.name).inc(decoded.rejected)
+        self.metrics.batch_latency.labels(signal.name).observe(time.perf_counter() - started)

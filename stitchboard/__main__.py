@@ -1,0 +1,3 @@
+from stitchboard.cli import app
+
+app(prog_name="stitchboard")

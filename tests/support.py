@@ -1,0 +1,165 @@
+"""Test helpers: free ports, a real ``stitchboard serve`` subprocess, in-process listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from stitchboard.components import Component
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServeProcess:
+    """A real ``stitchboard serve`` subprocess with its own data directory and ports."""
+
+    def __init__(
+        self, data_dir: Path, config: Path | None = None, env: dict[str, str] | None = None
+    ):
+        self.data_dir = data_dir
+        self.config = config or ROOT / "slas.yaml"
+        self.port = free_port()
+        self.otlp_http_port = free_port()
+        self.otlp_grpc_port = free_port()
+        self.mllp_port = free_port()
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.otlp_http_port}"
+
+    @property
+    def clickhouse(self) -> str:
+        return f"chdb://{self.data_dir}"
+
+    def start(self, timeout: float = 60) -> ServeProcess:
+        env = {**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **self.extra_env}
+        cmd = [
+            sys.executable,
+            "-m",
+            "stitchboard",
+            "serve",
+            "--clickhouse",
+            self.clickhouse,
+            "--config",
+            str(self.config),
+            "--port",
+            str(self.port),
+            "--otlp-http-port",
+            str(self.otlp_http_port),
+            "--otlp-grpc-port",
+            str(self.otlp_grpc_port),
+            "--mllp-port",
+            str(self.mllp_port),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.data_dir.parent,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"stitchboard serve exited early:\n{self.proc.stdout.read()}")
+            try:
+                if httpx.get(f"{self.api}/api/v1/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"stitchboard serve not ready in {timeout}s:\n{self.output}")
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.api}/api/v1/health", timeout=10).json()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.output = out or ""
+        return self.proc.returncode
+
+
+@contextmanager
+def serve_process(
+    config: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[ServeProcess]:
+    workdir = Path(tempfile.mkdtemp(prefix="stitchboard-serve-"))
+    server = ServeProcess(workdir / "data", config=config, env=env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sql(clickhouse: str, query: str) -> list[dict]:
+    """Run a read query against a data directory this process cannot open itself."""
+    out = subprocess.run(
+        [sys.executable, "-m", "stitchboard", "sql", "--clickhouse", clickhouse, query],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+class InProcess:
+    """Components running on an event loop in a background thread (for in-process tests)."""
+
+    def __init__(self, components: list[Component]):
+        self.components = components
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> InProcess:
+        self.thread.start()
+        for component in self.components:
+            asyncio.run_coroutine_threadsafe(component.start(), self.loop).result(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for component in reversed(self.components):
+            asyncio.run_coroutine_threadsafe(component.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
