@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from stitchboard.config.model import SlasConfig
+from stitchboard.config.workflows import workflow_problems
 from stitchboard.errors import ConfigError
 
 
@@ -54,9 +55,13 @@ def parse_config(text: str, source: str = "slas.yaml") -> SlasConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, ["the top level must be a mapping"])
     try:
-        return SlasConfig.model_validate(data)
+        config = SlasConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, validation_problems(exc)) from exc
+    problems = workflow_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
 def load_config(path: str | Path) -> SlasConfig:
