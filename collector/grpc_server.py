@@ -70,18 +70,7 @@ class OtlpGrpc:
         self.host = host
         self.port = port
         self.ingest = OtlpIngest(runtime)
-        limit = runtime.settings.max_body_bytes
-        self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ]
-        )
-        handlers = {}
-        for (service, method), signal in ((TRACE_METHOD, TRACES), (LOGS_METHOD, LOGS)):
-            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
-            handlers[service] = grpc.method_handlers_generic_handler(service, {method: handler})
-        self.server.add_generic_rpc_handlers(tuple(handlers.values()))
+        self.server: grpc.aio.Server | None = None
 
     def _handler(self, signal: Signal):
         retry_after = self.runtime.settings.retry_after_seconds
@@ -117,13 +106,27 @@ class OtlpGrpc:
         return export
 
     async def start(self) -> None:
+        # grpc.aio binds a server to the running loop, so it is built here, not in __init__.
+        limit = self.runtime.settings.max_body_bytes
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ]
+        )
+        handlers = []
+        for (service, method), signal in ((TRACE_METHOD, TRACES), (LOGS_METHOD, LOGS)):
+            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
+            handlers.append(grpc.method_handlers_generic_handler(service, {method: handler}))
+        self.server.add_generic_rpc_handlers(tuple(handlers))
         bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
         if not bound:
             raise OSError(f"cannot bind OTLP/gRPC to {self.host}:{self.port}")
         await self.server.start()
 
     async def stop(self) -> None:
-        await self.server.stop(grace=10)
+        if self.server is not None:
+            await self.server.stop(grace=10)
 
     def describe(self) -> str:
         return f"{'OTLP/gRPC':<22} {self.host}:{self.port}"

@@ -163,3 +163,31 @@ class InProcess:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+def make_runtime(store, sink=None, config=None, **settings):
+    """A Runtime on the test store (or another Sink) without starting a server."""
+    from stitchboard.config import load_config
+    from stitchboard.metrics import Metrics
+    from stitchboard.phi import Pseudonymizer
+    from stitchboard.runtime import Runtime
+    from stitchboard.settings import Settings
+    from stitchboard.writer import BatchWriter
+
+    cfg = Settings(clickhouse=store.url, database=store.database, **settings)
+    metrics = Metrics()
+    writer = BatchWriter(
+        sink or store,
+        max_rows=cfg.queue_max_rows,
+        batch_max_rows=cfg.batch_max_rows,
+        metrics=metrics,
+        retry_after=cfg.retry_after_seconds,
+    )
+    return Runtime(
+        settings=cfg,
+        config=config or load_config(ROOT / "slas.yaml"),
+        store=store,
+        writer=writer,
+        metrics=metrics,
+        pseudonymize=Pseudonymizer(TEST_KEY.encode()),
+    )
