@@ -1,0 +1,66 @@
+"""The correlator's pure core across all workflows: route, stitch, summarize."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from correlator.deadlines import clocks_for
+from correlator.matching import Router
+from correlator.stitching import Changes, WorkflowStitcher
+from correlator.transaction import Transaction
+from stitchboard.config.model import SlasConfig
+from stitchboard.events import Event
+
+
+class Correlator:
+    """Feed it events in any order, any number of times; flush to get what changed."""
+
+    def __init__(self, config: SlasConfig):
+        self.config = config
+        self.router = Router(config.workflows)
+        self.stitchers = [WorkflowStitcher(w) for w in config.workflows]
+        self.clocks = clocks_for(config.facilities)
+        self.events_seen = 0
+
+    def add(self, events: Iterable[Event]) -> None:
+        route = self.router.route
+        stitchers = self.stitchers
+        for event in events:
+            self.events_seen += 1
+            for wi, si in route(event.system, event.operation, event.attributes):
+                stitchers[wi].add(event, si)
+
+    def flush(self, now: int | None = None) -> Changes:
+        now = time.time_ns() if now is None else now
+        upserts: list[Transaction] = []
+        retired: list[str] = []
+        for stitcher in self.stitchers:
+            changes = stitcher.flush(self.clocks, now)
+            upserts.extend(changes.upserts)
+            retired.extend(changes.retired)
+        return Changes(tuple(upserts), tuple(retired))
+
+    def feed(self, events: Iterable[Event], now: int | None = None) -> Changes:
+        self.add(events)
+        return self.flush(now)
+
+    def transactions(self, now: int | None = None) -> list[Transaction]:
+        """Every current transaction, recomputed (for a rebuild or a comparison)."""
+        now = time.time_ns() if now is None else now
+        return [
+            stitcher.transaction(root, self.clocks, now)
+            for stitcher in self.stitchers
+            for root in stitcher.roots()
+        ]
+
+    @property
+    def transaction_count(self) -> int:
+        return sum(len(s) for s in self.stitchers)
+
+
+def correlate(config: SlasConfig, events: Iterable[Event], now: int) -> list[Transaction]:
+    """One batch pass over all events: the reference the incremental path must equal."""
+    correlator = Correlator(config)
+    correlator.add(events)
+    return correlator.transactions(now)

@@ -1,0 +1,164 @@
+"""Key-chained stitching of one workflow's hops into transactions (pure, incremental).
+
+The state is a union-find over chain-key values ``(key, value)``: a core hop
+(a step without ``fan_in``) unites the values of its step's ``keys``, so
+events sharing any of them — directly or through a chain — end up in one
+component, which is one transaction. Fan-in hops (and ``unexpected`` hops)
+never unite anything: they are indexed by their lookup values and belong to
+every transaction whose core hops carry one of those values.
+
+Everything kept is a set (hops by event id, unions, indexes), so the state
+after any sequence of batches equals the state after one batch holding all of
+their events; transactions are recomputed from that state by ``summarize``,
+which sorts what it reads. Hence incremental == batch, whatever the order,
+duplication or split of the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from correlator.deadlines import FacilityClock
+from correlator.matching import UNEXPECTED
+from correlator.transaction import Hop, Transaction, summarize
+from stitchboard.config.workflows import Workflow
+from stitchboard.events import Event
+
+Node = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one feed changed: transactions to (re)write and ids that no longer exist."""
+
+    upserts: tuple[Transaction, ...]
+    retired: tuple[str, ...]
+
+
+class WorkflowStitcher:
+    def __init__(self, workflow: Workflow):
+        self.workflow = workflow
+        steps = workflow.steps
+        self._chain = [tuple(s.keys) if not s.fan_in else () for s in steps]
+        # Values a transaction is found by from fan-in hops: its core hops' keys and carries.
+        self._carried = [tuple(dict.fromkeys((*s.keys, *s.carries))) if not s.fan_in else ()
+                         for s in steps]
+        self._lookup = [tuple(s.fan_in) for s in steps]
+        self._unexpected_lookup = tuple(sorted(workflow.chain_keys))
+        self._parent: dict[Node, Node] = {}
+        self._size: dict[Node, int] = {}
+        self._members: dict[Node, list[Hop]] = {}  # root -> core hops
+        self._hops: dict[str, Hop] = {}  # every accepted hop by event id
+        self._carriers: dict[Node, set[Node]] = {}  # carried value -> chain nodes carrying it
+        self._fanin: dict[Node, list[Hop]] = {}  # lookup value -> fan-in hops
+        self._emitted: dict[Node, str] = {}  # root -> transaction id last written
+        self._dirty: set[Node] = set()
+        self._retired: set[str] = set()
+        self.unstitchable = 0  # hops of a step that carried none of its keys
+
+    # -- union-find ------------------------------------------------------------------
+
+    def _find(self, node: Node) -> Node:
+        parent = self._parent
+        root = node
+        while parent[root] != root:
+            root = parent[root]
+        while parent[node] != root:  # path compression
+            parent[node], node = root, parent[node]
+        return root
+
+    def _add_node(self, node: Node) -> Node:
+        if node not in self._parent:
+            self._parent[node] = node
+            self._size[node] = 1
+            return node
+        return self._find(node)
+
+    def _union(self, a: Node, b: Node) -> Node:
+        if a == b:
+            return a
+        if self._size[a] < self._size[b]:
+            a, b = b, a
+        self._parent[b] = a
+        self._size[a] += self._size[b]
+        absorbed = self._members.pop(b, None)
+        if absorbed:
+            self._members.setdefault(a, []).extend(absorbed)
+        old = self._emitted.pop(b, None)
+        if old is not None:
+            self._retired.add(old)
+        return a
+
+    # -- feeding -----------------------------------------------------------------------
+
+    def add(self, event: Event, step: int) -> None:
+        if event.event_id in self._hops:
+            return  # a replay or duplicate send: same id, same hop
+        keys = event.keys
+        hop = Hop(event, step)
+        if step == UNEXPECTED or self._lookup[step]:
+            names = self._unexpected_lookup if step == UNEXPECTED else self._lookup[step]
+            values = [(k, keys[k]) for k in names if keys.get(k)]
+            if not values:
+                self.unstitchable += 1
+                return
+            self._hops[event.event_id] = hop
+            for value in values:
+                self._fanin.setdefault(value, []).append(hop)
+                carriers = self._carriers.get(value)
+                if carriers:
+                    self._dirty.update(carriers)
+            return
+        nodes = [(k, keys[k]) for k in self._chain[step] if keys.get(k)]
+        if not nodes:
+            self.unstitchable += 1
+            return
+        self._hops[event.event_id] = hop
+        root = self._add_node(nodes[0])
+        for node in nodes[1:]:
+            root = self._union(root, self._add_node(node))
+        self._members.setdefault(root, []).append(hop)
+        anchor = nodes[0]
+        for k in self._carried[step]:
+            value = keys.get(k)
+            if value:
+                self._carriers.setdefault((k, value), set()).add(anchor)
+        self._dirty.add(anchor)
+
+    def flush(self, clocks: dict[str, FacilityClock], now: int) -> Changes:
+        """Recompute every transaction touched since the last flush."""
+        roots = {self._find(node) for node in self._dirty}
+        self._dirty.clear()
+        upserts = []
+        for root in roots:
+            tx = self.transaction(root, clocks, now)
+            previous = self._emitted.get(root)
+            if previous is not None and previous != tx.id:
+                self._retired.add(previous)
+            self._emitted[root] = tx.id
+            upserts.append(tx)
+        live = {tx.id for tx in upserts}
+        retired = tuple(sorted(self._retired - live))
+        self._retired.clear()
+        return Changes(tuple(upserts), retired)
+
+    def transaction(self, root: Node, clocks: dict[str, FacilityClock], now: int) -> Transaction:
+        core = self._members[root]
+        attached: dict[str, Hop] = {}
+        if self._fanin:
+            # Fan-in and unexpected hops belong to every transaction carrying their value.
+            for hop in core:
+                keys = hop.event.keys
+                for k in self._carried[hop.step]:
+                    value = keys.get(k)
+                    if value:
+                        for other in self._fanin.get((k, value), ()):
+                            attached[other.event.event_id] = other
+        return summarize(self.workflow, core, attached.values(), clocks, now)
+
+    def roots(self) -> Iterable[Node]:
+        return list(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)

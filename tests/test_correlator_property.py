@@ -1,0 +1,107 @@
+"""Incremental correlation equals one batch pass: any order, duplicates, replays, batch splits."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from correlator.engine import Correlator, correlate
+from stitchboard.config.model import SlasConfig
+from stitchboard.config.workflows import workflow_problems
+from tests.correlator_helpers import HOUR, MINUTE, ev
+
+KEYS = ("k1", "k2", "k3", "k4")
+NOW = 1_800_000_000 * 1_000_000_000
+
+
+@st.composite
+def workflows(draw) -> SlasConfig:
+    count = draw(st.integers(2, 5))
+    steps = []
+    for i in range(count):
+        fan_in = i > 0 and draw(st.booleans()) and draw(st.booleans())
+        step = {
+            "name": f"s{i}",
+            "match": {"system": "S", "operation": f"op{i}"},
+            "keys": draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=2, unique=True)),
+            "repeat": draw(st.booleans()),
+            "optional": i > 0 and draw(st.booleans()),
+        }
+        if fan_in:
+            step["fan_in"] = ["k4"]
+        elif draw(st.booleans()):
+            step["carries"] = ["k4"]
+        if draw(st.booleans()):
+            after = draw(st.sampled_from(["previous", "start", *[f"s{j}" for j in range(i)]]))
+            step["within"] = {
+                "after": after if i > 0 or after in ("previous", "start") else "start",
+                "warn": f"{draw(st.integers(1, 90))}m",
+                "breach": draw(st.sampled_from(["2h", "1bd", "3h"])),
+            }
+        steps.append(step)
+    steps[0]["carries"] = ["k4"]  # fan-in steps need a carrier of k4
+    workflow = {
+        "name": "w",
+        "steps": steps,
+        "within": {"warn": "4h", "breach": "2bd"},
+        "clock_skew": "1m",
+        "unexpected": [{"system": "S", "operation": "cancel"}],
+    }
+    config = SlasConfig.model_validate(
+        {
+            "facilities": [{"id": "F", "timezone": "America/Chicago"}],
+            "keys": {k: {"attributes": [k]} for k in KEYS},
+            "workflows": [workflow],
+        }
+    )
+    assert workflow_problems(config) == []
+    return config
+
+
+@st.composite
+def streams(draw, config: SlasConfig):
+    steps = config.workflows[0].steps
+    events = []
+    for n in range(draw(st.integers(1, 30))):
+        i = draw(st.integers(-1, len(steps) - 1))
+        names = KEYS if i < 0 else (*steps[i].keys, *steps[i].carries, *steps[i].fan_in)
+        keys = {
+            k: f"{k}-{draw(st.integers(0, 5))}" for k in names if draw(st.integers(0, 9)) < 8
+        }
+        events.append(
+            ev(
+                "S",
+                "cancel" if i < 0 else f"op{i}",
+                draw(st.integers(0, 48)) * 17 * MINUTE + NOW - 30 * HOUR,
+                facility="F",
+                status=draw(st.sampled_from(["ok", "ok", "error"])),
+                amount=draw(st.sampled_from([None, "10.00", "2.50"])),
+                tag=str(n),
+                **keys,
+            )
+        )
+    return events
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_incremental_equals_batch(data) -> None:
+    config = data.draw(workflows())
+    events = data.draw(streams(config))
+    expected = {t.id: t for t in correlate(config, events, NOW)}
+
+    # Arrival: shuffled, some events sent twice (replays), split into random batches.
+    replays = data.draw(st.lists(st.sampled_from(events), max_size=10))
+    arrival = data.draw(st.permutations(events + replays))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(arrival)), max_size=6)))
+    batches = [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)], strict=True)]
+
+    correlator = Correlator(config)
+    table: dict = {}
+    for batch in batches:
+        changes = correlator.feed(batch, now=NOW)
+        for tx_id in changes.retired:
+            table.pop(tx_id, None)
+        for tx in changes.upserts:
+            table[tx.id] = tx
+    assert table == expected
