@@ -9,8 +9,9 @@ else MSH-7). Defaults follow HL7 v2.5.1, so a slas.yaml without this section wor
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from stitchboard.config.base import Strict
 
@@ -34,29 +35,32 @@ DEFAULT_PHI_FIELDS = [
 ]
 
 
-def _check_paths(paths: list[str]) -> list[str]:
-    bad = [p for p in paths if not _PATH.match(p)]
-    if bad:
-        raise ValueError(f"{bad[0]!r} is not an HL7 field path like PV1-19.1 or MSH-9")
-    return paths
+def _check_path(path: str) -> str:
+    if not _PATH.match(path):
+        raise ValueError(f"{path!r} is not an HL7 field path like PV1-19.1 or MSH-9")
+    return path
+
+
+Hl7Path = Annotated[str, AfterValidator(_check_path)]
 
 
 class Hl7Mapping(Strict):
     """Where an HL7 v2 message keeps the event fields and business keys."""
 
-    event_time: list[str] = Field(default_factory=lambda: ["EVN-6", "EVN-2", "MSH-7"])
-    facility: list[str] = Field(default_factory=lambda: ["MSH-4", "PV1-3.4"])
-    system: list[str] = Field(default_factory=lambda: ["MSH-3"])
+    event_time: list[Hl7Path] = Field(default_factory=lambda: ["EVN-6", "EVN-2", "MSH-7"])
+    facility: list[Hl7Path] = Field(default_factory=lambda: ["MSH-4", "PV1-3.4"])
+    system: list[Hl7Path] = Field(default_factory=lambda: ["MSH-3"])
     # Message type and trigger joined with ``^`` (``ADT^A03``).
-    operation: list[str] = Field(default_factory=lambda: ["MSH-9"])
-    status: list[str] = Field(default_factory=lambda: ["MSA-1"])
+    operation: list[Hl7Path] = Field(default_factory=lambda: ["MSH-9"])
+    status: list[Hl7Path] = Field(default_factory=lambda: ["MSA-1"])
     status_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUS_MAP))
     default_status: str = "ok"
-    amount: list[str] = Field(default_factory=lambda: ["FT1-11.1", "FT1-12.1"])
+    status_message: list[Hl7Path] = Field(default_factory=lambda: ["MSA-3", "ERR-8"])
+    amount: list[Hl7Path] = Field(default_factory=lambda: ["FT1-11.1", "FT1-12.1"])
     # One event per occurrence of this segment (one charge line per FT1); paths
     # into it read that occurrence, every other path reads the message.
     repeat_segment: str | None = "FT1"
-    keys: dict[str, list[str]] = Field(
+    keys: dict[str, list[Hl7Path]] = Field(
         default_factory=lambda: {
             # An ACK's MSA-2 is the acknowledged message's MSH-10: the ACK joins it.
             "msg": ["MSA-2", "MSH-10"],
@@ -67,29 +71,10 @@ class Hl7Mapping(Strict):
             "charge_batch": ["FT1-3.1"],
         }
     )
-    attributes: dict[str, str] = Field(default_factory=dict)
-    phi_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_PHI_FIELDS))
+    attributes: dict[str, Hl7Path] = Field(default_factory=dict)
+    phi_fields: list[Hl7Path] = Field(default_factory=lambda: list(DEFAULT_PHI_FIELDS))
     # Keep the message (PHI fields pseudonymized) in the event's attributes.
     store_message: bool = False
-
-    @field_validator("event_time", "facility", "system", "operation", "status", "amount",
-                     "phi_fields")
-    @classmethod
-    def _paths(cls, value: list[str]) -> list[str]:
-        return _check_paths(value)
-
-    @field_validator("keys")
-    @classmethod
-    def _key_paths(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for paths in value.values():
-            _check_paths(paths)
-        return value
-
-    @field_validator("attributes")
-    @classmethod
-    def _attribute_paths(cls, value: dict[str, str]) -> dict[str, str]:
-        _check_paths(list(value.values()))
-        return value
 
     @field_validator("repeat_segment")
     @classmethod

@@ -1,0 +1,237 @@
+"""HL7 v2 message → hop events, per slas.yaml ``messages.hl7`` (no I/O).
+
+PHI fields are masked first and everything is read from the masked message,
+so PHI keys come out as pseudonyms and a masked dead letter replays to the
+same events.
+
+A message with several FT1 segments (``repeat_segment``) gives one event per
+FT1 line: each carries its own charge key, amount and set id, plus the
+message's keys (visit, account, msg). A message without one gives one event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from collector.hl7.dtm import parse_dtm
+from collector.hl7.message import DEFAULT_ENCODING, Encoding, FieldPath, Hl7Error, Hl7Message
+from collector.hl7.phi import Masker
+from stitchboard.config import SlasConfig
+from stitchboard.events import STATUS_ERROR, STATUS_OK, STATUS_UNSET, Event, event_id
+
+_STATUSES = {STATUS_OK, STATUS_ERROR, STATUS_UNSET}
+_AMOUNT_LIMIT = Decimal("1e16")
+_CENT = Decimal("0.01")
+_MSH = {n: FieldPath("MSH", n) for n in range(3, 13)}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What an ACK needs from the message it answers."""
+
+    encoding: Encoding = DEFAULT_ENCODING
+    sending_application: str = ""
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    trigger: str = ""
+    control_id: str = ""
+    processing_id: str = "P"
+    version: str = "2.5.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Hl7Result:
+    """Either events, or a rejection reason; ``masked`` is the PHI-masked message text."""
+
+    masked: str
+    header: Header = field(default_factory=Header)
+    events: tuple[Event, ...] = ()
+    reason: str = ""
+    error_code: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.reason)
+
+
+class Hl7Extractor:
+    def __init__(self, config: SlasConfig, pseudonymize: Callable[[str], str]):
+        mapping = config.messages.hl7
+        paths = lambda texts: [FieldPath.parse(t) for t in texts]  # noqa: E731
+        self.event_time = paths(mapping.event_time)
+        self.facility = paths(mapping.facility)
+        self.system = paths(mapping.system)
+        self.operation = paths(mapping.operation)
+        self.status = paths(mapping.status)
+        self.status_message = paths(mapping.status_message)
+        self.status_map = {k.upper(): v for k, v in mapping.status_map.items()}
+        self.default_status = mapping.default_status
+        self.amount = paths(mapping.amount)
+        self.repeat = mapping.repeat_segment
+        self.keys = {name: paths(texts) for name, texts in mapping.keys.items()}
+        self.attributes = {name: FieldPath.parse(text) for name, text in mapping.attributes.items()}
+        self.store_message = mapping.store_message
+        self.masker = Masker(mapping.phi_fields, pseudonymize)
+        self.pseudonymize = pseudonymize
+        self.phi_keys = config.phi_keys
+        self.facilities = config.facility_index()
+        self.zones = {f.id: f.zone for f in config.facilities}
+
+    def mask_text(self, text: str) -> str:
+        return self.masker.text(text)
+
+    def extract(self, text: str, source: str, observed_time: int) -> Hl7Result:
+        try:
+            parsed = Hl7Message.parse(text)
+        except Hl7Error as exc:
+            return Hl7Result(masked=self.masker.text(text), reason=exc.reason, error_code=exc.code)
+        segments = self.masker.segments(parsed.segments, parsed.encoding)
+        message = Hl7Message(segments, parsed.encoding)
+        masked = message.text()
+        header = _header(message)
+        try:
+            events = self._events(message, masked, header, source, observed_time)
+        except Hl7Error as exc:
+            return Hl7Result(masked=masked, header=header, reason=exc.reason, error_code=exc.code)
+        return Hl7Result(masked=masked, header=header, events=tuple(events))
+
+    # -- the pure mapping ---------------------------------------------------------------
+
+    def _first(self, message: Hl7Message, paths: list[FieldPath], index: int | None = None,
+               repeat: str | None = None) -> str:
+        for path in paths:
+            value = message.value(path, index if path.segment == repeat else None)
+            if value and value != '""':
+                return value
+        return ""
+
+    def _resolve_facility(self, message: Hl7Message) -> str:
+        seen = []
+        for path in self.facility:
+            value = message.value(path)
+            if not value:
+                continue
+            if not self.facilities:
+                return value
+            canonical = self.facilities.get(value)
+            if canonical:
+                return canonical
+            seen.append(f"{value!r} ({path})")
+        if not self.facilities:
+            return ""
+        if not seen:
+            where = ", ".join(str(p) for p in self.facility)
+            raise Hl7Error(f"no facility: {where} empty; slas.yaml declares facilities, so every"
+                           " message must name one", "101")
+        raise Hl7Error(f"unknown facility {', '.join(seen)}: add it, or an alias, to facilities"
+                       " in slas.yaml, then replay the dead letters", "103")
+
+    def _time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
+        problems = []
+        for path in self.event_time:
+            value = message.value(path)
+            if not value:
+                continue
+            try:
+                return parse_dtm(value.split(message.encoding.component, 1)[0], zone)
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+        where = ", ".join(str(p) for p in self.event_time)
+        detail = "; ".join(problems) if problems else f"{where} all empty"
+        raise Hl7Error(f"no usable event time ({detail})", "101" if not problems else "102")
+
+    def _events(self, message: Hl7Message, masked: str, header: Header, source: str,
+                observed_time: int) -> list[Event]:
+        facility = self._resolve_facility(message)
+        event_time = self._time(message, self.zones.get(facility))
+        system = self._first(message, self.system)
+        operation = ""
+        for path in self.operation:
+            if path.component:
+                operation = message.value(path)
+            else:
+                operation = "^".join(c for c in message.components(path, 2) if c)
+            if operation:
+                break
+        status_code = self._first(message, self.status)
+        status = self.status_map.get(status_code.upper(), STATUS_UNSET) if status_code else (
+            self.default_status)
+        if status not in _STATUSES:
+            status = STATUS_UNSET
+        status_message = self._first(message, self.status_message) if status == STATUS_ERROR else ""
+        attributes = {"hl7.version": header.version} if header.version else {}
+        if self.store_message:
+            attributes["hl7.message"] = masked
+        identity = header.control_id or event_id(masked)
+
+        occurrences: list[int | None] = []
+        if self.repeat:
+            occurrences = list(message.occurrences(self.repeat))
+        if not occurrences:
+            occurrences = [None]
+        events = []
+        for ordinal, index in enumerate(occurrences, 1):
+            keys = {}
+            for name, paths in self.keys.items():
+                value = self._first(message, paths, index, self.repeat)
+                if value:
+                    keys[name] = self.pseudonymize(value) if name in self.phi_keys else value
+            attrs = dict(attributes)
+            for name, path in self.attributes.items():
+                value = message.value(path, index if path.segment == self.repeat else None)
+                if value:
+                    attrs[name] = value
+            part = ""
+            if index is not None:
+                set_id = message.value(FieldPath(self.repeat or "", 1), index)
+                part = set_id or str(ordinal)
+                attrs[f"hl7.{(self.repeat or '').lower()}_set_id"] = part
+            events.append(Event(
+                event_id=event_id("hl7", header.sending_application, header.sending_facility,
+                                  identity, part),
+                event_time=event_time,
+                observed_time=observed_time,
+                source_kind="hl7",
+                source=source,
+                facility=facility,
+                system=system,
+                operation=operation,
+                status=status,
+                status_message=status_message,
+                amount=parse_amount(self._first(message, self.amount, index, self.repeat)),
+                keys=keys,
+                attributes=attrs,
+            ))
+        return events
+
+
+def _header(message: Hl7Message) -> Header:
+    value = lambda n: message.value(_MSH[n])  # noqa: E731
+    return Header(
+        encoding=message.encoding,
+        sending_application=value(3),
+        sending_facility=value(4),
+        receiving_application=value(5),
+        receiving_facility=value(6),
+        trigger=message.value(FieldPath("MSH", 9, 2)),
+        control_id=value(10),
+        processing_id=message.value(FieldPath("MSH", 11, 1)) or "P",
+        version=message.value(FieldPath("MSH", 12, 1)),
+    )
+
+
+def parse_amount(text: str) -> Decimal | None:
+    """A money amount, or None when absent or not a number (the hop still counts)."""
+    if not text:
+        return None
+    try:
+        amount = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or abs(amount) >= _AMOUNT_LIMIT:
+        return None
+    return amount.quantize(_CENT)

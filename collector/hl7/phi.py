@@ -1,0 +1,97 @@
+"""PHI masking of HL7 messages: every value of a PHI field becomes its pseudonym.
+
+Masking works leaf by leaf (each subcomponent of each repetition), so the
+structure survives and a masked message extracts to exactly the same events as
+the original: ``PID-3.1`` of the masked message is the pseudonym of the MRN, and
+pseudonymizing a pseudonym returns it unchanged. That is what makes a masked
+dead letter replayable, so dead letters never hold raw PHI either.
+
+Masking must also work on text that failed validation, so it only needs the
+segment lines and the delimiters (the defaults when MSH cannot be read).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from collector.hl7.message import (
+    DEFAULT_ENCODING,
+    Encoding,
+    FieldPath,
+    Hl7Error,
+    encoding_of,
+    split_segments,
+    unescape,
+)
+
+Pseudonymize = Callable[[str], str]
+
+
+class Masker:
+    def __init__(self, phi_fields: Iterable[str], pseudonymize: Pseudonymize):
+        # Patients recur across messages; the HMAC is the costliest step of ingest.
+        self.pseudonymize = functools.lru_cache(maxsize=1 << 16)(pseudonymize)
+        # segment name -> field number -> components to mask (empty set: the whole field)
+        self.targets: dict[str, dict[int, set[int]]] = defaultdict(dict)
+        for text in phi_fields:
+            path = FieldPath.parse(text)
+            fields = self.targets[path.segment]
+            if not path.component:
+                fields[path.field] = set()  # the whole field
+            elif path.field not in fields:
+                fields[path.field] = {path.component}
+            elif fields[path.field]:
+                fields[path.field].add(path.component)
+
+    def segments(self, segments: list[str], encoding: Encoding) -> list[str]:
+        """The segments with PHI fields replaced by pseudonyms (others untouched)."""
+        out = segments
+        for i, segment in enumerate(segments):
+            fields_to_mask = self.targets.get(segment[:3])
+            if not fields_to_mask or segment[:3] == "MSH":
+                continue
+            if out is segments:
+                out = list(segments)
+            out[i] = self._segment(segment, fields_to_mask, encoding)
+        return out
+
+    def text(self, text: str) -> str:
+        """Best-effort masking of anything that looks like HL7, valid or not."""
+        segments = split_segments(text)
+        encoding = DEFAULT_ENCODING
+        if segments and segments[0].startswith("MSH"):
+            try:
+                encoding = encoding_of(segments[0])
+            except Hl7Error:
+                encoding = DEFAULT_ENCODING
+        return "\r".join(self.segments(segments, encoding))
+
+    def _segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
+        fields = segment.split(enc.field)
+        for number, components in targets.items():
+            if number < len(fields) and fields[number]:
+                fields[number] = self._field(fields[number], components, enc)
+        return enc.field.join(fields)
+
+    def _field(self, field: str, components: set[int], enc: Encoding) -> str:
+        repetitions = []
+        for repetition in field.split(enc.repetition):
+            parts = repetition.split(enc.component)
+            for c, part in enumerate(parts, 1):
+                if components and c not in components:
+                    continue
+                parts[c - 1] = enc.subcomponent.join(
+                    self._leaf(sub, enc) for sub in part.split(enc.subcomponent)
+                )
+            repetitions.append(enc.component.join(parts))
+        return enc.repetition.join(repetitions)
+
+    def _leaf(self, leaf: str, enc: Encoding) -> str:
+        # HL7's explicit null ("") carries no identity; keep it so "delete" semantics survive.
+        if not leaf or leaf == '""':
+            return leaf
+        value = unescape(leaf, enc) if enc.escape in leaf else leaf
+        value = value.strip()
+        return self.pseudonymize(value) if value else leaf
