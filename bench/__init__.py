@@ -1,0 +1,1 @@
+"""Benchmarks run by ``make bench``: figures printed beside in-run references."""
