@@ -74,6 +74,7 @@ LOG_COLUMNS = (
     "ScopeVersion",
     "ScopeAttributes",
     "LogAttributes",
+    "EventName",
 )
 
 # Names the exporter writes (pdata's SpanKind.String() / StatusCode.String()).
@@ -316,6 +317,7 @@ def logs_to_batch(
                         sl.scope.version,
                         scope_attrs,
                         attrs,
+                        record.event_name,
                     )
                 )
                 keys = {**resource_keys, **norm.keys(attrs)}

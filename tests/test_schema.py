@@ -32,6 +32,8 @@ EXPORTER_TRACE_COLUMNS = [
     ("Links.SpanId", "Array(String)"),
     ("Links.TraceState", "Array(String)"),
     ("Links.Attributes", "Array(Map(LowCardinality(String), String))"),
+    ("ResourceAttributeItems", "Array(String)"),
+    ("SpanAttributeItems", "Array(String)"),
 ]
 EXPORTER_LOG_COLUMNS = [
     ("Timestamp", "DateTime64(9)"),
@@ -50,6 +52,7 @@ EXPORTER_LOG_COLUMNS = [
     ("ScopeVersion", "LowCardinality(String)"),
     ("ScopeAttributes", "Map(LowCardinality(String), String)"),
     ("LogAttributes", "Map(LowCardinality(String), String)"),
+    ("EventName", "String"),
 ]
 
 

@@ -7,8 +7,9 @@ repeated. Append new migrations; never edit an applied one.
 
 ``otel_traces`` and ``otel_logs`` keep the column names and types of the
 OpenTelemetry Collector contrib ClickHouse exporter (exporter/clickhouseexporter,
-internal/sqltemplates traces_table.sql and logs_table.sql, v0.12x–v0.13x line),
-pinned by tests/test_schema.py. Their engine is ReplacingMergeTree keyed on
+internal/sqltemplates: traces_table.sql as of contrib commit 2bf6b9e1, with the
+ResourceAttributeItems/SpanAttributeItems ALIAS columns, and logs_table.sql as
+of commit e3bd2d1d, with EventName), pinned by tests/test_schema.py. Their engine is ReplacingMergeTree keyed on
 the record's identity, so a re-sent batch collapses; Stitchboard's own reads
 use FINAL and are exact before merges. The official Collector can insert into
 the same tables.
@@ -53,6 +54,10 @@ OTEL_TRACES = Table(
         TraceState String,
         Attributes Map(LowCardinality(String), String)
     ) CODEC(ZSTD(1)),
+    ResourceAttributeItems Array(String) ALIAS arrayMap(kv -> concat(kv.1, '=', kv.2),
+        CAST(ResourceAttributes, 'Array(Tuple(String, String))')),
+    SpanAttributeItems Array(String) ALIAS arrayMap(kv -> concat(kv.1, '=', kv.2),
+        CAST(SpanAttributes, 'Array(Tuple(String, String))')),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
@@ -85,6 +90,7 @@ OTEL_LOGS = Table(
     ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
     ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
     LogAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    EventName String CODEC(ZSTD(1)),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
