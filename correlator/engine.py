@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from correlator.deadlines import clocks_for
 from correlator.matching import Router
-from correlator.stitching import Changes, WorkflowStitcher
+from correlator.stitching import Changes, Retired, WorkflowStitcher
 from correlator.transaction import Transaction
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
@@ -34,9 +34,25 @@ class Correlator:
     def flush(self, now: int | None = None) -> Changes:
         now = time.time_ns() if now is None else now
         upserts: list[Transaction] = []
-        retired: list[str] = []
+        retired: list[Retired] = []
         for stitcher in self.stitchers:
             changes = stitcher.flush(self.clocks, now)
+            upserts.extend(changes.upserts)
+            retired.extend(changes.retired)
+        return Changes(tuple(upserts), tuple(retired))
+
+    def redo(self) -> None:
+        """The last flush (or sweep) could not be stored: repeat it on the next flush."""
+        for stitcher in self.stitchers:
+            stitcher.redo()
+
+    def sweep(self, now: int | None = None) -> Changes:
+        """Transactions that became overdue (or moved from warn to breach) by ``now``."""
+        now = time.time_ns() if now is None else now
+        upserts: list[Transaction] = []
+        retired: list[Retired] = []
+        for stitcher in self.stitchers:
+            changes = stitcher.sweep(self.clocks, now)
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
         return Changes(tuple(upserts), tuple(retired))

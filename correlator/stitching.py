@@ -16,6 +16,7 @@ duplication or split of the input.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,7 +34,16 @@ class Changes:
     """What one feed changed: transactions to (re)write and ids that no longer exist."""
 
     upserts: tuple[Transaction, ...]
-    retired: tuple[str, ...]
+    retired: tuple[Retired, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Retired:
+    """A transaction id that no longer exists (merged away or re-identified)."""
+
+    workflow: str
+    id: str
+    id_time: int
 
 
 class WorkflowStitcher:
@@ -52,9 +62,13 @@ class WorkflowStitcher:
         self._hops: dict[str, Hop] = {}  # every accepted hop by event id
         self._carriers: dict[Node, set[Node]] = {}  # carried value -> chain nodes carrying it
         self._fanin: dict[Node, list[Hop]] = {}  # lookup value -> fan-in hops
-        self._emitted: dict[Node, str] = {}  # root -> transaction id last written
+        self._emitted: dict[Node, tuple[str, int]] = {}  # root -> (id, id_time) last written
         self._dirty: set[Node] = set()
-        self._retired: set[str] = set()
+        # (instant, root): when an open transaction's status or level changes by
+        # itself (a warn or breach deadline passes); ``sweep`` recomputes it then.
+        self._deadlines: list[tuple[int, Node]] = []
+        self._retired: set[tuple[str, int]] = set()
+        self._last_flush: tuple[set[Node], set[tuple[str, int]]] = (set(), set())
         self.unstitchable = 0  # hops of a step that carried none of its keys
 
     # -- union-find ------------------------------------------------------------------
@@ -130,18 +144,41 @@ class WorkflowStitcher:
         """Recompute every transaction touched since the last flush."""
         roots = {self._find(node) for node in self._dirty}
         self._dirty.clear()
+        self._last_flush = (roots, set(self._retired))
         upserts = []
         for root in roots:
             tx = self.transaction(root, clocks, now)
             previous = self._emitted.get(root)
-            if previous is not None and previous != tx.id:
+            if previous is not None and previous[0] != tx.id:
                 self._retired.add(previous)
-            self._emitted[root] = tx.id
+            self._emitted[root] = (tx.id, tx.id_time)
             upserts.append(tx)
+            for deadline in (tx.warn_deadline, tx.breach_deadline):
+                if deadline > now:
+                    heapq.heappush(self._deadlines, (deadline, root))
         live = {tx.id for tx in upserts}
-        retired = tuple(sorted(self._retired - live))
+        name = self.workflow.name
+        retired = tuple(
+            sorted(Retired(name, i, t) for i, t in self._retired if i not in live)
+        )
         self._retired.clear()
         return Changes(tuple(upserts), retired)
+
+    def redo(self) -> None:
+        """The last flush's changes were not stored: include them in the next flush."""
+        roots, retired = self._last_flush
+        self._dirty.update(roots)
+        self._retired.update(retired)
+
+    def sweep(self, clocks: dict[str, FacilityClock], now: int) -> Changes:
+        """Recompute the transactions whose deadline has passed (they become overdue)."""
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            self._dirty.add(heapq.heappop(heap)[1])
+        return self.flush(clocks, now)
+
+    def next_deadline(self) -> int:
+        return self._deadlines[0][0] if self._deadlines else 0
 
     def transaction(self, root: Node, clocks: dict[str, FacilityClock], now: int) -> Transaction:
         core = self._members[root]

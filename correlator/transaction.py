@@ -72,6 +72,7 @@ class Missed:
 class Transaction:
     id: str
     workflow: str
+    id_time: int  # time of the earliest core event, the one the id is derived from
     facility: str
     status: str
     level: str
@@ -87,6 +88,7 @@ class Transaction:
     amount: Decimal | None
     keys: tuple[tuple[str, str], ...]
     event_ids: tuple[str, ...]
+    event_steps: tuple[str, ...]  # the step of each event id, in the same order
     error_count: int
 
     @property
@@ -253,6 +255,7 @@ def summarize(
     return Transaction(
         id=transaction_id(workflow.name, core_hops[0].event.event_id),
         workflow=workflow.name,
+        id_time=core_hops[0].event.event_time,
         facility=facility,
         status=status,
         level=level,
@@ -268,6 +271,9 @@ def summarize(
         amount=amount,
         keys=tuple(keys),
         event_ids=tuple(h.event.event_id for h in all_hops),
+        event_steps=tuple(
+            steps[h.step].name if h.step >= 0 else UNEXPECTED_NAME for h in all_hops
+        ),
         error_count=error_count,
     )
 

@@ -164,7 +164,7 @@ def test_a_linking_event_merges_two_transactions_and_retires_one_id() -> None:
     [merged] = [t for t in second.upserts if t.workflow == "discharge_to_revenue"]
     # The discharge is now the earliest core event, so the merged id is new.
     assert merged.id not in ids
-    assert set(second.retired) == ids
+    assert {r.id for r in second.retired} == ids
     [batch] = d2r([adt, ack, charge, link], now=T0 + 2 * HOUR)
     assert batch == merged
 
@@ -174,3 +174,15 @@ def test_events_without_the_steps_keys_are_counted_not_stitched() -> None:
     changes = correlator.feed([ev("EHR_ADT", "ADT^A03", T0)], now=T0)
     assert changes.upserts == ()
     assert correlator.stitchers[0].unstitchable == 1
+
+
+def test_sweep_finds_transactions_when_their_deadline_passes() -> None:
+    correlator = Correlator(CONFIG)
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M4", visit="V4", account="A4")
+    [tx] = correlator.feed([adt], now=T0).upserts
+    assert tx.status == "in_progress"
+    assert correlator.sweep(now=T0 + MINUTE).upserts == ()
+    [warned] = correlator.sweep(now=T0 + 2 * MINUTE).upserts
+    assert (warned.id, warned.status, warned.level) == (tx.id, "overdue", "warn")
+    [breached] = correlator.sweep(now=T0 + 15 * MINUTE).upserts
+    assert breached.level == "breach"

@@ -100,8 +100,8 @@ def test_incremental_equals_batch(data) -> None:
     table: dict = {}
     for batch in batches:
         changes = correlator.feed(batch, now=NOW)
-        for tx_id in changes.retired:
-            table.pop(tx_id, None)
+        for gone in changes.retired:
+            table.pop(gone.id, None)
         for tx in changes.upserts:
             table[tx.id] = tx
     assert table == expected

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from stitchboard.config.base import Strict
 
@@ -74,6 +74,10 @@ class Duration(Strict):
             return {"text": value.strip(), "business_days": int(number)}
         return {"text": value.strip(), "nanos": int(number * _UNIT_NS[unit])}
 
+    @model_serializer
+    def _as_text(self) -> str:
+        return self.text
+
     def __str__(self) -> str:
         return self.text
 
@@ -101,6 +105,12 @@ class Pattern(Strict):
             except re.error as exc:
                 raise ValueError(f"bad regex {self.regex!r}: {exc}") from exc
         return self
+
+    @model_serializer
+    def _compact(self) -> str | dict[str, str]:
+        if self.exact is not None:
+            return self.exact
+        return {"prefix": self.prefix} if self.prefix is not None else {"regex": self.regex or ""}
 
     def describe(self) -> str:
         if self.exact is not None:

@@ -1,0 +1,264 @@
+"""Reads behind the transactions API (ClickHouse; every read exact before merges).
+
+Status and level are evaluated at query time from the stored pending deadlines,
+so an open transaction shows ``overdue`` from the instant its deadline passes
+even between two sweeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
+from stitchboard.store import Store
+
+_STATUS_NOW = """multiIf(
+    status IN ('in_progress', 'overdue')
+      AND ((breach_deadline IS NOT NULL AND breach_deadline <= {now:DateTime64(9, 'UTC')})
+        OR (warn_deadline IS NOT NULL AND warn_deadline <= {now:DateTime64(9, 'UTC')})),
+    'overdue', status)"""
+_LEVEL_NOW = """multiIf(
+    status IN ('complete', 'late'), level,
+    breach_deadline IS NOT NULL AND breach_deadline <= {now:DateTime64(9, 'UTC')}, 'breach',
+    level = '' AND warn_deadline IS NOT NULL AND warn_deadline <= {now:DateTime64(9, 'UTC')},
+    'warn', level)"""
+
+_SUMMARY = f"""id, workflow, facility, {_STATUS_NOW} AS status_now, {_LEVEL_NOW} AS level_now,
+    toUnixTimestamp64Nano(start_time) AS start_ns,
+    toUnixTimestamp64Nano(last_time) AS last_ns,
+    if(end_time IS NULL, NULL, toUnixTimestamp64Nano(assumeNotNull(end_time))) AS end_ns,
+    duration_ns,
+    if(warn_deadline IS NULL, NULL, toUnixTimestamp64Nano(assumeNotNull(warn_deadline))) AS warn_ns,
+    if(breach_deadline IS NULL, NULL,
+       toUnixTimestamp64Nano(assumeNotNull(breach_deadline))) AS breach_ns,
+    flags, missed_steps, toString(amount) AS amount_text, event_count, error_count,
+    key_names, key_values"""
+
+
+class BadQuery(ValueError):
+    """A filter value that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TransactionFilter:
+    workflow: str | None = None
+    facility: str | None = None
+    status: str | None = None
+    flag: str | None = None
+    key_values: tuple[str, ...] = ()
+    since: int | None = None  # ns, inclusive, on start time
+    until: int | None = None  # ns, exclusive
+    after: tuple[int, str] | None = None  # cursor: (start ns, id) of the last item shown
+
+
+def iso(ns: int | None) -> str | None:
+    if ns is None or ns == 0:
+        return None
+    moment = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(
+        microsecond=(ns % 1_000_000_000) // 1000
+    )
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str, name: str) -> int:
+    """ISO 8601 (naive means UTC) or a date, as ns."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(
+            f"bad time {text!r} for {name}: use ISO 8601, e.g. 2026-03-09T09:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def encode_cursor(start_ns: int, tx_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{start_ns}:{tx_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        start, tx_id = raw.split(":", 1)
+        if not tx_id or not tx_id.isalnum():
+            raise ValueError(tx_id)
+        return int(start), tx_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadQuery(f"bad cursor {text!r}: pass the next_cursor of a previous page") from None
+
+
+def list_transactions(
+    store: Store, where: TransactionFilter, limit: int, now: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    table = store.table(TRANSACTIONS.name)
+    clauses = ["deleted = 0"]
+    params: dict[str, Any] = {"now": now, "limit": limit + 1}
+    if where.workflow:
+        clauses.append("workflow = {workflow:String}")
+        params["workflow"] = where.workflow
+    if where.facility:
+        clauses.append("facility = {facility:String}")
+        params["facility"] = where.facility
+    if where.flag:
+        clauses.append("has(flags, {flag:String})")
+        params["flag"] = where.flag
+    if where.since is not None:
+        clauses.append("start_time >= fromUnixTimestamp64Nano({since:Int64})")
+        params["since"] = where.since
+    if where.until is not None:
+        # id_time <= start_time, so this bound also prunes partitions and the sort key.
+        clauses.append("start_time < fromUnixTimestamp64Nano({until:Int64})")
+        clauses.append("id_time < fromUnixTimestamp64Nano({until:Int64})")
+        params["until"] = where.until
+    if where.key_values:
+        keys = store.table(TRANSACTION_KEYS.name)
+        clauses.append(
+            f"id IN (SELECT transaction_id FROM {keys} WHERE value IN {{values:Array(String)}})"
+        )
+        params["values"] = list(where.key_values)
+    if where.after is not None:
+        clauses.append(
+            "(toUnixTimestamp64Nano(start_time), id) < ({after_ns:Int64}, {after_id:String})"
+        )
+        params["after_ns"], params["after_id"] = where.after
+    if where.status:
+        clauses.append("status_now = {status:String}")
+        params["status"] = where.status
+    sql = (
+        f"SELECT {_SUMMARY} FROM {table} FINAL WHERE {' AND '.join(clauses)}"
+        " ORDER BY start_time DESC, id DESC LIMIT {limit:UInt32}"
+    )
+    rows = store.dicts(sql, params)
+    page = [summary(r) for r in rows[:limit]]
+    cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        cursor = encode_cursor(last["start_ns"], last["id"])
+    return page, cursor
+
+
+def summary(row: dict[str, Any]) -> dict[str, Any]:
+    keys: dict[str, list[str]] = {}
+    for name, value in zip(row["key_names"], row["key_values"], strict=True):
+        keys.setdefault(name, []).append(value)
+    return {
+        "id": row["id"],
+        "workflow": row["workflow"],
+        "facility": row["facility"],
+        "status": row["status_now"],
+        "level": row["level_now"] or None,
+        "start_time": iso(row["start_ns"]),
+        "end_time": iso(row["end_ns"]),
+        "last_time": iso(row["last_ns"]),
+        "duration_seconds": row["duration_ns"] / 1e9 if row["duration_ns"] is not None else None,
+        "warn_deadline": iso(row["warn_ns"]),
+        "breach_deadline": iso(row["breach_ns"]),
+        "flags": list(row["flags"]),
+        "missed_steps": list(row["missed_steps"]),
+        "amount": row["amount_text"],
+        "event_count": row["event_count"],
+        "error_count": row["error_count"],
+        "keys": keys,
+    }
+
+
+_EVENT_FIELDS = """event_id, toUnixTimestamp64Nano(event_time) AS time_ns, facility, system,
+    operation, status, status_message, source_kind, source, trace_id, span_id,
+    toString(amount) AS amount_text, keys"""
+
+
+def get_transaction(store: Store, tx_id: str, now: int) -> dict[str, Any] | None:
+    table = store.table(TRANSACTIONS.name)
+    rows = store.dicts(
+        f"SELECT {_SUMMARY}, steps, missed, event_ids, event_steps FROM {table} FINAL"
+        " WHERE id = {id:String} AND deleted = 0",
+        {"id": tx_id, "now": now},
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    body = summary(row)
+    body["steps"] = [_step(s) for s in json.loads(row["steps"])]
+    body["missed"] = [_missed(m) for m in json.loads(row["missed"])]
+    if body["status"] == "overdue":
+        body["missed"] += _passed_since_write(body, row, now)
+    step_of = dict(zip(row["event_ids"], row["event_steps"], strict=True))
+    body["events"] = [
+        _event(e, step_of.get(e["event_id"], "")) for e in events_by_id(store, row["event_ids"])
+    ]
+    return body
+
+
+def events_by_id(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    return store.dicts(
+        f"SELECT {_EVENT_FIELDS} FROM {store.table('events')} FINAL"
+        " WHERE event_id IN {ids:Array(String)} ORDER BY time_ns, event_id",
+        {"ids": list(ids)},
+    )
+
+
+def _step(step: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": step["name"],
+        "count": step["count"],
+        "first_time": iso(step["first_time"]),
+        "last_time": iso(step["last_time"]),
+        "anchor_time": iso(step["anchor_time"]),
+        "warn_deadline": iso(step["warn_at"]),
+        "breach_deadline": iso(step["breach_at"]),
+        "duration_seconds": step["duration_ns"] / 1e9 if step["first_time"] and step["anchor_time"]
+        else None,
+        "missed": step["level"] or None,
+        "late_by_seconds": step["late_by_ns"] / 1e9 if step["level"] else None,
+        "amount": step["amount"],
+        "status": step["status"] or None,
+    }
+
+
+def _missed(missed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "step": missed["step"],
+        "level": missed["level"],
+        "deadline": iso(missed["deadline"]),
+        "actual": iso(missed["actual"]),
+        "by_seconds": missed["by_ns"] / 1e9,
+    }
+
+
+def _passed_since_write(body: dict[str, Any], row: dict[str, Any], now: int) -> list[dict]:
+    """Deadlines that passed after the row was written (before the next sweep)."""
+    known = {(m["step"], m["level"]) for m in body["missed"]}
+    found = []
+    for ns, level in ((row["breach_ns"], "breach"), (row["warn_ns"], "warn")):
+        if ns is not None and ns <= now and not any(k[1] == level for k in known):
+            found.append({"step": None, "level": level, "deadline": iso(ns), "actual": None,
+                          "by_seconds": (now - ns) / 1e9})
+    return found
+
+
+def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
+    return {
+        "event_id": row["event_id"],
+        "step": step,
+        "time": iso(row["time_ns"]),
+        "facility": row["facility"],
+        "system": row["system"],
+        "operation": row["operation"],
+        "status": row["status"],
+        "status_message": row["status_message"] or None,
+        "source_kind": row["source_kind"],
+        "source": row["source"],
+        "trace_id": row["trace_id"] or None,
+        "span_id": row["span_id"] or None,
+        "amount": row["amount_text"],
+        "keys": dict(row["keys"]),
+    }

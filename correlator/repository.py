@@ -1,0 +1,155 @@
+"""The correlator's I/O edge: events in, transaction rows out (ClickHouse)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+
+from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
+from correlator.stitching import Changes, Retired
+from correlator.transaction import Missed, StepResult, Transaction
+from stitchboard.events import EVENT_COLUMNS, Event
+from stitchboard.store import Store
+
+TX_COLUMNS = (
+    "id", "workflow", "id_time", "facility", "status", "level", "start_time", "end_time",
+    "last_time", "duration_ns", "warn_deadline", "breach_deadline", "flags", "missed_steps",
+    "steps", "missed", "amount", "event_ids", "event_steps", "key_names", "key_values",
+    "event_count", "error_count", "version", "deleted",
+)
+KEY_COLUMNS = ("value", "key", "transaction_id", "workflow", "id_time")
+
+
+def _step_json(step: StepResult) -> dict:
+    return {
+        "name": step.name, "count": step.count, "first_time": step.first_time,
+        "last_time": step.last_time, "anchor_time": step.anchor_time, "warn_at": step.warn_at,
+        "breach_at": step.breach_at, "duration_ns": step.duration_ns, "level": step.level,
+        "late_by_ns": step.late_by_ns,
+        "amount": str(step.amount) if step.amount is not None else None,
+        "status": step.status,
+    }
+
+
+def _missed_json(missed: Missed) -> dict:
+    return {"step": missed.step, "level": missed.level, "deadline": missed.deadline,
+            "actual": missed.actual, "by_ns": missed.by_ns}
+
+
+def transaction_row(tx: Transaction, version: int) -> tuple:
+    return (
+        tx.id, tx.workflow, tx.id_time, tx.facility, tx.status, tx.level, tx.start_time,
+        tx.end_time or None, tx.last_time, tx.duration_ns if tx.end_time else None,
+        tx.warn_deadline or None, tx.breach_deadline or None, list(tx.flags),
+        sorted({m.step for m in tx.missed}),
+        json.dumps([_step_json(s) for s in tx.steps], separators=(",", ":")),
+        json.dumps([_missed_json(m) for m in tx.missed], separators=(",", ":")),
+        tx.amount, list(tx.event_ids), list(tx.event_steps),
+        [k for k, _ in tx.keys], [v for _, v in tx.keys],
+        len(tx.event_ids), tx.error_count, version, 0,
+    )
+
+
+def deleted_row(gone: Retired, version: int) -> tuple:
+    return (
+        gone.id, gone.workflow, gone.id_time, "", "", "", gone.id_time, None, gone.id_time,
+        None, None, None, [], [], "[]", "[]", None, [], [], [], [], 0, 0, version, 1,
+    )
+
+
+def key_rows(tx: Transaction) -> list[tuple]:
+    return [(value, key, tx.id, tx.workflow, tx.id_time) for key, value in tx.keys]
+
+
+class TransactionSink:
+    """Writes a correlator's changes; versions only grow, so the newest write wins."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def version(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns())
+            return self._last
+
+    def write(self, changes: Changes, chunk: int = 50_000) -> int:
+        if not changes.upserts and not changes.retired:
+            return 0
+        version = self.version()
+        upserts = changes.upserts
+        for i in range(0, len(upserts), chunk):
+            part = upserts[i : i + chunk]
+            self.store.insert(
+                TRANSACTION_KEYS.name, KEY_COLUMNS, [r for tx in part for r in key_rows(tx)]
+            )
+            self.store.insert(
+                TRANSACTIONS.name, TX_COLUMNS, [transaction_row(tx, version) for tx in part]
+            )
+        self.store.insert(
+            TRANSACTIONS.name, TX_COLUMNS, [deleted_row(r, version) for r in changes.retired]
+        )
+        return len(upserts) + len(changes.retired)
+
+    def retire_older_than(self, version: int) -> int:
+        """After a full pass wrote every live transaction: delete the ones it did not write."""
+        table = self.store.table(TRANSACTIONS.name)
+        stale = self.store.rows(
+            f"SELECT workflow, id, toUnixTimestamp64Nano(id_time) FROM {table} FINAL"
+            " WHERE deleted = 0 AND version < {v:UInt64}",
+            {"v": version},
+        )
+        if stale:
+            new = self.version()
+            self.store.insert(
+                TRANSACTIONS.name,
+                TX_COLUMNS,
+                [deleted_row(Retired(w, i, t), new) for w, i, t in stale],
+            )
+        return len(stale)
+
+    def truncate(self) -> None:
+        for table in (TRANSACTIONS.name, TRANSACTION_KEYS.name):
+            self.store.command(f"TRUNCATE TABLE IF EXISTS {self.store.table(table)}")
+
+
+_SELECT_EVENTS = (
+    "SELECT event_id, toUnixTimestamp64Nano(event_time), toUnixTimestamp64Nano(observed_time),"
+    " source_kind, source, facility, system, operation, status, status_message, duration_ns,"
+    " amount, trace_id, span_id, keys, attributes FROM {table}"
+)
+
+
+def read_events(
+    store: Store, inserted_since: int | None = None, block: int = 100_000
+) -> Iterator[list[Event]]:
+    """Every stored event (or those inserted since an instant), in blocks.
+
+    No FINAL: copies of one event share its id and the correlator keeps one, so
+    unmerged duplicates cannot change a result, and the scan stays a plain read.
+    """
+    sql = _SELECT_EVENTS.format(table=store.table("events"))
+    params = None
+    if inserted_since is not None:
+        sql += " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+        params = {"since": inserted_since}
+    settings = {"max_block_size": block}
+    with store.client().query_row_block_stream(sql, parameters=params, settings=settings) as stream:
+        for rows in stream:
+            yield [Event(*row) for row in rows]
+
+
+def events_from_batch(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[Event]:
+    """Events from rows the writer just made durable (any column order the sink used)."""
+    if tuple(columns[: len(EVENT_COLUMNS)]) == EVENT_COLUMNS:
+        return [Event(*row[: len(EVENT_COLUMNS)]) for row in rows]
+    index = [list(columns).index(c) for c in EVENT_COLUMNS]
+    return [Event(*(row[i] for i in index)) for row in rows]
+
+
+def as_decimal(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

@@ -1,0 +1,77 @@
+"""The correlator's tables (migrations 10-19).
+
+``transactions`` holds one row per version of a transaction; the newest
+``version`` wins (ReplacingMergeTree), and readers use FINAL so they are exact
+before merges. A transaction that stops existing (merged into another, or gone
+after a config change) gets a last version with ``deleted = 1``.
+
+The sorting key is ``(workflow, id_time, id)``: all three are fixed for an id
+(the id is derived from the workflow and the earliest core event, whose time is
+``id_time``), so versions of one transaction always collapse, and listings by
+workflow and time read a narrow range. Lookups by id use a bloom filter.
+
+``transaction_keys`` maps every business key value to the transactions that
+carry it, sorted by value, for ``?key=`` lookups.
+"""
+
+from __future__ import annotations
+
+from stitchboard.store.ddl import SchemaContext, Table
+from stitchboard.store.schema import Migration, register
+
+TRANSACTIONS = Table(
+    name="transactions",
+    columns="""\
+    id String,
+    workflow LowCardinality(String),
+    id_time DateTime64(9, 'UTC'),
+    facility LowCardinality(String),
+    status LowCardinality(String),
+    level LowCardinality(String),
+    start_time DateTime64(9, 'UTC'),
+    end_time Nullable(DateTime64(9, 'UTC')),
+    last_time DateTime64(9, 'UTC'),
+    duration_ns Nullable(Int64),
+    warn_deadline Nullable(DateTime64(9, 'UTC')),
+    breach_deadline Nullable(DateTime64(9, 'UTC')),
+    flags Array(LowCardinality(String)),
+    missed_steps Array(LowCardinality(String)),
+    steps String CODEC(ZSTD(1)),
+    missed String CODEC(ZSTD(1)),
+    amount Nullable(Decimal(18, 2)),
+    event_ids Array(String) CODEC(ZSTD(1)),
+    event_steps Array(LowCardinality(String)),
+    key_names Array(LowCardinality(String)),
+    key_values Array(String) CODEC(ZSTD(1)),
+    event_count UInt32,
+    error_count UInt32,
+    version UInt64,
+    deleted UInt8 DEFAULT 0,
+    INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_start start_time TYPE minmax GRANULARITY 1""",
+    engine="ReplacingMergeTree(version)",
+    tail="""PARTITION BY toYYYYMM(id_time)
+ORDER BY (workflow, id_time, id)""",
+    shard_key="cityHash64(id)",
+)
+
+TRANSACTION_KEYS = Table(
+    name="transaction_keys",
+    columns="""\
+    value String,
+    key LowCardinality(String),
+    transaction_id String,
+    workflow LowCardinality(String),
+    id_time DateTime64(9, 'UTC')""",
+    engine="ReplacingMergeTree",
+    tail="ORDER BY (value, key, transaction_id)",
+    shard_key="cityHash64(value)",
+)
+
+
+
+def _create(ctx: SchemaContext) -> list[str]:
+    return [*ctx.create(TRANSACTIONS), *ctx.create(TRANSACTION_KEYS)]
+
+
+register(Migration(10, "correlator transactions and transaction keys", _create))

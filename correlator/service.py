@@ -1,0 +1,209 @@
+"""The running correlator: a thread that stitches what the writer made durable.
+
+Startup is a full pass over ``events`` (the in-memory stitching state is rebuilt,
+every transaction rewritten, and rows the pass did not write are retired, so a
+changed slas.yaml takes effect on restart). After that, each durable batch the
+writer reports is queued by a listener and correlated within ``interval``
+seconds; a periodic sweep recomputes transactions whose deadline just passed so
+they turn ``overdue`` at the deadline, not when their next event arrives.
+
+The queue is bounded: if the correlator falls behind by more than
+``max_pending`` events, the listener drops batches and the thread re-reads
+``events`` inserted since the first drop instead (idempotent: event ids dedupe).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from correlator.engine import Correlator
+from correlator.repository import TransactionSink, events_from_batch, read_events
+from correlator.stitching import Changes
+from stitchboard.config.model import SlasConfig
+from stitchboard.errors import StoreUnavailable
+from stitchboard.events import Event
+from stitchboard.store import Store
+from stitchboard.writer import Batch
+
+log = logging.getLogger(__name__)
+
+_RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch is visible
+
+
+class CorrelatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None):
+        r = registry or CollectorRegistry()
+        self.events = Counter("stitchboard_correlated_events", "Events correlated", registry=r)
+        self.writes = Counter(
+            "stitchboard_transaction_writes", "Transaction rows written (upserts, retirements)",
+            registry=r,
+        )
+        self.transactions = Gauge(
+            "stitchboard_transactions", "Transactions held by the correlator", registry=r
+        )
+        self.pending = Gauge(
+            "stitchboard_correlator_pending_events", "Durable events not yet correlated",
+            registry=r,
+        )
+        self.freshness = Histogram(
+            "stitchboard_correlation_delay_seconds",
+            "Time from an event batch being durable to its transactions being written",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.dropped = Counter(
+            "stitchboard_correlator_dropped_batches",
+            "Batches dropped by a full correlator queue (re-read from events)", registry=r,
+        )
+
+
+class CorrelatorService:
+    def __init__(
+        self,
+        store: Store,
+        config: SlasConfig,
+        registry: CollectorRegistry | None = None,
+        interval: float = 0.25,
+        sweep_interval: float = 1.0,
+        max_pending: int = 500_000,
+    ):
+        self.store = store
+        self.correlator = Correlator(config)
+        self.sink = TransactionSink(store)
+        self.metrics = CorrelatorMetrics(registry)
+        self.interval = interval
+        self.sweep_interval = sweep_interval
+        self.max_pending = max_pending
+        self._queue: deque[tuple[float, list[Event]]] = deque()
+        self._pending = 0
+        self._resync_since: int | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()  # set once the startup pass is written
+        self.correlated_through = 0.0  # monotonic time of the newest batch already written
+
+    # -- writer listener (runs on the writer thread: must be quick and never raise) ----
+
+    def on_batch(self, batch: Batch) -> None:
+        table = batch.tables.get("events")
+        if not table:
+            return
+        columns, rows = table
+        with self._lock:
+            if self._pending + len(rows) > self.max_pending:
+                if self._resync_since is None:
+                    self._resync_since = time.time_ns() - _RESYNC_MARGIN_NS
+                self.metrics.dropped.inc()
+                return
+            self._queue.append((time.monotonic(), events_from_batch(columns, rows)))
+            self._pending += len(rows)
+        self._wake.set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="correlator", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.full_pass()
+                break
+            except StoreUnavailable as exc:
+                log.warning("correlator startup pass failed, retrying: %s", exc)
+                self._stop.wait(2.0)
+        self.ready.set()
+        next_sweep = time.monotonic() + self.sweep_interval
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.step()
+                if time.monotonic() >= next_sweep:
+                    self._write_or_redo(self.correlator.sweep())
+                    next_sweep = time.monotonic() + self.sweep_interval
+            except StoreUnavailable as exc:
+                log.warning("correlator write failed, will retry: %s", exc)
+                self._stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad batch
+                log.exception("correlator step failed")
+                self._stop.wait(1.0)
+        try:
+            self.step()
+        except Exception:  # noqa: BLE001 - best effort on shutdown
+            log.exception("final correlator step failed")
+
+    # -- work -----------------------------------------------------------------------------
+
+    def full_pass(self) -> int:
+        """Correlate every stored event, write every transaction, retire the rest."""
+        started = self.sink.version()
+        count = 0
+        for events in read_events(self.store):
+            self.correlator.add(events)
+            count += len(events)
+        self._write(self.correlator.flush())
+        retired = self.sink.retire_older_than(started)
+        self.metrics.events.inc(count)
+        log.info(
+            "correlator startup pass: %d events, %d transactions, %d stale rows retired",
+            count, self.correlator.transaction_count, retired,
+        )
+        return count
+
+    def step(self) -> None:
+        with self._lock:
+            batches = list(self._queue)
+            self._queue.clear()
+            self._pending = 0
+            resync, self._resync_since = self._resync_since, None
+        self.metrics.pending.set(0)
+        count = 0
+        for _, events in batches:
+            self.correlator.add(events)
+            count += len(events)
+        if resync is not None:
+            try:
+                for events in read_events(self.store, inserted_since=resync):
+                    self.correlator.add(events)
+            except BaseException:
+                with self._lock:
+                    if self._resync_since is None or self._resync_since > resync:
+                        self._resync_since = resync
+                raise
+        if not batches and resync is None:
+            return
+        self._write_or_redo(self.correlator.flush())
+        done = time.monotonic()
+        for received, _ in batches:
+            self.metrics.freshness.observe(done - received)
+        if batches:
+            self.correlated_through = batches[-1][0]
+        self.metrics.events.inc(count)
+
+    def _write_or_redo(self, changes: Changes) -> None:
+        try:
+            self._write(changes)
+        except BaseException:
+            # The state already holds the events; recompute these transactions next time.
+            self.correlator.redo()
+            raise
+
+    def _write(self, changes: Changes) -> None:
+        written = self.sink.write(changes)
+        self.metrics.writes.inc(written)
+        self.metrics.transactions.set(self.correlator.transaction_count)

@@ -1,0 +1,134 @@
+"""The correlator on the embedded engine: full pass, incremental batches, retirement, queries."""
+
+from __future__ import annotations
+
+import pytest
+
+import correlator.schema  # noqa: F401 - registers the correlator's migrations
+from correlator.queries import BadQuery, TransactionFilter, decode_cursor, get_transaction
+from correlator.queries import list_transactions as listing
+from correlator.service import CorrelatorService
+from stitchboard.config.model import SlasConfig
+from stitchboard.events import EVENT_COLUMNS
+from stitchboard.writer import Batch
+from tests.correlator_helpers import DAY, HOUR, MINUTE, at, discharge_chain, ev, shipped_config
+
+CONFIG = shipped_config()
+T0 = at("2026-03-09T09:00:00-05:00")
+LATER = T0 + 30 * DAY
+
+
+def insert(store, events) -> None:
+    store.insert("events", EVENT_COLUMNS, [e.row() for e in events])
+
+
+def batch(events) -> Batch:
+    b = Batch()
+    b.add("events", EVENT_COLUMNS, [e.row() for e in events])
+    return b
+
+
+def d2r(store, now=LATER, **where) -> list[dict]:
+    items, _ = listing(store, TransactionFilter(workflow="discharge_to_revenue", **where), 100, now)
+    return items
+
+
+@pytest.fixture
+def clean(store):
+    store.command(f"TRUNCATE TABLE {store.table('events')}")
+    store.command(f"TRUNCATE TABLE {store.table('transactions')}")
+    store.command(f"TRUNCATE TABLE {store.table('transaction_keys')}")
+    return store
+
+
+def test_full_pass_writes_transactions_and_details(clean) -> None:
+    store = clean
+    second = [e for e in discharge_chain(T0 + HOUR, 2) if e.system != "ERP_GL"]
+    events = discharge_chain(T0, 1) + second  # one journal for the shared batch B1
+    insert(store, events)
+    service = CorrelatorService(store, CONFIG)
+    assert service.full_pass() == len(events)
+    items = d2r(store)
+    assert [i["keys"]["visit"] for i in items] == [["V2"], ["V1"]]  # newest first
+    assert all(i["status"] == "complete" for i in items)
+    [by_charge] = d2r(store, key_values=("C1a",))
+    assert by_charge["keys"]["visit"] == ["V1"]
+    # The journal is shared by both visits: a lookup by journal id finds both.
+    assert len(d2r(store, key_values=("JB1",))) == 2
+    detail = get_transaction(store, by_charge["id"], LATER)
+    assert [s["name"] for s in detail["steps"]][:3] == ["discharge", "engine_ack", "charge"]
+    assert {e["step"] for e in detail["events"]} >= {"discharge", "charge", "gl_journal"}
+    assert len(detail["events"]) == 7
+    assert detail["events"][0]["operation"] == "ADT^A03"
+    assert detail["amount"] == "150.5"
+
+
+def test_incremental_batches_merge_and_retire(clean) -> None:
+    store = clean
+    service = CorrelatorService(store, CONFIG)
+    service.full_pass()
+    ack = ev("IFENGINE", "ACK^A03", T0 + MINUTE, msg="M3")
+    charge = ev("PERIOP", "DFT^P03", T0 + HOUR, visit="V3", account="A3", charge="C3")
+    service.on_batch(batch([ack, charge]))
+    service.step()
+    assert len(d2r(store)) == 2
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M3", visit="V3", account="A3")
+    service.on_batch(batch([adt]))
+    service.step()
+    [merged] = d2r(store)
+    assert merged["event_count"] == 3
+    assert merged["flags"] == []
+    # The same events in one full pass give the same transaction.
+    rebuilt = CorrelatorService(store, CONFIG)
+    insert(store, [ack, charge, adt])
+    rebuilt.full_pass()
+    [again] = d2r(store)
+    assert again["id"] == merged["id"]
+
+
+def test_overdue_is_evaluated_at_query_time(clean) -> None:
+    store = clean
+    service = CorrelatorService(store, CONFIG)
+    service.full_pass()
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M4", visit="V4", account="A4")
+    service.correlator.add([adt])
+    service._write(service.correlator.flush(now=T0))
+    assert d2r(store, now=T0)[0]["status"] == "in_progress"
+    warned = d2r(store, now=T0 + 3 * MINUTE)[0]
+    assert (warned["status"], warned["level"]) == ("overdue", "warn")
+    assert d2r(store, now=T0 + HOUR, status="overdue")[0]["level"] == "breach"
+    assert d2r(store, now=T0 + MINUTE, status="overdue") == []
+
+
+def test_config_change_and_rebuild_retire_stale_transactions(clean) -> None:
+    store = clean
+    insert(store, discharge_chain(T0, 5))
+    CorrelatorService(store, CONFIG).full_pass()
+    assert len(d2r(store)) == 1
+    fewer = SlasConfig.model_validate(
+        {**CONFIG.model_dump(mode="json"), "workflows": [
+            w.model_dump(mode="json") for w in CONFIG.workflows[1:]
+        ]}
+    )
+    CorrelatorService(store, fewer).full_pass()
+    assert d2r(store) == []
+
+
+def test_pagination_is_newest_first_and_complete(clean) -> None:
+    store = clean
+    events = [
+        ev("EHR_ADT", "ADT^A03", T0 + i * MINUTE, msg=f"P{i}", visit=f"PV{i}", account=f"PA{i}")
+        for i in range(7)
+    ]
+    insert(store, events)
+    CorrelatorService(store, CONFIG).full_pass()
+    seen, cursor = [], None
+    while True:
+        where = TransactionFilter(after=decode_cursor(cursor) if cursor else None)
+        page, cursor = listing(store, where, 3, LATER)
+        seen += [p["start_time"] for p in page]
+        if cursor is None:
+            break
+    assert len(seen) == 7 and seen == sorted(seen, reverse=True)
+    with pytest.raises(BadQuery, match="bad cursor"):
+        decode_cursor("not-a-cursor")
