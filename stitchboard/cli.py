@@ -126,3 +126,7 @@ def sql(
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+# Stage commands register themselves on ``app`` when imported (kept last: they import it).
+import correlator.cli  # noqa: E402,F401  (stitchboard correlate)

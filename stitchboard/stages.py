@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-STAGE_MODULES = ("collector.stage",)
+STAGE_MODULES = ("collector.stage", "correlator.stage")
 
 
 def load_stages() -> list[ModuleType]:

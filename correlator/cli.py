@@ -1,0 +1,71 @@
+"""``stitchboard correlate``: correlate the stored backlog, or rebuild every transaction."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Annotated
+
+import typer
+
+from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, fail
+from stitchboard.errors import ConfigError, StitchboardError
+from stitchboard.settings import load_settings
+
+
+@app.command()
+def correlate(
+    clickhouse: ClickhouseOpt = None,
+    config: ConfigOpt = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Drop every transaction first and recompute them all from events"
+            " (after changing workflows in slas.yaml).",
+        ),
+    ] = False,
+) -> None:
+    """Stitch every stored event into transactions (a backlog pass; idempotent).
+
+    With the embedded store, stop the server first: one process owns a data
+    directory (a running server also re-correlates everything when it starts).
+    """
+    import correlator.schema  # noqa: F401 - registers migrations 10-19
+    from correlator.service import CorrelatorService
+    from stitchboard.config import load_config
+    from stitchboard.store import connect
+
+    try:
+        settings = load_settings(clickhouse=clickhouse, config=config)
+        loaded = load_config(settings.config)
+        store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except StitchboardError as exc:
+        fail(str(exc), 1)
+        return
+    try:
+        service = CorrelatorService(store, loaded)
+        started = time.perf_counter()
+        if rebuild:
+            service.sink.truncate()
+        events = service.full_pass()
+        elapsed = time.perf_counter() - started
+        statuses = Counter(
+            tx.status for tx in service.correlator.transactions(time.time_ns())
+        )
+    except StitchboardError as exc:
+        fail(str(exc), 1)
+        return
+    finally:
+        store.close()
+    rate = events / elapsed if elapsed else 0.0
+    print(
+        f"{'rebuilt' if rebuild else 'correlated'} {events} events into"
+        f" {service.correlator.transaction_count} transactions in {elapsed:.1f}s"
+        f" ({rate:,.0f} events/s)"
+    )
+    for status, count in sorted(statuses.items()):
+        print(f"  {status:<12} {count}")
