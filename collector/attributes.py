@@ -49,12 +49,10 @@ def value_string(value: Any) -> str:
 
 
 def to_dict(attributes: Iterable[Any]) -> dict[str, str]:
-    """KeyValue list → dict; the common string case is inlined because it is the hot path."""
+    """KeyValue list → dict. Most values are non-empty strings: read those without WhichOneof."""
     out: dict[str, str] = {}
     for kv in attributes:
         value = kv.value
-        if value.WhichOneof("value") == "string_value":
-            out[kv.key] = value.string_value
-        else:
-            out[kv.key] = value_string(value)
+        text = value.string_value
+        out[kv.key] = text if text else value_string(value)
     return out

@@ -38,11 +38,8 @@ STATUS_UNSET = "unset"
 
 def event_id(*parts: object) -> str:
     """A deterministic id: the same hop sent twice gets the same id."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        digest.update(str(part).encode())
-        digest.update(b"\x1f")
-    return digest.hexdigest()
+    joined = "\x1f".join(p if isinstance(p, str) else str(p) for p in parts)
+    return hashlib.blake2b(joined.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

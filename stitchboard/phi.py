@@ -8,7 +8,7 @@ query and compares pseudonyms.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import os
 import secrets
@@ -25,12 +25,17 @@ class Pseudonymizer:
         if len(key) < 16:
             raise ConfigError("pseudonym key", ["the key must be at least 16 bytes"])
         self._key = key
+        # The same identifiers recur across the hops of one patient's events.
+        self._cached = functools.lru_cache(maxsize=65536)(self._pseudonym)
+
+    def _pseudonym(self, value: str) -> str:
+        digest = hmac.digest(self._key, value.strip().encode(), "sha256")
+        return PREFIX + digest.hex()[:32]
 
     def __call__(self, value: str) -> str:
         if not value or value.startswith(PREFIX):
             return value
-        digest = hmac.new(self._key, value.strip().encode(), hashlib.sha256).hexdigest()
-        return PREFIX + digest[:32]
+        return self._cached(value)
 
 
 def load_key(key: str | None, key_file: Path | None) -> bytes:
