@@ -90,7 +90,8 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"stitchboard serve exited early:\n{self.proc.stdout.read()}")
+                out, _ = self.proc.communicate()
+                raise RuntimeError(f"stitchboard serve exited early:\n{out}")
             try:
                 if httpx.get(f"{self.api}/api/v1/health", timeout=2).status_code == 200:
                     return self
