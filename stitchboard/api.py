@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stitchboard import __version__
@@ -63,6 +63,21 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
         problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     return "; ".join(problems)
+
+
+INDEX_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Stitchboard</title>
+<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;color:#1f2933}
+a{color:#0b6bcb}li{margin:.4rem 0}</style></head>
+<body><h1>Stitchboard</h1>
+<p>Business-SLA observability for healthcare integration.</p>
+<ul>
+<li><a href="/api/v1/docs">API reference</a>
+ (OpenAPI: <a href="/api/v1/openapi.json">openapi.json</a>)</li>
+<li><a href="/api/v1/health">Health</a>: store, schema version, row counts</li>
+<li><a href="/metrics">Metrics</a> in Prometheus format</li>
+</ul></body></html>
+"""
 
 
 def table_counts(runtime: Runtime) -> dict[str, int]:
@@ -131,6 +146,10 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             body["store"]["error"] = str(exc)
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(INDEX_HTML)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

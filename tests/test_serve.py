@@ -143,3 +143,14 @@ def test_a_port_of_zero_disables_that_listener(tmp_path):
     assert "OTLP/HTTP" in server.output
     assert "OTLP/gRPC" not in server.output
     assert "MLLP" not in server.output
+
+
+def test_console_port_serves_index_openapi_and_common_errors():
+    with serve_process() as server:
+        index = httpx.get(f"{server.api}/")
+        assert index.status_code == 200 and "Stitchboard" in index.text
+        spec = httpx.get(f"{server.api}/api/v1/openapi.json").json()
+        assert "/api/v1/health" in spec["paths"]
+        missing = httpx.get(f"{server.api}/api/v1/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
