@@ -30,6 +30,7 @@ class Record:
     kind: str  # hl7 | jsonl | csv
     data: Any  # bytes (hl7, jsonl) or dict (csv)
     raw: bytes = b""  # the record's bytes as read (csv: the row's lines)
+    problem: str = ""  # a reason to reject it whatever it holds (a truncated frame)
 
 
 def detect_format(path: Path, head: bytes | None = None) -> str:
@@ -50,7 +51,7 @@ def detect_format(path: Path, head: bytes | None = None) -> str:
 def records(stream: BinaryIO, fmt: str, start: int = 0, delimiter: str = ",") -> Iterator[Record]:
     if fmt == "hl7":
         for piece in split_hl7_file(stream, start):
-            yield Record(piece.end, "hl7", piece.data, piece.data)
+            yield Record(piece.end, "hl7", piece.data, piece.data, piece.problem)
     elif fmt == "jsonl":
         yield from _jsonl(stream, start)
     elif fmt == "csv":
@@ -107,7 +108,7 @@ def body_records(body: bytes, fmt: str, delimiter: str = ",") -> Iterator[Record
 
 def judge(intake: Intake, record: Record, source: str, dead_letter_source: str) -> Outcome:
     if record.kind == "hl7":
-        return intake.hl7(record.data, source, dead_letter_source)
+        return intake.hl7(record.data, source, dead_letter_source, record.problem)
     if record.kind == "jsonl":
         return intake.json_line(record.data, source, dead_letter_source)
     return intake.row(dict(record.data), source, dead_letter_source)

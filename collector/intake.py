@@ -57,15 +57,17 @@ class Intake:
 
     # -- HL7 ----------------------------------------------------------------------------
 
-    def hl7(self, raw: bytes | str, source: str, dead_letter_source: str) -> Outcome:
+    def hl7(self, raw: bytes | str, source: str, dead_letter_source: str,
+            problem: str = "") -> Outcome:
+        """Events of one message, or its dead letter; ``problem`` rejects it regardless."""
         text = raw if isinstance(raw, str) else decode(raw)
         now = self.now()
         result = self.hl7_extractor.extract(text, source, now)
-        if not result.rejected:
+        if not result.rejected and not problem:
             return Outcome(events=result.events, header=result.header)
         letter = DeadLetter(source=dead_letter_source, content_type=HL7_CONTENT_TYPE,
-                            payload=result.masked.encode("utf-8"), reason=result.reason,
-                            received_time=now)
+                            payload=result.masked.encode("utf-8"),
+                            reason=problem or result.reason, received_time=now)
         return Outcome(dead_letter=letter, header=result.header, error_code=result.error_code)
 
     # -- JSON Lines and CSV ---------------------------------------------------------------

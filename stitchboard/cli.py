@@ -129,4 +129,7 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 # Stage commands register themselves on ``app`` when imported (kept last: they import it).
+import collector.dead_letters_cli  # noqa: E402,F401  (stitchboard dead-letters)
+import collector.import_cli  # noqa: E402,F401  (stitchboard import)
 import correlator.cli  # noqa: E402,F401  (stitchboard correlate)
+import simulator.cli  # noqa: E402,F401  (stitchboard simulate, stitchboard demo)

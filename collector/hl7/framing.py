@@ -101,6 +101,7 @@ class Piece:
 
     end: int
     data: bytes
+    problem: str = ""  # set when the piece cannot be a whole message whatever it holds
 
 
 _ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
@@ -112,7 +113,7 @@ def split_hl7_file(stream: BinaryIO, start: int = 0, block: int = _BLOCK) -> Ite
     """The messages of an HL7 file from byte offset ``start`` (a resumed import)."""
     stream.seek(start)
     head = stream.read(block)
-    if head.lstrip()[:1] == START:
+    if head.lstrip(b" \t\r\n")[:1] == START:
         yield from _split_framed(stream, head, start, block)
     else:
         yield from _split_text(stream, head, start, block)
@@ -128,7 +129,8 @@ def _split_framed(stream: BinaryIO, head: bytes, start: int, block: int) -> Iter
     rest = decoder.rest()
     if rest.strip():
         # A dump cut off mid-frame: still a record, so it is dead-lettered, not lost.
-        yield Piece(decoder.offset, rest.lstrip(START))
+        yield Piece(decoder.offset, rest.lstrip(START),
+                    "MLLP frame not terminated: the file ends in the middle of a message")
 
 
 def _split_text(stream: BinaryIO, head: bytes, start: int, block: int) -> Iterator[Piece]:

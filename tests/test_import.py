@@ -1,0 +1,123 @@
+"""File import into the store: HL7 (lines, batches, MLLP dumps), JSON Lines, CSV; resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from collector.importer import DirectTarget, import_file
+from tests.support import make_runtime
+
+DATA = Path(__file__).parent / "data" / "hl7"
+ADT = (DATA / "adt_a03.hl7").read_bytes()
+
+
+def adt(n: int) -> bytes:
+    return ADT.replace(b"ADT20250314162210004417", f"IMP-{n:06d}".encode())
+
+
+@pytest.fixture(scope="module")
+def runtime(store):
+    rt = make_runtime(store)
+    yield rt
+    rt.writer.close()
+
+
+def count(store, where: str, table: str = "events") -> int:
+    return store.scalar(f"SELECT count() FROM {store.table(table)} FINAL WHERE {where}")
+
+
+def test_hl7_file_with_lf_separators_is_imported_and_reimport_stores_nothing(
+        runtime, store, tmp_path):
+    path = tmp_path / "adt.txt"
+    body = b"complete garbage line\n"
+    body += b"".join(adt(n).replace(b"\r", b"\n") + b"\n" for n in range(1200))
+    path.write_bytes(body)
+    target = DirectTarget(runtime)
+    report = import_file(target, path, "auto", restart=False, chunk_size=500)
+    assert (report.records, report.events, report.rejected) == (1201, 1200, 1)
+    assert "must start with an MSH segment" in next(iter(report.reasons))
+    assert count(store, "startsWith(keys['msg'], 'IMP-')") == 1200
+    assert count(store, "source = 'file:adt.txt'", "dead_letters") == 1
+    again = import_file(target, path, "auto", restart=False, chunk_size=500)
+    assert again.resumed_at == len(body) and again.records == 0
+    forced = import_file(target, path, "hl7", restart=True, chunk_size=500)
+    assert forced.records == 1201
+    assert count(store, "startsWith(keys['msg'], 'IMP-')") == 1200
+    assert count(store, "source = 'file:adt.txt'", "dead_letters") == 1
+
+
+def test_interrupted_import_resumes_after_the_last_durable_chunk(runtime, store, tmp_path):
+    path = tmp_path / "resume.hl7"
+    path.write_bytes(b"".join(adt(10_000 + n) + b"\r\n" for n in range(1000)))
+
+    class Crash(Exception):
+        pass
+
+    class CrashingTarget(DirectTarget):
+        sent = 0
+
+        def send(self, chunk, *args):
+            if self.sent == 3:
+                raise Crash
+            super().send(chunk, *args)
+            self.sent += 1
+
+    crashing = CrashingTarget(runtime)
+    with pytest.raises(Crash):
+        import_file(crashing, path, "auto", restart=False, chunk_size=100)
+    crashing.flush()
+    stored = count(store, "startsWith(keys['msg'], 'IMP-01')")
+    assert stored == 300
+    resumed = import_file(DirectTarget(runtime), path, "auto", restart=False, chunk_size=100)
+    assert resumed.resumed_at > 0 and resumed.records == 700
+    assert count(store, "startsWith(keys['msg'], 'IMP-01')") == 1000
+
+
+def test_mllp_dump_and_batch_file(runtime, store, tmp_path):
+    dump = tmp_path / "capture.mllp"
+    dump.write_bytes(b"".join(b"\x0b" + adt(20_000 + n) + b"\x1c\r\n" for n in range(50))
+                     + b"\x0b" + adt(20_050)[:50])  # cut off mid-frame
+    report = import_file(DirectTarget(runtime), dump, "auto", restart=False, chunk_size=20)
+    assert (report.records, report.events, report.rejected) == (51, 50, 1)
+    batch = import_file(DirectTarget(runtime), DATA / "batch_fhs_bhs.hl7", "auto", False, 10)
+    # FHS/BHS/BTS/FTS envelopes are not messages; the third has no EVN-2, so MSH-7 dates it.
+    assert (batch.records, batch.events, batch.rejected) == (3, 3, 0)
+    assert count(store, "keys['msg'] IN ('B-ADT-1', 'B-ADT-2', 'B-ADT-3')") == 3
+    letters = store.rows(f"SELECT reason FROM {store.table('dead_letters')} FINAL"
+                         " WHERE source = 'file:capture.mllp'")
+    assert letters == [("MLLP frame not terminated: the file ends in the middle of a message",)]
+
+
+def test_json_lines_and_csv_files(runtime, store, tmp_path):
+    jsonl = tmp_path / "middleware.jsonl"
+    rows = [{"ts": f"2026-03-01T10:{n % 60:02d}:00-05:00", "facility": "LCH", "system": "MW",
+             "event": "claim.submitted", "claim": f"CLM-{n}", "amount": n}
+            for n in range(300)]
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    config = runtime.config.model_copy(update={"messages": runtime.config.messages.model_copy(
+        update={"logs": runtime.config.messages.logs.model_copy(
+            update={"event_time": ["ts"]})})})
+    custom = make_runtime(store, config=config)
+    try:
+        report = import_file(DirectTarget(custom), jsonl, "auto", False, 128)
+    finally:
+        custom.writer.close()
+    assert (report.records, report.events, report.rejected) == (300, 300, 0)
+    assert count(store, "startsWith(keys['claim'], 'CLM-') AND facility = 'LCH02'") == 300
+
+    csv_path = tmp_path / "erp.csv"
+    csv_path.write_text(
+        "timestamp,facility,system,operation,invoice,po,amount,note\n"
+        + "".join(f'2026-03-02T08:00:{n % 60:02d},MSC03,ERP,invoice.matched,INV-{n},PO-{n},'
+                  f'{n}.5,"multi\nline note"\n' for n in range(200))
+        + "2026-03-02T09:00:00,ELSEWHERE,ERP,invoice.matched,INV-X,PO-X,1,\n"
+    )
+    report = import_file(DirectTarget(runtime), csv_path, "auto", False, 64)
+    assert (report.records, report.events, report.rejected) == (201, 200, 1)
+    assert "unknown facility 'ELSEWHERE'" in next(iter(report.reasons))
+    assert count(store, "startsWith(keys['invoice'], 'INV-') AND source_kind = 'csv'") == 200
+    again = import_file(DirectTarget(runtime), csv_path, "auto", False, 64)
+    assert again.records == 0
