@@ -77,7 +77,12 @@ def csv_header(stream: BinaryIO) -> bytes:
 
 def _csv(stream: BinaryIO, start: int, delimiter: str) -> Iterator[Record]:
     header_line = csv_header(stream)
-    header = next(csv.reader([decode(header_line).lstrip("\ufeff")], delimiter=delimiter), [])
+    header_problem = ""
+    try:
+        header = next(csv.reader([decode(header_line).lstrip("\ufeff").rstrip("\r\n")],
+                                 delimiter=delimiter), [])
+    except csv.Error as exc:
+        header, header_problem = [], f"the CSV header row is not valid CSV ({exc})"
     header = [h.strip() for h in header]
     position = max(start, len(header_line))
     stream.seek(position)
@@ -89,16 +94,33 @@ def _csv(stream: BinaryIO, start: int, delimiter: str) -> Iterator[Record]:
             yield decode(line)
 
     reader = csv.reader(lines(), delimiter=delimiter)
-    for values in reader:
+    while True:
+        problem = header_problem
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            values, problem = [], f"not valid CSV ({exc})"
         raw = b"".join(consumed)
         position += len(raw)
         consumed.clear()
+        if problem:
+            yield Record(position, "csv", _split_row(raw, header, delimiter), raw, problem)
+            continue
         if not any(v.strip() for v in values):
             continue
         row: dict[Any, Any] = dict(zip(header, values, strict=False))
         if len(values) > len(header):
             row[None] = values[len(header):]
         yield Record(position, "csv", row, raw)
+
+
+def _split_row(raw: bytes, header: list[str], delimiter: str) -> dict[str, Any]:
+    """A row the csv module refused, split naively so PHI columns can still be masked."""
+    values = decode(raw).rstrip("\r\n").split(delimiter)
+    names = header + [f"column_{i + 1}" for i in range(len(header), len(values))]
+    return dict(zip(names, values, strict=False))
 
 
 def body_records(body: bytes, fmt: str, delimiter: str = ",") -> Iterator[Record]:
@@ -111,4 +133,4 @@ def judge(intake: Intake, record: Record, source: str, dead_letter_source: str) 
         return intake.hl7(record.data, source, dead_letter_source, record.problem)
     if record.kind == "jsonl":
         return intake.json_line(record.data, source, dead_letter_source)
-    return intake.row(dict(record.data), source, dead_letter_source)
+    return intake.row(dict(record.data), source, dead_letter_source, problem=record.problem)

@@ -76,7 +76,7 @@ class Intake:
         text = line if isinstance(line, str) else decode(line)
         try:
             row = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return self._reject(self._mask_json_text(text), JSONL_CONTENT_TYPE,
                                 f"not valid JSON ({exc})", dead_letter_source)
         if not isinstance(row, dict):
@@ -86,10 +86,14 @@ class Intake:
         return self.row(row, source, dead_letter_source, "jsonl", JSONL_CONTENT_TYPE)
 
     def row(self, row: dict[str, Any], source: str, dead_letter_source: str,
-            source_kind: str = "csv", content_type: str = CSV_ROW_CONTENT_TYPE) -> Outcome:
+            source_kind: str = "csv", content_type: str = CSV_ROW_CONTENT_TYPE,
+            problem: str = "") -> Outcome:
+        """Events of one row, or its dead letter; ``problem`` rejects it regardless."""
         extra = row.pop(None, None) if None in row else None  # type: ignore[call-overload]
         masked = self.logs.mask(row)
         payload = json.dumps(masked, ensure_ascii=False, default=str)
+        if problem:
+            return self._reject(payload, content_type, problem, dead_letter_source)
         if extra:
             return self._reject(payload, content_type,
                                 f"the row has {len(extra)} more values than the header has columns",
@@ -122,7 +126,12 @@ class Intake:
         if content_type == HL7_CONTENT_TYPE:
             return self.hl7(payload, event_source, source)
         if content_type == CSV_ROW_CONTENT_TYPE:
-            return self.row(json.loads(payload), event_source, source)
+            try:
+                row = json.loads(payload)
+            except ValueError as exc:
+                return self._reject(decode(payload), content_type, f"not valid JSON ({exc})",
+                                    source)
+            return self.row(row, event_source, source)
         return self.json_line(payload, event_source, source)
 
 
