@@ -24,7 +24,9 @@ console = Console(stderr=True)
 
 
 def _summary(reports: list[FileReport], target_label: str, seconds: float) -> None:
-    table = Table(title=f"Imported into {target_label} in {seconds:.1f}s")
+    console.print(f"Imported into {target_label} in {seconds:.1f}s", highlight=False,
+                  soft_wrap=True)
+    table = Table()
     for column in ("file", "format", "resumed at byte", "read", "stored", "events", "rejected"):
         table.add_column(column, justify="left" if column in ("file", "format") else "right")
     for r in reports:
