@@ -132,3 +132,4 @@ def main() -> None:  # pragma: no cover - console entry point
 import collector.dead_letters_cli  # noqa: E402,F401  (stitchboard dead-letters)
 import collector.import_cli  # noqa: E402,F401  (stitchboard import)
 import correlator.cli  # noqa: E402,F401  (stitchboard correlate)
+import simulator.cli  # noqa: E402,F401  (stitchboard simulate, stitchboard demo)

@@ -1,0 +1,150 @@
+"""``stitchboard simulate`` and ``stitchboard demo``: the simulated estate from the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, err, fail
+from stitchboard.config.workflows import Duration
+from stitchboard.errors import ConfigError
+from stitchboard.settings import load_settings
+
+DEFAULT_RATE = 1.0
+
+
+def _duration_ns(text: str | None) -> int:
+    if not text:
+        return 0
+    try:
+        duration = Duration.model_validate(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).splitlines()[-1]) from None
+    if duration.business_days:
+        raise typer.BadParameter("use calendar units for --backfill (e.g. 30d, 12h)")
+    return duration.nanos
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+@app.command()
+def simulate(
+    rate: Annotated[float, typer.Option(help="Average hop events per second across the"
+                                        " estate (history and live).")] = DEFAULT_RATE,
+    facilities: Annotated[str | None, typer.Option(
+        help="Comma-separated facility ids or aliases from slas.yaml (default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same traffic and truth.")] = 1,
+    backfill: Annotated[str | None, typer.Option(
+        help="Send this much history first at full speed (e.g. 30d, 12h), then exit"
+             " unless --live.")] = None,
+    live: Annotated[bool | None, typer.Option(
+        "--live/--no-live", help="Keep sending as the clock moves, until stopped"
+        " (default: live unless --backfill or --count).", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option(
+        help="Send the first N units of work (a visit with its claim and implants, a"
+             " requisition, a pay period) from the start of the backfill window"
+             " (default 30d ago), only what is due by now; then exit.")] = None,
+    workflows: Annotated[str | None, typer.Option(
+        help="Comma-separated workflow names to simulate (default: all).")] = None,
+    truth: Annotated[Path | None, typer.Option(
+        help="Write the ground truth (JSON Lines, one transaction per line) here.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the hops to this JSON Lines file (.gz to compress) instead of sending.")
+    ] = None,
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Where the server listens.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Console/API port (default 8050).")] = None,
+    otlp_http_port: Annotated[int | None, typer.Option(help="OTLP/HTTP port (default 4318).")
+                              ] = None,
+    mllp_port: Annotated[int | None, typer.Option(help="MLLP port (default 2575).")] = None,
+) -> None:
+    """Simulate a regional health system's traffic into a running server."""
+    from simulator.session import SimulateOptions, run_simulation
+
+    settings = load_settings(config=config, port=port, otlp_http_port=otlp_http_port,
+                             mllp_port=mllp_port)
+    if rate <= 0:
+        fail("--rate must be above 0")
+    options = SimulateOptions(
+        rate=rate, facilities=_split(facilities), seed=seed, backfill_ns=_duration_ns(backfill),
+        live=live if live is not None else (not backfill and count is None and out is None),
+        count=count, workflows=_split(workflows), truth=truth, out=out,
+    )
+    try:
+        run_simulation(settings, host, options)
+    except ConfigError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Live hop events per second.")] = 0.5,
+    backfill: Annotated[str, typer.Option(
+        help="History sent on first start (empty store), e.g. 2d.")] = "2d",
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
+    clickhouse: ClickhouseOpt = None,
+    config: ConfigOpt = None,
+    port: Annotated[int | None, typer.Option(help="Console and API port (default 8050).")
+                    ] = None,
+    otlp_http_port: Annotated[int | None, typer.Option(help="OTLP/HTTP port (default 4318).")
+                              ] = None,
+    otlp_grpc_port: Annotated[int | None, typer.Option(help="OTLP/gRPC port (default 4317).")
+                              ] = None,
+    mllp_port: Annotated[int | None, typer.Option(help="MLLP port (default 2575).")] = None,
+) -> None:
+    """The console plus a simulated health system: `stitchboard serve` and live traffic.
+
+    On first start (no events stored yet) a short history is sent first, so the
+    dashboards have data within a minute. Ctrl-C stops both.
+    """
+    from simulator.session import SimulateOptions, run_simulation, wait_ready
+
+    settings = load_settings(clickhouse=clickhouse, config=config, port=port,
+                             otlp_http_port=otlp_http_port, otlp_grpc_port=otlp_grpc_port,
+                             mllp_port=mllp_port)
+    command = [sys.executable, "-m", "stitchboard", "serve"]
+    for flag, value in (("--clickhouse", clickhouse), ("--config", config), ("--port", port),
+                        ("--otlp-http-port", otlp_http_port),
+                        ("--otlp-grpc-port", otlp_grpc_port), ("--mllp-port", mllp_port)):
+        if value is not None:
+            command += [flag, str(value)]
+    server = subprocess.Popen(command, env=os.environ.copy())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        api = f"http://{settings.host}:{settings.port}"
+        health = wait_ready(api, server)
+        if health is None:
+            fail("stitchboard serve did not become ready; see its output above", 1)
+            return
+        empty = int(health.get("store", {}).get("tables", {}).get("events", 0)) == 0
+        options = SimulateOptions(
+            rate=rate, facilities=None, seed=seed,
+            backfill_ns=_duration_ns(backfill) if empty else 0, live=True, count=None,
+            workflows=None, truth=None, out=None, since_ns=None if empty else "now",
+        )
+        err.print(f"Simulated health system: {rate} events/s live"
+                  + (f", {backfill} of history first" if empty else "")
+                  + f". Console: {api}", highlight=False)
+        run_simulation(settings, settings.host, options, stop=stop, server=server)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
