@@ -70,7 +70,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         if not transaction_id.isalnum() or len(transaction_id) > 64:
             raise ApiError(400, f"bad transaction id {transaction_id!r}")
         found = await asyncio.to_thread(
-            get_transaction, runtime.store, transaction_id, time.time_ns()
+            get_transaction, runtime.store, transaction_id, time.time_ns(), config
         )
         if found is None:
             raise ApiError(404, f"no transaction {transaction_id!r}")

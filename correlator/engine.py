@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterable
 
 from correlator.deadlines import clocks_for
-from correlator.matching import Router
+from correlator.matching import UNEXPECTED, Router
 from correlator.stitching import Changes, Retired, WorkflowStitcher
-from correlator.transaction import Transaction
+from correlator.transaction import Hop, Plan, Transaction, summarize
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
 
@@ -80,3 +80,29 @@ def correlate(config: SlasConfig, events: Iterable[Event], now: int) -> list[Tra
     correlator = Correlator(config)
     correlator.add(events)
     return correlator.transactions(now)
+
+
+def resummarize(
+    config: SlasConfig, workflow: str, events: list[tuple[Event, str]], now: int
+) -> Transaction | None:
+    """A stored transaction recomputed from its events and their step names (for detail views).
+
+    Gives what the correlator computed, evaluated at ``now``; None when the
+    workflow is no longer configured.
+    """
+    found = next((w for w in config.workflows if w.name == workflow), None)
+    if found is None or not events:
+        return None
+    plan = Plan(found)
+    index = {name: i for i, name in enumerate(plan.names)}
+    core, attached = [], []
+    for event, step_name in events:
+        step = index.get(step_name, UNEXPECTED)
+        hop = Hop(event, step)
+        if step == UNEXPECTED or found.steps[step].fan_in:
+            attached.append(hop)
+        else:
+            core.append(hop)
+    if not core:
+        return None
+    return summarize(plan, core, attached, clocks_for(config.facilities), now)

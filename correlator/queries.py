@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from correlator.engine import resummarize
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
+from correlator.transaction import Missed, StepResult
+from stitchboard.config.model import SlasConfig
+from stitchboard.events import Event
 from stitchboard.store import Store
 
 _STATUS_NOW = """multiIf(
@@ -169,15 +172,17 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_EVENT_FIELDS = """event_id, toUnixTimestamp64Nano(event_time) AS time_ns, facility, system,
-    operation, status, status_message, source_kind, source, trace_id, span_id,
-    toString(amount) AS amount_text, keys"""
+_EVENT_FIELDS = """event_id, toUnixTimestamp64Nano(event_time) AS time_ns,
+    toUnixTimestamp64Nano(observed_time) AS observed_ns, source_kind, source, facility, system,
+    operation, status, status_message, duration_ns, amount, trace_id, span_id, keys"""
 
 
-def get_transaction(store: Store, tx_id: str, now: int) -> dict[str, Any] | None:
+def get_transaction(
+    store: Store, tx_id: str, now: int, config: SlasConfig
+) -> dict[str, Any] | None:
     table = store.table(TRANSACTIONS.name)
     rows = store.dicts(
-        f"SELECT {_SUMMARY}, steps, missed, event_ids, event_steps FROM {table} FINAL"
+        f"SELECT {_SUMMARY}, event_ids, event_steps FROM {table} FINAL"
         " WHERE id = {id:String} AND deleted = 0",
         {"id": tx_id, "now": now},
     )
@@ -185,14 +190,16 @@ def get_transaction(store: Store, tx_id: str, now: int) -> dict[str, Any] | None
         return None
     row = rows[0]
     body = summary(row)
-    body["steps"] = [_step(s) for s in json.loads(row["steps"])]
-    body["missed"] = [_missed(m) for m in json.loads(row["missed"])]
-    if body["status"] == "overdue":
-        body["missed"] += _passed_since_write(body, row, now)
     step_of = dict(zip(row["event_ids"], row["event_steps"], strict=True))
-    body["events"] = [
-        _event(e, step_of.get(e["event_id"], "")) for e in events_by_id(store, row["event_ids"])
-    ]
+    stored = events_by_id(store, row["event_ids"])
+    hops = [(_as_event(e), step_of.get(e["event_id"], "")) for e in stored]
+    # Step detail is recomputed from the hops by the correlator's own pure core.
+    tx = resummarize(config, row["workflow"], hops, now)
+    body["steps"] = [_step(s) for s in tx.steps] if tx else []
+    body["missed"] = [_missed(m) for m in tx.missed] if tx else []
+    if tx is not None:
+        body["status"], body["level"] = tx.status, tx.level or None
+    body["events"] = [_event(e, step_of.get(e["event_id"], "")) for e in stored]
     return body
 
 
@@ -206,43 +213,43 @@ def events_by_id(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
     )
 
 
-def _step(step: dict[str, Any]) -> dict[str, Any]:
+def _as_event(row: dict[str, Any]) -> Event:
+    return Event(
+        event_id=row["event_id"], event_time=row["time_ns"], observed_time=row["observed_ns"],
+        source_kind=row["source_kind"], source=row["source"], facility=row["facility"],
+        system=row["system"], operation=row["operation"], status=row["status"],
+        status_message=row["status_message"], duration_ns=row["duration_ns"],
+        amount=row["amount"], trace_id=row["trace_id"], span_id=row["span_id"],
+        keys=dict(row["keys"]),
+    )
+
+
+def _step(step: StepResult) -> dict[str, Any]:
     return {
-        "name": step["name"],
-        "count": step["count"],
-        "first_time": iso(step["first_time"]),
-        "last_time": iso(step["last_time"]),
-        "anchor_time": iso(step["anchor_time"]),
-        "warn_deadline": iso(step["warn_at"]),
-        "breach_deadline": iso(step["breach_at"]),
-        "duration_seconds": step["duration_ns"] / 1e9 if step["first_time"] and step["anchor_time"]
+        "name": step.name,
+        "count": step.count,
+        "first_time": iso(step.first_time),
+        "last_time": iso(step.last_time),
+        "anchor_time": iso(step.anchor_time),
+        "warn_deadline": iso(step.warn_at),
+        "breach_deadline": iso(step.breach_at),
+        "duration_seconds": step.duration_ns / 1e9 if step.first_time and step.anchor_time
         else None,
-        "missed": step["level"] or None,
-        "late_by_seconds": step["late_by_ns"] / 1e9 if step["level"] else None,
-        "amount": step["amount"],
-        "status": step["status"] or None,
+        "missed": step.level or None,
+        "late_by_seconds": step.late_by_ns / 1e9 if step.level else None,
+        "amount": str(step.amount) if step.amount is not None else None,
+        "status": step.status or None,
     }
 
 
-def _missed(missed: dict[str, Any]) -> dict[str, Any]:
+def _missed(missed: Missed) -> dict[str, Any]:
     return {
-        "step": missed["step"],
-        "level": missed["level"],
-        "deadline": iso(missed["deadline"]),
-        "actual": iso(missed["actual"]),
-        "by_seconds": missed["by_ns"] / 1e9,
+        "step": missed.step,
+        "level": missed.level,
+        "deadline": iso(missed.deadline),
+        "actual": iso(missed.actual),
+        "by_seconds": missed.by_ns / 1e9,
     }
-
-
-def _passed_since_write(body: dict[str, Any], row: dict[str, Any], now: int) -> list[dict]:
-    """Deadlines that passed after the row was written (before the next sweep)."""
-    known = {(m["step"], m["level"]) for m in body["missed"]}
-    found = []
-    for ns, level in ((row["breach_ns"], "breach"), (row["warn_ns"], "warn")):
-        if ns is not None and ns <= now and not any(k[1] == level for k in known):
-            found.append({"step": None, "level": level, "deadline": iso(ns), "actual": None,
-                          "by_seconds": (now - ns) / 1e9})
-    return found
 
 
 def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
@@ -259,6 +266,6 @@ def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
         "source": row["source"],
         "trace_id": row["trace_id"] or None,
         "span_id": row["span_id"] or None,
-        "amount": row["amount_text"],
+        "amount": str(row["amount"]) if row["amount"] is not None else None,
         "keys": dict(row["keys"]),
     }

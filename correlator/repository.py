@@ -2,66 +2,46 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
-from correlator.transaction import Missed, StepResult, Transaction
+from correlator.transaction import Transaction
 from stitchboard.events import EVENT_COLUMNS, Event
 from stitchboard.store import Store
 
 TX_COLUMNS = (
     "id", "workflow", "id_time", "facility", "status", "level", "start_time", "end_time",
     "last_time", "duration_ns", "warn_deadline", "breach_deadline", "flags", "missed_steps",
-    "steps", "missed", "amount", "event_ids", "event_steps", "key_names", "key_values",
-    "event_count", "error_count", "version", "deleted",
+    "amount", "event_ids", "event_steps", "key_names", "key_values", "event_count",
+    "error_count", "step_names", "step_counts", "step_first", "step_last", "step_levels",
+    "version", "deleted",
 )
-KEY_COLUMNS = ("value", "key", "transaction_id", "workflow", "id_time")
-
-
-def _step_json(step: StepResult) -> dict:
-    return {
-        "name": step.name, "count": step.count, "first_time": step.first_time,
-        "last_time": step.last_time, "anchor_time": step.anchor_time, "warn_at": step.warn_at,
-        "breach_at": step.breach_at, "duration_ns": step.duration_ns, "level": step.level,
-        "late_by_ns": step.late_by_ns,
-        "amount": str(step.amount) if step.amount is not None else None,
-        "status": step.status,
-    }
-
-
-def _missed_json(missed: Missed) -> dict:
-    return {"step": missed.step, "level": missed.level, "deadline": missed.deadline,
-            "actual": missed.actual, "by_ns": missed.by_ns}
 
 
 def transaction_row(tx: Transaction, version: int) -> tuple:
+    steps = tx.steps
     return (
         tx.id, tx.workflow, tx.id_time, tx.facility, tx.status, tx.level, tx.start_time,
         tx.end_time or None, tx.last_time, tx.duration_ns if tx.end_time else None,
-        tx.warn_deadline or None, tx.breach_deadline or None, list(tx.flags),
+        tx.warn_deadline or None, tx.breach_deadline or None, tx.flags,
         sorted({m.step for m in tx.missed}),
-        json.dumps([_step_json(s) for s in tx.steps], separators=(",", ":")),
-        json.dumps([_missed_json(m) for m in tx.missed], separators=(",", ":")),
-        tx.amount, list(tx.event_ids), list(tx.event_steps),
+        tx.amount, tx.event_ids, tx.event_steps,
         [k for k, _ in tx.keys], [v for _, v in tx.keys],
-        len(tx.event_ids), tx.error_count, version, 0,
+        len(tx.event_ids), tx.error_count,
+        [s.name for s in steps], [s.count for s in steps], [s.first_time for s in steps],
+        [s.last_time for s in steps], [s.level for s in steps],
+        version, 0,
     )
 
 
 def deleted_row(gone: Retired, version: int) -> tuple:
     return (
         gone.id, gone.workflow, gone.id_time, "", "", "", gone.id_time, None, gone.id_time,
-        None, None, None, [], [], "[]", "[]", None, [], [], [], [], 0, 0, version, 1,
+        None, None, None, [], [], None, [], [], [], [], 0, 0, [], [], [], [], [], version, 1,
     )
-
-
-def key_rows(tx: Transaction) -> list[tuple]:
-    return [(value, key, tx.id, tx.workflow, tx.id_time) for key, value in tx.keys]
 
 
 class TransactionSink:
@@ -84,9 +64,7 @@ class TransactionSink:
         upserts = changes.upserts
         for i in range(0, len(upserts), chunk):
             part = upserts[i : i + chunk]
-            self.store.insert(
-                TRANSACTION_KEYS.name, KEY_COLUMNS, [r for tx in part for r in key_rows(tx)]
-            )
+            # transaction_keys is filled by a materialized view from these rows.
             self.store.insert(
                 TRANSACTIONS.name, TX_COLUMNS, [transaction_row(tx, version) for tx in part]
             )
@@ -149,7 +127,3 @@ def events_from_batch(columns: Sequence[str], rows: Sequence[Sequence[object]]) 
         return [Event(*row[: len(EVENT_COLUMNS)]) for row in rows]
     index = [list(columns).index(c) for c in EVENT_COLUMNS]
     return [Event(*(row[i] for i in index)) for row in rows]
-
-
-def as_decimal(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))

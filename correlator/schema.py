@@ -75,3 +75,34 @@ def _create(ctx: SchemaContext) -> list[str]:
 
 
 register(Migration(10, "correlator transactions and transaction keys", _create))
+
+
+# Per-step figures as parallel arrays (index i = the i-th step of the workflow as
+# the row was written; ns since the epoch, 0 = not happened), so SQL can compute
+# step lags; the API recomputes full step detail from the events themselves.
+_STEP_COLUMNS = (
+    "DROP COLUMN IF EXISTS steps, DROP COLUMN IF EXISTS missed,"
+    " ADD COLUMN IF NOT EXISTS step_names Array(LowCardinality(String)),"
+    " ADD COLUMN IF NOT EXISTS step_counts Array(UInt32),"
+    " ADD COLUMN IF NOT EXISTS step_first Array(Int64),"
+    " ADD COLUMN IF NOT EXISTS step_last Array(Int64),"
+    " ADD COLUMN IF NOT EXISTS step_levels Array(LowCardinality(String))"
+)
+
+
+def _steps_and_key_view(ctx: SchemaContext) -> list[str]:
+    """Step arrays, and transaction_keys filled by ClickHouse from each written row."""
+    db = ctx.database
+    local = "_local" if ctx.cluster else ""
+    on_cluster = f" ON CLUSTER `{ctx.cluster}`" if ctx.cluster else ""
+    return [
+        *ctx.alter(TRANSACTIONS.name, _STEP_COLUMNS),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`transaction_keys_mv`{on_cluster}"
+        f" TO `{db}`.`{TRANSACTION_KEYS.name}{local}` AS"
+        " SELECT key_value AS value, key_name AS key, id AS transaction_id, workflow, id_time"
+        f" FROM `{db}`.`{TRANSACTIONS.name}{local}`"
+        " ARRAY JOIN key_names AS key_name, key_values AS key_value WHERE deleted = 0",
+    ]
+
+
+register(Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view))

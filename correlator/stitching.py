@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from correlator.deadlines import FacilityClock
 from correlator.matching import UNEXPECTED
-from correlator.transaction import Hop, Transaction, summarize
+from correlator.transaction import Hop, Plan, Transaction, summarize
 from stitchboard.config.workflows import Workflow
 from stitchboard.events import Event
 
@@ -49,19 +49,26 @@ class Retired:
 class WorkflowStitcher:
     def __init__(self, workflow: Workflow):
         self.workflow = workflow
+        self.plan = Plan(workflow)
         steps = workflow.steps
+        lookup_keys = {k for s in steps for k in s.fan_in}
         self._chain = [tuple(s.keys) if not s.fan_in else () for s in steps]
-        # Values a transaction is found by from fan-in hops: its core hops' keys and carries.
-        self._carried = [tuple(dict.fromkeys((*s.keys, *s.carries))) if not s.fan_in else ()
-                         for s in steps]
+        # The values fan-in hops look transactions up by: a core hop's keys and carries,
+        # restricted to the keys some fan-in step actually looks up.
+        self._carried = [
+            tuple(k for k in dict.fromkeys((*s.keys, *s.carries)) if k in lookup_keys)
+            if not s.fan_in else ()
+            for s in steps
+        ]
         self._lookup = [tuple(s.fan_in) for s in steps]
-        self._unexpected_lookup = tuple(sorted(workflow.chain_keys))
+        self._unexpected_keys = tuple(sorted(workflow.chain_keys))
         self._parent: dict[Node, Node] = {}
         self._size: dict[Node, int] = {}
         self._members: dict[Node, list[Hop]] = {}  # root -> core hops
-        self._hops: dict[str, Hop] = {}  # every accepted hop by event id
+        self._seen: set[str] = set()  # event ids of every accepted hop
         self._carriers: dict[Node, set[Node]] = {}  # carried value -> chain nodes carrying it
         self._fanin: dict[Node, list[Hop]] = {}  # lookup value -> fan-in hops
+        self._unexpected: dict[Node, list[Hop]] = {}  # chain value -> unexpected hops
         self._emitted: dict[Node, tuple[str, int]] = {}  # root -> (id, id_time) last written
         self._dirty: set[Node] = set()
         # (instant, root): when an open transaction's status or level changes by
@@ -107,33 +114,52 @@ class WorkflowStitcher:
     # -- feeding -----------------------------------------------------------------------
 
     def add(self, event: Event, step: int) -> None:
-        if event.event_id in self._hops:
+        event_id = event.event_id
+        if event_id in self._seen:
             return  # a replay or duplicate send: same id, same hop
         keys = event.keys
         hop = Hop(event, step)
-        if step == UNEXPECTED or self._lookup[step]:
-            names = self._unexpected_lookup if step == UNEXPECTED else self._lookup[step]
-            values = [(k, keys[k]) for k in names if keys.get(k)]
+        if step == UNEXPECTED:
+            # Unexpected hops join the transaction that holds one of their chain values.
+            nodes = [(k, v) for k in self._unexpected_keys if (v := keys.get(k))]
+            if not nodes:
+                self.unstitchable += 1
+                return
+            self._seen.add(event_id)
+            for node in nodes:
+                self._unexpected.setdefault(node, []).append(hop)
+                if node in self._parent:
+                    self._dirty.add(node)
+            return
+        lookup = self._lookup[step]
+        if lookup:
+            values = [(k, v) for k in lookup if (v := keys.get(k))]
             if not values:
                 self.unstitchable += 1
                 return
-            self._hops[event.event_id] = hop
+            self._seen.add(event_id)
             for value in values:
                 self._fanin.setdefault(value, []).append(hop)
                 carriers = self._carriers.get(value)
                 if carriers:
                     self._dirty.update(carriers)
             return
-        nodes = [(k, keys[k]) for k in self._chain[step] if keys.get(k)]
+        nodes = [(k, v) for k in self._chain[step] if (v := keys.get(k))]
         if not nodes:
             self.unstitchable += 1
             return
-        self._hops[event.event_id] = hop
-        root = self._add_node(nodes[0])
-        for node in nodes[1:]:
-            root = self._union(root, self._add_node(node))
-        self._members.setdefault(root, []).append(hop)
+        self._seen.add(event_id)
         anchor = nodes[0]
+        root = self._add_node(anchor)
+        for node in nodes[1:]:
+            other = self._add_node(node)
+            if other != root:
+                root = self._union(root, other)
+        members = self._members.get(root)
+        if members is None:
+            self._members[root] = [hop]
+        else:
+            members.append(hop)
         for k in self._carried[step]:
             value = keys.get(k)
             if value:
@@ -184,15 +210,27 @@ class WorkflowStitcher:
         core = self._members[root]
         attached: dict[str, Hop] = {}
         if self._fanin:
-            # Fan-in and unexpected hops belong to every transaction carrying their value.
+            # Fan-in hops belong to every transaction carrying one of their values.
+            carried, fanin = self._carried, self._fanin
             for hop in core:
-                keys = hop.event.keys
-                for k in self._carried[hop.step]:
+                names = carried[hop[1]]
+                if names:
+                    keys = hop[0].keys
+                    for k in names:
+                        value = keys.get(k)
+                        if value:
+                            for other in fanin.get((k, value), ()):
+                                attached[other[0].event_id] = other
+        if self._unexpected:
+            chain, unexpected = self._chain, self._unexpected
+            for hop in core:
+                keys = hop[0].keys
+                for k in chain[hop[1]]:
                     value = keys.get(k)
                     if value:
-                        for other in self._fanin.get((k, value), ()):
-                            attached[other.event.event_id] = other
-        return summarize(self.workflow, core, attached.values(), clocks, now)
+                        for other in unexpected.get((k, value), ()):
+                            attached[other[0].event_id] = other
+        return summarize(self.plan, core, attached.values(), clocks, now)
 
     def roots(self) -> Iterable[Node]:
         return list(self._members)

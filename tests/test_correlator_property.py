@@ -5,10 +5,13 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from correlator.deadlines import clocks_for
 from correlator.engine import Correlator, correlate
+from correlator.stitching import WorkflowStitcher
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.workflows import workflow_problems
 from tests.correlator_helpers import HOUR, MINUTE, ev
+from tests.correlator_reference import reference_summarize
 
 KEYS = ("k1", "k2", "k3", "k4")
 NOW = 1_800_000_000 * 1_000_000_000
@@ -105,3 +108,25 @@ def test_incremental_equals_batch(data) -> None:
         for tx in changes.upserts:
             table[tx.id] = tx
     assert table == expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fast_summary_agrees_with_the_reference(data) -> None:
+    config = data.draw(workflows())
+    events = data.draw(streams(config))
+    now = NOW + data.draw(st.integers(-40, 60)) * 17 * MINUTE
+    stitcher = WorkflowStitcher(config.workflows[0])
+    for event in events:
+        stitcher.add(event, int(event.operation[2:]) if event.operation != "cancel" else -1)
+    clocks = clocks_for(config.facilities)
+    for root in stitcher.roots():
+        fast = stitcher.transaction(root, clocks, now)
+        core = stitcher._members[root]
+        pool = {
+            h.event.event_id: h
+            for hops in (*stitcher._fanin.values(), *stitcher._unexpected.values())
+            for h in hops
+        }
+        attached = [pool[i] for i in fast.event_ids if i in pool]
+        assert fast == reference_summarize(config.workflows[0], core, attached, clocks, now)

@@ -1,0 +1,76 @@
+"""Synthetic hop events with realistic key chaining, for the correlator benchmark.
+
+Discharges (ADT, engine ACK, 1-3 charge lines, a GL journal per charge batch of
+~40 visits, coding, final bill) and claims (final bill, 837, 999, 277CA, 835
+remit, one EFT reassociation and cash journal per ~25 claims): ~5 events per
+transaction, keys chained visit → charge → batch → journal and claim → trace.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from decimal import Decimal
+
+from stitchboard.events import Event
+
+NS = 1_000_000_000
+MIN = 60 * NS
+HOUR = 60 * MIN
+T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
+FACILITIES = ("NMC01", "LCH02", "MSC03")
+
+
+def _event(n: str, t: int, facility: str, system: str, operation: str, keys: dict,
+           amount: Decimal | None = None, attributes: dict | None = None) -> Event:
+    return Event(n, t, t, "span", system, facility, system, operation, "ok", "", 0,
+                 amount, "", "", keys, attributes or {})
+
+
+def transactions(
+    count: int, seed: int = 7, spread_ns: int = 60 * 24 * HOUR, prefix: str = ""
+) -> Iterator[Event]:
+    """Events of ``count`` transactions (80% discharges, 20% claims).
+
+    ``prefix`` makes every id and key value distinct from another run's."""
+    rng = random.Random(seed)
+    n = 0
+    batch_size, remit_size = 40, 25
+    for i in range(count):
+        facility = FACILITIES[i % 3]
+        i_text = f"{prefix}{i}"
+        t = T0 + rng.randrange(spread_ns)
+        if i % 5:
+            v, a, m = f"V{i_text}", f"A{i_text}", f"M{i_text}"
+            batch = f"B{prefix}{i // batch_size}"
+            events = [
+                ("EHR_ADT", "ADT^A03", t,
+                 {"msg": m, "visit": v, "account": a, "mrn": f"p{i_text}"}),
+                ("IFENGINE", "ACK^A03", t + MIN, {"msg": m}),
+            ]
+            for c in range(1 + i % 3):
+                events.append(("PERIOP", "DFT^P03", t + (2 + c) * HOUR,
+                               {"visit": v, "account": a, "charge": f"C{i_text}-{c}",
+                                "charge_batch": batch}))
+            if i % batch_size == 0:
+                events.append(("ERP_GL", "gl.journal.post", t + 20 * HOUR,
+                               {"charge_batch": batch, "journal": f"J{batch}"}))
+            events.append(("CODING", "BAR^P05", t + 50 * HOUR, {"visit": v, "account": a}))
+        else:
+            cl, a = f"CL{i_text}", f"A{i_text}"
+            trace = f"T{prefix}{i // remit_size}"
+            events = [
+                ("PATACCT", "claim.final_bill", t, {"claim": cl, "account": a}),
+                ("CLEARINGHOUSE", "x12.837.submit", t + 5 * HOUR, {"claim": cl}),
+                ("CLEARINGHOUSE", "x12.999.receive", t + 6 * HOUR, {"claim": cl}),
+                ("CLEARINGHOUSE", "x12.277ca.receive", t + 30 * HOUR, {"claim": cl}),
+                ("CLEARINGHOUSE", "x12.835.receive", t + 300 * HOUR,
+                 {"claim": cl, "remit_trace": trace}),
+            ]
+            if i % remit_size == 0:
+                events.append(("TREASURY", "cash.reassociate", t + 320 * HOUR,
+                               {"remit_trace": trace, "payment": f"P{trace}"}))
+        for system, operation, time, keys in events:
+            n += 1
+            amount = Decimal("125.00") if operation == "DFT^P03" else None
+            yield _event(f"{prefix}{n:031x}", time, facility, system, operation, keys, amount)
