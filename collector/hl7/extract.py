@@ -73,10 +73,14 @@ class Hl7Extractor:
         self.amount = paths(mapping.amount)
         self.repeat = mapping.repeat_segment
         self.keys = {name: paths(texts) for name, texts in mapping.keys.items()}
+        # Keys read once per message, and keys read per repeated segment (per charge line).
+        per_line = {n for n, ps in self.keys.items() if any(p.segment == self.repeat for p in ps)}
+        self.message_keys = [(n, ps) for n, ps in self.keys.items() if n not in per_line]
+        self.line_keys = [(n, ps) for n, ps in self.keys.items() if n in per_line]
         self.attributes = {name: FieldPath.parse(text) for name, text in mapping.attributes.items()}
         self.store_message = mapping.store_message
         self.masker = Masker(mapping.phi_fields, pseudonymize)
-        self.pseudonymize = pseudonymize
+        self.pseudonymize = self.masker.pseudonymize  # the cached one
         self.phi_keys = config.phi_keys
         self.facilities = config.facility_index()
         self.zones = {f.id: f.zone for f in config.facilities}
@@ -167,6 +171,7 @@ class Hl7Extractor:
         if self.store_message:
             attributes["hl7.message"] = masked
         identity = header.control_id or event_id(masked)
+        message_keys = self._keys(message, self.message_keys, None)
 
         occurrences: list[int | None] = []
         if self.repeat:
@@ -175,11 +180,9 @@ class Hl7Extractor:
             occurrences = [None]
         events = []
         for ordinal, index in enumerate(occurrences, 1):
-            keys = {}
-            for name, paths in self.keys.items():
-                value = self._first(message, paths, index, self.repeat)
-                if value:
-                    keys[name] = self.pseudonymize(value) if name in self.phi_keys else value
+            keys = dict(message_keys)
+            if self.line_keys:
+                keys.update(self._keys(message, self.line_keys, index))
             attrs = dict(attributes)
             for name, path in self.attributes.items():
                 value = message.value(path, index if path.segment == self.repeat else None)
@@ -207,6 +210,16 @@ class Hl7Extractor:
                 attributes=attrs,
             ))
         return events
+
+
+    def _keys(self, message: Hl7Message, rules: list[tuple[str, list[FieldPath]]],
+              index: int | None) -> dict[str, str]:
+        keys = {}
+        for name, paths in rules:
+            value = self._first(message, paths, index, self.repeat)
+            if value:
+                keys[name] = self.pseudonymize(value) if name in self.phi_keys else value
+        return keys
 
 
 def _header(message: Hl7Message) -> Header:

@@ -114,13 +114,14 @@ def split_segments(text: str) -> list[str]:
 class Hl7Message:
     """A validated message; fields are split on first access, per segment."""
 
-    __slots__ = ("segments", "names", "encoding", "_fields", "_first")
+    __slots__ = ("segments", "names", "encoding", "_fields", "_first", "_components")
 
     def __init__(self, segments: list[str], encoding: Encoding):
         self.segments = segments
         self.names = [s[:3] for s in segments]
         self.encoding = encoding
         self._fields: dict[int, list[str]] = {}
+        self._components: dict[tuple[int, int], list[str]] = {}
         self._first: dict[str, int] = {}
         for i, name in enumerate(self.names):
             self._first.setdefault(name, i)
@@ -174,19 +175,22 @@ class Hl7Message:
         fields = self.fields(index)
         if path.field >= len(fields):
             return ""
-        value = fields[path.field]
         if path.segment == "MSH" and path.field <= 2:
-            return value
-        enc = self.encoding
-        value = value.split(enc.repetition, 1)[0]
-        if path.component:
-            parts = value.split(enc.component)
-            if path.component > len(parts):
-                return ""
-            value = parts[path.component - 1]
-            if path.subcomponent:
-                subs = value.split(enc.subcomponent)
-                value = subs[path.subcomponent - 1] if path.subcomponent <= len(subs) else ""
+            return fields[path.field]
+        if not path.component:
+            return fields[path.field].split(self.encoding.repetition, 1)[0]
+        key = (index, path.field)
+        parts = self._components.get(key)
+        if parts is None:
+            enc = self.encoding
+            parts = fields[path.field].split(enc.repetition, 1)[0].split(enc.component)
+            self._components[key] = parts
+        if path.component > len(parts):
+            return ""
+        value = parts[path.component - 1]
+        if path.subcomponent:
+            subs = value.split(self.encoding.subcomponent)
+            value = subs[path.subcomponent - 1] if path.subcomponent <= len(subs) else ""
         return value
 
     def value(self, path: FieldPath, index: int | None = None) -> str:

@@ -1,0 +1,183 @@
+"""HL7 v2 ingest: MLLP ACKed messages/s and file import messages/s, beside in-run references.
+
+MLLP: a real ``stitchboard serve`` receives unique ADT/DFT messages from several
+concurrent senders, each waiting for the ACK of one message before sending the
+next, as interface engines do. Reference: the same listener in a process that
+parses and ACKs but stores nothing, measured with the same client.
+
+Import: a file of realistic messages (ADT, DFT with 1–3 charge lines, ACKs)
+imported into the embedded store with the same code as ``stitchboard import``.
+Reference: the same records split and turned into events without storing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support import ROOT, TEST_KEY, ServeProcess, free_port
+
+SENDERS = int(os.environ.get("BENCH_MLLP_SENDERS", "16"))
+MLLP_MESSAGES = int(os.environ.get("BENCH_MLLP_MESSAGES", "20000"))
+FILE_MESSAGES = int(os.environ.get("BENCH_IMPORT_MESSAGES", "100000"))
+DATA = ROOT / "tests" / "data" / "hl7"
+
+CLIENT = r"""
+import asyncio, json, sys, time
+host, port, senders, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+template = open(sys.argv[5], "rb").read()
+messages = [b"\x0b" + template.replace(b"ADT20250314162210004417", b"B%d-%08d" % (port, i))
+            .replace(b"VN20250310-000917", b"VN-%08d" % i) + b"\x1c\r" for i in range(total)]
+codes = {}
+
+async def sender(items):
+    reader, writer = await asyncio.open_connection(host, port)
+    for message in items:
+        writer.write(message)
+        ack = await reader.readuntil(b"\x1c\r")
+        code = ack.split(b"MSA|", 1)[1][:2].decode()
+        codes[code] = codes.get(code, 0) + 1
+    writer.close()
+
+async def main():
+    await asyncio.gather(*(sender(messages[k::senders]) for k in range(senders)))
+
+started = time.perf_counter()
+asyncio.run(main())
+print(json.dumps({"seconds": time.perf_counter() - started, "codes": codes}))
+"""
+
+ACK_ONLY_SERVER = r"""
+import asyncio, sys
+from collector.intake import Intake
+from collector.mllp import MllpListener
+from stitchboard.config import load_config
+from stitchboard.phi import Pseudonymizer
+
+async def nothing(batch):
+    return None
+
+async def main():
+    intake = Intake(load_config(sys.argv[2]), Pseudonymizer(b"bench-key-0123456789abcdef"))
+    listener = MllpListener(intake, nothing, "127.0.0.1", int(sys.argv[1]))
+    await listener.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _client(port: int, total: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CLIENT, "127.0.0.1", str(port), str(SENDERS), str(total),
+         str(DATA / "adt_a03.hl7")],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout)
+
+
+def mllp_rates() -> tuple[dict, dict]:
+    workdir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-mllp-"))
+    server = ServeProcess(workdir / "data")
+    server.otlp_http_port = 0
+    server.otlp_grpc_port = 0
+    try:
+        server.start()
+        _client(server.mllp_port, 500)  # warm-up
+        stored = _client(server.mllp_port, MLLP_MESSAGES)
+    finally:
+        if server.proc is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    port = free_port()
+    reference = subprocess.Popen(
+        [sys.executable, "-c", ACK_ONLY_SERVER, str(port), str(ROOT / "slas.yaml")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY},
+    )
+    try:
+        assert reference.stdout is not None
+        reference.stdout.readline()
+        _client(port, 500)
+        ack_only = _client(port, MLLP_MESSAGES)
+    finally:
+        reference.terminate()
+        reference.wait(30)
+    return stored, ack_only
+
+
+def write_file(path: Path, count: int) -> None:
+    adt = (DATA / "adt_a03.hl7").read_bytes()
+    dft = (DATA / "v26_dft_p03_three_lines.hl7").read_bytes()
+    ack = (DATA / "ack.hl7").read_bytes()
+    with path.open("wb") as out:
+        for i in range(count):
+            kind = i % 4
+            if kind in (0, 1):
+                message = adt.replace(b"ADT20250314162210004417", b"F-ADT-%09d" % i)
+                message = message.replace(b"VN20250310-000917", b"VN-%09d" % (i // 4))
+            elif kind == 2:
+                message = dft.replace(b"LCH-DFT-000777", b"F-DFT-%09d" % i)
+                message = message.replace(b"CHG-L-100", b"CHG-%09d-" % i)
+            else:
+                message = ack.replace(b"DFT20250312110545000188", b"F-DFT-%09d" % (i - 1))
+                message = message.replace(b"ACK20250312110546000911", b"F-ACK-%09d" % i)
+            out.write(message.replace(b"\r", b"\n") + b"\n")
+
+
+def import_rates() -> tuple[float, float, int]:
+    from collector.files import judge, records
+    from collector.importer import DirectTarget, import_file
+    from collector.intake import Intake
+    from stitchboard.runtime import build_runtime
+    from stitchboard.settings import Settings
+    from tests.conftest import engine_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-import-"))
+    path = workdir / "messages.hl7"
+    write_file(path, FILE_MESSAGES)
+    settings = Settings(clickhouse=engine_url(), database="bench_messages",
+                        config=ROOT / "slas.yaml", pseudonym_key=TEST_KEY)
+    runtime = build_runtime(settings)
+    try:
+        intake = Intake(runtime.config, runtime.pseudonymize)
+        started = time.perf_counter()
+        with path.open("rb") as stream:
+            parsed = sum(len(judge(intake, r, "f", "file:f").events)
+                         for r in records(stream, "hl7"))
+        parse_rate = FILE_MESSAGES / (time.perf_counter() - started)
+        started = time.perf_counter()
+        report = import_file(DirectTarget(runtime), path, "hl7", restart=True, chunk_size=20_000)
+        import_rate = report.records / (time.perf_counter() - started)
+        assert report.rejected == 0 and report.events == parsed
+    finally:
+        runtime.store.command("DROP DATABASE IF EXISTS bench_messages")
+        runtime.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return import_rate, parse_rate, parsed
+
+
+def run() -> list[str]:
+    stored, ack_only = mllp_rates()
+    mllp = MLLP_MESSAGES / stored["seconds"]
+    reference = MLLP_MESSAGES / ack_only["seconds"]
+    imported, parsed, events = import_rates()
+    return [
+        f"MLLP, {SENDERS} senders, ACK awaited per message: {mllp:,.0f} messages/s ACKed AA"
+        f" after durable ({stored['codes']})   target >= 5,000",
+        f"same listener, ACK without storing: {reference:,.0f} messages/s;"
+        f" ratio {mllp / reference:.0%}",
+        f"file import, {FILE_MESSAGES:,} messages ({events:,} events): {imported:,.0f}"
+        " messages/s durable   target >= 50,000",
+        f"split + extract only (no store): {parsed:,.0f} messages/s;"
+        f" ratio {imported / parsed:.0%}",
+    ]
