@@ -108,3 +108,18 @@ workflows:
 """)
     assert any(p.startswith("workflows[0].steps[0].match: a match needs") for p in found)
     assert any(p.startswith("workflows[0].steps[0].within: a deadline needs") for p in found)
+
+
+def test_every_field_of_these_sections_is_documented() -> None:
+    from stitchboard.config.model import Calendar, Facility, KeyRule, OtelMapping, SlasConfig
+    from stitchboard.config.workflows import Deadline, EndToEnd, Step, StepMatch, Workflow
+
+    doc = (ROOT / "docs" / "slas.md").read_text()
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in (SlasConfig, Facility, Calendar, KeyRule, OtelMapping, Workflow, Step,
+                      StepMatch, Deadline, EndToEnd, Pattern)
+        for name in model.model_fields
+        if f"`{name}`" not in doc and f"`calendar.{name}`" not in doc
+    ]
+    assert missing == []
