@@ -25,7 +25,7 @@ from collector.http import read_body
 from collector.import_state import add_checkpoint, ensure_schema, resume_offset
 from collector.intake import Intake, Outcome, batch_of
 from stitchboard.api import ApiError
-from stitchboard.errors import Overloaded
+from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.runtime import Runtime
 from stitchboard.writer import Batch
 
@@ -37,6 +37,7 @@ JSONL_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-li
                "application/x-jsonlines", "application/jsonlines", "application/ndjson"}
 CSV_TYPES = {"text/csv"}
 MAX_LISTED_REJECTIONS = 1000
+SIGNAL = "messages.http"  # the label of this endpoint's metrics
 
 
 def media_format(content_type: str) -> str:
@@ -105,12 +106,22 @@ def router(runtime: Runtime) -> APIRouter:
                                            dead_letter_source, delimiter)
         batch = batch_of(outcomes, Batch())
         _checkpoint(request, batch, len(outcomes))
+        metrics = runtime.metrics
+        metrics.received.labels(SIGNAL).inc(len(outcomes))
         try:
             await runtime.writer.write(batch)
         except Overloaded as exc:
+            metrics.requests.labels(SIGNAL, "overloaded").inc()
             retry = str(exc.retry_after)
             raise ApiError(429, "ingest buffer full; retry later", {"Retry-After": retry}) from exc
-        return JSONResponse(summary(outcomes))
+        except StoreUnavailable:
+            metrics.requests.labels(SIGNAL, "unavailable").inc()
+            raise
+        result = summary(outcomes)
+        metrics.requests.labels(SIGNAL, "ok").inc()
+        metrics.accepted.labels(SIGNAL).inc(result["accepted"])
+        metrics.rejected.labels(SIGNAL).inc(result["rejected"])
+        return JSONResponse(result)
 
     @api.get("/messages/imports/{file_id}")
     async def import_checkpoint(file_id: str) -> JSONResponse:

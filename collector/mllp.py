@@ -23,12 +23,14 @@ from collector.hl7.extract import Header
 from collector.hl7.framing import END, START, FrameTooLarge, MllpDecoder
 from collector.intake import Intake, Outcome, batch_of
 from stitchboard.errors import Overloaded, StoreUnavailable
+from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
 from stitchboard.writer import Batch
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_SOURCE = "mllp"
+SIGNAL = "hl7.mllp"  # the label of this listener's metrics
 
 
 def frame(message: bytes) -> bytes:
@@ -50,6 +52,7 @@ class MllpListener:
         max_frame: int = 16 * 1024 * 1024,
         idle_timeout: float = 600.0,
         read_size: int = 64 * 1024,
+        metrics: Metrics | None = None,
     ):
         self.intake = intake
         self.write = write
@@ -62,6 +65,7 @@ class MllpListener:
         self._connections: set[asyncio.Task[None]] = set()
         self.messages = 0
         self.rejected = 0
+        self.metrics = metrics or Metrics()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port,
@@ -140,12 +144,22 @@ class MllpListener:
                 log.exception("HL7 message from %s could not be processed", source)
                 outcomes.append(None)
         failure = ""
+        outcome_label = "ok"
         try:
             await self.write(batch_of(o for o in outcomes if o is not None))
         except Overloaded:
             failure = "Stitchboard is overloaded (ingest buffer full); resend later"
+            outcome_label = "overloaded"
         except StoreUnavailable as exc:
             failure = f"store unavailable ({exc}); resend later"
+            outcome_label = "unavailable"
+        m = self.metrics
+        m.requests.labels(SIGNAL, outcome_label).inc()
+        m.received.labels(SIGNAL).inc(len(messages))
+        if not failure:
+            rejected = sum(1 for o in outcomes if o is None or not o.accepted)
+            m.accepted.labels(SIGNAL).inc(len(messages) - rejected)
+            m.rejected.labels(SIGNAL).inc(rejected)
         acks = []
         for outcome in outcomes:
             header = (outcome.header if outcome else None) or Header()
@@ -164,4 +178,5 @@ class MllpListener:
 def listener(runtime: Runtime) -> MllpListener:
     settings = runtime.settings
     return MllpListener(Intake(runtime.config, runtime.pseudonymize), runtime.writer.write,
-                        settings.host, settings.mllp_port, max_frame=settings.max_body_bytes)
+                        settings.host, settings.mllp_port, max_frame=settings.max_body_bytes,
+                        metrics=runtime.metrics)

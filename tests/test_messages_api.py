@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -191,3 +192,10 @@ def test_store_down_is_503_and_overload_is_429(store):
     finally:
         release.set()
         runtime.writer.close()
+
+
+def test_metrics_count_records(api):
+    text = httpx.get(f"{api}/metrics").text
+    received = re.search(r'stitchboard_received_records_total{signal="messages.http"} (\S+)', text)
+    assert received and float(received.group(1)) > 0
+    assert 'stitchboard_requests_total{outcome="ok",signal="messages.http"}' in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -225,3 +226,11 @@ def test_overload_answers_ar(store):
     finally:
         release.set()
         runtime.writer.close()
+
+
+def test_metrics_count_messages(listener):
+    text = listener.metrics.render().decode()
+    received = re.search(r'stitchboard_received_records_total{signal="hl7.mllp"} (\S+)', text)
+    assert received and float(received.group(1)) > 0
+    assert 'stitchboard_rejected_records_total{signal="hl7.mllp"}' in text
+    assert 'stitchboard_requests_total{outcome="ok",signal="hl7.mllp"}' in text
