@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -32,6 +33,18 @@ def _duration_ns(text: str | None) -> int:
     return duration.nanos
 
 
+def _instant_ns(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 instant") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
 def _split(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
@@ -57,6 +70,12 @@ def simulate(
         help="Comma-separated workflow names to simulate (default: all).")] = None,
     truth: Annotated[Path | None, typer.Option(
         help="Write the ground truth (JSON Lines, one transaction per line) here.")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Simulate history up to this instant (ISO 8601, e.g. 2026-03-16T00:00:00Z)"
+             " instead of now: the same seed and --until give the same traffic.")] = None,
+    hl7_history: Annotated[str, typer.Option(
+        help="How history HL7 is sent: http (batches to /api/v1/messages, fast) or mllp"
+             " (one message per ACK, as live).")] = "http",
     out: Annotated[Path | None, typer.Option(
         help="Write the hops to this JSON Lines file (.gz to compress) instead of sending.")
     ] = None,
@@ -78,7 +97,10 @@ def simulate(
         rate=rate, facilities=_split(facilities), seed=seed, backfill_ns=_duration_ns(backfill),
         live=live if live is not None else (not backfill and count is None and out is None),
         count=count, workflows=_split(workflows), truth=truth, out=out,
+        hl7_batches=hl7_history != "mllp", until_ns=_instant_ns(until),
     )
+    if hl7_history not in ("http", "mllp"):
+        fail("--hl7-history is http or mllp")
     try:
         run_simulation(settings, host, options)
     except ConfigError as exc:

@@ -40,6 +40,7 @@ class SimulateOptions:
     out: Path | None
     since_ns: str | None = None  # "now": live only, nothing from the past
     hl7_batches: bool = True  # history HL7 as batches over HTTP rather than MLLP
+    until_ns: int | None = None  # the simulated "now" for history (default: the clock)
 
 
 def wait_ready(api: str, server: subprocess.Popen | None = None,
@@ -67,7 +68,7 @@ def run_simulation(settings: Settings, host: str, options: SimulateOptions,
                                 scale=options.rate / EVENTS_PER_SECOND_AT_SCALE_1,
                                 facilities=options.facilities, workflows=options.workflows)
     sim = Simulation(config, estate)
-    now = int(time.time() * NS)
+    now = options.until_ns or int(time.time() * NS)
     if options.count is not None:
         since = now - (options.backfill_ns or COUNT_WINDOW)
         added = sim.generate(since, now, count=options.count)
@@ -102,7 +103,7 @@ def run_simulation(settings: Settings, host: str, options: SimulateOptions,
         if options.truth is not None:
             n = write_truth(sim, options.truth, now)
             err.print(f"wrote the truth of {n} transactions to {options.truth}")
-        if options.live:
+        if options.live and options.until_ns is None:
             stop = stop or threading.Event()
             last = [time.monotonic()]
 

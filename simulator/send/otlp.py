@@ -115,7 +115,8 @@ class OtlpSender:
             attrs["log.record.uid"] = hop.hop_id
             error = hop.status == "error"
             service.logger.emit(
-                timestamp=hop.time, observed_timestamp=hop.sent,
+                # A re-sent record is the same record: same observed time, same event id.
+                timestamp=hop.time, observed_timestamp=hop.time,
                 severity_number=SeverityNumber.ERROR if error else SeverityNumber.INFO,
                 severity_text="ERROR" if error else "INFO",
                 body=hop.status_message or f"{hop.operation} {' '.join(hop.keys.values())}",
