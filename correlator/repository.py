@@ -103,9 +103,13 @@ _SELECT_EVENTS = (
 
 
 def read_events(
-    store: Store, inserted_since: int | None = None, block: int = 100_000
+    store: Store,
+    inserted_since: int | None = None,
+    inserted_stamps: Sequence[int] = (),
+    block: int = 100_000,
 ) -> Iterator[list[Event]]:
-    """Every stored event (or those inserted since an instant), in blocks.
+    """Every stored event (or those inserted since an instant, or with the given
+    ``inserted_at`` stamps in microseconds), in blocks.
 
     No FINAL: copies of one event share its id and the correlator keeps one, so
     unmerged duplicates cannot change a result, and the scan stays a plain read.
@@ -115,6 +119,14 @@ def read_events(
     if inserted_since is not None:
         sql += " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
         params = {"since": inserted_since}
+    elif inserted_stamps:
+        lowest, highest = min(inserted_stamps), max(inserted_stamps)
+        sql += (
+            " WHERE inserted_at BETWEEN fromUnixTimestamp64Micro({lo:Int64})"
+            " AND fromUnixTimestamp64Micro({hi:Int64})"
+            " AND toUnixTimestamp64Micro(inserted_at) IN {stamps:Array(Int64)}"
+        )
+        params = {"lo": lowest, "hi": highest, "stamps": sorted(set(inserted_stamps))}
     settings = {"max_block_size": block}
     with store.client().query_row_block_stream(sql, parameters=params, settings=settings) as stream:
         for rows in stream:

@@ -80,7 +80,7 @@ class CorrelatorService:
         self.interval = interval
         self.sweep_interval = sweep_interval
         self.max_pending = max_pending
-        self._queue: deque[tuple[float, list[Event]]] = deque()
+        self._queue: deque[tuple[float, list[Event], list[int]]] = deque()
         self._pending = 0
         self._resync_since: int | None = None
         self._lock = threading.Lock()
@@ -96,17 +96,20 @@ class CorrelatorService:
 
     def on_batch(self, batch: Batch) -> None:
         table = batch.tables.get("events")
-        if not table:
+        # Rows the engine decoded itself (raw OTLP) are not in the batch: the writer
+        # reports their inserted_at stamps, and the correlator thread reads them back.
+        stamps = list(getattr(batch, "stamps", {}).get("events", ()))
+        if not table and not stamps:
             return
-        columns, rows = table
+        events = events_from_batch(*table) if table else []
         with self._lock:
-            if self._pending + len(rows) > self.max_pending:
+            if self._pending + len(events) > self.max_pending:
                 if self._resync_since is None:
                     self._resync_since = time.time_ns() - _RESYNC_MARGIN_NS
                 self.metrics.dropped.inc()
                 return
-            self._queue.append((time.monotonic(), events_from_batch(columns, rows)))
-            self._pending += len(rows)
+            self._queue.append((time.monotonic(), events, stamps))
+            self._pending += len(events)
         self._wake.set()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -185,9 +188,19 @@ class CorrelatorService:
             resync, self._resync_since = self._resync_since, None
         self.metrics.pending.set(0)
         count = 0
-        for _, events in batches:
+        stamps = [stamp for _, _, batch_stamps in batches for stamp in batch_stamps]
+        for _, events, _ in batches:
             self.correlator.add(events)
             count += len(events)
+        if stamps:
+            try:
+                for events in read_events(self.store, inserted_stamps=stamps):
+                    self.correlator.add(events)
+                    count += len(events)
+            except BaseException:
+                with self._lock:  # read them again next time
+                    self._queue.appendleft((batches[0][0], [], stamps))
+                raise
         if resync is not None:
             try:
                 for events in read_events(self.store, inserted_since=resync):
@@ -201,7 +214,7 @@ class CorrelatorService:
             return
         self._write_or_redo(self.correlator.flush())
         done = time.monotonic()
-        for received, _ in batches:
+        for received, _, _ in batches:
             self.metrics.freshness.observe(done - received)
             self.recent_delays.append(done - received)
         # What survives a step is state: keep it out of later full collections

@@ -138,3 +138,19 @@ def test_pagination_is_newest_first_and_complete(clean) -> None:
     assert len(seen) == 7 and seen == sorted(seen, reverse=True)
     with pytest.raises(BadQuery, match="bad cursor"):
         decode_cursor("not-a-cursor")
+
+
+def test_rows_the_engine_inserted_are_read_back_by_their_stamp(clean) -> None:
+    from types import SimpleNamespace
+
+    store = clean
+    service = CorrelatorService(store, CONFIG)
+    service.full_pass()
+    stamp = 1_780_000_000_123_456  # inserted_at, microseconds
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M8", visit="V8", account="A8")
+    other = ev("EHR_ADT", "ADT^A03", T0, msg="M9", visit="V9", account="A9")
+    store.insert("events", (*EVENT_COLUMNS, "inserted_at"), [(*adt.row(), stamp)])
+    store.insert("events", (*EVENT_COLUMNS, "inserted_at"), [(*other.row(), stamp + 7)])
+    service.on_batch(SimpleNamespace(tables={}, stamps={"events": [stamp]}))
+    service.step()
+    assert [t["keys"]["visit"] for t in d2r(store)] == [["V8"]]
