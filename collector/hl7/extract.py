@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from collector.hl7.dtm import parse_dtm
-from collector.hl7.message import DEFAULT_ENCODING, Encoding, FieldPath, Hl7Error, Hl7Message
+from collector.hl7.message import (
+    DEFAULT_ENCODING,
+    Encoding,
+    FieldPath,
+    Hl7Error,
+    Hl7Message,
+    unescape,
+)
 from collector.hl7.phi import Masker
 from stitchboard.config import SlasConfig
 from stitchboard.events import STATUS_ERROR, STATUS_OK, STATUS_UNSET, Event, event_id
@@ -25,22 +32,58 @@ from stitchboard.events import STATUS_ERROR, STATUS_OK, STATUS_UNSET, Event, eve
 _STATUSES = {STATUS_OK, STATUS_ERROR, STATUS_UNSET}
 _AMOUNT_LIMIT = Decimal("1e16")
 _CENT = Decimal("0.01")
-_MSH = {n: FieldPath("MSH", n) for n in range(3, 13)}
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """What an ACK needs from the message it answers."""
+    """The MSH of a message, decoded on demand (event ids need three fields, ACKs more)."""
 
     encoding: Encoding = DEFAULT_ENCODING
-    sending_application: str = ""
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
-    trigger: str = ""
-    control_id: str = ""
-    processing_id: str = "P"
-    version: str = "2.5.1"
+    msh: tuple[str, ...] = ()  # numbered as in the standard: msh[10] is MSH-10
+
+    def field(self, number: int, component: int = 0) -> str:
+        if number >= len(self.msh):
+            return ""
+        enc = self.encoding
+        value = self.msh[number].split(enc.repetition, 1)[0]
+        if component:
+            parts = value.split(enc.component)
+            value = parts[component - 1] if component <= len(parts) else ""
+        if enc.escape in value:
+            value = unescape(value, enc)
+        return value.strip()
+
+    @property
+    def sending_application(self) -> str:
+        return self.field(3)
+
+    @property
+    def sending_facility(self) -> str:
+        return self.field(4)
+
+    @property
+    def receiving_application(self) -> str:
+        return self.field(5)
+
+    @property
+    def receiving_facility(self) -> str:
+        return self.field(6)
+
+    @property
+    def trigger(self) -> str:
+        return self.field(9, 2)
+
+    @property
+    def control_id(self) -> str:
+        return self.field(10)
+
+    @property
+    def processing_id(self) -> str:
+        return self.field(11, 1) or "P"
+
+    @property
+    def version(self) -> str:
+        return self.field(12, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,18 +266,7 @@ class Hl7Extractor:
 
 
 def _header(message: Hl7Message) -> Header:
-    value = lambda n: message.value(_MSH[n])  # noqa: E731
-    return Header(
-        encoding=message.encoding,
-        sending_application=value(3),
-        sending_facility=value(4),
-        receiving_application=value(5),
-        receiving_facility=value(6),
-        trigger=message.value(FieldPath("MSH", 9, 2)),
-        control_id=value(10),
-        processing_id=message.value(FieldPath("MSH", 11, 1)) or "P",
-        version=message.value(FieldPath("MSH", 12, 1)),
-    )
+    return Header(message.encoding, tuple(message.fields(0)))
 
 
 def parse_amount(text: str) -> Decimal | None:
