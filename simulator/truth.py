@@ -6,14 +6,17 @@ by definition join every transaction carrying their key value. Deadlines,
 status and flags follow ../shared/DESIGN.md "Correlation" and the step
 semantics documented in ``stitchboard.config.workflows``:
 
-- a step's time is its first event's time; ``within`` is measured from the
-  anchor step's first time (``previous`` = nearest earlier step that happened,
-  ``start`` = the transaction's first event);
+- ``within`` counts from the anchor step's first event (``previous`` = the
+  nearest earlier step that happened, else the start; ``start`` = the first
+  step's first event, else the earliest chained event);
+- a step is judged by its first event, a repeating step by its latest; each
+  step and the end-to-end deadline report the worst level missed (breach, else warn);
 - ``bd`` deadlines end at local midnight after the Nth business day;
-- a step whose last event is an error leaves the transaction ``failed``
+- a step whose latest event is an error leaves the transaction ``failed``
   (a later ok event, e.g. a cleared match exception, clears it);
-- ``late`` = complete with a breach deadline missed; ``overdue`` = open with a
-  breach deadline passed at ``as_of``; warn-level misses are listed, not statuses.
+- ``late`` = complete with a deadline missed; ``overdue`` = open with a
+  deadline passed at ``as_of``; two events of a non-repeating step are a
+  ``duplicate_step`` whatever their status.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from simulator.encounters import Opened
 from simulator.estate import Site, local, to_ns
 from simulator.records import Hop, Missed, StepTruth, Truth
 from stitchboard.config.model import SlasConfig
-from stitchboard.config.workflows import Deadline, Duration, Pattern, StepMatch, Workflow
+from stitchboard.config.workflows import Duration, Pattern, StepMatch, Workflow
 
 UNEXPECTED = "!unexpected"
 
@@ -71,11 +74,14 @@ def _events(hop: Hop) -> Iterable[tuple[str, Mapping[str, str]]]:
 
 def evaluate(config: SlasConfig, sites: Sequence[Site], opened: Sequence[Opened],
              hops: Sequence[Hop], as_of: int,
-             scenario: Mapping[str, frozenset[str]] | None = None) -> list[Truth]:
-    """Truth for every opened transaction, counting only hops sent by ``as_of``."""
+             scenario: Mapping[str, frozenset[str]] | None = None,
+             sent_by: int | None = None) -> list[Truth]:
+    """Truth for every opened transaction as of ``as_of``, counting only the hops
+    sent by then (or by ``sent_by``, when sending stopped earlier)."""
     workflows = {w.name: w for w in config.workflows}
     site_by_id = {s.id: s for s in sites}
-    arrived = [h for h in hops if h.sent <= as_of and not h.resend]
+    cutoff = as_of if sent_by is None else min(as_of, sent_by)
+    arrived = [h for h in hops if h.sent <= cutoff and not h.resend]
     members: dict[str, list[tuple[str, Hop]]] = defaultdict(list)
     for hop in arrived:
         for _, txn, step in hop.members:
@@ -133,19 +139,23 @@ def _judge(workflow: Workflow, site: Site, o: Opened, own: list[tuple[str, Hop]]
                         joined[key].add(hop.keys[key])
     steps: list[StepTruth] = []
     first: dict[str, int] = {}
+    actual: dict[str, int] = {}
     failed = False
     for step in workflow.steps:
         got = sorted(set(events.get(step.name, ())))
         if not got:
             continue
         first[step.name] = got[0][0]
+        # A repeating step is judged by its latest event (a late charge is late).
+        actual[step.name] = got[-1][0] if step.repeat else got[0][0]
         steps.append(StepTruth(step.name, got[0][0], got[-1][0], len(got)))
         if got[-1][2] == "error":
             failed = True
-        # An error then an ok is a retry (a cleared match exception), not a duplicate.
-        if sum(1 for g in got if g[2] != "error") > 1 and not step.repeat:
+        if len(got) > 1 and not step.repeat:
             flags.add("duplicate_step")
-    start = min(first.values())
+    first_step = workflow.steps[0].name
+    core = [first[s.name] for s in workflow.steps if not s.fan_in and s.name in first]
+    start = first.get(first_step) or min(core or first.values())
     skew = workflow.clock_skew.nanos
     names = [s.name for s in workflow.steps]
     for i, name in enumerate(names):
@@ -155,60 +165,54 @@ def _judge(workflow: Workflow, site: Site, o: Opened, own: list[tuple[str, Hop]]
             flags.add("missing_step")
         if name in first and any(first[n] < first[name] - skew for n in later):
             flags.add("out_of_order")
+    required = [s.name for s in workflow.steps if not s.optional]
+    complete = all(n in first for n in required)
     missed: list[Missed] = []
-    for i, step in enumerate(workflow.steps):
-        if step.within is None:
+    previous = 0
+    for step in workflow.steps:
+        within = step.within
+        anchor = 0
+        if within is not None:
+            if within.after == "start":
+                anchor = start
+            elif within.after == "previous":
+                anchor = previous or start
+            else:
+                anchor = first.get(within.after, 0)
+        if step.name in first:
+            previous = first[step.name]
+        if not anchor:
             continue
-        anchor = _anchor(step.within, workflow.steps[:i], first, start,
-                         waiting=step.name not in first)
-        if anchor is None:
+        at = actual.get(step.name)
+        if at is None and (step.optional or complete):
             continue
-        for level in ("warn", "breach"):
-            limit = getattr(step.within, level)
+        for level in ("breach", "warn"):  # the worst level missed, once
+            limit = getattr(within, level)
             if limit is None:
                 continue
             due = deadline_after(site, anchor, limit)
-            at = first.get(step.name)
-            if (at is not None and at > due) or (at is None and not step.optional
-                                                 and as_of > due):
+            if (at is not None and at > due) or (at is None and as_of >= due):
                 missed.append(Missed(step.name, level, due))
-    required = [s.name for s in workflow.steps if not s.optional]
-    complete = all(n in first for n in required)
+                break
     if workflow.within is not None:
         done = max(first[n] for n in required) if complete else None
-        for level in ("warn", "breach"):
+        for level in ("breach", "warn"):
             limit = getattr(workflow.within, level)
             if limit is None:
                 continue
             due = deadline_after(site, start, limit)
-            if (done is not None and done > due) or (done is None and as_of > due):
+            if (done is not None and done > due) or (done is None and as_of >= due):
                 missed.append(Missed("end_to_end", level, due))
-    breached = any(m.level == "breach" for m in missed)
+                break
     if failed:
         status = "failed"
     elif complete:
-        status = "late" if breached else "complete"
+        status = "late" if missed else "complete"
     else:
-        status = "overdue" if breached else "in_progress"
+        status = "overdue" if missed else "in_progress"
     keys = {k: tuple(sorted(v)) for k, v in {**carried, **joined}.items() if k not in phi}
     return Truth(
         txn=o.txn, workflow=workflow.name, facility=o.facility, start=start, steps=tuple(steps),
         missed=tuple(missed), status=status, flags=tuple(sorted(flags)), keys=keys,
         scenario=tuple(sorted(scenario)), as_of=as_of, amount=amount,
     )
-
-
-def _anchor(within: Deadline, earlier: Sequence, first: dict[str, int], start: int,
-            waiting: bool) -> int | None:
-    """When the step's clock started. A step still waiting for a required earlier
-    step has no running deadline: the missing step is the one that is late."""
-    if within.after == "start":
-        return start
-    if within.after != "previous":
-        return first.get(within.after)
-    for step in reversed(earlier):
-        if step.name in first:
-            return first[step.name]
-        if waiting and not step.optional:
-            return None
-    return None
