@@ -8,7 +8,9 @@ One ACK per message, in order, on the connection it came from:
   should resend, as it does when an ACK says AR.
 
 Each connection is its own task, so a slow, stuck or broken client only ever
-holds itself up; an idle connection is closed after ``idle_timeout`` seconds.
+holds itself up. Engines keep connections open for days and go quiet at night,
+so idle connections stay open (TCP keepalive finds dead peers) unless
+``idle_timeout`` is set. On shutdown, messages being stored still get their ACK.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 from collector.hl7.ack import ACCEPT, ERROR, REJECT, ack_bytes
@@ -50,7 +53,7 @@ class MllpListener:
         port: int = 2575,
         *,
         max_frame: int = 16 * 1024 * 1024,
-        idle_timeout: float = 600.0,
+        idle_timeout: float | None = None,
         read_size: int = 64 * 1024,
         metrics: Metrics | None = None,
     ):
@@ -63,6 +66,8 @@ class MllpListener:
         self.read_size = read_size
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()  # between a frame and its ACK
+        self._closing = False
         self.messages = 0
         self.rejected = 0
         self.metrics = metrics or Metrics()
@@ -74,11 +79,16 @@ class MllpListener:
         if sockets and self.port == 0:
             self.port = sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
         if self._server is None:
             return
         self._server.close()
-        # Connections mid-message finish their ACK; idle ones are cut.
+        self._closing = True
+        # Idle connections are cut; those storing a message finish and send its ACK.
+        for task in self._connections - self._busy:
+            task.cancel()
+        if self._busy:
+            await asyncio.wait(set(self._busy), timeout=grace)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -92,6 +102,10 @@ class MllpListener:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}" if peer else "mllp"
         decoder = MllpDecoder(self.max_frame)
@@ -115,9 +129,15 @@ class MllpListener:
                     await writer.drain()
                     break
                 if frames:
-                    for ack in await self._handle(frames, source):
-                        writer.write(frame(ack))
-                    await writer.drain()
+                    self._busy.add(task)
+                    try:
+                        for ack in await self._handle(frames, source):
+                            writer.write(frame(ack))
+                        await writer.drain()
+                    finally:
+                        self._busy.discard(task)
+                    if self._closing:
+                        break
         except (ConnectionError, asyncio.IncompleteReadError):
             log.info("MLLP connection from %s reset", source)
         except asyncio.CancelledError:
@@ -126,6 +146,7 @@ class MllpListener:
             log.exception("MLLP connection from %s failed", source)
         finally:
             self._connections.discard(task)
+            self._busy.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()

@@ -234,3 +234,36 @@ def test_metrics_count_messages(listener):
     assert received and float(received.group(1)) > 0
     assert 'stitchboard_rejected_records_total{signal="hl7.mllp"}' in text
     assert 'stitchboard_requests_total{outcome="ok",signal="hl7.mllp"}' in text
+
+
+def test_shutdown_still_acks_messages_being_stored_and_closes_idle_connections(store):
+    release = threading.Event()
+
+    class SlowSink(MemorySink):
+        def insert(self, table, columns, rows):
+            release.wait(10)
+            super().insert(table, columns, rows)
+
+    runtime = make_runtime(store, sink=SlowSink())
+    mllp = MllpListener(Intake(runtime.config, runtime.pseudonymize), runtime.writer.write, port=0)
+    try:
+        with InProcess([mllp]) as running:
+            idle = connect(mllp)
+            busy = connect(mllp)
+            busy.sendall(frame(message("SHUTDOWN-1")))
+            deadline = time.monotonic() + 10
+            while runtime.writer.pending_rows == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stopping = asyncio.run_coroutine_threadsafe(mllp.stop(), running.loop)
+            idle.settimeout(10)
+            assert idle.recv(100) == b""  # the idle connection is closed at once
+            assert not stopping.done()  # while the busy one is still being stored
+            release.set()
+            (ack,) = read_acks(busy, 1)
+            assert str(ack["MSA.F1"]) == "AA" and str(ack["MSA.F2"]) == "SHUTDOWN-1"
+            stopping.result(10)
+            idle.close()
+            busy.close()
+    finally:
+        release.set()
+        runtime.writer.close()
