@@ -119,8 +119,7 @@ class LogExtractor:
             system=self._first(row, m.system),
             operation=self._first(row, m.operation),
             status=status,
-            status_message=self._first(row, ["status_message", "error", "error_message"])
-            if status == STATUS_ERROR else "",
+            status_message=self._first(row, m.status_message) if status == STATUS_ERROR else "",
             amount=parse_amount(self._first(row, m.amount)),
             keys=keys,
             attributes=attributes,

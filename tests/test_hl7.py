@@ -265,3 +265,13 @@ def test_mllp_decoder_any_chunking(names: list[str], size: int) -> None:
     for i in range(0, len(stream), size):
         frames.extend(decoder.feed(stream[i:i + size]))
     assert frames == messages
+
+
+def test_every_messages_field_is_documented() -> None:
+    from stitchboard.config.messages import Hl7Mapping, LogMapping, MessagesConfig
+
+    doc = (ROOT / "docs" / "slas.md").read_text()
+    missing = [f"{model.__name__}.{name}" for model in (MessagesConfig, Hl7Mapping, LogMapping)
+               for name in model.model_fields
+               if f"`{name}`" not in doc and f"messages.{name}" not in doc]
+    assert missing == []

@@ -128,9 +128,6 @@ class Hl7Extractor:
         self.facilities = config.facility_index()
         self.zones = {f.id: f.zone for f in config.facilities}
 
-    def mask_text(self, text: str) -> str:
-        return self.masker.text(text)
-
     def extract(self, text: str, source: str, observed_time: int) -> Hl7Result:
         try:
             parsed = Hl7Message.parse(text)

@@ -106,6 +106,9 @@ class LogMapping(Strict):
     status: list[str] = Field(default_factory=lambda: ["status", "result", "ack_code"])
     status_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUS_MAP))
     default_status: str = "ok"
+    status_message: list[str] = Field(
+        default_factory=lambda: ["status_message", "error", "error_message"]
+    )
     amount: list[str] = Field(default_factory=lambda: ["amount"])
     # A row's own id makes re-sending it idempotent; without one the row's content is hashed.
     id: list[str] = Field(default_factory=lambda: ["event_id", "id"])
