@@ -135,6 +135,7 @@ class Plan:
                 within.warn if within else None, within.breach if within else None,
                 step.repeat, step.optional,
             ))
+        self.core_steps = frozenset(i for i, s in enumerate(workflow.steps) if not s.fan_in)
         self.required = tuple(i for i, s in enumerate(workflow.steps) if not s.optional)
         e2e = workflow.within
         self.e2e_warn = e2e.warn if e2e else None
@@ -156,12 +157,11 @@ def summarize(
     """
     if not isinstance(plan, Plan):
         plan = Plan(plan)
-    core = list(core)
-    head_core = min(core, key=_order)
-    hops = {h[0].event_id: h for h in core}
-    for h in attached:
-        hops[h[0].event_id] = h
-    ordered = sorted(hops.values(), key=_order)
+    # Core hops (chained steps) and attached hops (fan-in, unexpected) are disjoint by
+    # step, and each side holds an event id once (the stitcher deduplicates).
+    ordered = sorted([*core, *attached], key=_order)
+    core_steps = plan.core_steps
+    head_core = next(h for h in ordered if h[1] in core_steps)
     count = len(plan.steps)
     by_step: list[list[Event]] = [[] for _ in range(count)]
     unexpected: list[Event] = []
@@ -175,7 +175,9 @@ def summarize(
     start = head.event_time
     facility = head.facility
     if not facility:
-        facility = next((h[0].facility for h in sorted(core, key=_order) if h[0].facility), "")
+        facility = next(
+            (h[0].facility for h in ordered if h[1] in core_steps and h[0].facility), ""
+        )
     clock = clocks.get(facility) or _UTC
     add = clock.add
 
