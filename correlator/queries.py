@@ -229,7 +229,7 @@ def _as_event(row: dict[str, Any]) -> Event:
 def _step(step: StepResult) -> dict[str, Any]:
     return {
         "name": step.name,
-        "count": step.count,
+        "count": step.events,
         "first_time": iso(step.first_time),
         "last_time": iso(step.last_time),
         "anchor_time": iso(step.anchor_time),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
@@ -31,7 +32,7 @@ def transaction_row(tx: Transaction, version: int) -> tuple:
         tx.amount, tx.event_ids, tx.event_steps,
         [k for k, _ in tx.keys], [v for _, v in tx.keys],
         len(tx.event_ids), tx.error_count,
-        [s.name for s in steps], [s.count for s in steps], [s.first_time for s in steps],
+        [s.name for s in steps], [s.events for s in steps], [s.first_time for s in steps],
         [s.last_time for s in steps], [s.level for s in steps],
         version, 0,
     )
@@ -115,7 +116,7 @@ def read_events(
     unmerged duplicates cannot change a result, and the scan stays a plain read.
     """
     sql = _SELECT_EVENTS.format(table=store.table("events"))
-    params = None
+    params: dict[str, Any] | None = None
     if inserted_since is not None:
         sql += " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
         params = {"since": inserted_since}
@@ -130,12 +131,12 @@ def read_events(
     settings = {"max_block_size": block}
     with store.client().query_row_block_stream(sql, parameters=params, settings=settings) as stream:
         for rows in stream:
-            yield [Event(*row) for row in rows]
+            yield [Event(*cast(Any, row)) for row in rows]
 
 
 def events_from_batch(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[Event]:
     """Events from rows the writer just made durable (any column order the sink used)."""
     if tuple(columns[: len(EVENT_COLUMNS)]) == EVENT_COLUMNS:
-        return [Event(*row[: len(EVENT_COLUMNS)]) for row in rows]
+        return [Event(*cast(Any, row[: len(EVENT_COLUMNS)])) for row in rows]
     index = [list(columns).index(c) for c in EVENT_COLUMNS]
-    return [Event(*(row[i] for i in index)) for row in rows]
+    return [Event(*cast(Any, [row[i] for i in index])) for row in rows]

@@ -161,9 +161,9 @@ class WorkflowStitcher:
         else:
             members.append(hop)
         for k in self._carried[step]:
-            value = keys.get(k)
-            if value:
-                self._carriers.setdefault((k, value), set()).add(anchor)
+            carried = keys.get(k)
+            if carried:
+                self._carriers.setdefault((k, carried), set()).add(anchor)
         self._dirty.add(anchor)
 
     def flush(self, clocks: dict[str, FacilityClock], now: int) -> Changes:

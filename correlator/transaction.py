@@ -46,7 +46,7 @@ class Hop(NamedTuple):
 # several times cheaper to build, which matters at a million transactions.
 class StepResult(NamedTuple):
     name: str
-    count: int
+    events: int  # how many events the step has (not `count`: tuples have a count())
     first_time: int  # ns; 0 when the step has not happened
     last_time: int
     anchor_time: int  # what the deadline counts from; 0 when not armed yet

@@ -131,7 +131,7 @@ def reference_summarize(
         results.append(
             StepResult(
                 name=step.name,
-                count=len(hops),
+                events=len(hops),
                 first_time=first[i],
                 last_time=hops[-1].event.event_time if hops else 0,
                 anchor_time=anchor,
@@ -148,7 +148,7 @@ def reference_summarize(
         results.append(
             StepResult(
                 name=UNEXPECTED_NAME,
-                count=len(unexpected),
+                events=len(unexpected),
                 first_time=unexpected[0].event.event_time,
                 last_time=unexpected[-1].event.event_time,
                 anchor_time=0, warn_at=0, breach_at=0, duration_ns=0, level="", late_by_ns=0,

@@ -30,7 +30,7 @@ def test_complete_discharge_chains_every_hop() -> None:
     assert tx.duration_ns == 4 * DAY
     assert tx.amount == Decimal("150.50")
     charge = next(s for s in tx.steps if s.name == "charge")
-    assert (charge.count, charge.first_time, charge.last_time) == (2, T0 + 2 * HOUR, T0 + 3 * HOUR)
+    assert (charge.events, charge.first_time, charge.last_time) == (2, T0 + 2 * HOUR, T0 + 3 * HOUR)
     assert ("journal", "JB1") in tx.keys and ("mrn", "p1") in tx.keys
 
 
@@ -148,7 +148,7 @@ def test_conformance_flags() -> None:
     ]
     [tx] = d2r(redischarge, now=T0 + 10 * DAY)
     assert set(tx.flags) == {"duplicate_step", "unexpected_step"}
-    assert any(s.name == "unexpected" and s.count == 1 for s in tx.steps)
+    assert any(s.name == "unexpected" and s.events == 1 for s in tx.steps)
 
 
 def test_a_linking_event_merges_two_transactions_and_retires_one_id() -> None:
