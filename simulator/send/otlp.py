@@ -104,13 +104,15 @@ class OtlpSender:
         attrs = attributes_for(hop, self.key_attributes)
         if hop.channel == "span":
             self._ids.use(hop.hop_id)
+            # The hop happened when its span ended (the collector's event time).
+            took = 1_000_000 + int(hop.hop_id[-4:], 16) * 1000
             span = service.tracer.start_span(hop.operation, kind=SpanKind.INTERNAL,
-                                             start_time=hop.time, attributes=attrs)
+                                             start_time=hop.time - took, attributes=attrs)
             if hop.status == "error":
                 span.set_status(Status(StatusCode.ERROR, hop.status_message))
             else:
                 span.set_status(Status(StatusCode.OK))
-            span.end(end_time=hop.time + 1_000_000 + int(hop.hop_id[-4:], 16) * 1000)
+            span.end(end_time=hop.time)
         else:
             attrs["log.record.uid"] = hop.hop_id
             error = hop.status == "error"
