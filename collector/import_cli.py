@@ -27,7 +27,7 @@ def _summary(reports: list[FileReport], target_label: str, seconds: float) -> No
     console.print(f"Imported into {target_label} in {seconds:.1f}s", highlight=False,
                   soft_wrap=True)
     table = Table()
-    for column in ("file", "format", "resumed at byte", "read", "stored", "events", "rejected"):
+    for column in ("file", "format", "from byte", "read", "stored", "events", "rejected"):
         table.add_column(column, justify="left" if column in ("file", "format") else "right")
     for r in reports:
         table.add_row(r.name, r.format, str(r.resumed_at), str(r.records),
