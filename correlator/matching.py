@@ -70,6 +70,15 @@ class Router:
             for workflow in workflows
         ]
         self._cache: dict[tuple[str, str], list[tuple[int, list[tuple[int, AttributeTests]]]]] = {}
+        # Every attribute some match tests: the only attributes correlation needs.
+        self.attribute_names = sorted(
+            {
+                name
+                for workflow in workflows
+                for match in (*(s.match for s in workflow.steps), *workflow.unexpected)
+                for name in match.attributes
+            }
+        )
 
     def _candidates(self, system: str, operation: str):
         key = (system, operation)

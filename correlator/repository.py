@@ -10,7 +10,7 @@ from typing import Any, cast
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
 from correlator.transaction import Transaction
-from stitchboard.events import EVENT_COLUMNS, Event
+from stitchboard.events import Event
 from stitchboard.store import Store
 
 TX_COLUMNS = (
@@ -96,10 +96,11 @@ class TransactionSink:
             self.store.command(f"TRUNCATE TABLE IF EXISTS {self.store.table(table)}")
 
 
+# Only what correlation reads: the rest of an event stays in ClickHouse (the detail
+# view reads it there), which keeps millions of in-memory hops small.
 _SELECT_EVENTS = (
-    "SELECT event_id, toUnixTimestamp64Nano(event_time), toUnixTimestamp64Nano(observed_time),"
-    " source_kind, source, facility, system, operation, status, status_message, duration_ns,"
-    " amount, trace_id, span_id, keys, attributes FROM {table}"
+    "SELECT event_id, toUnixTimestamp64Nano(event_time), facility, system, operation, status,"
+    " amount, keys, {attributes} FROM {table}"
 )
 
 
@@ -107,6 +108,7 @@ def read_events(
     store: Store,
     inserted_since: int | None = None,
     inserted_stamps: Sequence[int] = (),
+    attributes: Sequence[str] = (),
     block: int = 100_000,
 ) -> Iterator[list[Event]]:
     """Every stored event (or those inserted since an instant, or with the given
@@ -115,11 +117,15 @@ def read_events(
     No FINAL: copies of one event share its id and the correlator keeps one, so
     unmerged duplicates cannot change a result, and the scan stays a plain read.
     """
-    sql = _SELECT_EVENTS.format(table=store.table("events"))
-    params: dict[str, Any] | None = None
+    wanted = (
+        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
+        if attributes else "map()"
+    )
+    sql = _SELECT_EVENTS.format(table=store.table("events"), attributes=wanted)
+    params: dict[str, Any] = {"attribute_names": list(attributes)} if attributes else {}
     if inserted_since is not None:
         sql += " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
-        params = {"since": inserted_since}
+        params["since"] = inserted_since
     elif inserted_stamps:
         lowest, highest = min(inserted_stamps), max(inserted_stamps)
         sql += (
@@ -127,16 +133,40 @@ def read_events(
             " AND fromUnixTimestamp64Micro({hi:Int64})"
             " AND toUnixTimestamp64Micro(inserted_at) IN {stamps:Array(Int64)}"
         )
-        params = {"lo": lowest, "hi": highest, "stamps": sorted(set(inserted_stamps))}
+        params.update(lo=lowest, hi=highest, stamps=sorted(set(inserted_stamps)))
     settings = {"max_block_size": block}
-    with store.client().query_row_block_stream(sql, parameters=params, settings=settings) as stream:
+    with store.client().query_row_block_stream(
+        sql, parameters=params or None, settings=settings
+    ) as stream:
         for rows in stream:
-            yield [Event(*cast(Any, row)) for row in rows]
+            yield [
+                Event(i, t, t, "", "", facility, system, operation, status, "", 0, amount, "",
+                      "", keys, attrs)
+                for i, t, facility, system, operation, status, amount, keys, attrs in rows
+            ]
 
 
-def events_from_batch(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[Event]:
-    """Events from rows the writer just made durable (any column order the sink used)."""
-    if tuple(columns[: len(EVENT_COLUMNS)]) == EVENT_COLUMNS:
-        return [Event(*cast(Any, row[: len(EVENT_COLUMNS)])) for row in rows]
-    index = [list(columns).index(c) for c in EVENT_COLUMNS]
-    return [Event(*cast(Any, [row[i] for i in index])) for row in rows]
+def events_from_batch(
+    columns: Sequence[str], rows: Sequence[Sequence[object]], attributes: Sequence[str] = ()
+) -> list[Event]:
+    """Events from rows the writer just made durable, with only what correlation reads
+    (as ``read_events``), whatever column order the sink used."""
+    at = {name: list(columns).index(name) for name in _NEEDED}
+    i, t, f, s, o, st, am, k, a = (at[name] for name in _NEEDED)
+    names = tuple(attributes)
+    events = []
+    for row in rows:
+        attrs = cast(dict, row[a])
+        kept = {n: attrs[n] for n in names if n in attrs} if names and attrs else {}
+        events.append(Event(
+            cast(str, row[i]), cast(int, row[t]), cast(int, row[t]), "", "", cast(str, row[f]),
+            cast(str, row[s]), cast(str, row[o]), cast(str, row[st]), "", 0,
+            cast(Any, row[am]), "", "", cast(dict, row[k]), kept,
+        ))
+    return events
+
+
+_NEEDED = (
+    "event_id", "event_time", "facility", "system", "operation", "status", "amount", "keys",
+    "attributes",
+)

@@ -75,6 +75,7 @@ class CorrelatorService:
     ):
         self.store = store
         self.correlator = Correlator(config)
+        self._attributes = self.correlator.router.attribute_names
         self.sink = TransactionSink(store)
         self.metrics = CorrelatorMetrics(registry)
         self.interval = interval
@@ -101,7 +102,7 @@ class CorrelatorService:
         stamps = list(getattr(batch, "stamps", {}).get("events", ()))
         if not table and not stamps:
             return
-        events = events_from_batch(*table) if table else []
+        events = events_from_batch(*table, self._attributes) if table else []
         with self._lock:
             if self._pending + len(events) > self.max_pending:
                 if self._resync_since is None:
@@ -164,7 +165,7 @@ class CorrelatorService:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            for events in read_events(self.store):
+            for events in read_events(self.store, attributes=self._attributes):
                 self.correlator.add(events)
                 count += len(events)
             self._write(self.correlator.flush())
@@ -194,7 +195,9 @@ class CorrelatorService:
             count += len(events)
         if stamps:
             try:
-                for events in read_events(self.store, inserted_stamps=stamps):
+                for events in read_events(
+                    self.store, inserted_stamps=stamps, attributes=self._attributes
+                ):
                     self.correlator.add(events)
                     count += len(events)
             except BaseException:
@@ -203,7 +206,9 @@ class CorrelatorService:
                 raise
         if resync is not None:
             try:
-                for events in read_events(self.store, inserted_since=resync):
+                for events in read_events(
+                    self.store, inserted_since=resync, attributes=self._attributes
+                ):
                     self.correlator.add(events)
             except BaseException:
                 with self._lock:

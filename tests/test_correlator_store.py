@@ -154,3 +154,20 @@ def test_rows_the_engine_inserted_are_read_back_by_their_stamp(clean) -> None:
     service.on_batch(SimpleNamespace(tables={}, stamps={"events": [stamp]}))
     service.step()
     assert [t["keys"]["visit"] for t in d2r(store)] == [["V8"]]
+
+
+def test_attribute_matches_work_on_stored_and_streamed_events(clean) -> None:
+    store = clean
+    bill_only = ev("ERP_PO", "x12.850.send", T0, po="P1", case="K1",
+                   attributes={"po.type": "bill_only", "vendor": "ACME"})
+    insert(store, [bill_only])
+    service = CorrelatorService(store, CONFIG)
+    service.full_pass()
+    standard = ev("ERP_PO", "x12.850.send", T0 + HOUR, po="P2", requisition="R2",
+                  attributes={"po.type": "standard", "vendor": "ACME"})
+    service.on_batch(batch([standard]))
+    service.step()
+    items, _ = listing(store, TransactionFilter(), 10, LATER)
+    assert sorted((i["workflow"], i["keys"]["po"][0]) for i in items) == [
+        ("implant_use_to_replenishment", "P1"), ("requisition_to_payment", "P2"),
+    ]
