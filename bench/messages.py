@@ -133,6 +133,9 @@ def write_file(path: Path, count: int) -> None:
             else:
                 message = ack.replace(b"DFT20250312110545000188", b"F-DFT-%09d" % (i - 1))
                 message = message.replace(b"ACK20250312110546000911", b"F-ACK-%09d" % i)
+            # A patient per visit: each recurs in about four messages, as across ADT and charges.
+            message = message.replace(b"MRN00482917", b"MRN%08d" % (i // 4))
+            message = message.replace(b"MRN777001", b"MRN%08d" % (i // 4))
             out.write(message.replace(b"\r", b"\n") + b"\n")
 
 

@@ -24,6 +24,7 @@ from collector.hl7.message import (
     Hl7Error,
     Hl7Message,
     unescape,
+    validate,
 )
 from collector.hl7.phi import Masker
 from stitchboard.config import SlasConfig
@@ -130,11 +131,10 @@ class Hl7Extractor:
 
     def extract(self, text: str, source: str, observed_time: int) -> Hl7Result:
         try:
-            parsed = Hl7Message.parse(text)
+            segments, encoding = validate(text)
         except Hl7Error as exc:
             return Hl7Result(masked=self.masker.text(text), reason=exc.reason, error_code=exc.code)
-        segments = self.masker.segments(parsed.segments, parsed.encoding)
-        message = Hl7Message(segments, parsed.encoding)
+        message = Hl7Message(self.masker.segments(segments, encoding), encoding)
         masked = message.text()
         header = _header(message)
         try:

@@ -128,19 +128,7 @@ class Hl7Message:
 
     @classmethod
     def parse(cls, text: str) -> Hl7Message:
-        text = text.lstrip("\ufeff \t\r\n")
-        segments = split_segments(text)
-        if not segments or not segments[0].startswith("MSH"):
-            start = text[:20].encode("unicode_escape").decode("ascii")
-            raise Hl7Error("not an HL7 v2 message: it must start with an MSH segment"
-                           f" (starts with {start!r})", "100")
-        encoding = encoding_of(segments[0])
-        for number, segment in enumerate(segments, 1):
-            name = segment[:3]
-            if not _SEGMENT_NAME.match(name) or (len(segment) > 3 and segment[3] != encoding.field):
-                shown = segment[:12].encode("unicode_escape").decode("ascii")
-                raise Hl7Error(f"segment {number} is not an HL7 segment (starts with {shown!r})",
-                               "100")
+        segments, encoding = validate(text)
         return cls(segments, encoding)
 
     def text(self) -> str:
@@ -206,6 +194,36 @@ class Hl7Message:
             self.value(FieldPath(path.segment, path.field, c), index) for c in range(1, count + 1)
         ]
 
+
+
+_VALID_NAMES: set[str] = set()
+
+
+def validate(text: str) -> tuple[list[str], Encoding]:
+    """The segments and delimiters of a well-formed message; raises Hl7Error saying why not."""
+    text = text.lstrip("\ufeff \t\r\n")
+    segments = text.split("\r") if "\n" not in text else SEGMENT_SPLIT.split(text)
+    segments = [s for s in segments if s and not s.isspace()]
+    if not segments or not segments[0].startswith("MSH"):
+        start = text[:20].encode("unicode_escape").decode("ascii")
+        raise Hl7Error("not an HL7 v2 message: it must start with an MSH segment"
+                       f" (starts with {start!r})", "100")
+    encoding = encoding_of(segments[0])
+    field = encoding.field
+    for number, segment in enumerate(segments, 1):
+        name = segment[:3]
+        if name not in _VALID_NAMES:
+            if not _SEGMENT_NAME.match(name):
+                _bad_segment(number, segment)
+            _VALID_NAMES.add(name)
+        if len(segment) > 3 and segment[3] != field:
+            _bad_segment(number, segment)
+    return segments, encoding
+
+
+def _bad_segment(number: int, segment: str) -> None:
+    shown = segment[:12].encode("unicode_escape").decode("ascii")
+    raise Hl7Error(f"segment {number} is not an HL7 segment (starts with {shown!r})", "100")
 
 def unescape(value: str, encoding: Encoding) -> str:
     return _hl7_unescape(encoding, value)

@@ -27,12 +27,14 @@ from collector.hl7.message import (
 )
 
 Pseudonymize = Callable[[str], str]
+_CACHE_SIZE = 1 << 15
 
 
 class Masker:
     def __init__(self, phi_fields: Iterable[str], pseudonymize: Pseudonymize):
         # Patients recur across messages; the HMAC is the costliest step of ingest.
         self.pseudonymize = functools.lru_cache(maxsize=1 << 16)(pseudonymize)
+        self._cache: dict[tuple[str, Encoding], str] = {}
         # segment name -> field number -> components to mask (empty set: the whole field)
         self.targets: dict[str, dict[int, set[int]]] = defaultdict(dict)
         for text in phi_fields:
@@ -69,6 +71,16 @@ class Masker:
         return "\r".join(self.segments(segments, encoding))
 
     def _segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
+        # A patient's PID recurs unchanged across the ADT, charges and billing messages.
+        key = (segment, enc)
+        masked = self._cache.get(key)
+        if masked is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            masked = self._cache[key] = self._mask_segment(segment, targets, enc)
+        return masked
+
+    def _mask_segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
         fields = segment.split(enc.field)
         for number, components in targets.items():
             if number < len(fields) and fields[number]:
