@@ -210,8 +210,20 @@ def summarize(
             anchor = previous or start
         else:
             anchor = first[index]
-        warn_at = add(anchor, warn) if anchor and warn is not None else 0
-        breach_at = add(anchor, breach) if anchor and breach is not None else 0
+        if anchor:
+            # Plain durations inline; business days go through the facility's calendar.
+            if warn is None:
+                warn_at = 0
+            else:
+                warn_at = anchor + warn.nanos if not warn.business_days else add(anchor, warn)
+            if breach is None:
+                breach_at = 0
+            else:
+                breach_at = (
+                    anchor + breach.nanos if not breach.business_days else add(anchor, breach)
+                )
+        else:
+            warn_at = breach_at = 0
         level = ""
         late_by = 0
         amount: Decimal | None = None
@@ -283,11 +295,9 @@ def summarize(
         status = OVERDUE if rank else IN_PROGRESS
 
     amount = next((r.amount for r in results if r.amount is not None), None)
-    keys = set()
+    keys: set[tuple[str, str]] = set()
     for event, _ in ordered:
-        for item in event.keys.items():
-            if item[1]:
-                keys.add(item)
+        keys.update(event.keys.items())
     names = plan.names
     return Transaction(
         transaction_id(plan.name, head_core[0].event_id),
@@ -306,7 +316,7 @@ def summarize(
         tuple(results),
         tuple(missed),
         amount,
-        tuple(sorted(keys)),
+        tuple(sorted(item for item in keys if item[1])),
         tuple(h[0].event_id for h in ordered),
         tuple(names[h[1]] if h[1] >= 0 else UNEXPECTED_NAME for h in ordered),
         error_count,
