@@ -148,7 +148,7 @@ def replay(runtime: Runtime, flt: Filter, write: Callable[[Batch], None],
     letters = _letters(runtime.store, flt)
     for start in range(0, len(letters), chunk):
         batch = Batch()
-        updates = []
+        updates: list[tuple[Any, ...]] = []
         for letter in letters[start:start + chunk]:
             report.considered += 1
             source, content_type = letter["source"], letter["content_type"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,8 +145,8 @@ def _phi_json_pattern(fields: Iterable[str]) -> re.Pattern[str] | None:
 def batch_of(outcomes: Iterable[Outcome], batch: Batch | None = None) -> Batch:
     """The rows of ``outcomes`` for the writer: events and dead letters, durable together."""
     batch = batch or Batch()
-    events = []
-    letters = []
+    events: list[Sequence[object]] = []
+    letters: list[Sequence[object]] = []
     for outcome in outcomes:
         events.extend(e.row() for e in outcome.events)
         if outcome.dead_letter is not None:

@@ -61,7 +61,7 @@ def judge_body(intake: Intake, body: bytes, fmt: str, source: str,
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
-    rejections = []
+    rejections: list[dict[str, Any]] = []
     for index, outcome in enumerate(outcomes):
         if outcome.dead_letter is not None and len(rejections) < MAX_LISTED_REJECTIONS:
             entry: dict[str, Any] = {"index": index, "reason": outcome.reason}

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from collector.hl7.ack import ACCEPT, ERROR, REJECT, ack_bytes
 from collector.hl7.extract import Header
@@ -48,7 +48,7 @@ class MllpListener:
     def __init__(
         self,
         intake: Intake,
-        write: Callable[[Batch], object],
+        write: Callable[[Batch], Awaitable[None]],
         host: str = "127.0.0.1",
         port: int = 2575,
         *,
