@@ -102,7 +102,7 @@ class WorkflowStitcher:
         if self._size[a] < self._size[b]:
             a, b = b, a
         self._parent[b] = a
-        self._size[a] += self._size[b]
+        self._size[a] += self._size.pop(b)  # sizes matter for roots only
         absorbed = self._members.pop(b, None)
         if absorbed:
             self._members.setdefault(a, []).extend(absorbed)
