@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The console plus a simulated health system (history on first start, then live traffic).
 run: install
-	$(BIN)/stitchboard serve
+	$(BIN)/stitchboard demo
 
-serve: run
+# The console alone, for your own data.
+serve: install
+	$(BIN)/stitchboard serve
 
 test: install
 	$(BIN)/python -m pytest -q

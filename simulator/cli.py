@@ -111,9 +111,10 @@ def simulate(
 
 @app.command()
 def demo(
-    rate: Annotated[float, typer.Option(help="Live hop events per second.")] = 0.5,
+    rate: Annotated[float, typer.Option(help="Hop events per second (history and live).")
+                    ] = 0.2,
     backfill: Annotated[str, typer.Option(
-        help="History sent on first start (empty store), e.g. 2d.")] = "2d",
+        help="History sent on first start (empty store), e.g. 5d.")] = "5d",
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
