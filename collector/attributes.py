@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
+_EXPONENT = re.compile(r"e([+-])0*(\d)")
+
 
 def _double(value: float) -> str:
+    """Shortest round-trip form, as ClickHouse's toString(Float64) writes it (1e-7, 1e21)."""
     text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
+    if text.endswith(".0"):
+        return text[:-2]
+    if "e" in text:
+        return _EXPONENT.sub(lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), text)
+    return text
 
 
 def _python(value: Any) -> Any:

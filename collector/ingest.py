@@ -12,8 +12,17 @@ import time
 from dataclasses import dataclass
 
 from collector.normalize import Normalizer
-from collector.otlp import Decoded, decode_logs, decode_traces, logs_to_batch, traces_to_batch
+from collector.otlp import (
+    PROTOBUF,
+    Decoded,
+    decode_logs,
+    decode_traces,
+    logs_to_batch,
+    traces_to_batch,
+)
+from collector.otlp_native import NATIVE_KIND, NativeTraces
 from stitchboard.runtime import Runtime
+from stitchboard.writer import RawInserter
 
 
 @dataclass(frozen=True)
@@ -21,9 +30,17 @@ class Signal:
     name: str  # traces | logs
     noun: str  # spans | log records
 
-    def decode(self, body: bytes, content_type: str, norm: Normalizer) -> Decoded:
+    def decode(
+        self, body: bytes, content_type: str, norm: Normalizer, native: NativeTraces | None = None
+    ) -> Decoded:
         if self.name == "traces":
-            return traces_to_batch(decode_traces(body, content_type), norm)
+            request = decode_traces(body, content_type)
+            if native is not None and content_type == PROTOBUF and native.eligible(request):
+                spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+                decoded = Decoded(accepted=spans)
+                decoded.batch.add_raw(NATIVE_KIND, body, spans)
+                return decoded
+            return traces_to_batch(request, norm)
         return logs_to_batch(decode_logs(body, content_type), norm)
 
     def convert(self, request, norm: Normalizer) -> Decoded:
@@ -43,9 +60,12 @@ class OtlpIngest:
         self.runtime = runtime
         self.metrics = runtime.metrics
         self.normalizer = Normalizer(runtime.config, runtime.pseudonymize)
+        self.native = native_traces(runtime, self.normalizer)
 
     async def ingest_bytes(self, signal: Signal, body: bytes, content_type: str) -> Decoded:
-        decoded = await asyncio.to_thread(signal.decode, body, content_type, self.normalizer)
+        decoded = await asyncio.to_thread(
+            signal.decode, body, content_type, self.normalizer, self.native
+        )
         await self._write(signal, decoded)
         return decoded
 
@@ -61,3 +81,17 @@ class OtlpIngest:
         self.metrics.accepted.labels(signal.name).inc(decoded.accepted)
         self.metrics.rejected.labels(signal.name).inc(decoded.rejected)
         self.metrics.batch_latency.labels(signal.name).observe(time.perf_counter() - started)
+
+
+def native_traces(runtime: Runtime, normalizer: Normalizer) -> NativeTraces | None:
+    """The engine-side decoder, registered with the writer once per runtime (embedded store)."""
+    if not (runtime.settings.native_decode and runtime.store.embedded):
+        return None
+    native = runtime.services.get(NATIVE_KIND)
+    if native is None:
+        native = NativeTraces(runtime.config, normalizer, runtime.store.database)
+        runtime.writer.register_raw(
+            NATIVE_KIND, RawInserter(native.insert, ("otel_traces", "events"))
+        )
+        runtime.services[NATIVE_KIND] = native
+    return native

@@ -9,6 +9,7 @@ query and compares pseudonyms.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import os
 import secrets
@@ -18,6 +19,8 @@ from stitchboard.errors import ConfigError
 
 PREFIX = "phi:"
 DEMO_KEY_FILE = Path("stitchboard.key")
+# Surrounding ASCII white space is not part of an identifier (SQL trims the same set).
+ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 class Pseudonymizer:
@@ -29,8 +32,17 @@ class Pseudonymizer:
         self._cached = functools.lru_cache(maxsize=65536)(self._pseudonym)
 
     def _pseudonym(self, value: str) -> str:
-        digest = hmac.digest(self._key, value.strip().encode(), "sha256")
+        digest = hmac.digest(self._key, value.strip(ASCII_SPACE).encode(), "sha256")
         return PREFIX + digest.hex()[:32]
+
+    def hmac_pads(self) -> tuple[str, str]:
+        """HMAC-SHA256's inner and outer padded keys, hex, for engines that compute the
+        same pseudonyms in SQL (never stored: they are passed with each statement)."""
+        key = self._key
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        return bytes(b ^ 0x36 for b in key).hex(), bytes(b ^ 0x5C for b in key).hex()
 
     def __call__(self, value: str) -> str:
         if not value or value.startswith(PREFIX):

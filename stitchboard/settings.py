@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Decompressed body limit")
     queue_max_rows: int = Field(400_000, gt=0, description="Rows buffered before 429")
     batch_max_rows: int = Field(100_000, gt=0, description="Rows per ClickHouse insert")
+    native_decode: bool = Field(
+        True, description="Embedded store: let the engine decode OTLP protobuf trace requests"
+    )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After on 429/503")
     pseudonym_key: str | None = Field(None, description="HMAC key for PHI pseudonyms")
     pseudonym_key_file: Path | None = Field(None, description="File holding the HMAC key")

@@ -30,11 +30,34 @@ log = logging.getLogger(__name__)
 TABLE_ORDER = ("otel_traces", "otel_logs", "events", "dead_letters")
 
 
+@dataclass(frozen=True)
+class RawInserter:
+    """Inserts payloads that the engine decodes itself (see ``BatchWriter.register_raw``).
+
+    ``insert(sink, payloads, stamp)`` writes every row of ``payloads``; rows it
+    puts in ``events`` carry ``inserted_at = stamp`` (microseconds), so listeners
+    can read exactly those rows back.
+    """
+
+    insert: Callable[[Sink, list[bytes], int], None]
+    tables: tuple[str, ...]
+
+
 @dataclass
 class Batch:
-    """Rows for several tables that become durable together."""
+    """Rows for several tables that become durable together.
+
+    ``raw`` holds payloads of a registered raw kind (with the number of records
+    each holds, for the buffer bound); after a durable insert, ``stamps`` maps
+    each table the raw inserters filled to the ``inserted_at`` stamps they used.
+    """
 
     tables: dict[str, tuple[Sequence[str], list[Sequence[object]]]] = field(default_factory=dict)
+    raw: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
+    stamps: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_raw(self, kind: str, payload: bytes, records: int) -> None:
+        self.raw.setdefault(kind, []).append((payload, records))
 
     def add(self, table: str, columns: Sequence[str], rows: list[Sequence[object]]) -> None:
         if not rows:
@@ -46,7 +69,8 @@ class Batch:
 
     @property
     def rows(self) -> int:
-        return sum(len(rows) for _, rows in self.tables.values())
+        tables = sum(len(rows) for _, rows in self.tables.values())
+        return tables + sum(n for payloads in self.raw.values() for _, n in payloads)
 
 
 class BatchWriter:
@@ -69,6 +93,8 @@ class BatchWriter:
         self._cond = threading.Condition()
         self._closing = False
         self._listeners: list[Callable[[Batch], None]] = []
+        self._raw: dict[str, RawInserter] = {}
+        self._last_stamp = 0
         self._thread = threading.Thread(target=self._run, name="stitchboard-writer", daemon=True)
         self._thread.start()
 
@@ -80,6 +106,10 @@ class BatchWriter:
         """
         self._listeners.append(listener)
 
+    def register_raw(self, kind: str, inserter: RawInserter) -> None:
+        """Accept ``Batch.add_raw(kind, …)`` payloads, written by ``inserter``."""
+        self._raw[kind] = inserter
+
     # -- producers ------------------------------------------------------------------
 
     def submit(self, batch: Batch) -> Future[None]:
@@ -89,6 +119,9 @@ class BatchWriter:
         if n == 0:
             future.set_result(None)
             return future
+        unknown = [kind for kind in batch.raw if kind not in self._raw]
+        if unknown:
+            raise ValueError(f"no raw inserter registered for {unknown[0]!r}")
         with self._cond:
             if self._closing:
                 raise StoreUnavailable("the server is shutting down")
@@ -138,6 +171,8 @@ class BatchWriter:
             for batch, _ in taken:
                 for table, (columns, rows) in batch.tables.items():
                     merged.add(table, columns, rows)
+                for kind, payloads in batch.raw.items():
+                    merged.raw.setdefault(kind, []).extend(payloads)
             error: BaseException | None = None
             try:
                 self._insert(merged)
@@ -172,6 +207,15 @@ class BatchWriter:
             self.sink.insert(table, columns, rows)
             self.metrics.insert_latency.labels(table).observe(time.perf_counter() - started)
             self.metrics.inserted_rows.labels(table).inc(len(rows))
+        for kind, payloads in merged.raw.items():
+            inserter = self._raw[kind]
+            self._last_stamp = max(self._last_stamp + 1, time.time_ns() // 1000)
+            started = time.perf_counter()
+            inserter.insert(self.sink, [payload for payload, _ in payloads], self._last_stamp)
+            self.metrics.insert_latency.labels(kind).observe(time.perf_counter() - started)
+            self.metrics.inserted_rows.labels(kind).inc(sum(n for _, n in payloads))
+            for table in inserter.tables:
+                merged.stamps.setdefault(table, []).append(self._last_stamp)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the thread."""

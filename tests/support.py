@@ -175,6 +175,8 @@ def make_runtime(store, sink=None, config=None, **settings):
     from stitchboard.settings import Settings
     from stitchboard.writer import BatchWriter
 
+    if sink is not None:
+        settings.setdefault("native_decode", False)  # the engine decoder needs the real store
     cfg = Settings(clickhouse=store.url, database=store.database, **settings)
     metrics = Metrics()
     writer = BatchWriter(

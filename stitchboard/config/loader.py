@@ -49,7 +49,8 @@ def parse_config(text: str, source: str = "slas.yaml") -> SlasConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(source, [f"{where}not valid YAML ({problem})"]) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -124,8 +124,8 @@ class Store:
             finally:
                 admin.close()
 
-    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        return self._call(lambda c: c.command(sql, parameters=parameters))
+    def command(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return self._call(lambda c: c.command(sql, parameters=parameters, **kwargs))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         return self._call(lambda c: c.query(sql, parameters=parameters, **kwargs))

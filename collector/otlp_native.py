@@ -1,0 +1,315 @@
+"""OTLP trace requests decoded by the ClickHouse engine itself (embedded store).
+
+The Python decoder (``collector.otlp``) is the reference and handles every
+request; for the common case this module lets ClickHouse do the same work in
+C++: the writer hands it the raw protobuf bodies of many requests, it writes
+them length-delimited to one file, and two ``INSERT … SELECT`` statements read
+that file with the ``Protobuf`` format (``OTLP_TRACE_PROTO``, a subset of the
+OTLP schema) and produce exactly the ``otel_traces`` and ``events`` rows the
+Python decoder would.
+
+A request takes this path only when ``eligible`` says so: every span valid,
+facility and amount attributes resolvable, and only scalar attribute values.
+Anything else (rejections, arrays and maps as values, amounts with more than
+two decimals) goes through the Python decoder, which dead-letters what it must.
+``tests/test_otlp_native.py`` checks that both paths write the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from collector.attributes import to_dict
+from collector.normalize import Normalizer, RecordProblem
+from stitchboard.config import SlasConfig
+from stitchboard.phi import ASCII_SPACE
+from stitchboard.phi import PREFIX as PHI_PREFIX
+
+NATIVE_KIND = "otlp.traces.protobuf"
+
+# The fields of opentelemetry/proto/collector/trace/v1/trace_service.proto (and the
+# messages it uses) that Stitchboard reads, with their OTLP field numbers. Fields not
+# listed are skipped by the decoder, as protobuf allows.
+OTLP_TRACE_PROTO = """\
+syntax = "proto3";
+package stitchboard.otlp;
+message AnyValue {
+  oneof value {
+    string string_value = 1; bool bool_value = 2; int64 int_value = 3;
+    double double_value = 4; bytes bytes_value = 7;
+  }
+}
+message KeyValue { string key = 1; AnyValue value = 2; }
+message Resource { repeated KeyValue attributes = 1; }
+message InstrumentationScope { string name = 1; string version = 2; }
+message Status { string message = 2; int32 code = 3; }
+message Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
+message Link { bytes trace_id = 1; bytes span_id = 2; string trace_state = 3;
+               repeated KeyValue attributes = 4; }
+message Span {
+  bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4;
+  string name = 5; int32 kind = 6; fixed64 start_time_unix_nano = 7;
+  fixed64 end_time_unix_nano = 8; repeated KeyValue attributes = 9;
+  repeated Event events = 11; repeated Link links = 13; Status status = 15;
+}
+message ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
+message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+"""
+
+_KV = (
+    "Array(Tuple(key String, value Tuple(string_value String, bool_value Bool,"
+    " int_value Int64, double_value Float64, bytes_value String,"
+    " value Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3,"
+    " 'double_value' = 4, 'bytes_value' = 7))))"
+)
+STRUCTURE = (
+    f"resource_spans Array(Tuple(resource Tuple(attributes {_KV}),"
+    " scope_spans Array(Tuple(scope Tuple(name String, version String),"
+    " spans Array(Tuple(trace_id String, span_id String, trace_state String,"
+    f" parent_span_id String, name String, kind Int32, start_time_unix_nano UInt64,"
+    f" end_time_unix_nano UInt64, attributes {_KV},"
+    f" events Array(Tuple(time_unix_nano UInt64, name String, attributes {_KV})),"
+    f" links Array(Tuple(trace_id String, span_id String, trace_state String,"
+    f" attributes {_KV})),"
+    " status Tuple(message String, code Int32)))))))"
+)
+
+_AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,2})?$")
+_NON_SCALAR = frozenset({"array_value", "kvlist_value"})
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _array(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_quote(v) for v in values) + "]"
+
+
+class NativeTraces:
+    """Eligibility check plus the SQL that turns raw OTLP trace requests into rows."""
+
+    def __init__(self, config: SlasConfig, normalizer: Normalizer, database: str):
+        self.config = config
+        self.norm = normalizer
+        self.database = database
+        pseudonymize = normalizer.pseudonymize
+        self.ipad, self.opad = pseudonymize.hmac_pads()
+        otel = config.otel
+        self._special = frozenset(otel.facility_attributes) | frozenset(otel.amount_attributes)
+        self._schema_dir = Path(tempfile.mkdtemp(prefix="stitchboard-otlp-schema-"))
+        (self._schema_dir / "otlp_trace.proto").write_text(OTLP_TRACE_PROTO)
+        self._sql = self._build_sql()
+        self._lock = threading.Lock()
+
+    # -- which requests may take this path ------------------------------------------------
+
+    def eligible(self, request: ExportTraceServiceRequest) -> bool:
+        norm = self.norm
+        special = self._special
+        for rs in request.resource_spans:
+            resource = to_dict(rs.resource.attributes)
+            if not _scalar(rs.resource.attributes):
+                return False
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    if len(span.trace_id) != 16 or not any(span.trace_id):
+                        return False
+                    if len(span.span_id) != 8 or not any(span.span_id):
+                        return False
+                    if not span.start_time_unix_nano:
+                        return False
+                    if not _scalar(span.attributes):
+                        return False
+                    record = {
+                        kv.key: kv.value.string_value for kv in span.attributes if kv.key in special
+                    }
+                    try:
+                        norm.facility(record, resource)
+                    except RecordProblem:
+                        return False
+                    for name in self.config.otel.amount_attributes:
+                        raw = record.get(name)
+                        if raw:
+                            if not _AMOUNT.match(raw):
+                                return False
+                            break
+                    for ev in span.events:
+                        if not _scalar(ev.attributes):
+                            return False
+                    for link in span.links:
+                        if not _scalar(link.attributes):
+                            return False
+        return True
+
+    # -- the SQL ---------------------------------------------------------------------------
+
+    def _build_sql(self) -> tuple[str, str]:
+        norm = self.norm
+        otel = self.config.otel
+        phi = _array(sorted(norm.phi_attributes))
+
+        def rendered(kvs: str) -> str:
+            """KeyValue array → Map with exporter-style strings, PHI pseudonymized."""
+            render = (
+                "multiIf(kv.value.value = 'string_value', kv.value.string_value,"
+                " kv.value.value = 'int_value', toString(kv.value.int_value),"
+                " kv.value.value = 'bool_value', if(kv.value.bool_value, 'true', 'false'),"
+                " kv.value.value = 'double_value', toString(kv.value.double_value),"
+                " kv.value.value = 'bytes_value', base64Encode(kv.value.bytes_value), '')"
+            )
+            pseudo = (
+                f"concat({_quote(PHI_PREFIX)}, substring(lower(hex(SHA256(concat("
+                "unhex({opad:String}), SHA256(concat(unhex({ipad:String}),"
+                f" trimBoth(p.2, {_quote(ASCII_SPACE)}))))))), 1, 32))"
+            )
+            pairs = f"arrayMap(kv -> (kv.key, {render}), {kvs})"
+            masked = (
+                f"arrayMap(p -> if(has({phi}, p.1) AND p.2 != ''"
+                f" AND NOT startsWith(p.2, {_quote(PHI_PREFIX)}), {pseudo}, p.2), {pairs})"
+            )
+            return f"mapFromArrays(arrayMap(p -> p.1, {pairs}), {masked})"
+
+        def first(names: Sequence[str], *maps: str, default: str = "''") -> str:
+            """The first non-empty attribute, all names on one map before the next map."""
+            branches = [f"{m}[{_quote(n)}] != '', {m}[{_quote(n)}]" for m in maps for n in names]
+            return f"multiIf({', '.join(branches)}, {default})" if branches else default
+
+        by_key: dict[str, list[tuple[int, str]]] = {}
+        for attribute, (key, rank) in norm._key_attrs.items():
+            by_key.setdefault(key, []).append((rank, attribute))
+        key_pairs = []
+        for key in self.config.keys:
+            attrs = [a for _, a in sorted(by_key.get(key, []))]
+            if attrs:
+                key_pairs.append(f"{_quote(key)}, {first(attrs, 'sa', 'ra')}")
+        key_pairs.append("'trace', trace_hex")
+        keys = f"mapFilter((k, v) -> v != '', map({', '.join(key_pairs)}))"
+
+        facility = first(otel.facility_attributes, "sa", "ra")
+        index = self.config.facility_index()
+        if index:
+            names = list(index)
+            facility = (
+                f"transform({facility}, {_array(names)}, {_array([index[n] for n in names])}, '')"
+            )
+        system = first(otel.system_attributes, "sa", "ra")
+        operation = first(otel.operation_attributes, "sa", default="sp.name")
+        amount_raw = first(otel.amount_attributes, "sa")
+        amount = f"if(({amount_raw}) = '', NULL, toDecimal64OrNull({amount_raw}, 2))"
+
+        source = (
+            "FROM file({path:String}, 'Protobuf', {structure:String})"
+            " ARRAY JOIN resource_spans AS rs ARRAY JOIN rs.scope_spans AS ss"
+            " ARRAY JOIN ss.spans AS sp"
+        )
+        common = (
+            f"WITH {rendered('rs.resource.attributes')} AS ra,"
+            f" {rendered('sp.attributes')} AS sa,"
+            " lower(hex(sp.trace_id)) AS trace_hex, lower(hex(sp.span_id)) AS span_hex,"
+            " sp.start_time_unix_nano AS start_ns, sp.end_time_unix_nano AS end_ns,"
+            " if(sp.status.code BETWEEN 0 AND 2, sp.status.code, 0) AS code"
+        )
+        db = f"`{self.database}`"
+        traces = (
+            f"INSERT INTO {db}.`otel_traces` (Timestamp, TraceId, SpanId, ParentSpanId,"
+            " TraceState, SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName,"
+            " ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage,"
+            " `Events.Timestamp`, `Events.Name`, `Events.Attributes`, `Links.TraceId`,"
+            " `Links.SpanId`, `Links.TraceState`, `Links.Attributes`)"
+            f" {common} SELECT fromUnixTimestamp64Nano(toInt64(start_ns)), trace_hex, span_hex,"
+            " lower(hex(sp.parent_span_id)), sp.trace_state, sp.name,"
+            " if(sp.kind BETWEEN 0 AND 5, ['Unspecified', 'Internal', 'Server', 'Client',"
+            " 'Producer', 'Consumer'][sp.kind + 1], 'Unspecified'), ra['service.name'], ra,"
+            " ss.scope.name, ss.scope.version, sa, if(end_ns > start_ns, end_ns - start_ns, 0),"
+            " ['Unset', 'Ok', 'Error'][code + 1], sp.status.message,"
+            " arrayMap(e -> fromUnixTimestamp64Nano(toInt64(e.time_unix_nano)), sp.events),"
+            " arrayMap(e -> e.name, sp.events),"
+            f" arrayMap(e -> {rendered('e.attributes')}, sp.events),"
+            " arrayMap(l -> lower(hex(l.trace_id)), sp.links),"
+            " arrayMap(l -> lower(hex(l.span_id)), sp.links),"
+            " arrayMap(l -> l.trace_state, sp.links),"
+            f" arrayMap(l -> {rendered('l.attributes')}, sp.links) {source}"
+        )
+        events = (
+            f"INSERT INTO {db}.`events` (event_id, event_time, observed_time, source_kind,"
+            " source, facility, system, operation, status, status_message, duration_ns,"
+            " amount, trace_id, span_id, keys, attributes, inserted_at)"
+            f" {common} SELECT lower(hex(MD5(concat('span\\x1f', trace_hex, '\\x1f', span_hex)))),"
+            " fromUnixTimestamp64Nano(toInt64(if(end_ns != 0, end_ns, start_ns))),"
+            " fromUnixTimestamp64Nano({now:Int64}), 'span', ra['service.name'],"
+            f" {facility}, {system}, {operation}, ['unset', 'ok', 'error'][code + 1],"
+            " sp.status.message, if(end_ns > start_ns, end_ns - start_ns, 0),"
+            f" {amount}, trace_hex, span_hex, {keys}, sa,"
+            f" fromUnixTimestamp64Micro({{stamp:Int64}}, 'UTC') {source}"
+        )
+        return traces, events
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "format_schema": f"{self._schema_dir / 'otlp_trace.proto'}:ExportTraceServiceRequest",
+            "input_format_protobuf_oneof_presence": "1",
+        }
+
+    def insert(self, store, payloads: Sequence[bytes], stamp: int, now: int | None = None) -> None:
+        """Insert the rows of these request bodies.
+
+        ``stamp`` (microseconds) becomes the events' ``inserted_at``, so a reader can
+        fetch exactly the events of this insert.
+        """
+        fd, path = tempfile.mkstemp(prefix="otlp-", suffix=".pb", dir=self._schema_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for body in payloads:
+                    out.write(_varint(len(body)))
+                    out.write(body)
+            params = {
+                "path": path,
+                "structure": STRUCTURE,
+                "ipad": self.ipad,
+                "opad": self.opad,
+                "now": now or time.time_ns(),
+                "stamp": stamp,
+            }
+            for sql in self._sql:
+                store.command(sql, parameters=params, settings=self.settings())
+        finally:
+            os.unlink(path)
+
+
+def _scalar(attributes) -> bool:
+    """Only values both decoders render alike: no arrays or maps, and doubles in the range
+    where Python and ClickHouse agree on fixed notation (they switch to exponents apart)."""
+    for kv in attributes:
+        value = kv.value
+        if value.string_value:
+            continue
+        kind = value.WhichOneof("value")
+        if kind in _NON_SCALAR:
+            return False
+        if kind == "double_value":
+            magnitude = abs(value.double_value)
+            if magnitude >= 1e15 or 0 < magnitude < 1e-4:
+                return False
+    return True
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
