@@ -154,8 +154,8 @@ def demo(
         empty = int(health.get("store", {}).get("tables", {}).get("events", 0)) == 0
         options = SimulateOptions(
             rate=rate, facilities=None, seed=seed,
-            backfill_ns=_duration_ns(backfill) if empty else 0, live=True, count=None,
-            workflows=None, truth=None, out=None, since_ns=None if empty else "now",
+            backfill_ns=_duration_ns(backfill), live=True, count=None,
+            workflows=None, truth=None, out=None, resume=not empty,
         )
         err.print(f"Simulated health system: {rate} events/s live"
                   + (f", {backfill} of history first" if empty else "")

@@ -19,6 +19,11 @@ from simulator.traffic import Estate, Plan, hour_units
 from simulator.truth import evaluate
 from stitchboard.config.model import SlasConfig
 
+# A unit is drawn at its nominal start (a discharge) but some of its hops come
+# earlier (the surgery's implant scans, a discharge later cancelled by A13): up to
+# 20 hours. Generating a day ahead puts them on the wire at their own time.
+LOOKAHEAD = 24 * HOUR
+
 
 class HopSink(Protocol):
     def send(self, hop: Hop) -> None: ...
@@ -89,11 +94,11 @@ def send_due(sim: Simulation, sink: HopSink, now: int) -> int:
 def live(sim: Simulation, sink: HopSink, stop: threading.Event, *,
          clock: Callable[[], float] = time.time, tick: float = 1.0,
          report: Callable[[int], None] | None = None) -> None:
-    """Send hops as their time comes until ``stop`` is set; generate an hour ahead."""
+    """Send hops as their time comes until ``stop`` is set, generating a day ahead."""
     while not stop.is_set():
         now = int(clock() * NS)
-        if sim.generated_until < now + HOUR:
-            sim.generate(sim.generated_until, now + 2 * HOUR)
+        if sim.generated_until < now + LOOKAHEAD - HOUR:
+            sim.generate(sim.generated_until, now + LOOKAHEAD)
         sent = send_due(sim, sink, now)
         if sent:
             sink.flush()

@@ -38,7 +38,9 @@ class SimulateOptions:
     workflows: list[str] | None
     truth: Path | None
     out: Path | None
-    since_ns: str | None = None  # "now": live only, nothing from the past
+    # Restarting on a populated store: the history's transactions carry on live,
+    # but what came due while the simulator was stopped is not sent (a lost feed).
+    resume: bool = False
     hl7_batches: bool = True  # history HL7 as batches over HTTP rather than MLLP
     until_ns: int | None = None  # the simulated "now" for history (default: the clock)
 
@@ -75,6 +77,9 @@ def run_simulation(settings: Settings, host: str, options: SimulateOptions,
         err.print(f"{added} units of work planned from {options.count} requested")
     elif options.backfill_ns:
         sim.generate(now - options.backfill_ns, now)
+        if options.resume:
+            skipped = len(sim.due(now))
+            err.print(f"store already populated: {skipped} history hops not sent again")
     else:
         sim.generated_until = now
     if options.out is not None:
