@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import httpx
 from rich.progress import Progress
@@ -43,6 +43,21 @@ class FileReport:
     events: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+
+
+class ImportTarget(Protocol):
+    """Where imported records go: the store itself, or a running server."""
+
+    label: str
+
+    def resume_offset(self, fid: str) -> int: ...
+
+    def send(self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str,
+             path: Path) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DirectTarget:
@@ -166,7 +181,7 @@ def _chunks(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def import_file(target: Any, path: Path, fmt: str, restart: bool, chunk_size: int,
+def import_file(target: ImportTarget, path: Path, fmt: str, restart: bool, chunk_size: int,
                 progress: Progress | None = None, delimiter: str = ",") -> FileReport:
     fmt = detect_format(path) if fmt == "auto" else fmt
     report = FileReport(path.name, fmt)
