@@ -145,6 +145,9 @@ class MllpListener:
         except Exception:  # noqa: BLE001 - one connection must never take the listener down
             log.exception("MLLP connection from %s failed", source)
         finally:
+            if decoder.discarded:
+                log.warning("MLLP client %s sent %d bytes outside <VT>…<FS><CR> frames; they"
+                            " were skipped", source, decoder.discarded)
             self._connections.discard(task)
             self._busy.discard(task)
             writer.close()
