@@ -51,53 +51,94 @@ def _split(text: str | None) -> list[str] | None:
 
 @app.command()
 def simulate(
-    rate: Annotated[float, typer.Option(help="Average hop events per second across the"
-                                        " estate (history and live).")] = DEFAULT_RATE,
-    facilities: Annotated[str | None, typer.Option(
-        help="Comma-separated facility ids or aliases from slas.yaml (default: all).")] = None,
+    rate: Annotated[
+        float,
+        typer.Option(help="Average hop events per second across the estate (history and live)."),
+    ] = DEFAULT_RATE,
+    facilities: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated facility ids or aliases from slas.yaml (default: all)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same traffic and truth.")] = 1,
-    backfill: Annotated[str | None, typer.Option(
-        help="Send this much history first at full speed (e.g. 30d, 12h), then exit"
-             " unless --live.")] = None,
-    live: Annotated[bool | None, typer.Option(
-        "--live/--no-live", help="Keep sending as the clock moves, until stopped"
-        " (default: live unless --backfill or --count).", show_default=False)] = None,
-    count: Annotated[int | None, typer.Option(
-        help="Send the first N units of work (a visit with its claim and implants, a"
-             " requisition, a pay period) from the start of the backfill window"
-             " (default 30d ago), only what is due by now; then exit.")] = None,
-    workflows: Annotated[str | None, typer.Option(
-        help="Comma-separated workflow names to simulate (default: all).")] = None,
-    truth: Annotated[Path | None, typer.Option(
-        help="Write the ground truth (JSON Lines, one transaction per line) here.")] = None,
-    until: Annotated[str | None, typer.Option(
-        help="Simulate history up to this instant (ISO 8601, e.g. 2026-03-16T00:00:00Z)"
-             " instead of now: the same seed and --until give the same traffic.")] = None,
-    hl7_history: Annotated[str, typer.Option(
-        help="How history HL7 is sent: http (batches to /api/v1/messages, fast) or mllp"
-             " (one message per ACK, as live).")] = "http",
-    out: Annotated[Path | None, typer.Option(
-        help="Write the hops to this JSON Lines file (.gz to compress) instead of sending.")
+    backfill: Annotated[
+        str | None,
+        typer.Option(
+            help="Send this much history first at full speed (e.g. 30d, 12h), then exit"
+            " unless --live."
+        ),
+    ] = None,
+    live: Annotated[
+        bool | None,
+        typer.Option(
+            "--live/--no-live",
+            help="Keep sending as the clock moves, until stopped"
+            " (default: live unless --backfill or --count).",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            help="Send the first N units of work (a visit with its claim and implants, a"
+            " requisition, a pay period) from the start of the backfill window"
+            " (default 30d ago), only what is due by now; then exit."
+        ),
+    ] = None,
+    workflows: Annotated[
+        str | None, typer.Option(help="Comma-separated workflow names to simulate (default: all).")
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Write the ground truth (JSON Lines, one transaction per line) here."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Simulate history up to this instant (ISO 8601, e.g. 2026-03-16T00:00:00Z)"
+            " instead of now: the same seed and --until give the same traffic."
+        ),
+    ] = None,
+    hl7_history: Annotated[
+        str,
+        typer.Option(
+            help="How history HL7 is sent: http (batches to /api/v1/messages, fast) or mllp"
+            " (one message per ACK, as live)."
+        ),
+    ] = "http",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the hops to this JSON Lines file (.gz to compress) instead of sending."
+        ),
     ] = None,
     config: ConfigOpt = None,
     host: Annotated[str, typer.Option(help="Where the server listens.")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="Console/API port (default 8050).")] = None,
-    otlp_http_port: Annotated[int | None, typer.Option(help="OTLP/HTTP port (default 4318).")
-                              ] = None,
+    otlp_http_port: Annotated[
+        int | None, typer.Option(help="OTLP/HTTP port (default 4318).")
+    ] = None,
     mllp_port: Annotated[int | None, typer.Option(help="MLLP port (default 2575).")] = None,
 ) -> None:
     """Simulate a regional health system's traffic into a running server."""
     from simulator.session import SimulateOptions, run_simulation
 
-    settings = load_settings(config=config, port=port, otlp_http_port=otlp_http_port,
-                             mllp_port=mllp_port)
+    settings = load_settings(
+        config=config, port=port, otlp_http_port=otlp_http_port, mllp_port=mllp_port
+    )
     if rate <= 0:
         fail("--rate must be above 0")
     options = SimulateOptions(
-        rate=rate, facilities=_split(facilities), seed=seed, backfill_ns=_duration_ns(backfill),
+        rate=rate,
+        facilities=_split(facilities),
+        seed=seed,
+        backfill_ns=_duration_ns(backfill),
         live=live if live is not None else (not backfill and count is None and out is None),
-        count=count, workflows=_split(workflows), truth=truth, out=out,
-        hl7_batches=hl7_history != "mllp", until_ns=_instant_ns(until),
+        count=count,
+        workflows=_split(workflows),
+        truth=truth,
+        out=out,
+        hl7_batches=hl7_history != "mllp",
+        until_ns=_instant_ns(until),
     )
     if hl7_history not in ("http", "mllp"):
         fail("--hl7-history is http or mllp")
@@ -111,19 +152,20 @@ def simulate(
 
 @app.command()
 def demo(
-    rate: Annotated[float, typer.Option(help="Hop events per second (history and live).")
-                    ] = 0.2,
-    backfill: Annotated[str, typer.Option(
-        help="History sent on first start (empty store), e.g. 5d.")] = "5d",
+    rate: Annotated[float, typer.Option(help="Hop events per second (history and live).")] = 0.2,
+    backfill: Annotated[
+        str, typer.Option(help="History sent on first start (empty store), e.g. 5d.")
+    ] = "5d",
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
-    port: Annotated[int | None, typer.Option(help="Console and API port (default 8050).")
-                    ] = None,
-    otlp_http_port: Annotated[int | None, typer.Option(help="OTLP/HTTP port (default 4318).")
-                              ] = None,
-    otlp_grpc_port: Annotated[int | None, typer.Option(help="OTLP/gRPC port (default 4317).")
-                              ] = None,
+    port: Annotated[int | None, typer.Option(help="Console and API port (default 8050).")] = None,
+    otlp_http_port: Annotated[
+        int | None, typer.Option(help="OTLP/HTTP port (default 4318).")
+    ] = None,
+    otlp_grpc_port: Annotated[
+        int | None, typer.Option(help="OTLP/gRPC port (default 4317).")
+    ] = None,
     mllp_port: Annotated[int | None, typer.Option(help="MLLP port (default 2575).")] = None,
 ) -> None:
     """The console plus a simulated health system: `stitchboard serve` and live traffic.
@@ -133,13 +175,23 @@ def demo(
     """
     from simulator.session import SimulateOptions, run_simulation, wait_ready
 
-    settings = load_settings(clickhouse=clickhouse, config=config, port=port,
-                             otlp_http_port=otlp_http_port, otlp_grpc_port=otlp_grpc_port,
-                             mllp_port=mllp_port)
+    settings = load_settings(
+        clickhouse=clickhouse,
+        config=config,
+        port=port,
+        otlp_http_port=otlp_http_port,
+        otlp_grpc_port=otlp_grpc_port,
+        mllp_port=mllp_port,
+    )
     command = [sys.executable, "-m", "stitchboard", "serve"]
-    for flag, value in (("--clickhouse", clickhouse), ("--config", config), ("--port", port),
-                        ("--otlp-http-port", otlp_http_port),
-                        ("--otlp-grpc-port", otlp_grpc_port), ("--mllp-port", mllp_port)):
+    for flag, value in (
+        ("--clickhouse", clickhouse),
+        ("--config", config),
+        ("--port", port),
+        ("--otlp-http-port", otlp_http_port),
+        ("--otlp-grpc-port", otlp_grpc_port),
+        ("--mllp-port", mllp_port),
+    ):
         if value is not None:
             command += [flag, str(value)]
     server = subprocess.Popen(command, env=os.environ.copy())
@@ -153,13 +205,23 @@ def demo(
             return
         empty = int(health.get("store", {}).get("tables", {}).get("events", 0)) == 0
         options = SimulateOptions(
-            rate=rate, facilities=None, seed=seed,
-            backfill_ns=_duration_ns(backfill), live=True, count=None,
-            workflows=None, truth=None, out=None, resume=not empty,
+            rate=rate,
+            facilities=None,
+            seed=seed,
+            backfill_ns=_duration_ns(backfill),
+            live=True,
+            count=None,
+            workflows=None,
+            truth=None,
+            out=None,
+            resume=not empty,
         )
-        err.print(f"Simulated health system: {rate} events/s live"
-                  + (f", {backfill} of history first" if empty else "")
-                  + f". Console: {api}", highlight=False)
+        err.print(
+            f"Simulated health system: {rate} events/s live"
+            + (f", {backfill} of history first" if empty else "")
+            + f". Console: {api}",
+            highlight=False,
+        )
         run_simulation(settings, settings.host, options, stop=stop, server=server)
     except KeyboardInterrupt:
         pass

@@ -55,11 +55,14 @@ def encounter(seed: str, site: Site, serial: str, discharge: int) -> tuple[Emitt
     los = lognormal_ns(rng, 2.5 * DAY, 0.5) if inpatient else int(rng.uniform(2, 9) * HOUR)
     admit = discharge - los
     patient = Patient(
-        mrn=f"MRN{serial[-8:]}", last=rng.choice(catalog.LAST_NAMES),
+        mrn=f"MRN{serial[-8:]}",
+        last=rng.choice(catalog.LAST_NAMES),
         first=rng.choice(catalog.FIRST_NAMES),
-        birth_date=(f"{rng.randrange(1940, 2010)}{rng.randrange(1, 13):02d}"
-                    f"{rng.randrange(1, 29):02d}"),
-        sex=rng.choice("MF"), account=f"ACCT{serial}",
+        birth_date=(
+            f"{rng.randrange(1940, 2010)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
+        ),
+        sex=rng.choice("MF"),
+        account=f"ACCT{serial}",
     )
     visit = f"VN{serial}"
     unit = rng.choice(("4W^412^B", "3E^318^A", "5N^520^A", "SDS^07^A"))
@@ -76,20 +79,62 @@ def encounter(seed: str, site: Site, serial: str, discharge: int) -> tuple[Emitt
             wrong = discharge - int(rng.uniform(3, 8) * HOUR)
             start = wrong
             em.scenario.add("a13_cancel")
-            _discharge(em, d2r, site, "wrong", wrong, patient, visit, pclass, unit, attending,
-                       admit, diagnosis, keys)
+            _discharge(
+                em,
+                d2r,
+                site,
+                "wrong",
+                wrong,
+                patient,
+                visit,
+                pclass,
+                unit,
+                attending,
+                admit,
+                diagnosis,
+                keys,
+            )
             cancel = wrong + int(rng.uniform(0.5, 2.5) * HOUR)
             em.emit(
-                members=((D2R, txn, "!unexpected"),), channel="hl7", system="EHR_ADT",
-                operation="ADT^A13", at=cancel, keys=keys, tag=("a13", serial),
-                body=lambda t, h, c=cancel: hl7_messages.adt(
-                    site, trigger="A13", control_id=em.control_id("ADT", h, t), sent_ns=t,
-                    event_ns=t, patient=patient, visit=visit, patient_class=pclass, unit=unit,
-                    attending=attending, admit_ns=admit, discharge_ns=None,
-                    operator=rng.choice(catalog.STAFF), diagnosis=diagnosis),
+                members=((D2R, txn, "!unexpected"),),
+                channel="hl7",
+                system="EHR_ADT",
+                operation="ADT^A13",
+                at=cancel,
+                keys=keys,
+                tag=("a13", serial),
+                body=lambda t, h: hl7_messages.adt(
+                    site,
+                    trigger="A13",
+                    control_id=em.control_id("ADT", h, t),
+                    sent_ns=t,
+                    event_ns=t,
+                    patient=patient,
+                    visit=visit,
+                    patient_class=pclass,
+                    unit=unit,
+                    attending=attending,
+                    admit_ns=admit,
+                    discharge_ns=None,
+                    operator=rng.choice(catalog.STAFF),
+                    diagnosis=diagnosis,
+                ),
             )
-        _discharge(em, d2r, site, "final", discharge, patient, visit, pclass, unit, attending,
-                   admit, diagnosis, keys)
+        _discharge(
+            em,
+            d2r,
+            site,
+            "final",
+            discharge,
+            patient,
+            visit,
+            pclass,
+            unit,
+            attending,
+            admit,
+            diagnosis,
+            keys,
+        )
     opened.append(Opened(D2R, txn, site.id, start))
 
     # --- charges: posted at and after discharge, long-tailed lag ---
@@ -116,15 +161,28 @@ def encounter(seed: str, site: Site, serial: str, discharge: int) -> tuple[Emitt
         else:
             last_on_time = max(last_on_time, posted)
         hop = em.emit(
-            members=tuple(members), channel="hl7", system=system, operation="DFT^P03",
-            at=posted, keys={**keys, "charge": drop[0].charge_id,
-                             "charge_batch": drop[0].batch_id},
-            tag=("dft", serial, n), amount=sum((c.amount for c in drop), Decimal(0)),
-            lines=tuple({"charge": c.charge_id, "charge_batch": c.batch_id,
-                         "amount": f"{c.amount:.2f}"} for c in drop),
-            body=lambda t, h, s=system, d=drop: hl7_messages.dft(
-                site, system=s, control_id=em.control_id("DFT", h, t), sent_ns=t,
-                patient=patient, visit=visit, patient_class=pclass, lines=d),
+            members=tuple(members),
+            channel="hl7",
+            system=system,
+            operation="DFT^P03",
+            at=posted,
+            keys={**keys, "charge": drop[0].charge_id, "charge_batch": drop[0].batch_id},
+            tag=("dft", serial, n),
+            amount=sum((c.amount for c in drop), Decimal(0)),
+            lines=tuple(
+                {"charge": c.charge_id, "charge_batch": c.batch_id, "amount": f"{c.amount:.2f}"}
+                for c in drop
+            ),
+            body=lambda t, h: hl7_messages.dft(
+                site,
+                system=system,  # noqa: B023 - emit calls body at once, inside this iteration
+                control_id=em.control_id("DFT", h, t),
+                sent_ns=t,
+                patient=patient,
+                visit=visit,
+                patient_class=pclass,
+                lines=drop,  # noqa: B023
+            ),
         )
         if system == "PERIOP":
             periop_hops.append(hop)
@@ -137,25 +195,42 @@ def encounter(seed: str, site: Site, serial: str, discharge: int) -> tuple[Emitt
     _coding(em, d2r, site, serial, "first", coded, patient, visit, pclass, diagnosis, keys)
     if rng.random() < RECODE_RATE:
         em.scenario.add("recoded")
-        _coding(em, d2r, site, serial, "again", coded + int(rng.uniform(2, 30) * HOUR), patient,
-                visit, pclass, diagnosis, keys)
+        _coding(
+            em,
+            d2r,
+            site,
+            serial,
+            "again",
+            coded + int(rng.uniform(2, 30) * HOUR),
+            patient,
+            visit,
+            pclass,
+            diagnosis,
+            keys,
+        )
 
     # --- final bill, then the claim ---
     if rng.random() < STUCK_DNFB_RATE:
         em.scenario.add("stuck_unbilled")
     else:
-        billed = max(coded + lognormal_ns(rng, 5 * HOUR, 0.6), last_on_time + HOUR,
-                     discharge + 3 * DAY)  # the usual three-day bill hold
+        billed = max(
+            coded + lognormal_ns(rng, 5 * HOUR, 0.6), last_on_time + HOUR, discharge + 3 * DAY
+        )  # the usual three-day bill hold
         claim = f"CLM{serial}"
         total = sum((c.amount for _, _, d in drops for c in d), Decimal(0))
         payer = rng.choices(catalog.PAYERS, weights=(35, 15, 20, 15, 10, 5))[0]
         c2c_txn = f"claim_to_cash:{site.id}:{serial}"
         members = [(D2R, txn, "final_bill"), ("claim_to_cash", c2c_txn, "final_bill")]
         em.emit(
-            members=tuple(members), channel="span", system="PATACCT",
-            operation="claim.final_bill", at=billed,
-            keys={"account": patient.account, "claim": claim}, tag=("bill", serial),
-            amount=total, attributes={"payer.id": payer[0]},
+            members=tuple(members),
+            channel="span",
+            system="PATACCT",
+            operation="claim.final_bill",
+            at=billed,
+            keys={"account": patient.account, "claim": claim},
+            tag=("bill", serial),
+            amount=total,
+            attributes={"payer.id": payer[0]},
         )
         opened.append(Opened("claim_to_cash", c2c_txn, site.id, billed))
         claim_to_cash(em, site, c2c_txn, claim, patient.account, payer[0], billed, total)
@@ -163,27 +238,57 @@ def encounter(seed: str, site: Site, serial: str, discharge: int) -> tuple[Emitt
     if implants:
         opened.append(Opened(IMPLANT, implant_txn, site.id, 0))
         charged = min((h.time for h in periop_hops), default=discharge)
-        scan = _implant_case(em, site, serial, implant_txn, case, visit, implants, admit,
-                             discharge, inpatient, charged)
+        scan = _implant_case(
+            em,
+            site,
+            serial,
+            implant_txn,
+            case,
+            visit,
+            implants,
+            admit,
+            discharge,
+            inpatient,
+            charged,
+        )
         opened[-1] = Opened(IMPLANT, implant_txn, site.id, scan)
         if periop_missing:
             em.scenario.add("implant_charge_missing")
     return em, opened
 
 
-def _discharge(em, d2r, site, which, at, patient, visit, pclass, unit, attending, admit,
-               diagnosis, keys) -> None:
+def _discharge(
+    em, d2r, site, which, at, patient, visit, pclass, unit, attending, admit, diagnosis, keys
+) -> None:
     rng = em.rng
     sent = at + int(rng.uniform(5, 90) * NS)
     control = em.control_id("ADT", em.ident("adt", visit, which), sent)
     em.emit(
-        members=((*d2r, "discharge"),), channel="hl7", system="EHR_ADT", operation="ADT^A03",
-        at=sent, time=at, keys={**keys, "msg": control}, tag=("adt", visit, which),
+        members=((*d2r, "discharge"),),
+        channel="hl7",
+        system="EHR_ADT",
+        operation="ADT^A03",
+        at=sent,
+        time=at,
+        keys={**keys, "msg": control},
+        tag=("adt", visit, which),
         latency=int(rng.uniform(0.05, 1.5) * NS),
         body=lambda t, h: hl7_messages.adt(
-            site, trigger="A03", control_id=control, sent_ns=sent, event_ns=t, patient=patient,
-            visit=visit, patient_class=pclass, unit=unit, attending=attending, admit_ns=admit,
-            discharge_ns=at, operator=rng.choice(catalog.STAFF), diagnosis=diagnosis),
+            site,
+            trigger="A03",
+            control_id=control,
+            sent_ns=sent,
+            event_ns=t,
+            patient=patient,
+            visit=visit,
+            patient_class=pclass,
+            unit=unit,
+            attending=attending,
+            admit_ns=admit,
+            discharge_ns=at,
+            operator=rng.choice(catalog.STAFF),
+            diagnosis=diagnosis,
+        ),
     )
     # The interface engine delivers the A03 to patient accounting and logs its ACK.
     if rng.random() < 0.012:
@@ -196,12 +301,26 @@ def _discharge(em, d2r, site, which, at, patient, visit, pclass, unit, attending
     if rng.random() < ACK_ERROR_RATE:
         code, text = "AE", "Account not found in PATACCT"
     em.emit(
-        members=((*d2r, "engine_ack"),), channel="hl7", system="IFENGINE", operation="ACK^A03",
-        at=acked, keys={"msg": control}, tag=("ack", visit, which),
-        status="ok" if code == "AA" else "error", status_message=text,
+        members=((*d2r, "engine_ack"),),
+        channel="hl7",
+        system="IFENGINE",
+        operation="ACK^A03",
+        at=acked,
+        keys={"msg": control},
+        tag=("ack", visit, which),
+        status="ok" if code == "AA" else "error",
+        status_message=text,
         body=lambda t, h: hl7_messages.ack(
-            site, system="IFENGINE", receiver="EHR_ADT", control_id=em.control_id("ACK", h, t),
-            sent_ns=t, acked_id=control, trigger="A03", code=code, text=text),
+            site,
+            system="IFENGINE",
+            receiver="EHR_ADT",
+            control_id=em.control_id("ACK", h, t),
+            sent_ns=t,
+            acked_id=control,
+            trigger="A03",
+            code=code,
+            text=text,
+        ),
     )
 
 
@@ -209,13 +328,25 @@ def _coding(em, d2r, site, serial, which, at, patient, visit, pclass, diagnosis,
     rng = em.rng
     procedure = rng.choice(("99223", "99238", "47562", "29881", ""))
     em.emit(
-        members=((*d2r, "coding_complete"),), channel="hl7", system="HIM_CODING",
-        operation="BAR^P05", at=at + int(rng.uniform(1, 20) * NS), time=at, keys=keys,
+        members=((*d2r, "coding_complete"),),
+        channel="hl7",
+        system="HIM_CODING",
+        operation="BAR^P05",
+        at=at + int(rng.uniform(1, 20) * NS),
+        time=at,
+        keys=keys,
         tag=("bar", serial, which),
         body=lambda t, h: hl7_messages.bar(
-            site, control_id=em.control_id("BAR", h, t), sent_ns=t, event_ns=t,
-            patient=patient, visit=visit, patient_class=pclass, diagnosis=diagnosis,
-            procedure=procedure),
+            site,
+            control_id=em.control_id("BAR", h, t),
+            sent_ns=t,
+            event_ns=t,
+            patient=patient,
+            visit=visit,
+            patient_class=pclass,
+            diagnosis=diagnosis,
+            procedure=procedure,
+        ),
     )
 
 
@@ -240,8 +371,9 @@ def _charge_lines(rng, site, serial, admit, discharge, inpatient, surgical):
         picks.append((room, admit, max(1, (discharge - admit) // DAY)))
     if surgical:
         dept = rng.choice(("OR02", "OR07")) if site.inpatient else "OR02"
-        for item in rng.sample(by_dept[dept] if dept == "OR07" else by_dept["OR02"],
-                               k=min(2, len(by_dept[dept]))):
+        for item in rng.sample(
+            by_dept[dept] if dept == "OR07" else by_dept["OR02"], k=min(2, len(by_dept[dept]))
+        ):
             picks.append((item, during(), 1))
     return picks
 
@@ -272,10 +404,19 @@ def _post(rng, site, serial, picks, implants, discharge):
         day = local(site, slot).strftime("%Y%m%d")
         amount = price * qty
         line = ChargeLine(
-            charge_id=f"CHG-{serial}{n:02d}", batch_id=f"B{day}-{site.code}-{dept.code}",
-            service_ns=service, posted_ns=posted, kind="CG", cdm=cdm, description=desc,
-            quantity=qty, amount=amount, unit_price=price, cost_center=dept.cost_center,
-            cost_center_name=dept.cost_center_name, cpt=cpt,
+            charge_id=f"CHG-{serial}{n:02d}",
+            batch_id=f"B{day}-{site.code}-{dept.code}",
+            service_ns=service,
+            posted_ns=posted,
+            kind="CG",
+            cdm=cdm,
+            description=desc,
+            quantity=qty,
+            amount=amount,
+            unit_price=price,
+            cost_center=dept.cost_center,
+            cost_center_name=dept.cost_center_name,
+            cpt=cpt,
             order=f"ORD-{serial}{n:02d}^{dept.system}",
         )
         drops.setdefault((dept.system, slot), []).append(line)
@@ -286,10 +427,19 @@ def _post(rng, site, serial, picks, implants, discharge):
             rslot = rev - rev % HOUR
             rday = local(site, rslot).strftime("%Y%m%d")
             credit = ChargeLine(
-                charge_id=f"CHG-{serial}{n:02d}-R1", batch_id=f"B{rday}-{site.code}-{dept.code}",
-                service_ns=service, posted_ns=rev, kind="CD", cdm=cdm, description=desc,
-                quantity=-qty, amount=-amount, unit_price=price, cost_center=dept.cost_center,
-                cost_center_name=dept.cost_center_name, cpt=cpt,
+                charge_id=f"CHG-{serial}{n:02d}-R1",
+                batch_id=f"B{rday}-{site.code}-{dept.code}",
+                service_ns=service,
+                posted_ns=rev,
+                kind="CD",
+                cdm=cdm,
+                description=desc,
+                quantity=-qty,
+                amount=-amount,
+                unit_price=price,
+                cost_center=dept.cost_center,
+                cost_center_name=dept.cost_center_name,
+                cpt=cpt,
             )
             drops.setdefault((dept.system, rslot), []).append(credit)
     out = []
@@ -299,8 +449,9 @@ def _post(rng, site, serial, picks, implants, discharge):
     return out
 
 
-def _implant_case(em, site, serial, txn, case, visit, implants, admit, discharge, inpatient,
-                  charged):
+def _implant_case(
+    em, site, serial, txn, case, visit, implants, admit, discharge, inpatient, charged
+):
     rng = em.rng
     if inpatient:
         surgery = discharge - int(rng.uniform(4, 20) * HOUR)
@@ -314,9 +465,13 @@ def _implant_case(em, site, serial, txn, case, visit, implants, admit, discharge
         serial_no = f"SN{serial}{n}"
         item_keys = {"item": implant.item, "lot": lot, "serial": serial_no}
         em.emit(
-            members=((IMPLANT, txn, "usage_scan"),), channel="span", system="PERIOP",
-            operation="implant.usage.scan", at=scan,
-            keys={"case": case, "visit": visit, **item_keys}, tag=("scan", serial, n),
+            members=((IMPLANT, txn, "usage_scan"),),
+            channel="span",
+            system="PERIOP",
+            operation="implant.usage.scan",
+            at=scan,
+            keys={"case": case, "visit": visit, **item_keys},
+            tag=("scan", serial, n),
             attributes={"item.description": implant.description, "vendor.id": implant.vendor},
         )
         if rng.random() < 0.01:
@@ -325,9 +480,14 @@ def _implant_case(em, site, serial, txn, case, visit, implants, admit, discharge
         else:
             issue = scan + lognormal_ns(rng, 4 * MINUTE, 0.7)
         em.emit(
-            members=((IMPLANT, txn, "inventory_issue"),), channel="span", system="ERP_INV",
-            operation="inventory.issue", at=issue, keys={"case": case, **item_keys},
-            tag=("issue", serial, n), amount=implant.cost,
+            members=((IMPLANT, txn, "inventory_issue"),),
+            channel="span",
+            system="ERP_INV",
+            operation="inventory.issue",
+            at=issue,
+            keys={"case": case, **item_keys},
+            tag=("issue", serial, n),
+            amount=implant.cost,
         )
     # Bill-only PO for consigned implants: raised on a business day after the case.
     if rng.random() < 0.03:
@@ -340,14 +500,25 @@ def _implant_case(em, site, serial, txn, case, visit, implants, admit, discharge
     cost = sum((i.cost for i in implants), Decimal(0))
     attrs = {"po.type": "bill_only", "vendor.id": implants[0].vendor}
     em.emit(
-        members=((IMPLANT, txn, "bill_only_po"),), channel="span", system="ERP_PO",
-        operation="x12.850.send", at=po_at, keys={"po": po, "case": case},
-        tag=("bpo", serial), amount=cost, attributes=attrs,
+        members=((IMPLANT, txn, "bill_only_po"),),
+        channel="span",
+        system="ERP_PO",
+        operation="x12.850.send",
+        at=po_at,
+        keys={"po": po, "case": case},
+        tag=("bpo", serial),
+        amount=cost,
+        attributes=attrs,
     )
     acked = po_at + lognormal_ns(rng, 3 * HOUR, 1.0)
     em.emit(
-        members=((IMPLANT, txn, "po_ack"),), channel="log", system="ERP_PO",
-        operation="x12.855.receive", at=acked, keys={"po": po}, tag=("bpoack", serial),
+        members=((IMPLANT, txn, "po_ack"),),
+        channel="log",
+        system="ERP_PO",
+        operation="x12.855.receive",
+        at=acked,
+        keys={"po": po},
+        tag=("bpoack", serial),
         attributes=attrs,
     )
     invoice = f"INV-{implants[0].vendor[2:]}-{serial}"
@@ -355,16 +526,28 @@ def _implant_case(em, site, serial, txn, case, visit, implants, admit, discharge
     if rng.random() < 0.15:
         em.scenario.add("match_exception")
         em.emit(
-            members=((IMPLANT, txn, "invoice_matched"),), channel="span", system="ERP_AP",
-            operation="ap.invoice.match", at=matched, keys={"invoice": invoice, "po": po},
-            tag=("bmatch", serial, 0), status="error",
-            status_message="match exception: price variance over tolerance", amount=cost,
+            members=((IMPLANT, txn, "invoice_matched"),),
+            channel="span",
+            system="ERP_AP",
+            operation="ap.invoice.match",
+            at=matched,
+            keys={"invoice": invoice, "po": po},
+            tag=("bmatch", serial, 0),
+            status="error",
+            status_message="match exception: price variance over tolerance",
+            amount=cost,
             attributes=attrs,
         )
         matched += int(rng.uniform(1, 6) * DAY)
     em.emit(
-        members=((IMPLANT, txn, "invoice_matched"),), channel="span", system="ERP_AP",
-        operation="ap.invoice.match", at=matched, keys={"invoice": invoice, "po": po},
-        tag=("bmatch", serial, 1), amount=cost, attributes=attrs,
+        members=((IMPLANT, txn, "invoice_matched"),),
+        channel="span",
+        system="ERP_AP",
+        operation="ap.invoice.match",
+        at=matched,
+        keys={"invoice": invoice, "po": po},
+        tag=("bmatch", serial, 1),
+        amount=cost,
+        attributes=attrs,
     )
     return first_scan

@@ -34,8 +34,7 @@ def site_of(facility: Facility) -> Site:
     else:
         size, inpatient = 1.0, True
     code = facility.aliases[0] if facility.aliases else facility.id[:3]
-    return Site(facility.id, facility.name, facility.zone, facility.calendar, size, inpatient,
-                code)
+    return Site(facility.id, facility.name, facility.zone, facility.calendar, size, inpatient, code)
 
 
 # Clocks a few minutes apart between systems (NTP drift on appliances, a VM that
@@ -82,12 +81,84 @@ def hl7_time(site: Site, ns: int) -> str:
 
 # Relative volume by local hour (0-23): clinical work peaks late morning,
 # discharges early afternoon, back-office (ERP, payroll) keeps office hours.
-_CLINICAL = (0.25, 0.2, 0.2, 0.2, 0.25, 0.35, 0.6, 0.9, 1.2, 1.4, 1.5, 1.5,
-             1.5, 1.45, 1.4, 1.3, 1.2, 1.0, 0.85, 0.7, 0.55, 0.45, 0.35, 0.3)
-_DISCHARGE = (0.1, 0.05, 0.05, 0.05, 0.05, 0.1, 0.2, 0.4, 0.8, 1.3, 1.8, 2.2,
-              2.4, 2.4, 2.2, 1.9, 1.5, 1.1, 0.8, 0.5, 0.35, 0.25, 0.15, 0.1)
-_OFFICE = (0.02, 0.02, 0.02, 0.02, 0.03, 0.1, 0.5, 1.4, 2.0, 2.2, 2.2, 1.8,
-           1.6, 2.0, 2.1, 2.0, 1.6, 0.9, 0.4, 0.2, 0.1, 0.05, 0.03, 0.02)
+_CLINICAL = (
+    0.25,
+    0.2,
+    0.2,
+    0.2,
+    0.25,
+    0.35,
+    0.6,
+    0.9,
+    1.2,
+    1.4,
+    1.5,
+    1.5,
+    1.5,
+    1.45,
+    1.4,
+    1.3,
+    1.2,
+    1.0,
+    0.85,
+    0.7,
+    0.55,
+    0.45,
+    0.35,
+    0.3,
+)
+_DISCHARGE = (
+    0.1,
+    0.05,
+    0.05,
+    0.05,
+    0.05,
+    0.1,
+    0.2,
+    0.4,
+    0.8,
+    1.3,
+    1.8,
+    2.2,
+    2.4,
+    2.4,
+    2.2,
+    1.9,
+    1.5,
+    1.1,
+    0.8,
+    0.5,
+    0.35,
+    0.25,
+    0.15,
+    0.1,
+)
+_OFFICE = (
+    0.02,
+    0.02,
+    0.02,
+    0.02,
+    0.03,
+    0.1,
+    0.5,
+    1.4,
+    2.0,
+    2.2,
+    2.2,
+    1.8,
+    1.6,
+    2.0,
+    2.1,
+    2.0,
+    1.6,
+    0.9,
+    0.4,
+    0.2,
+    0.1,
+    0.05,
+    0.03,
+    0.02,
+)
 CURVES = {"clinical": _CLINICAL, "discharge": _DISCHARGE, "office": _OFFICE}
 WEEKEND = {"clinical": 0.7, "discharge": 0.55, "office": 0.08}
 
@@ -136,6 +207,9 @@ def business_hours(site: Site, ns: int, rng) -> int:
     if site.calendar.is_business_day(moment.date()) and 8 <= moment.hour < 17:
         return ns
     days = 0 if moment.hour < 8 and site.calendar.is_business_day(moment.date()) else 1
-    base = next_business_day(site, ns, days, 8) if days else to_ns(
-        dt.datetime.combine(moment.date(), dt.time(8), tzinfo=site.zone))
+    base = (
+        next_business_day(site, ns, days, 8)
+        if days
+        else to_ns(dt.datetime.combine(moment.date(), dt.time(8), tzinfo=site.zone))
+    )
     return base + int(rng.uniform(0, 4) * HOUR)

@@ -82,13 +82,15 @@ def adt(
         f"|{visit}^^^{site.code}^VN|MCR||||||||||||||||01|||{site.id}|||||"
         f"{hl7_time(site, admit_ns)}|{discharged}"
     )
-    return "\r".join((
-        _msh(site, "EHR_ADT", "IFENGINE", sent_ns, f"ADT^{trigger}^{structure}", control_id),
-        f"EVN|{trigger}|{hl7_time(site, sent_ns)}|||{operator}|{hl7_time(site, event_ns)}",
-        _pid(site, patient),
-        pv1,
-        f"DG1|1||{diagnosis}|||A",
-    ))
+    return "\r".join(
+        (
+            _msh(site, "EHR_ADT", "IFENGINE", sent_ns, f"ADT^{trigger}^{structure}", control_id),
+            f"EVN|{trigger}|{hl7_time(site, sent_ns)}|||{operator}|{hl7_time(site, event_ns)}",
+            _pid(site, patient),
+            pv1,
+            f"DG1|1||{diagnosis}|||A",
+        )
+    )
 
 
 def dft(
@@ -144,11 +146,23 @@ def bar(
     return "\r".join(segments)
 
 
-def ack(site: Site, *, system: str, receiver: str, control_id: str, sent_ns: int,
-        acked_id: str, trigger: str, code: str = "AA", text: str = "") -> str:
+def ack(
+    site: Site,
+    *,
+    system: str,
+    receiver: str,
+    control_id: str,
+    sent_ns: int,
+    acked_id: str,
+    trigger: str,
+    code: str = "AA",
+    text: str = "",
+) -> str:
     """The ACK a receiver returns (MSA-2 names the acknowledged MSH-10)."""
     msa = f"MSA|{code}|{acked_id}" + (f"|{text}" if text else "")
-    return "\r".join((
-        _msh(site, system, receiver, sent_ns, f"ACK^{trigger}^ACK", control_id),
-        msa,
-    ))
+    return "\r".join(
+        (
+            _msh(site, system, receiver, sent_ns, f"ACK^{trigger}^ACK", control_id),
+            msa,
+        )
+    )

@@ -45,13 +45,15 @@ def outage_end(seed: str, site: Site, system: str, ns: int) -> int | None:
 
 
 @functools.lru_cache(maxsize=65536)
-def _outage(seed: str, site_id: str, zone: dt.tzinfo, system: str,
-            day: dt.date) -> tuple[int, int] | None:
+def _outage(
+    seed: str, site_id: str, zone: dt.tzinfo, system: str, day: dt.date
+) -> tuple[int, int] | None:
     rng = random.Random(f"{seed}|outage|{site_id}|{system}|{day.isoformat()}")
     if rng.random() >= OUTAGE_RATE:
         return None
-    start_local = dt.datetime.combine(day, dt.time(rng.randrange(7, 21), rng.randrange(60)),
-                                      tzinfo=zone)
+    start_local = dt.datetime.combine(
+        day, dt.time(rng.randrange(7, 21), rng.randrange(60)), tzinfo=zone
+    )
     start = to_ns(start_local)
     return start, start + rng.randrange(45, 91) * MINUTE
 
@@ -67,6 +69,7 @@ class Emitter:
     scenario: set[str] = field(default_factory=set)
 
     def ident(self, *parts: object) -> str:
+        """A hop id from the seed, the facility and what the hop is (its tag)."""
         return event_id(self.seed, self.site.id, *parts)
 
     def control_id(self, prefix: str, hop_id: str, ns: int) -> str:
@@ -82,7 +85,7 @@ class Emitter:
         operation: str,
         at: int,
         keys: Mapping[str, str],
-        tag: str,
+        tag: tuple[object, ...],
         status: str = "ok",
         status_message: str = "",
         amount: Decimal | None = None,
@@ -111,10 +114,21 @@ class Emitter:
             self.scenario.add("late_arrival")
         text = body(stamped, hop_id) if body is not None else ""
         hop = Hop(
-            hop_id=hop_id, members=members, channel=channel, facility=self.site.id,
-            system=system, operation=operation, time=stamped, sent=sent, keys=dict(keys),
-            status=status, status_message=status_message, amount=amount,
-            attributes=dict(attributes or {}), body=text, lines=lines,
+            hop_id=hop_id,
+            members=members,
+            channel=channel,
+            facility=self.site.id,
+            system=system,
+            operation=operation,
+            time=stamped,
+            sent=sent,
+            keys=dict(keys),
+            status=status,
+            status_message=status_message,
+            amount=amount,
+            attributes=dict(attributes or {}),
+            body=text,
+            lines=lines,
         )
         self.hops.append(hop)
         if status == "error":
@@ -128,8 +142,20 @@ class Emitter:
 
 def _resend(hop: Hop, sent: int) -> Hop:
     return Hop(
-        hop_id=hop.hop_id, members=hop.members, channel=hop.channel, facility=hop.facility,
-        system=hop.system, operation=hop.operation, time=hop.time, sent=sent, keys=hop.keys,
-        status=hop.status, status_message=hop.status_message, amount=hop.amount,
-        attributes=hop.attributes, body=hop.body, lines=hop.lines, resend=True,
+        hop_id=hop.hop_id,
+        members=hop.members,
+        channel=hop.channel,
+        facility=hop.facility,
+        system=hop.system,
+        operation=hop.operation,
+        time=hop.time,
+        sent=sent,
+        keys=hop.keys,
+        status=hop.status,
+        status_message=hop.status_message,
+        amount=hop.amount,
+        attributes=hop.attributes,
+        body=hop.body,
+        lines=hop.lines,
+        resend=True,
     )

@@ -52,28 +52,44 @@ class Hop:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "hop_id": self.hop_id, "members": [list(m) for m in self.members],
-            "channel": self.channel, "facility": self.facility,
-            "system": self.system, "operation": self.operation, "time": self.time,
-            "sent": self.sent, "keys": dict(self.keys), "status": self.status,
+            "hop_id": self.hop_id,
+            "members": [list(m) for m in self.members],
+            "channel": self.channel,
+            "facility": self.facility,
+            "system": self.system,
+            "operation": self.operation,
+            "time": self.time,
+            "sent": self.sent,
+            "keys": dict(self.keys),
+            "status": self.status,
             "status_message": self.status_message,
             "amount": None if self.amount is None else str(self.amount),
-            "attributes": dict(self.attributes), "body": self.body,
-            "lines": [dict(line) for line in self.lines], "resend": self.resend,
+            "attributes": dict(self.attributes),
+            "body": self.body,
+            "lines": [dict(line) for line in self.lines],
+            "resend": self.resend,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Hop:
         amount = data.get("amount")
         return cls(
-            hop_id=data["hop_id"], members=tuple(tuple(m) for m in data["members"]),
-            channel=data["channel"], facility=data["facility"],
-            system=data["system"], operation=data["operation"], time=int(data["time"]),
-            sent=int(data["sent"]), keys=dict(data["keys"]), status=data["status"],
+            hop_id=data["hop_id"],
+            members=tuple(tuple(m) for m in data["members"]),
+            channel=data["channel"],
+            facility=data["facility"],
+            system=data["system"],
+            operation=data["operation"],
+            time=int(data["time"]),
+            sent=int(data["sent"]),
+            keys=dict(data["keys"]),
+            status=data["status"],
             status_message=data["status_message"],
             amount=None if amount is None else Decimal(amount),
-            attributes=dict(data["attributes"]), body=data["body"],
-            lines=tuple(dict(line) for line in data["lines"]), resend=bool(data["resend"]),
+            attributes=dict(data["attributes"]),
+            body=data["body"],
+            lines=tuple(dict(line) for line in data["lines"]),
+            resend=bool(data["resend"]),
         )
 
     @property
@@ -118,8 +134,12 @@ class Truth:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "txn": self.txn, "workflow": self.workflow, "facility": self.facility,
-            "start": _iso(self.start), "status": self.status, "flags": list(self.flags),
+            "txn": self.txn,
+            "workflow": self.workflow,
+            "facility": self.facility,
+            "start": _iso(self.start),
+            "status": self.status,
+            "flags": list(self.flags),
             "steps": [
                 {"step": s.step, "first": _iso(s.first), "last": _iso(s.last), "count": s.count}
                 for s in self.steps

@@ -39,32 +39,68 @@ def gl_journal(seed: str, site: Site, batch: str, posted: int, em: Emitter) -> N
     dept = batch.rsplit("-", 1)[-1]
     journal = f"JE{day:%Y%m%d}-{site.code}-{dept}"
     _shared(seed, site, f"gl|{batch}", em).emit(
-        members=(), channel="span", system="ERP_GL", operation="gl.journal.post", at=when,
-        keys={"journal": journal, "charge_batch": batch}, tag=("gl", batch),
+        members=(),
+        channel="span",
+        system="ERP_GL",
+        operation="gl.journal.post",
+        at=when,
+        keys={"journal": journal, "charge_batch": batch},
+        tag=("gl", batch),
         attributes={"gl.ledger": "REVENUE"},
     )
 
 
-def claim_to_cash(em: Emitter, site: Site, txn: str, claim: str, account: str, payer: str,
-                  billed: int, total: Decimal) -> None:
+def claim_to_cash(
+    em: Emitter,
+    site: Site,
+    txn: str,
+    claim: str,
+    account: str,
+    payer: str,
+    billed: int,
+    total: Decimal,
+) -> None:
     rng = em.rng
 
     def step(name: str, operation: str, at: int, tag: str, **kw) -> None:
-        em.emit(members=((C2C, txn, name),), channel="jsonl", system="CLEARINGHOUSE",
-                operation=operation, at=at, keys={"claim": claim, **kw.pop("keys", {})},
-                tag=(tag, claim), **kw)
+        em.emit(
+            members=((C2C, txn, name),),
+            channel="jsonl",
+            system="CLEARINGHOUSE",
+            operation=operation,
+            at=at,
+            keys={"claim": claim, **kw.pop("keys", {})},
+            tag=(tag, claim),
+            **kw,
+        )
 
     submitted = billed + lognormal_ns(rng, 3 * HOUR, 1.0)
-    step("claim_submitted", "x12.837.submit", submitted, "837", amount=total,
-         attributes={"payer.id": payer})
+    step(
+        "claim_submitted",
+        "x12.837.submit",
+        submitted,
+        "837",
+        amount=total,
+        attributes={"payer.id": payer},
+    )
     acked = submitted + lognormal_ns(rng, 8 * MINUTE, 1.0)
     if rng.random() < REJECT_999_RATE:
-        step("claim_accepted_999", "x12.999.receive", acked, "999", status="error",
-             status_message="999 R: IK5*R, CLM05-3 frequency code invalid")
+        step(
+            "claim_accepted_999",
+            "x12.999.receive",
+            acked,
+            "999",
+            status="error",
+            status_message="999 R: IK5*R, CLM05-3 frequency code invalid",
+        )
         return
     step("claim_accepted_999", "x12.999.receive", acked, "999")
-    step("claim_status_277ca", "x12.277ca.receive",
-         submitted + lognormal_ns(rng, 20 * HOUR, 0.5), "277")
+    step(
+        "claim_status_277ca",
+        "x12.277ca.receive",
+        submitted + lognormal_ns(rng, 20 * HOUR, 0.5),
+        "277",
+    )
     remits = [submitted + 14 * DAY + lognormal_ns(rng, 4 * DAY, 0.8)]
     if rng.random() < PAYER_SPLIT_RATE:
         em.scenario.add("payer_split")
@@ -76,8 +112,7 @@ def claim_to_cash(em: Emitter, site: Site, txn: str, claim: str, account: str, p
         day = local(site, at).date()
         trace = f"EFT{payer}{day:%Y%m%d}{site.code}"
         paid = share if len(remits) == 1 else (share / 2).quantize(Decimal("0.01"))
-        step("remit", "x12.835.receive", at, f"835-{n}", amount=paid,
-             keys={"remit_trace": trace})
+        step("remit", "x12.835.receive", at, f"835-{n}", amount=paid, keys={"remit_trace": trace})
         _cash(em.seed, site, trace, at, em)
 
 
@@ -92,15 +127,25 @@ def _cash(seed: str, site: Site, trace: str, remitted: int, em: Emitter) -> None
         em.scenario.add("late_cash_reassociation")
     else:
         reassociated = next_business_day(site, remitted, 1, 10) + int(
-            shared.rng.uniform(0, 4) * HOUR)
+            shared.rng.uniform(0, 4) * HOUR
+        )
     shared.emit(
-        members=(), channel="log", system="TREASURY", operation="cash.reassociate",
-        at=reassociated, keys={"payment": f"PMT-{trace}", "remit_trace": trace},
+        members=(),
+        channel="log",
+        system="TREASURY",
+        operation="cash.reassociate",
+        at=reassociated,
+        keys={"payment": f"PMT-{trace}", "remit_trace": trace},
         tag=("reassoc", trace),
     )
     posted = next_business_day(site, reassociated, 1, 7) + int(shared.rng.uniform(0, 60) * NS)
     shared.emit(
-        members=(), channel="span", system="ERP_GL", operation="gl.cash.post", at=posted,
-        keys={"journal": f"JC-{trace}", "remit_trace": trace}, tag=("cashgl", trace),
+        members=(),
+        channel="span",
+        system="ERP_GL",
+        operation="gl.cash.post",
+        at=posted,
+        keys={"journal": f"JC-{trace}", "remit_trace": trace},
+        tag=("cashgl", trace),
         attributes={"gl.ledger": "CASH"},
     )

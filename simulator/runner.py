@@ -71,8 +71,14 @@ class Simulation:
         return out
 
     def truth_lines(self, as_of: int) -> list[str]:
-        truths = evaluate(self.config, self.estate.sites, self.plan.opened, self.plan.hops,
-                          as_of, self.plan.scenario)
+        truths = evaluate(
+            self.config,
+            self.estate.sites,
+            self.plan.opened,
+            self.plan.hops,
+            as_of,
+            self.plan.scenario,
+        )
         return [dumps(t) for t in truths]
 
 
@@ -91,9 +97,15 @@ def send_due(sim: Simulation, sink: HopSink, now: int) -> int:
     return len(hops)
 
 
-def live(sim: Simulation, sink: HopSink, stop: threading.Event, *,
-         clock: Callable[[], float] = time.time, tick: float = 1.0,
-         report: Callable[[int], None] | None = None) -> None:
+def live(
+    sim: Simulation,
+    sink: HopSink,
+    stop: threading.Event,
+    *,
+    clock: Callable[[], float] = time.time,
+    tick: float = 1.0,
+    report: Callable[[int], None] | None = None,
+) -> None:
     """Send hops as their time comes until ``stop`` is set, generating a day ahead."""
     while not stop.is_set():
         now = int(clock() * NS)

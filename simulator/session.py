@@ -45,8 +45,9 @@ class SimulateOptions:
     until_ns: int | None = None  # the simulated "now" for history (default: the clock)
 
 
-def wait_ready(api: str, server: subprocess.Popen | None = None,
-               timeout: float = 120.0) -> dict[str, Any] | None:
+def wait_ready(
+    api: str, server: subprocess.Popen | None = None, timeout: float = 120.0
+) -> dict[str, Any] | None:
     """Poll ``GET /api/v1/health`` until it answers 200; None if the server died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,13 +63,21 @@ def wait_ready(api: str, server: subprocess.Popen | None = None,
     return None
 
 
-def run_simulation(settings: Settings, host: str, options: SimulateOptions,
-                   stop: threading.Event | None = None,
-                   server: subprocess.Popen | None = None) -> None:
+def run_simulation(
+    settings: Settings,
+    host: str,
+    options: SimulateOptions,
+    stop: threading.Event | None = None,
+    server: subprocess.Popen | None = None,
+) -> None:
     config = load_config(settings.config)
-    estate = estate_from_config(config, options.seed,
-                                scale=options.rate / EVENTS_PER_SECOND_AT_SCALE_1,
-                                facilities=options.facilities, workflows=options.workflows)
+    estate = estate_from_config(
+        config,
+        options.seed,
+        scale=options.rate / EVENTS_PER_SECOND_AT_SCALE_1,
+        facilities=options.facilities,
+        workflows=options.workflows,
+    )
     sim = Simulation(config, estate)
     now = options.until_ns or int(time.time() * NS)
     if options.count is not None:
@@ -91,8 +100,10 @@ def run_simulation(settings: Settings, host: str, options: SimulateOptions,
             err.print(f"wrote the truth of {n} transactions to {options.truth}")
         return
     endpoints = Endpoints(
-        otlp=f"http://{host}:{settings.otlp_http_port}", api=f"http://{host}:{settings.port}",
-        mllp_host=host, mllp_port=settings.mllp_port,
+        otlp=f"http://{host}:{settings.otlp_http_port}",
+        api=f"http://{host}:{settings.port}",
+        mllp_host=host,
+        mllp_port=settings.mllp_port,
     )
     dispatcher = Dispatcher(endpoints, config, estate.sites)
     try:
@@ -103,8 +114,10 @@ def run_simulation(settings: Settings, host: str, options: SimulateOptions,
         dispatcher.hl7_batches = False
         if sent:
             took = time.monotonic() - started
-            err.print(f"history: {dispatcher.stats.line()} in {took:.1f}s"
-                      f" ({dispatcher.stats.events / max(took, 1e-9):,.0f} events/s)")
+            err.print(
+                f"history: {dispatcher.stats.line()} in {took:.1f}s"
+                f" ({dispatcher.stats.events / max(took, 1e-9):,.0f} events/s)"
+            )
         if options.truth is not None:
             n = write_truth(sim, options.truth, now)
             err.print(f"wrote the truth of {n} transactions to {options.truth}")
@@ -130,5 +143,7 @@ def run_simulation(settings: Settings, host: str, options: SimulateOptions,
     finally:
         dispatcher.close()
     problems = dispatcher.problems()
-    err.print(f"sent {dispatcher.stats.line()}"
-              + (f"; {len(problems)} problems, first: {problems[0]}" if problems else ""))
+    err.print(
+        f"sent {dispatcher.stats.line()}"
+        + (f"; {len(problems)} problems, first: {problems[0]}" if problems else "")
+    )

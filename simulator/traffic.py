@@ -52,15 +52,27 @@ class Estate:
         return self.workflows is None or workflow in self.workflows
 
 
-def estate_from_config(config: SlasConfig, seed: int | str, *, scale: float = 1.0,
-                       facilities: Sequence[str] | None = None,
-                       workflows: Iterable[str] | None = None) -> Estate:
-    chosen = [f for f in config.facilities if not facilities or f.id in facilities
-              or set(f.aliases) & set(facilities)]
+def estate_from_config(
+    config: SlasConfig,
+    seed: int | str,
+    *,
+    scale: float = 1.0,
+    facilities: Sequence[str] | None = None,
+    workflows: Iterable[str] | None = None,
+) -> Estate:
+    chosen = [
+        f
+        for f in config.facilities
+        if not facilities or f.id in facilities or set(f.aliases) & set(facilities)
+    ]
     if not chosen:
         raise ValueError("no facility selected: name facility ids or aliases from slas.yaml")
-    return Estate(str(seed), tuple(site_of(f) for f in chosen), scale,
-                  frozenset(workflows) if workflows else None)
+    return Estate(
+        str(seed),
+        tuple(site_of(f) for f in chosen),
+        scale,
+        frozenset(workflows) if workflows else None,
+    )
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -82,8 +94,11 @@ def hour_units(estate: Estate, site: Site, hour: int) -> Iterator[Generated]:
     rng = random.Random(f"{estate.seed}|hour|{site.id}|{index}")
     mid = hour + 30 * MINUTE
     kinds = []
-    if estate.wants("discharge_to_revenue") or estate.wants("claim_to_cash") or estate.wants(
-            "implant_use_to_replenishment"):
+    if (
+        estate.wants("discharge_to_revenue")
+        or estate.wants("claim_to_cash")
+        or estate.wants("implant_use_to_replenishment")
+    ):
         lam = ENCOUNTERS_PER_HOUR * site.size * estate.scale * volume(site, "discharge", mid)
         kinds += [("enc", hour + int(rng.random() * HOUR)) for _ in range(_poisson(rng, lam))]
     if estate.wants(R2P):
@@ -104,15 +119,18 @@ def hour_units(estate: Estate, site: Site, hour: int) -> Iterator[Generated]:
     if estate.wants(T2L):
         for period, closed in period_ends(site, hour, hour + HOUR):
             em = pay_period(estate.seed, site, period, closed)
-            yield Generated(closed, (Opened(T2L, f"{T2L}:{site.id}:{period}", site.id, closed),),
-                            tuple(em.hops), frozenset(em.scenario))
+            yield Generated(
+                closed,
+                (Opened(T2L, f"{T2L}:{site.id}:{period}", site.id, closed),),
+                tuple(em.hops),
+                frozenset(em.scenario),
+            )
 
 
 def _only(hops: Sequence[Hop], estate: Estate) -> tuple[Hop, ...]:
     if estate.workflows is None:
         return tuple(hops)
-    return tuple(h for h in hops if not h.members
-                 or any(estate.wants(m[0]) for m in h.members))
+    return tuple(h for h in hops if not h.members or any(estate.wants(m[0]) for m in h.members))
 
 
 def units(estate: Estate, since: int, until: int) -> Iterator[Generated]:

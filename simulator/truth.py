@@ -46,8 +46,11 @@ def _matches(pattern: Pattern | None, value: str) -> bool:
 
 
 def step_matches(match: StepMatch, hop: Hop) -> bool:
-    return (_matches(match.system, hop.system) and _matches(match.operation, hop.operation)
-            and all(_matches(p, hop.attributes.get(k, "")) for k, p in match.attributes.items()))
+    return (
+        _matches(match.system, hop.system)
+        and _matches(match.operation, hop.operation)
+        and all(_matches(p, hop.attributes.get(k, "")) for k, p in match.attributes.items())
+    )
 
 
 def deadline_after(site: Site, anchor: int, limit: Duration) -> int:
@@ -58,8 +61,7 @@ def deadline_after(site: Site, anchor: int, limit: Duration) -> int:
             day += dt.timedelta(days=1)
             if site.calendar.is_business_day(day):
                 left -= 1
-        return to_ns(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0),
-                                         tzinfo=site.zone))
+        return to_ns(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=site.zone))
     return anchor + limit.nanos
 
 
@@ -72,10 +74,15 @@ def _events(hop: Hop) -> Iterable[tuple[str, Mapping[str, str]]]:
         yield hop.hop_id, hop.keys
 
 
-def evaluate(config: SlasConfig, sites: Sequence[Site], opened: Sequence[Opened],
-             hops: Sequence[Hop], as_of: int,
-             scenario: Mapping[str, frozenset[str]] | None = None,
-             sent_by: int | None = None) -> list[Truth]:
+def evaluate(
+    config: SlasConfig,
+    sites: Sequence[Site],
+    opened: Sequence[Opened],
+    hops: Sequence[Hop],
+    as_of: int,
+    scenario: Mapping[str, frozenset[str]] | None = None,
+    sent_by: int | None = None,
+) -> list[Truth]:
     """Truth for every opened transaction as of ``as_of``, counting only the hops
     sent by then (or by ``sent_by``, when sending stopped earlier)."""
     workflows = {w.name: w for w in config.workflows}
@@ -99,14 +106,31 @@ def evaluate(config: SlasConfig, sites: Sequence[Site], opened: Sequence[Opened]
         own = members.get(o.txn, [])
         if not own:
             continue
-        truths.append(_judge(workflow, site_by_id[o.facility], o, own, fan_in, as_of,
-                             (scenario or {}).get(o.txn, frozenset()), config.phi_keys))
+        truths.append(
+            _judge(
+                workflow,
+                site_by_id[o.facility],
+                o,
+                own,
+                fan_in,
+                as_of,
+                (scenario or {}).get(o.txn, frozenset()),
+                config.phi_keys,
+            )
+        )
     return truths
 
 
-def _judge(workflow: Workflow, site: Site, o: Opened, own: list[tuple[str, Hop]],
-           fan_in: Mapping[tuple[str, str], list[Hop]], as_of: int, scenario: frozenset[str],
-           phi: frozenset[str]) -> Truth:
+def _judge(
+    workflow: Workflow,
+    site: Site,
+    o: Opened,
+    own: list[tuple[str, Hop]],
+    fan_in: Mapping[tuple[str, str], list[Hop]],
+    as_of: int,
+    scenario: frozenset[str],
+    phi: frozenset[str],
+) -> Truth:
     events: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # step → (time, id, status)
     carried: dict[str, set[str]] = defaultdict(set)
     joined: dict[str, set[str]] = defaultdict(set)  # keys of fan-in events (journal ids)
@@ -129,8 +153,12 @@ def _judge(workflow: Workflow, site: Site, o: Opened, own: list[tuple[str, Hop]]
     for step in workflow.steps:
         if not step.fan_in:
             continue
-        candidates = {h.hop_id: h for k in step.fan_in for v in carried.get(k, ())
-                      for h in fan_in.get((k, v), ())}
+        candidates = {
+            h.hop_id: h
+            for k in step.fan_in
+            for v in carried.get(k, ())
+            for h in fan_in.get((k, v), ())
+        }
         for hop in candidates.values():
             if step_matches(step.match, hop):
                 events[step.name].append((hop.time, hop.hop_id, hop.status))
@@ -160,7 +188,7 @@ def _judge(workflow: Workflow, site: Site, o: Opened, own: list[tuple[str, Hop]]
     names = [s.name for s in workflow.steps]
     for i, name in enumerate(names):
         step = workflow.steps[i]
-        later = [n for n in names[i + 1:] if n in first]
+        later = [n for n in names[i + 1 :] if n in first]
         if name not in first and not step.optional and later:
             flags.add("missing_step")
         if name in first and any(first[n] < first[name] - skew for n in later):
@@ -210,9 +238,18 @@ def _judge(workflow: Workflow, site: Site, o: Opened, own: list[tuple[str, Hop]]
         status = "late" if missed else "complete"
     else:
         status = "overdue" if missed else "in_progress"
-    keys = {k: tuple(sorted(v)) for k, v in {**carried, **joined}.items() if k not in phi}
+    found = {k: tuple(sorted(v)) for k, v in {**carried, **joined}.items() if k not in phi}
     return Truth(
-        txn=o.txn, workflow=workflow.name, facility=o.facility, start=start, steps=tuple(steps),
-        missed=tuple(missed), status=status, flags=tuple(sorted(flags)), keys=keys,
-        scenario=tuple(sorted(scenario)), as_of=as_of, amount=amount,
+        txn=o.txn,
+        workflow=workflow.name,
+        facility=o.facility,
+        start=start,
+        steps=tuple(steps),
+        missed=tuple(missed),
+        status=status,
+        flags=tuple(sorted(flags)),
+        keys=found,
+        scenario=tuple(sorted(scenario)),
+        as_of=as_of,
+        amount=amount,
     )

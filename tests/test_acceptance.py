@@ -73,8 +73,11 @@ def _actual(detail: dict) -> dict:
     return {
         "status": detail["status"],
         "flags": sorted(detail["flags"]),
-        "steps": {s["name"]: (s["first_time"], s["last_time"], s["count"])
-                  for s in detail["steps"] if s["count"] and s["name"] != "unexpected"},
+        "steps": {
+            s["name"]: (s["first_time"], s["last_time"], s["count"])
+            for s in detail["steps"]
+            if s["count"] and s["name"] != "unexpected"
+        },
         "missed": sorted((m["step"], m["level"], m["deadline"]) for m in detail["missed"]),
     }
 
@@ -94,8 +97,11 @@ def test_every_transaction_matches_the_ground_truth() -> None:
     sim.generate(until - WINDOW, until)
     due = sim.due(until)
     with serve_process() as server:
-        dispatcher = Dispatcher(Endpoints(otlp=server.otlp_http, api=server.api,
-                                          mllp_port=server.mllp_port), config, estate.sites)
+        dispatcher = Dispatcher(
+            Endpoints(otlp=server.otlp_http, api=server.api, mllp_port=server.mllp_port),
+            config,
+            estate.sites,
+        )
         dispatcher.hl7_batches = True
         try:
             for hop in due:
@@ -110,38 +116,56 @@ def test_every_transaction_matches_the_ground_truth() -> None:
             for value in tx["keys"].get(NAMING_KEY[tx["workflow"]], []):
                 by_name.setdefault((tx["workflow"], value), []).append(tx)
         as_of = int(time.time()) * NS
-        truths = evaluate(config, estate.sites, sim.plan.opened, sim.plan.hops, as_of,
-                          sim.plan.scenario, sent_by=until)
+        truths = evaluate(
+            config,
+            estate.sites,
+            sim.plan.opened,
+            sim.plan.hops,
+            as_of,
+            sim.plan.scenario,
+            sent_by=until,
+        )
         problems: list[str] = []
         pairs = []
         for truth in truths:
             name = truth.keys[NAMING_KEY[truth.workflow]][0]
             found = by_name.get((truth.workflow, name), [])
             if len(found) != 1:
-                problems.append(f"{truth.txn} {truth.scenario}: {len(found)} transactions"
-                                f" carry {NAMING_KEY[truth.workflow]}={name}")
+                problems.append(
+                    f"{truth.txn} {truth.scenario}: {len(found)} transactions"
+                    f" carry {NAMING_KEY[truth.workflow]}={name}"
+                )
                 continue
             pairs.append((truth, found[0]["id"]))
-        with httpx.Client(base_url=server.api, timeout=30) as client, \
-                ThreadPoolExecutor(8) as pool:
-            details = list(pool.map(
-                lambda pair: client.get(f"/api/v1/transactions/{pair[1]}").json(), pairs))
+        with httpx.Client(base_url=server.api, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+            details = list(
+                pool.map(lambda pair: client.get(f"/api/v1/transactions/{pair[1]}").json(), pairs)
+            )
         matched = {tx_id for _, tx_id in pairs}
         covered = Counter()
         for (truth, _), detail in zip(pairs, details, strict=True):
             want, got = _expected(truth), _actual(detail)
             for field in want:
                 if want[field] != got[field]:
-                    problems.append(f"{truth.txn} {truth.scenario} {field}:"
-                                    f" truth {want[field]} api {got[field]}")
+                    problems.append(
+                        f"{truth.txn} {truth.scenario} {field}:"
+                        f" truth {want[field]} api {got[field]}"
+                    )
             covered[(truth.workflow, truth.status)] += 1
             covered.update(truth.flags)
         extra = [t for t in listed if t["id"] not in matched]
-        problems += [f"api transaction {t['id']} {t['workflow']} {t['keys']} has no truth"
-                     for t in extra[:20]]
+        problems += [
+            f"api transaction {t['id']} {t['workflow']} {t['keys']} has no truth"
+            for t in extra[:20]
+        ]
         assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:60])
     # The comparison covered every workflow, status and flag.
     assert {w for w, _ in (k for k in covered if isinstance(k, tuple))} == set(NAMING_KEY)
     assert {"missing_step", "out_of_order", "duplicate_step", "unexpected_step"} <= set(covered)
     assert {s for k in covered if isinstance(k, tuple) for s in k[1:]} >= {
-        "complete", "late", "overdue", "in_progress", "failed"}
+        "complete",
+        "late",
+        "overdue",
+        "in_progress",
+        "failed",
+    }

@@ -56,7 +56,8 @@ def test_windows_compose(config):
     first = plan(estate, SINCE, SINCE + 10 * HOUR + 17)
     second = plan(estate, SINCE + 10 * HOUR + 17, SINCE + DAY)
     assert sorted(o.txn for o in whole.opened) == sorted(
-        o.txn for o in first.opened + second.opened)
+        o.txn for o in first.opened + second.opened
+    )
     assert {h.hop_id for h in whole.hops} == {h.hop_id for h in first.hops + second.hops}
 
 
@@ -80,8 +81,9 @@ def test_every_hop_is_what_its_step_expects(config, month):
             if not step.fan_in:
                 assert set(step.keys) <= set(keys), (step_name, sorted(keys))
         if not hop.members:
-            assert any(step_matches(s.match, hop) and set(s.fan_in) & set(keys)
-                       for _, s in fan_in_steps), (hop.system, hop.operation)
+            assert any(
+                step_matches(s.match, hop) and set(s.fan_in) & set(keys) for _, s in fan_in_steps
+            ), (hop.system, hop.operation)
 
 
 def test_hops_carry_only_their_systems_keys(month):
@@ -135,9 +137,20 @@ def test_hl7_messages_parse_with_keys_where_extraction_reads_them(month):
 def test_hard_cases_all_occur(month):
     _, p = month
     scenarios = Counter(s for tags in p.scenario.values() for s in tags)
-    for case in ("late_charge", "a13_cancel", "duplicate_send", "silent_feed", "late_arrival",
-                 "error_hop", "payer_split", "match_exception", "missing_discharge",
-                 "stuck_unbilled", "recoded", "slow_engine"):
+    for case in (
+        "late_charge",
+        "a13_cancel",
+        "duplicate_send",
+        "silent_feed",
+        "late_arrival",
+        "error_hop",
+        "payer_split",
+        "match_exception",
+        "missing_discharge",
+        "stuck_unbilled",
+        "recoded",
+        "slow_engine",
+    ):
         assert scenarios[case] > 0, case
     assert any(h.resend for h in p.hops)
     credits = [h for h in p.hops if h.amount is not None and h.amount < 0]
@@ -167,8 +180,13 @@ def test_clocks_disagree_by_a_few_minutes(month):
 
 def test_truth_covers_every_status_and_flag(truths):
     statuses = Counter((t.workflow, t.status) for t in truths)
-    for workflow in ("discharge_to_revenue", "claim_to_cash", "implant_use_to_replenishment",
-                     "requisition_to_payment", "timecard_to_labor_gl"):
+    for workflow in (
+        "discharge_to_revenue",
+        "claim_to_cash",
+        "implant_use_to_replenishment",
+        "requisition_to_payment",
+        "timecard_to_labor_gl",
+    ):
         assert any(w == workflow for w, _ in statuses), workflow
     assert {s for _, s in statuses} == {"in_progress", "complete", "late", "overdue", "failed"}
     flags = Counter(f for t in truths for f in t.flags)
@@ -177,8 +195,9 @@ def test_truth_covers_every_status_and_flag(truths):
 
 
 def test_truth_of_a_cancelled_discharge(truths):
-    cancelled = [t for t in truths if "a13_cancel" in t.scenario
-                 and t.workflow == "discharge_to_revenue"]
+    cancelled = [
+        t for t in truths if "a13_cancel" in t.scenario and t.workflow == "discharge_to_revenue"
+    ]
     assert cancelled
     for t in cancelled:
         assert "unexpected_step" in t.flags and "duplicate_step" in t.flags
@@ -197,8 +216,7 @@ def test_truth_is_judged_as_of_a_moment(config, month):
     """Before a hop was sent it is not in the truth: what is overdue depends on when you look."""
     estate, p = month
     early = evaluate(config, estate.sites, p.opened, p.hops, SINCE + 5 * DAY, p.scenario)
-    late = {t.txn: t for t in evaluate(config, estate.sites, p.opened, p.hops, AS_OF,
-                                       p.scenario)}
+    late = {t.txn: t for t in evaluate(config, estate.sites, p.opened, p.hops, AS_OF, p.scenario)}
     changed = [t for t in early if t.status != late[t.txn].status]
     assert changed
     assert all(s.last <= SINCE + 5 * DAY + 10 * 60 * NS for t in early for s in t.steps)
@@ -249,7 +267,7 @@ def test_live_sends_each_hop_when_its_time_comes(config):
     sent = [h.sent for h in sink.hops]
     # Live hops go out in send order (the first loop catches up on the lookahead's
     # early hops of transactions drawn just after the history window).
-    assert sent[first_loop[0]:] == sorted(sent[first_loop[0]:])
+    assert sent[first_loop[0] :] == sorted(sent[first_loop[0] :])
     assert max(sent[history:]) <= SINCE + 4 * DAY
     assert len({(h.hop_id, h.resend) for h in sink.hops}) == len(sink.hops)  # none twice
     # Transactions started during the live period were generated on the way.

@@ -33,8 +33,14 @@ def _distinct_events(hops) -> int:
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stitchboard", "simulate", *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "stitchboard", "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        **kw,
+    )
 
 
 @pytest.mark.slow
@@ -44,8 +50,7 @@ def test_every_simulated_hop_is_stored_once(tmp_path) -> None:
     assert {h.channel for h in hops} == {"span", "log", "hl7", "jsonl"}
     assert any(h.resend for h in hops)
     with serve_process() as server:
-        endpoints = Endpoints(otlp=server.otlp_http, api=server.api,
-                              mllp_port=server.mllp_port)
+        endpoints = Endpoints(otlp=server.otlp_http, api=server.api, mllp_port=server.mllp_port)
         dispatcher = Dispatcher(endpoints, config, estate.sites, mllp_connections=4)
         try:
             for hop in hops:  # HL7 one message at a time over MLLP, each ACK awaited
@@ -56,14 +61,30 @@ def test_every_simulated_hop_is_stored_once(tmp_path) -> None:
         assert dispatcher.problems() == []
         assert dispatcher.mllp.acked == sum(1 for h in hops if h.channel == "hl7")
         # The same traffic again through the CLI, HL7 in HTTP batches: nothing doubles.
-        done = _cli("--count", "40", "--seed", "21", "--until", UNTIL, "--port",
-                    str(server.port), "--otlp-http-port", str(server.otlp_http_port),
-                    "--mllp-port", str(server.mllp_port), "--rate", str(RATE))
+        done = _cli(
+            "--count",
+            "40",
+            "--seed",
+            "21",
+            "--until",
+            UNTIL,
+            "--port",
+            str(server.port),
+            "--otlp-http-port",
+            str(server.otlp_http_port),
+            "--mllp-port",
+            str(server.mllp_port),
+            "--rate",
+            str(RATE),
+        )
         assert done.returncode == 0, done.stderr
         assert "problems" not in done.stderr
         assert server.stop() == 0  # the data directory is free for queries now
-        stored = sql(server.clickhouse, "SELECT system, operation, count() AS n"
-                     " FROM {db}.events FINAL GROUP BY system, operation")
+        stored = sql(
+            server.clickhouse,
+            "SELECT system, operation, count() AS n"
+            " FROM {db}.events FINAL GROUP BY system, operation",
+        )
         letters = sql(server.clickhouse, "SELECT count() AS n FROM {db}.dead_letters")
         facilities = sql(server.clickhouse, "SELECT DISTINCT facility FROM {db}.events")
     expected = Counter()
@@ -79,8 +100,18 @@ def test_cli_writes_the_same_traffic_and_truth_for_a_seed(tmp_path) -> None:
     runs = []
     for n in range(2):
         out, truth = tmp_path / f"hops{n}.jsonl.gz", tmp_path / f"truth{n}.jsonl"
-        done = _cli("--count", "25", "--seed", "8", "--until", UNTIL, "--out", str(out),
-                    "--truth", str(truth))
+        done = _cli(
+            "--count",
+            "25",
+            "--seed",
+            "8",
+            "--until",
+            UNTIL,
+            "--out",
+            str(out),
+            "--truth",
+            str(truth),
+        )
         assert done.returncode == 0, done.stderr
         runs.append((list(read_hops(out)), truth.read_text()))
     assert runs[0] == runs[1]

@@ -38,8 +38,13 @@ def key_attributes(config: SlasConfig) -> Mapping[str, str]:
 
 
 class Dispatcher:
-    def __init__(self, endpoints: Endpoints, config: SlasConfig, sites: Iterable[Site],
-                 mllp_connections: int = 16):
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        config: SlasConfig,
+        sites: Iterable[Site],
+        mllp_connections: int = 16,
+    ):
         sites = list(sites)
         self.endpoints = endpoints
         # A backlog goes as HL7 batches over HTTP (an engine replaying its queue);

@@ -26,11 +26,18 @@ BATCH_LINES = 500
 
 def json_line(hop: Hop, site: Site | None) -> str:
     # Local time with its offset, as the facility's middleware logs it.
-    stamp = (local(site, hop.time).isoformat(timespec="milliseconds") if site is not None
-             else str(hop.time))
+    stamp = (
+        local(site, hop.time).isoformat(timespec="milliseconds")
+        if site is not None
+        else str(hop.time)
+    )
     record: dict[str, object] = {
-        "id": hop.hop_id, "event_time": stamp, "facility": hop.facility,
-        "system": hop.system, "operation": hop.operation, "status": hop.status,
+        "id": hop.hop_id,
+        "event_time": stamp,
+        "facility": hop.facility,
+        "system": hop.system,
+        "operation": hop.operation,
+        "status": hop.status,
     }
     if hop.status_message:
         record["message"] = hop.status_message
@@ -43,8 +50,14 @@ def json_line(hop: Hop, site: Site | None) -> str:
 class MessagesSender:
     """Batches records into one POST; ``kind`` is ``jsonl`` or ``hl7`` (MLLP-framed)."""
 
-    def __init__(self, api: str, sites: dict[str, Site], timeout: float = 30.0,
-                 retries: int = 8, kind: str = "jsonl"):
+    def __init__(
+        self,
+        api: str,
+        sites: dict[str, Site],
+        timeout: float = 30.0,
+        retries: int = 8,
+        kind: str = "jsonl",
+    ):
         self.kind = kind
         self.url = api.rstrip("/") + "/api/v1/messages"
         self.sites = sites
@@ -82,7 +95,8 @@ class MessagesSender:
         for attempt in range(self.retries + 1):
             try:
                 response = self._client.post(
-                    self.url, content=body, headers={"Content-Type": content_type})
+                    self.url, content=body, headers={"Content-Type": content_type}
+                )
             except httpx.HTTPError as exc:
                 reason = str(exc)
             else:

@@ -43,8 +43,11 @@ def parse_ack(data: bytes) -> Ack:
     for segment in text.replace("\n", "\r").split("\r"):
         if segment.startswith("MSA|"):
             fields = segment.split("|")
-            return Ack(fields[1], fields[2] if len(fields) > 2 else "",
-                       fields[3] if len(fields) > 3 else "")
+            return Ack(
+                fields[1],
+                fields[2] if len(fields) > 2 else "",
+                fields[3] if len(fields) > 3 else "",
+            )
     raise MllpError(f"reply has no MSA segment: {text[:120]!r}")
 
 
@@ -89,8 +92,10 @@ class MllpSender:
         self.acked = 0
         self.rejected: list[tuple[str, str]] = []  # (control id, reason) answered AE/AR
         self.failed: list[tuple[str, str]] = []  # could not be delivered at all
-        self._threads = [threading.Thread(target=self._work, name=f"mllp-{n}", daemon=True)
-                         for n in range(connections)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"mllp-{n}", daemon=True)
+            for n in range(connections)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -132,8 +137,9 @@ class MllpSender:
                 if attempt == self.retries:
                     with self._lock:
                         self.failed.append((expected, str(exc)))
-                    log.warning("MLLP %s:%s: %s not delivered: %s", self.host, self.port,
-                                expected, exc)
+                    log.warning(
+                        "MLLP %s:%s: %s not delivered: %s", self.host, self.port, expected, exc
+                    )
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -56,16 +56,31 @@ def attributes_for(hop: Hop, key_attributes: Mapping[str, str]) -> dict[str, str
 
 class _Service:
     def __init__(self, endpoint: str, facility: str, system: str, ids: HopIds, timeout: float):
-        resource = Resource.create({"service.name": system, "facility.id": facility,
-                                    "service.namespace": "simulated-health-system"})
+        resource = Resource.create(
+            {
+                "service.name": system,
+                "facility.id": facility,
+                "service.namespace": "simulated-health-system",
+            }
+        )
         self.tracer_provider = TracerProvider(resource=resource, id_generator=ids)
-        self.tracer_provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=timeout),
-            max_queue_size=QUEUE, max_export_batch_size=2048, schedule_delay_millis=200))
+        self.tracer_provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=timeout),
+                max_queue_size=QUEUE,
+                max_export_batch_size=2048,
+                schedule_delay_millis=200,
+            )
+        )
         self.logger_provider = LoggerProvider(resource=resource)
-        self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(
-            OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", timeout=timeout),
-            max_queue_size=QUEUE, max_export_batch_size=2048, schedule_delay_millis=200))
+        self.logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", timeout=timeout),
+                max_queue_size=QUEUE,
+                max_export_batch_size=2048,
+                schedule_delay_millis=200,
+            )
+        )
         self.tracer = self.tracer_provider.get_tracer("stitchboard.simulator")
         self.logger = self.logger_provider.get_logger("stitchboard.simulator")
         self.pending = 0
@@ -94,8 +109,7 @@ class OtlpSender:
         with self._lock:
             service = self._services.get(key)
             if service is None:
-                service = _Service(self.endpoint, hop.facility, hop.system, self._ids,
-                                   self.timeout)
+                service = _Service(self.endpoint, hop.facility, hop.system, self._ids, self.timeout)
                 self._services[key] = service
         return service
 
@@ -106,8 +120,9 @@ class OtlpSender:
             self._ids.use(hop.hop_id)
             # The hop happened when its span ended (the collector's event time).
             took = 1_000_000 + int(hop.hop_id[-4:], 16) * 1000
-            span = service.tracer.start_span(hop.operation, kind=SpanKind.INTERNAL,
-                                             start_time=hop.time - took, attributes=attrs)
+            span = service.tracer.start_span(
+                hop.operation, kind=SpanKind.INTERNAL, start_time=hop.time - took, attributes=attrs
+            )
             if hop.status == "error":
                 span.set_status(Status(StatusCode.ERROR, hop.status_message))
             else:
@@ -118,11 +133,13 @@ class OtlpSender:
             error = hop.status == "error"
             service.logger.emit(
                 # A re-sent record is the same record: same observed time, same event id.
-                timestamp=hop.time, observed_timestamp=hop.time,
+                timestamp=hop.time,
+                observed_timestamp=hop.time,
                 severity_number=SeverityNumber.ERROR if error else SeverityNumber.INFO,
                 severity_text="ERROR" if error else "INFO",
                 body=hop.status_message or f"{hop.operation} {' '.join(hop.keys.values())}",
-                attributes=attrs, event_name=hop.operation,
+                attributes=attrs,
+                event_name=hop.operation,
             )
         service.pending += 1
         if service.pending >= FLUSH_EVERY:
