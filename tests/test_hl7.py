@@ -275,3 +275,36 @@ def test_every_messages_field_is_documented() -> None:
                for name in model.model_fields
                if f"`{name}`" not in doc and f"messages.{name}" not in doc]
     assert missing == []
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_later_repetitions_match_the_hl7_package(name: str) -> None:
+    text = sample(name)
+    reference = hl7.parse(text.replace("\n", "\r"))
+    ours = Hl7Message.parse(text)
+    for segment in reference:
+        seg = str(segment[0])
+        if seg == "MSH":
+            continue
+        for f in range(1, len(segment)):
+            for r in (1, 2, 3):
+                for c in (1, 2, 5):
+                    try:
+                        expected = reference[f"{seg}.F{f}.R{r}.C{c}"]
+                    except IndexError:
+                        expected = ""
+                    path = FieldPath(seg, f, c, repetition=r)
+                    assert ours.value(path) == str(expected).strip(), f"{name} {path}"
+        break  # the first non-MSH segment of each sample is enough
+
+
+def test_identifier_type_picks_the_repetition() -> None:
+    message = Hl7Message.parse(sample("v23_adt_a01.hl7"))
+    assert message.value(FieldPath.parse("PID-3[SS].1")) == "123456789"
+    assert message.value(FieldPath.parse("PID-3[mr].1")) == "PATID1234"
+    assert message.value(FieldPath.parse("PID-3[2].4")) == "USSSA"
+    assert message.value(FieldPath.parse("PID-3[XX].1")) == ""
+    assert str(FieldPath.parse("PID-3[MR].1")) == "PID-3[MR].1"
+    config = parse_config("messages:\n  hl7:\n    keys: {mrn: ['PID-3[SS].1']}\n")
+    (event,) = Intake(config, PSEUDO).hl7(sample("v23_adt_a01.hl7"), "x", "x").events
+    assert event.keys["mrn"] == PSEUDO("123456789")

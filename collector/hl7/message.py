@@ -21,7 +21,12 @@ from hl7.util import unescape as _hl7_unescape
 
 SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
-_PATH = re.compile(r"^([A-Z][A-Z0-9]{2})-(\d{1,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?$")
+_PATH = re.compile(
+    r"^([A-Z][A-Z0-9]{2})-(\d{1,3})(?:\[(\d{1,3}|[A-Za-z][A-Za-z0-9_]{0,9})\])?"
+    r"(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?$"
+)
+# CX (extended identifier: PID-3, PID-18, PV1-19, ...) keeps the identifier type in component 5.
+_CX_TYPE = 5
 
 
 class Hl7Error(ValueError):
@@ -60,23 +65,39 @@ DEFAULT_ENCODING = Encoding()
 
 @dataclass(frozen=True, slots=True)
 class FieldPath:
-    """``PV1-19.1``: segment, field, component (0 = whole), subcomponent (0 = whole)."""
+    """``PV1-19.1``: segment, field, component (0 = whole), subcomponent (0 = whole).
+
+    A repetition other than the first is chosen by number (``PID-3[2].1``) or, for
+    identifier (CX) fields, by identifier type code (``PID-3[MR].1``: the repetition
+    whose component 5 is ``MR``).
+    """
 
     segment: str
     field: int
     component: int = 0
     subcomponent: int = 0
+    repetition: int = 1
+    identifier_type: str = ""
 
     @classmethod
     def parse(cls, text: str) -> FieldPath:
         match = _PATH.match(text)
         if not match:
             raise ValueError(f"{text!r} is not an HL7 field path like PV1-19.1")
-        seg, fld, comp, sub = match.groups()
-        return cls(seg, int(fld), int(comp or 0), int(sub or 0))
+        seg, fld, rep, comp, sub = match.groups()
+        repetition, identifier_type = 1, ""
+        if rep and rep.isdigit():
+            repetition = int(rep)
+            if repetition < 1:
+                raise ValueError(f"{text!r}: repetitions count from 1")
+        elif rep:
+            identifier_type = rep
+        return cls(seg, int(fld), int(comp or 0), int(sub or 0), repetition, identifier_type)
 
     def __str__(self) -> str:
         text = f"{self.segment}-{self.field}"
+        if self.identifier_type or self.repetition != 1:
+            text += f"[{self.identifier_type or self.repetition}]"
         if self.component:
             text += f".{self.component}"
         if self.subcomponent:
@@ -165,6 +186,8 @@ class Hl7Message:
             return ""
         if path.segment == "MSH" and path.field <= 2:
             return fields[path.field]
+        if path.repetition != 1 or path.identifier_type:
+            return self._chosen_repetition(fields[path.field], path)
         if not path.component:
             return fields[path.field].split(self.encoding.repetition, 1)[0]
         key = (index, path.field)
@@ -181,6 +204,26 @@ class Hl7Message:
             value = subs[path.subcomponent - 1] if path.subcomponent <= len(subs) else ""
         return value
 
+    def _chosen_repetition(self, field: str, path: FieldPath) -> str:
+        enc = self.encoding
+        repetitions = field.split(enc.repetition)
+        if path.identifier_type:
+            wanted = path.identifier_type.upper()
+            chosen = next((r for r in repetitions
+                           if _component(r, _CX_TYPE, enc).strip().upper() == wanted), None)
+        else:
+            number = path.repetition
+            chosen = repetitions[number - 1] if number <= len(repetitions) else None
+        if chosen is None:
+            return ""
+        if not path.component:
+            return chosen
+        value = _component(chosen, path.component, enc)
+        if path.subcomponent:
+            subs = value.split(enc.subcomponent)
+            value = subs[path.subcomponent - 1] if path.subcomponent <= len(subs) else ""
+        return value
+
     def value(self, path: FieldPath, index: int | None = None) -> str:
         """The decoded text at ``path``: escape sequences resolved, spaces trimmed."""
         value = self.raw(path, index)
@@ -194,6 +237,11 @@ class Hl7Message:
             self.value(FieldPath(path.segment, path.field, c), index) for c in range(1, count + 1)
         ]
 
+
+
+def _component(repetition: str, number: int, enc: Encoding) -> str:
+    parts = repetition.split(enc.component)
+    return parts[number - 1] if number <= len(parts) else ""
 
 
 _VALID_NAMES: set[str] = set()

@@ -28,6 +28,12 @@ from collector.hl7.message import (
 
 Pseudonymize = Callable[[str], str]
 _CACHE_SIZE = 1 << 15
+# Identifier (CX) fields: the check-digit scheme, assigning authority, identifier type and
+# assigning facility (components 3-6) are codes such as NMC or MR, not identities. Keeping
+# them lets PID-3[MR].1 pick the MRN among a patient's identifiers after masking.
+_CX_FIELDS = frozenset({("PID", 2), ("PID", 3), ("PID", 4), ("PID", 18), ("PID", 21),
+                        ("MRG", 1), ("MRG", 2), ("MRG", 3)})
+_CX_CODES = (3, 4, 5, 6)
 
 
 class Masker:
@@ -82,17 +88,20 @@ class Masker:
 
     def _mask_segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
         fields = segment.split(enc.field)
+        name = segment[:3]
         for number, components in targets.items():
             if number < len(fields) and fields[number]:
-                fields[number] = self._field(fields[number], components, enc)
+                keep = _CX_CODES if not components and (name, number) in _CX_FIELDS else ()
+                fields[number] = self._field(fields[number], components, enc, keep)
         return enc.field.join(fields)
 
-    def _field(self, field: str, components: set[int], enc: Encoding) -> str:
+    def _field(self, field: str, components: set[int], enc: Encoding,
+               keep: tuple[int, ...] = ()) -> str:
         repetitions = []
         for repetition in field.split(enc.repetition):
             parts = repetition.split(enc.component)
             for c, part in enumerate(parts, 1):
-                if components and c not in components:
+                if (components and c not in components) or c in keep:
                     continue
                 parts[c - 1] = enc.subcomponent.join(
                     self._leaf(sub, enc) for sub in part.split(enc.subcomponent)

@@ -15,7 +15,9 @@ from pydantic import AfterValidator, Field, field_validator
 
 from stitchboard.config.base import Strict
 
-_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}-\d{1,3}(\.\d{1,3}){0,2}$")
+_PATH = re.compile(
+    r"^[A-Z][A-Z0-9]{2}-\d{1,3}(\[([1-9]\d{0,2}|[A-Za-z][A-Za-z0-9_]{0,9})\])?(\.\d{1,3}){0,2}$"
+)
 
 DEFAULT_STATUS_MAP = {
     # MSA-1 acknowledgment codes (HL7 table 0008)
@@ -37,7 +39,8 @@ DEFAULT_PHI_FIELDS = [
 
 def _check_path(path: str) -> str:
     if not _PATH.match(path):
-        raise ValueError(f"{path!r} is not an HL7 field path like PV1-19.1 or MSH-9")
+        raise ValueError(f"{path!r} is not an HL7 field path like PV1-19.1, MSH-9 or"
+                         " PID-3[MR].1")
     return path
 
 
@@ -64,7 +67,8 @@ class Hl7Mapping(Strict):
         default_factory=lambda: {
             # An ACK's MSA-2 is the acknowledged message's MSH-10: the ACK joins it.
             "msg": ["MSA-2", "MSH-10"],
-            "mrn": ["PID-3.1"],
+            # The MRN among the patient's identifiers, else the first one.
+            "mrn": ["PID-3[MR].1", "PID-3.1"],
             "account": ["PID-18.1"],
             "visit": ["PV1-19.1"],
             "charge": ["FT1-2.1"],
