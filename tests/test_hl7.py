@@ -308,3 +308,13 @@ def test_identifier_type_picks_the_repetition() -> None:
     config = parse_config("messages:\n  hl7:\n    keys: {mrn: ['PID-3[SS].1']}\n")
     (event,) = Intake(config, PSEUDO).hl7(sample("v23_adt_a01.hl7"), "x", "x").events
     assert event.keys["mrn"] == PSEUDO("123456789")
+
+
+def test_reused_control_ids_do_not_collide_but_resends_do() -> None:
+    intake = Intake(repo_config(), PSEUDO)
+    first = intake.hl7(sample("adt_a03.hl7"), "x", "x").events[0]
+    resent = intake.hl7(sample("adt_a03.hl7"), "y", "y").events[0]
+    reused = intake.hl7(sample("adt_a03.hl7").replace("20250314162210||ADT^A03",
+                                                      "20250315080000||ADT^A03"), "x", "x")
+    assert first.event_id == resent.event_id
+    assert reused.events[0].event_id != first.event_id

@@ -210,7 +210,10 @@ class Hl7Extractor:
         attributes = {"hl7.version": header.version} if header.version else {}
         if self.store_message:
             attributes["hl7.message"] = masked
-        identity = header.control_id or event_id(masked)
+        # MSH-10 is unique per sender only in theory: some engines reuse control ids
+        # after a restart, so the message time and type are part of the identity too.
+        identity = (f"{header.control_id}|{header.field(7)}|{header.field(9)}"
+                    if header.control_id else event_id(masked))
         message_keys = self._keys(message, self.message_keys, None)
 
         occurrences: list[int | None] = []
