@@ -101,6 +101,7 @@ def run() -> Iterator[str]:
     # -- 3. freshness: 10,000 events/s through the writer on top of that backlog ---------
     yield _freshness(store, service)
     service.stop()
+    store.command("DROP DATABASE IF EXISTS bench_correlator")  # gigabytes: do not leave them
     store.close()
 
     # -- 4. API lookups over many stored transactions ------------------------------------
@@ -184,6 +185,14 @@ def _prober(store, asked, out, TransactionFilter, list_transactions) -> None:  #
             out.append(float("inf"))  # never seen: counts against the percentile
 
 
+# Ids shaped like the correlator's: 16 hex digits of id_time (ns), 16 of a hash.
+_ID = (
+    "concat(leftPad(lower(hex(toUnixTimestamp64Nano(toDateTime64('2026-01-01 00:00:00', 9,"
+    " 'UTC') + toIntervalSecond(number % 5184000)))), 16, '0'),"
+    " substring(lower(hex(MD5(toString(number)))), 1, 16))"
+)
+
+
 def _api_latency(count: int, config) -> list[str]:
     from correlator.queries import TransactionFilter, get_transaction, list_transactions
     from stitchboard.store import connect
@@ -202,7 +211,7 @@ def _api_latency(count: int, config) -> list[str]:
             INSERT INTO {tx} (id, workflow, id_time, facility, status, level, start_time,
                 last_time, event_ids, event_steps, key_names, key_values,
                 event_count, version)
-            SELECT lower(hex(MD5(toString(number)))) AS id,
+            SELECT {_ID} AS id,
                 ['discharge_to_revenue','claim_to_cash','implant_use_to_replenishment',
                  'requisition_to_payment','timecard_to_labor_gl'][number % 5 + 1],
                 toDateTime64('2026-01-01 00:00:00', 9, 'UTC') + toIntervalSecond(number % 5184000),
@@ -225,7 +234,7 @@ def _api_latency(count: int, config) -> list[str]:
     by_id, by_key, newest = [], [], []
     for _ in range(200):
         n = rng.randrange(count)
-        tx_id = store.scalar("SELECT lower(hex(MD5(toString({n:UInt64}))))", {"n": n})
+        tx_id = store.scalar(f"SELECT {_ID} FROM (SELECT {{n:UInt64}} AS number)", {"n": n})
         started = time.perf_counter()
         found = get_transaction(store, tx_id, now, config)
         by_id.append(time.perf_counter() - started)
@@ -241,6 +250,7 @@ def _api_latency(count: int, config) -> list[str]:
     started = time.perf_counter()
     store.scalar("SELECT 1")
     ping = time.perf_counter() - started
+    store.command("DROP DATABASE IF EXISTS bench_api")
     store.close()
     ms = 1000
     return [

@@ -44,7 +44,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> dict[str, Any]:
-        """Transactions, newest first (by start time), one page at a time."""
+        """Transactions, newest first (by their earliest event), one page at a time."""
         try:
             where = TransactionFilter(
                 workflow=_one_of(workflow, workflow_names, "workflow"),

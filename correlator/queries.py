@@ -16,7 +16,7 @@ from typing import Any
 
 from correlator.engine import resummarize
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
-from correlator.transaction import Missed, StepResult
+from correlator.transaction import Missed, StepResult, id_time_of
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
 from stitchboard.store import Store
@@ -34,6 +34,7 @@ _LEVEL_NOW = """multiIf(
 
 _SUMMARY = f"""id, workflow, facility, {_STATUS_NOW} AS status_now, {_LEVEL_NOW} AS level_now,
     toUnixTimestamp64Nano(start_time) AS start_ns,
+    toUnixTimestamp64Nano(id_time) AS id_ns,
     toUnixTimestamp64Nano(last_time) AS last_ns,
     if(end_time IS NULL, NULL, toUnixTimestamp64Nano(assumeNotNull(end_time))) AS end_ns,
     duration_ns,
@@ -82,8 +83,8 @@ def parse_time(text: str, name: str) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
-def encode_cursor(start_ns: int, tx_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{start_ns}:{tx_id}".encode()).decode().rstrip("=")
+def encode_cursor(id_ns: int, tx_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{id_ns}:{tx_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(text: str) -> tuple[int, str]:
@@ -130,7 +131,7 @@ def list_transactions(
         params["values"] = list(where.key_values)
     if where.after is not None:
         clauses.append(
-            "(toUnixTimestamp64Nano(start_time), id) < ({after_ns:Int64}, {after_id:String})"
+            "(id_time, id) < (fromUnixTimestamp64Nano({after_ns:Int64}), {after_id:String})"
         )
         params["after_ns"], params["after_id"] = where.after
     if where.status:
@@ -138,14 +139,16 @@ def list_transactions(
         params["status"] = where.status
     sql = (
         f"SELECT {_SUMMARY} FROM {table} FINAL WHERE {' AND '.join(clauses)}"
-        " ORDER BY start_time DESC, id DESC LIMIT {limit:UInt32}"
+        # Newest first by the transaction's earliest event (id_time: part of the
+        # sorting key, so a page reads the newest parts of the key, not the table).
+        " ORDER BY id_time DESC, id DESC LIMIT {limit:UInt32}"
     )
     rows = store.dicts(sql, params)
     page = [summary(r) for r in rows[:limit]]
     cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        cursor = encode_cursor(last["start_ns"], last["id"])
+        cursor = encode_cursor(last["id_ns"], last["id"])
     return page, cursor
 
 
@@ -183,10 +186,13 @@ def get_transaction(
     store: Store, tx_id: str, now: int, config: SlasConfig
 ) -> dict[str, Any] | None:
     table = store.table(TRANSACTIONS.name)
+    id_ns = id_time_of(tx_id)
+    # The id carries id_time, a sorting-key column: the lookup reads a granule or two.
+    by_time = " AND id_time = fromUnixTimestamp64Nano({id_ns:Int64})" if id_ns is not None else ""
     rows = store.dicts(
         f"SELECT {_SUMMARY}, event_ids, event_steps FROM {table} FINAL"
-        " WHERE id = {id:String} AND deleted = 0",
-        {"id": tx_id, "now": now},
+        f" WHERE id = {{id:String}}{by_time} AND deleted = 0",
+        {"id": tx_id, "now": now, "id_ns": id_ns},
     )
     if not rows:
         return None

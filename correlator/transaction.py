@@ -99,9 +99,23 @@ class Transaction(NamedTuple):
         return min(pending, default=0)
 
 
-def transaction_id(workflow: str, first_event_id: str) -> str:
-    """Deterministic: the workflow and the earliest core event (by time, then id)."""
-    return event_id("tx", workflow, first_event_id)
+def transaction_id(workflow: str, first_event_id: str, first_time: int) -> str:
+    """Deterministic: from the workflow and the earliest core event (by time, then id).
+
+    32 hex digits: that event's time (ns, 16 digits) and 16 of a hash. Leading with the
+    time makes ids sort by age and lets a lookup by id use the table's sorting key.
+    """
+    return f"{first_time:016x}{event_id('tx', workflow, first_event_id)[:16]}"
+
+
+def id_time_of(transaction_id: str) -> int | None:
+    """The time a transaction id starts with, or None for an id not made here."""
+    if len(transaction_id) != 32:
+        return None
+    try:
+        return int(transaction_id[:16], 16)
+    except ValueError:
+        return None
 
 
 def _order(hop: Hop) -> tuple[int, str]:
@@ -300,7 +314,7 @@ def summarize(
         keys.update(event.keys.items())
     names = plan.names
     return Transaction(
-        transaction_id(plan.name, head_core[0].event_id),
+        transaction_id(plan.name, head_core[0].event_id, head_core[0].event_time),
         plan.name,
         head_core[0].event_time,
         facility,

@@ -180,7 +180,9 @@ def reference_summarize(
     amount = next((r.amount for r in results if r.amount is not None), None)
     keys = sorted({(k, v) for h in all_hops for k, v in h.event.keys.items() if v})
     return Transaction(
-        id=transaction_id(workflow.name, core_hops[0].event.event_id),
+        id=transaction_id(
+            workflow.name, core_hops[0].event.event_id, core_hops[0].event.event_time
+        ),
         workflow=workflow.name,
         id_time=core_hops[0].event.event_time,
         facility=facility,
