@@ -110,7 +110,8 @@ def live(
     while not stop.is_set():
         now = int(clock() * NS)
         if sim.generated_until < now + LOOKAHEAD - HOUR:
-            sim.generate(sim.generated_until, now + LOOKAHEAD)
+            # An hour of traffic per loop, so sending never waits for a whole day's plan.
+            sim.generate(sim.generated_until, min(sim.generated_until + HOUR, now + LOOKAHEAD))
         sent = send_due(sim, sink, now)
         if sent:
             sink.flush()

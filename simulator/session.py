@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import threading
 import time
@@ -122,7 +123,11 @@ def run_simulation(
             n = write_truth(sim, options.truth, now)
             err.print(f"wrote the truth of {n} transactions to {options.truth}")
         if options.live and options.until_ns is None:
-            stop = stop or threading.Event()
+            if stop is None:
+                stop = threading.Event()
+                if threading.current_thread() is threading.main_thread():
+                    # SIGTERM (a service manager, `kill`) stops as cleanly as Ctrl-C.
+                    signal.signal(signal.SIGTERM, lambda *_: stop.set())
             last = [time.monotonic()]
 
             def report(_: int) -> None:
