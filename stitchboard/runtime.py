@@ -31,6 +31,9 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Load slas.yaml, open and migrate the store, start the writer."""
+    from stitchboard.stages import load_stages
+
+    load_stages()  # stages register their migrations when imported
     config = load_config(settings.config)
     store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
     metrics = Metrics()
