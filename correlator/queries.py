@@ -45,6 +45,12 @@ _SUMMARY = f"""id, workflow, facility, {_STATUS_NOW} AS status_now, {_LEVEL_NOW}
     key_names, key_values"""
 
 
+# Every version of a transaction lives in one partition (the partition key is a
+# function of id_time, which an id never changes), so FINAL may merge partitions
+# independently.
+_FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
+
+
 class BadQuery(ValueError):
     """A filter value that cannot be used; the message says which and why."""
 
@@ -141,7 +147,7 @@ def list_transactions(
         f"SELECT {_SUMMARY} FROM {table} FINAL WHERE {' AND '.join(clauses)}"
         # Newest first by the transaction's earliest event (id_time: part of the
         # sorting key, so a page reads the newest parts of the key, not the table).
-        " ORDER BY id_time DESC, id DESC LIMIT {limit:UInt32}"
+        " ORDER BY id_time DESC, id DESC LIMIT {limit:UInt32}" + _FINAL_SETTINGS
     )
     rows = store.dicts(sql, params)
     page = [summary(r) for r in rows[:limit]]
@@ -191,7 +197,7 @@ def get_transaction(
     by_time = " AND id_time = fromUnixTimestamp64Nano({id_ns:Int64})" if id_ns is not None else ""
     rows = store.dicts(
         f"SELECT {_SUMMARY}, event_ids, event_steps FROM {table} FINAL"
-        f" WHERE id = {{id:String}}{by_time} AND deleted = 0",
+        f" WHERE id = {{id:String}}{by_time} AND deleted = 0" + _FINAL_SETTINGS,
         {"id": tx_id, "now": now, "id_ns": id_ns},
     )
     if not rows:
