@@ -16,7 +16,7 @@ from rich.console import Console
 
 from simulator.files import write_hops
 from simulator.records import DAY, NS
-from simulator.runner import Simulation, live, send_due, write_truth
+from simulator.runner import LOOKAHEAD, Simulation, live, send_due, write_truth
 from simulator.send import Dispatcher, Endpoints
 from simulator.traffic import EVENTS_PER_SECOND_AT_SCALE_1, estate_from_config
 from stitchboard.config import load_config
@@ -85,6 +85,8 @@ def run_simulation(
         since = now - (options.backfill_ns or COUNT_WINDOW)
         added = sim.generate(since, now, count=options.count)
         err.print(f"{added} units of work planned from {options.count} requested")
+    elif options.backfill_ns and options.out is None and not options.resume:
+        pass  # generated day by day while sending, below
     elif options.backfill_ns:
         sim.generate(now - options.backfill_ns, now)
         if options.resume:
@@ -110,7 +112,17 @@ def run_simulation(
     try:
         started = time.monotonic()
         dispatcher.hl7_batches = options.hl7_batches
-        sent = send_due(sim, dispatcher, now)
+        sent = 0
+        if options.backfill_ns and options.count is None and not options.resume:
+            # A day of history at a time: the first rows land while later days are
+            # still being planned, and memory holds a day, not the month.
+            day = now - options.backfill_ns
+            while day < now:
+                sim.generate(day, min(day + DAY, now))
+                day = min(day + DAY, now)
+                # Hops of units drawn later may come up to a day earlier (LOOKAHEAD).
+                sent += send_due(sim, dispatcher, min(day - LOOKAHEAD, now))
+        sent += send_due(sim, dispatcher, now)
         dispatcher.flush()
         dispatcher.hl7_batches = False
         if sent:
