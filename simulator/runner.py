@@ -52,14 +52,14 @@ class Simulation:
                 for unit in hour_units(self.estate, site, hour):
                     if not since <= unit.start < until or (count is not None and added >= count):
                         continue
-                    before = len(self.plan.hops)
-                    self.plan.add(unit)
-                    for hop in self.plan.hops[before:]:
+                    for hop in self.plan.add(unit):
                         self._n += 1
                         heapq.heappush(self.pending, (hop.sent, hop.hop_id, self._n, hop))
                     added += 1
             hour += HOUR
         self.generated_until = max(self.generated_until, min(hour, until))
+        if not self.plan.keep and len(self.plan._seen) > 200_000:
+            self.plan.forget_before(self.generated_until - 2 * LOOKAHEAD)
         return added
 
     def due(self, now: int) -> list[Hop]:

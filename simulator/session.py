@@ -80,6 +80,8 @@ def run_simulation(
         workflows=options.workflows,
     )
     sim = Simulation(config, estate)
+    # Without a truth file, a long run keeps only what is still to be sent.
+    sim.plan.keep = options.truth is not None or options.out is not None
     now = options.until_ns or int(time.time() * NS)
     if options.count is not None:
         since = now - (options.backfill_ns or COUNT_WINDOW)

@@ -151,17 +151,31 @@ class Plan:
     opened: list[Opened] = field(default_factory=list)
     hops: list[Hop] = field(default_factory=list)
     scenario: dict[str, frozenset[str]] = field(default_factory=dict)
-    _seen: set[tuple[str, bool]] = field(default_factory=set)
+    # False: keep nothing for a truth, only what de-duplication needs (long runs).
+    keep: bool = True
+    _seen: dict[tuple[str, bool], int] = field(default_factory=dict)
 
-    def add(self, unit: Generated) -> None:
-        self.opened.extend(unit.opened)
-        for o in unit.opened:
-            self.scenario[o.txn] = unit.scenario
+    def add(self, unit: Generated) -> list[Hop]:
+        """Add a unit; returns its hops not seen before."""
+        if self.keep:
+            self.opened.extend(unit.opened)
+            for o in unit.opened:
+                self.scenario[o.txn] = unit.scenario
+        new = []
         for hop in unit.hops:
             ident = (hop.hop_id, hop.resend)
             if ident not in self._seen:
-                self._seen.add(ident)
-                self.hops.append(hop)
+                self._seen[ident] = hop.time
+                new.append(hop)
+        if self.keep:
+            self.hops.extend(new)
+        return new
+
+    def forget_before(self, ns: int) -> None:
+        """Drop de-duplication entries of hops before ``ns``: a shared hop (a journal, a
+        cash posting) comes after the starts of the units that share it, so once units
+        start a day later than it, none will emit it again."""
+        self._seen = {k: t for k, t in self._seen.items() if t >= ns}
 
     def by_sent(self) -> list[Hop]:
         return sorted(self.hops, key=lambda h: (h.sent, h.hop_id))

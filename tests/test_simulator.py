@@ -275,3 +275,25 @@ def test_live_sends_each_hop_when_its_time_comes(config):
     whole = plan(estate, SINCE, sim.generated_until)
     expected = {(h.hop_id, h.resend) for h in whole.hops if h.sent <= SINCE + 4 * DAY - 600 * NS}
     assert expected <= {(h.hop_id, h.resend) for h in sink.hops}
+
+
+def test_long_runs_keep_only_what_is_still_to_send(config):
+    """Without a truth to write, the plan forgets sent hops yet never sends one twice."""
+    from simulator.runner import LOOKAHEAD, Simulation, send_due
+
+    estate = estate_from_config(config, 9, scale=0.3)
+    sim = Simulation(config, estate)
+    sim.plan.keep = False
+    sink = ListSink()
+    day = SINCE
+    while day < SINCE + 6 * DAY:
+        sim.generate(day, day + DAY)
+        day += DAY
+        sim.plan.forget_before(sim.generated_until - 2 * LOOKAHEAD)
+        send_due(sim, sink, day - LOOKAHEAD)
+    send_due(sim, sink, day)
+    assert not sim.plan.hops and not sim.plan.opened
+    whole = plan(estate, SINCE, SINCE + 6 * DAY)
+    sent = [(h.hop_id, h.resend) for h in sink.hops]
+    assert len(sent) == len(set(sent))
+    assert set(sent) == {(h.hop_id, h.resend) for h in whole.hops if h.sent <= day}
