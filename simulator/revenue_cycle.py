@@ -9,11 +9,12 @@ produces the identical hop, which the traffic merge keeps once.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from decimal import Decimal
 
 from simulator.estate import Site, local, lognormal_ns, next_business_day
 from simulator.hops import Emitter
-from simulator.records import DAY, HOUR, MINUTE, NS
+from simulator.records import DAY, HOUR, MINUTE, NS, Hop
 
 C2C = "claim_to_cash"
 PAYER_SPLIT_RATE = 0.05
@@ -27,8 +28,29 @@ def _shared(seed: str, site: Site, name: str, em: Emitter) -> Emitter:
     return shared
 
 
+# Shared hops already built: many transactions touch the same batch or trace, and
+# building the hop once per transaction was a third of the generator's time.
+_BUILT: dict[tuple[str, str, str], tuple[tuple[Hop, ...], frozenset[str]]] = {}
+
+
+def _once(key: tuple[str, str, str], em: Emitter, build: Callable[[Emitter], None]) -> None:
+    built = _BUILT.get(key)
+    if built is None:
+        scratch = Emitter(em.seed, em.site, em.rng)
+        build(scratch)
+        if len(_BUILT) > 100_000:
+            _BUILT.clear()
+        built = _BUILT[key] = (tuple(scratch.hops), frozenset(scratch.scenario))
+    em.hops.extend(built[0])
+    em.scenario.update(built[1])
+
+
 def gl_journal(seed: str, site: Site, batch: str, posted: int, em: Emitter) -> None:
     """The ERP posts one revenue journal line per charge batch, the next business day."""
+    _once((seed, site.id, f"gl|{batch}"), em, lambda out: _journal(seed, site, batch, posted, out))
+
+
+def _journal(seed: str, site: Site, batch: str, posted: int, em: Emitter) -> None:
     day = local(site, posted).date()
     shared = _shared(seed, site, f"gl|{day}", em)
     if shared.rng.random() < 0.02:  # month-end crunch, interface down: posted late
@@ -113,7 +135,11 @@ def claim_to_cash(
         trace = f"EFT{payer}{day:%Y%m%d}{site.code}"
         paid = share if len(remits) == 1 else (share / 2).quantize(Decimal("0.01"))
         step("remit", "x12.835.receive", at, f"835-{n}", amount=paid, keys={"remit_trace": trace})
-        _cash(em.seed, site, trace, at, em)
+        _once(
+            (em.seed, site.id, f"cash|{trace}"),
+            em,
+            lambda out: _cash(em.seed, site, trace, at, out),  # noqa: B023 - built at once
+        )
 
 
 def hash_minutes(payer: str) -> int:
@@ -123,7 +149,7 @@ def hash_minutes(payer: str) -> int:
 def _cash(seed: str, site: Site, trace: str, remitted: int, em: Emitter) -> None:
     shared = _shared(seed, site, f"cash|{trace}", em)
     if shared.rng.random() < 0.03:
-        reassociated = next_business_day(site, remitted, 3, 11)
+        reassociated = next_business_day(site, remitted, 3, 11)  # a deposit not matched
         em.scenario.add("late_cash_reassociation")
     else:
         reassociated = next_business_day(site, remitted, 1, 10) + int(
