@@ -41,6 +41,11 @@ class Correlator:
             retired.extend(changes.retired)
         return Changes(tuple(upserts), tuple(retired))
 
+    def touch_all(self) -> None:
+        """Recompute every transaction on the next flush."""
+        for stitcher in self.stitchers:
+            stitcher.touch_all()
+
     def redo(self) -> None:
         """The last flush (or sweep) could not be stored: repeat it on the next flush."""
         for stitcher in self.stitchers:

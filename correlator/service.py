@@ -89,6 +89,7 @@ class CorrelatorService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()  # set once the startup pass is written
+        self.loaded = False  # a full pass has run (the thread then skips its own)
         self.correlated_through = 0.0  # monotonic time of the newest batch already written
         # Seconds from each batch being durable to its transactions being written.
         self.recent_delays: deque[float] = deque(maxlen=100_000)
@@ -128,7 +129,8 @@ class CorrelatorService:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.full_pass()
+                if not self.loaded:
+                    self.full_pass()
                 break
             except StoreUnavailable as exc:
                 log.warning("correlator startup pass failed, retrying: %s", exc)
@@ -168,12 +170,16 @@ class CorrelatorService:
             for events in read_events(self.store, attributes=self._attributes):
                 self.correlator.add(events)
                 count += len(events)
+            # Rewrite every transaction, not only the ones this pass changed: what the
+            # pass does not write is retired below.
+            self.correlator.touch_all()
             self._write(self.correlator.flush())
         finally:
             gc.freeze()
             if collecting:
                 gc.enable()
         retired = self.sink.retire_older_than(started)
+        self.loaded = True
         self.metrics.events.inc(count)
         log.info(
             "correlator startup pass: %d events, %d transactions, %d stale rows retired",

@@ -190,6 +190,9 @@ class WorkflowStitcher:
         self._retired.clear()
         return Changes(tuple(upserts), retired)
 
+    def touch_all(self) -> None:
+        self._dirty.update(self._members)
+
     def redo(self) -> None:
         """The last flush's changes were not stored: include them in the next flush."""
         roots, retired = self._last_flush

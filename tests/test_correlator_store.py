@@ -171,3 +171,12 @@ def test_attribute_matches_work_on_stored_and_streamed_events(clean) -> None:
     assert sorted((i["workflow"], i["keys"]["po"][0]) for i in items) == [
         ("implant_use_to_replenishment", "P1"), ("requisition_to_payment", "P2"),
     ]
+
+
+def test_a_second_full_pass_keeps_every_transaction(clean) -> None:
+    store = clean
+    insert(store, discharge_chain(T0, 6))
+    service = CorrelatorService(store, CONFIG)
+    service.full_pass()
+    service.full_pass()  # same state, nothing new: everything is rewritten, nothing retired
+    assert len(d2r(store)) == 1
