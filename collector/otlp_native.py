@@ -3,10 +3,11 @@
 The Python decoder (``collector.otlp``) is the reference and handles every
 request; for the common case this module lets ClickHouse do the same work in
 C++: the writer hands it the raw protobuf bodies of many requests, it writes
-them length-delimited to one file, and two ``INSERT … SELECT`` statements read
-that file with the ``Protobuf`` format (``OTLP_TRACE_PROTO``, a subset of the
-OTLP schema) and produce exactly the ``otel_traces`` and ``events`` rows the
-Python decoder would.
+them length-delimited to one file, and one ``INSERT … SELECT`` reads that file
+with the ``Protobuf`` format (``OTLP_TRACE_PROTO``, a subset of the OTLP schema)
+into a Null table whose two materialized views (generated from slas.yaml at
+startup) write exactly the ``otel_traces`` and ``events`` rows the Python
+decoder would.
 
 A request takes this path only when ``eligible`` says so: every span valid,
 facility and amount attributes resolvable, and only scalar attribute values.
@@ -98,6 +99,10 @@ def _array(values: Sequence[str]) -> str:
 class NativeTraces:
     """Eligibility check plus the SQL that turns raw OTLP trace requests into rows."""
 
+    LANDING = "_otlp_span_landing"
+    TRACES_VIEW = "_otlp_span_landing_to_otel_traces"
+    EVENTS_VIEW = "_otlp_span_landing_to_events"
+
     def __init__(self, config: SlasConfig, normalizer: Normalizer, database: str):
         self.config = config
         self.norm = normalizer
@@ -106,6 +111,8 @@ class NativeTraces:
         self.ipad, self.opad = pseudonymize.hmac_pads()
         otel = config.otel
         self._special = frozenset(otel.facility_attributes) | frozenset(otel.amount_attributes)
+        self._landing = f"`{database}`.`{self.LANDING}`"
+        self._prepared = False
         self._schema_dir = Path(tempfile.mkdtemp(prefix="stitchboard-otlp-schema-"))
         (self._schema_dir / "otlp_trace.proto").write_text(OTLP_TRACE_PROTO)
         self._sql = self._build_sql()
@@ -153,7 +160,7 @@ class NativeTraces:
 
     # -- the SQL ---------------------------------------------------------------------------
 
-    def _build_sql(self) -> tuple[str, str]:
+    def _build_sql(self) -> tuple[str, str, str]:
         norm = self.norm
         otel = self.config.otel
         phi = _array(sorted(norm.phi_attributes))
@@ -203,56 +210,86 @@ class NativeTraces:
                 f"transform({facility}, {_array(names)}, {_array([index[n] for n in names])}, '')"
             )
         system = first(otel.system_attributes, "sa", "ra")
-        operation = first(otel.operation_attributes, "sa", default="sp.name")
+        operation = first(otel.operation_attributes, "sa", default="name")
         amount_raw = first(otel.amount_attributes, "sa")
         amount = f"if(({amount_raw}) = '', NULL, toDecimal64OrNull({amount_raw}, 2))"
 
-        source = (
-            "FROM file({path:String}, 'Protobuf', {structure:String})"
+        # The statement flattens the request into one row per span, with the attribute
+        # maps rendered and PHI pseudonymized (the HMAC pads travel as parameters, never
+        # stored), into a Null table; two materialized views built from slas.yaml turn
+        # each flat row into the otel_traces row and the events row.
+        insert = (
+            f"INSERT INTO {self._landing} SELECT"
+            f" {rendered('rs.resource.attributes')} AS ra, {rendered('sp.attributes')} AS sa,"
+            " lower(hex(sp.trace_id)) AS trace_hex, lower(hex(sp.span_id)) AS span_hex,"
+            " lower(hex(sp.parent_span_id)) AS parent_hex, sp.trace_state AS trace_state,"
+            " sp.name AS name, sp.kind AS kind, sp.start_time_unix_nano AS start_ns,"
+            " sp.end_time_unix_nano AS end_ns, sp.status.message AS status_message,"
+            " if(sp.status.code BETWEEN 0 AND 2, sp.status.code, 0) AS code,"
+            " ss.scope.name AS scope_name, ss.scope.version AS scope_version,"
+            " arrayMap(e -> e.time_unix_nano, sp.events) AS ev_time,"
+            " arrayMap(e -> e.name, sp.events) AS ev_name,"
+            f" arrayMap(e -> {rendered('e.attributes')}, sp.events) AS ev_attrs,"
+            " arrayMap(l -> lower(hex(l.trace_id)), sp.links) AS ln_trace,"
+            " arrayMap(l -> lower(hex(l.span_id)), sp.links) AS ln_span,"
+            " arrayMap(l -> l.trace_state, sp.links) AS ln_state,"
+            f" arrayMap(l -> {rendered('l.attributes')}, sp.links) AS ln_attrs,"
+            " {now:Int64} AS observed, {stamp:Int64} AS stamp"
+            " FROM file({path:String}, 'Protobuf', {structure:String})"
             " ARRAY JOIN resource_spans AS rs ARRAY JOIN rs.scope_spans AS ss"
             " ARRAY JOIN ss.spans AS sp"
         )
-        common = (
-            f"WITH {rendered('rs.resource.attributes')} AS ra,"
-            f" {rendered('sp.attributes')} AS sa,"
-            " lower(hex(sp.trace_id)) AS trace_hex, lower(hex(sp.span_id)) AS span_hex,"
-            " sp.start_time_unix_nano AS start_ns, sp.end_time_unix_nano AS end_ns,"
-            " if(sp.status.code BETWEEN 0 AND 2, sp.status.code, 0) AS code"
-        )
         db = f"`{self.database}`"
         traces = (
-            f"INSERT INTO {db}.`otel_traces` (Timestamp, TraceId, SpanId, ParentSpanId,"
-            " TraceState, SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName,"
-            " ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage,"
-            " `Events.Timestamp`, `Events.Name`, `Events.Attributes`, `Links.TraceId`,"
-            " `Links.SpanId`, `Links.TraceState`, `Links.Attributes`)"
-            f" {common} SELECT fromUnixTimestamp64Nano(toInt64(start_ns)), trace_hex, span_hex,"
-            " lower(hex(sp.parent_span_id)), sp.trace_state, sp.name,"
-            " if(sp.kind BETWEEN 0 AND 5, ['Unspecified', 'Internal', 'Server', 'Client',"
-            " 'Producer', 'Consumer'][sp.kind + 1], 'Unspecified'), ra['service.name'], ra,"
-            " ss.scope.name, ss.scope.version, sa, if(end_ns > start_ns, end_ns - start_ns, 0),"
-            " ['Unset', 'Ok', 'Error'][code + 1], sp.status.message,"
-            " arrayMap(e -> fromUnixTimestamp64Nano(toInt64(e.time_unix_nano)), sp.events),"
-            " arrayMap(e -> e.name, sp.events),"
-            f" arrayMap(e -> {rendered('e.attributes')}, sp.events),"
-            " arrayMap(l -> lower(hex(l.trace_id)), sp.links),"
-            " arrayMap(l -> lower(hex(l.span_id)), sp.links),"
-            " arrayMap(l -> l.trace_state, sp.links),"
-            f" arrayMap(l -> {rendered('l.attributes')}, sp.links) {source}"
+            f"CREATE MATERIALIZED VIEW {db}.`{self.TRACES_VIEW}` TO {db}.`otel_traces` AS"
+            " SELECT fromUnixTimestamp64Nano(toInt64(start_ns)) AS Timestamp,"
+            " trace_hex AS TraceId, span_hex AS SpanId, parent_hex AS ParentSpanId,"
+            " trace_state AS TraceState, name AS SpanName,"
+            " if(kind BETWEEN 0 AND 5, ['Unspecified', 'Internal', 'Server', 'Client',"
+            " 'Producer', 'Consumer'][kind + 1], 'Unspecified') AS SpanKind,"
+            " ra['service.name'] AS ServiceName, ra AS ResourceAttributes,"
+            " scope_name AS ScopeName, scope_version AS ScopeVersion, sa AS SpanAttributes,"
+            " if(end_ns > start_ns, end_ns - start_ns, 0) AS Duration,"
+            " ['Unset', 'Ok', 'Error'][code + 1] AS StatusCode,"
+            " status_message AS StatusMessage,"
+            " arrayMap(t -> fromUnixTimestamp64Nano(toInt64(t)), ev_time) AS `Events.Timestamp`,"
+            " ev_name AS `Events.Name`, ev_attrs AS `Events.Attributes`,"
+            " ln_trace AS `Links.TraceId`, ln_span AS `Links.SpanId`,"
+            " ln_state AS `Links.TraceState`, ln_attrs AS `Links.Attributes`"
+            f" FROM {self._landing}"
         )
         events = (
-            f"INSERT INTO {db}.`events` (event_id, event_time, observed_time, source_kind,"
-            " source, facility, system, operation, status, status_message, duration_ns,"
-            " amount, trace_id, span_id, keys, attributes, inserted_at)"
-            f" {common} SELECT lower(hex(MD5(concat('span\\x1f', trace_hex, '\\x1f', span_hex)))),"
-            " fromUnixTimestamp64Nano(toInt64(if(end_ns != 0, end_ns, start_ns))),"
-            " fromUnixTimestamp64Nano({now:Int64}), 'span', ra['service.name'],"
-            f" {facility}, {system}, {operation}, ['unset', 'ok', 'error'][code + 1],"
-            " sp.status.message, if(end_ns > start_ns, end_ns - start_ns, 0),"
-            f" {amount}, trace_hex, span_hex, {keys}, sa,"
-            f" fromUnixTimestamp64Micro({{stamp:Int64}}, 'UTC') {source}"
+            f"CREATE MATERIALIZED VIEW {db}.`{self.EVENTS_VIEW}` TO {db}.`events` AS"
+            " SELECT lower(hex(MD5(concat('span\\x1f', trace_hex, '\\x1f', span_hex))))"
+            " AS event_id,"
+            " fromUnixTimestamp64Nano(toInt64(if(end_ns != 0, end_ns, start_ns)), 'UTC')"
+            " AS event_time, fromUnixTimestamp64Nano(observed, 'UTC') AS observed_time,"
+            " 'span' AS source_kind, ra['service.name'] AS source,"
+            f" {facility} AS facility, {system} AS system, {operation} AS operation,"
+            " ['unset', 'ok', 'error'][code + 1] AS status, status_message,"
+            " if(end_ns > start_ns, end_ns - start_ns, 0) AS duration_ns,"
+            f" {amount} AS amount, trace_hex AS trace_id, span_hex AS span_id,"
+            f" {keys} AS keys, sa AS attributes,"
+            f" fromUnixTimestamp64Micro(stamp, 'UTC') AS inserted_at FROM {self._landing}"
         )
-        return traces, events
+        return insert, traces, events
+
+    def prepare(self, store) -> None:
+        """(Re)create the landing table and the views for the current slas.yaml."""
+        db = f"`{self.database}`"
+        store.command(
+            f"CREATE TABLE IF NOT EXISTS {self._landing} (ra Map(String, String),"
+            " sa Map(String, String), trace_hex String, span_hex String, parent_hex String,"
+            " trace_state String, name String, kind Int32, start_ns UInt64, end_ns UInt64,"
+            " status_message String, code Int32, scope_name String, scope_version String,"
+            " ev_time Array(UInt64), ev_name Array(String), ev_attrs Array(Map(String, String)),"
+            " ln_trace Array(String), ln_span Array(String), ln_state Array(String),"
+            " ln_attrs Array(Map(String, String)), observed Int64, stamp Int64) ENGINE = Null"
+        )
+        for view, sql in ((self.TRACES_VIEW, self._sql[1]), (self.EVENTS_VIEW, self._sql[2])):
+            store.command(f"DROP VIEW IF EXISTS {db}.`{view}`")
+            store.command(sql)
+        self._prepared = True
 
     def settings(self) -> dict[str, str]:
         return {
@@ -280,8 +317,10 @@ class NativeTraces:
                 "now": now or time.time_ns(),
                 "stamp": stamp,
             }
-            for sql in self._sql:
-                store.command(sql, parameters=params, settings=self.settings())
+            with self._lock:
+                if not self._prepared:
+                    self.prepare(store)
+            store.command(self._sql[0], parameters=params, settings=self.settings())
         finally:
             os.unlink(path)
 
