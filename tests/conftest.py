@@ -12,9 +12,6 @@ import pytest
 
 from stitchboard.store import Store, connect
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_HL7 = ROOT.parent / "shared" / "hl7"
-
 _engine_dir: Path | None = None
 
 
