@@ -41,7 +41,8 @@ def run() -> Iterator[str]:
     from stitchboard.config import load_config
     from stitchboard.events import EVENT_COLUMNS
     from stitchboard.store import connect
-    from tests.conftest import ROOT, engine_url
+    from tests.conftest import engine_url
+    from tests.support import ROOT
 
     config = load_config(ROOT / "slas.yaml")
     tx_count = int(os.environ.get("BENCH_CORRELATOR_TXS", "1000000"))

@@ -21,10 +21,34 @@ T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
 FACILITIES = ("NMC01", "LCH02", "MSC03")
 
 
-def _event(n: str, t: int, facility: str, system: str, operation: str, keys: dict,
-           amount: Decimal | None = None, attributes: dict | None = None) -> Event:
-    return Event(n, t, t, "span", system, facility, system, operation, "ok", "", 0,
-                 amount, "", "", keys, attributes or {})
+def _event(
+    n: str,
+    t: int,
+    facility: str,
+    system: str,
+    operation: str,
+    keys: dict,
+    amount: Decimal | None = None,
+    attributes: dict | None = None,
+) -> Event:
+    return Event(
+        n,
+        t,
+        t,
+        "span",
+        system,
+        facility,
+        system,
+        operation,
+        "ok",
+        "",
+        0,
+        amount,
+        "",
+        "",
+        keys,
+        attributes or {},
+    )
 
 
 def transactions(
@@ -44,17 +68,37 @@ def transactions(
             v, a, m = f"V{i_text}", f"A{i_text}", f"M{i_text}"
             batch = f"B{prefix}{i // batch_size}"
             events = [
-                ("EHR_ADT", "ADT^A03", t,
-                 {"msg": m, "visit": v, "account": a, "mrn": f"p{i_text}"}),
+                (
+                    "EHR_ADT",
+                    "ADT^A03",
+                    t,
+                    {"msg": m, "visit": v, "account": a, "mrn": f"p{i_text}"},
+                ),
                 ("IFENGINE", "ACK^A03", t + MIN, {"msg": m}),
             ]
             for c in range(1 + i % 3):
-                events.append(("PERIOP", "DFT^P03", t + (2 + c) * HOUR,
-                               {"visit": v, "account": a, "charge": f"C{i_text}-{c}",
-                                "charge_batch": batch}))
+                events.append(
+                    (
+                        "PERIOP",
+                        "DFT^P03",
+                        t + (2 + c) * HOUR,
+                        {
+                            "visit": v,
+                            "account": a,
+                            "charge": f"C{i_text}-{c}",
+                            "charge_batch": batch,
+                        },
+                    )
+                )
             if i % batch_size == 0:
-                events.append(("ERP_GL", "gl.journal.post", t + 20 * HOUR,
-                               {"charge_batch": batch, "journal": f"J{batch}"}))
+                events.append(
+                    (
+                        "ERP_GL",
+                        "gl.journal.post",
+                        t + 20 * HOUR,
+                        {"charge_batch": batch, "journal": f"J{batch}"},
+                    )
+                )
             events.append(("CODING", "BAR^P05", t + 50 * HOUR, {"visit": v, "account": a}))
         else:
             cl, a = f"CL{i_text}", f"A{i_text}"
@@ -64,12 +108,22 @@ def transactions(
                 ("CLEARINGHOUSE", "x12.837.submit", t + 5 * HOUR, {"claim": cl}),
                 ("CLEARINGHOUSE", "x12.999.receive", t + 6 * HOUR, {"claim": cl}),
                 ("CLEARINGHOUSE", "x12.277ca.receive", t + 30 * HOUR, {"claim": cl}),
-                ("CLEARINGHOUSE", "x12.835.receive", t + 300 * HOUR,
-                 {"claim": cl, "remit_trace": trace}),
+                (
+                    "CLEARINGHOUSE",
+                    "x12.835.receive",
+                    t + 300 * HOUR,
+                    {"claim": cl, "remit_trace": trace},
+                ),
             ]
             if i % remit_size == 0:
-                events.append(("TREASURY", "cash.reassociate", t + 320 * HOUR,
-                               {"remit_trace": trace, "payment": f"P{trace}"}))
+                events.append(
+                    (
+                        "TREASURY",
+                        "cash.reassociate",
+                        t + 320 * HOUR,
+                        {"remit_trace": trace, "payment": f"P{trace}"},
+                    )
+                )
         for system, operation, time, keys in events:
             n += 1
             amount = Decimal("125.00") if operation == "DFT^P03" else None

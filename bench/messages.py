@@ -78,9 +78,20 @@ asyncio.run(main())
 
 def _client(port: int, total: int, senders: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CLIENT, "127.0.0.1", str(port), str(senders), str(total),
-         str(DATA / "adt_a03.hl7")],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            CLIENT,
+            "127.0.0.1",
+            str(port),
+            str(senders),
+            str(total),
+            str(DATA / "adt_a03.hl7"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
     )
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
@@ -103,7 +114,9 @@ def mllp_rates() -> tuple[dict[int, dict], dict]:
     port = free_port()
     reference = subprocess.Popen(
         [sys.executable, "-c", ACK_ONLY_SERVER, str(port), str(ROOT / "slas.yaml")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY},
     )
     try:
@@ -150,15 +163,20 @@ def import_rates() -> tuple[float, float, int]:
     workdir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-import-"))
     path = workdir / "messages.hl7"
     write_file(path, FILE_MESSAGES)
-    settings = Settings(clickhouse=engine_url(), database="bench_messages",
-                        config=ROOT / "slas.yaml", pseudonym_key=TEST_KEY)
+    settings = Settings(
+        clickhouse=engine_url(),
+        database="bench_messages",
+        config=ROOT / "slas.yaml",
+        pseudonym_key=TEST_KEY,
+    )
     runtime = build_runtime(settings)
     try:
         intake = Intake(runtime.config, runtime.pseudonymize)
         started = time.perf_counter()
         with path.open("rb") as stream:
-            parsed = sum(len(judge(intake, r, "f", "file:f").events)
-                         for r in records(stream, "hl7"))
+            parsed = sum(
+                len(judge(intake, r, "f", "file:f").events) for r in records(stream, "hl7")
+            )
         parse_rate = FILE_MESSAGES / (time.perf_counter() - started)
         started = time.perf_counter()
         report = import_file(DirectTarget(runtime), path, "hl7", restart=True, chunk_size=20_000)
@@ -177,16 +195,16 @@ def run() -> list[str]:
     lines = []
     for senders, result in stored.items():
         rate = MLLP_MESSAGES / result["seconds"]
-        lines.append(f"MLLP, {senders} senders, ACK awaited per message: {rate:,.0f} messages/s"
-                     f" ACKed AA after durable ({result['codes']});"
-                     f" ratio to ACK-only {rate / reference:.0%}   target >= 5,000")
+        lines.append(
+            f"MLLP, {senders} senders, ACK awaited per message: {rate:,.0f} messages/s"
+            f" ACKed AA after durable ({result['codes']});"
+            f" ratio to ACK-only {rate / reference:.0%}   target >= 5,000"
+        )
     imported, parsed, events = import_rates()
     return [
         *lines,
-        f"same listener, ACK without storing ({SENDERS[-1]} senders): {reference:,.0f}"
-        " messages/s",
+        f"same listener, ACK without storing ({SENDERS[-1]} senders): {reference:,.0f} messages/s",
         f"file import, {FILE_MESSAGES:,} messages ({events:,} events): {imported:,.0f}"
         " messages/s durable   target >= 50,000",
-        f"split + extract only (no store): {parsed:,.0f} messages/s;"
-        f" ratio {imported / parsed:.0%}",
+        f"split + extract only (no store): {parsed:,.0f} messages/s; ratio {imported / parsed:.0%}",
     ]

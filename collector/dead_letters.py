@@ -32,8 +32,16 @@ from stitchboard.errors import ConfigError
 from stitchboard.runtime import Runtime
 from stitchboard.writer import Batch
 
-REPLAY_COLUMNS = ("id", "received_time", "source", "content_type", "payload", "reason",
-                  "replayed", "replayed_time")
+REPLAY_COLUMNS = (
+    "id",
+    "received_time",
+    "source",
+    "content_type",
+    "payload",
+    "reason",
+    "replayed",
+    "replayed_time",
+)
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -50,8 +58,10 @@ def parse_since(text: str | None, now: float | None = None) -> dt.datetime | Non
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"--since {text!r}: use a duration such as 6h or 7d, or an ISO date"
-                         " such as 2026-03-01T08:00") from exc
+        raise ValueError(
+            f"--since {text!r}: use a duration such as 6h or 7d, or an ISO date"
+            " such as 2026-03-01T08:00"
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
@@ -119,9 +129,13 @@ class ReplayReport:
     reasons: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"considered": self.considered, "replayed": self.replayed, "events": self.events,
-                "still_rejected": self.still_rejected,
-                "reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(20)]}
+        return {
+            "considered": self.considered,
+            "replayed": self.replayed,
+            "events": self.events,
+            "still_rejected": self.still_rejected,
+            "reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(20)],
+        }
 
 
 OtlpReplay = Callable[[Any, str, bytes, str], tuple[Batch, list[str]]]
@@ -135,8 +149,13 @@ def _otlp_replay() -> OtlpReplay | None:
     return replay_batch
 
 
-def replay(runtime: Runtime, flt: Filter, write: Callable[[Batch], None],
-           chunk: int = 5_000, now: Callable[[], int] = time.time_ns) -> ReplayReport:
+def replay(
+    runtime: Runtime,
+    flt: Filter,
+    write: Callable[[Batch], None],
+    chunk: int = 5_000,
+    now: Callable[[], int] = time.time_ns,
+) -> ReplayReport:
     """Re-ingest matching dead letters under ``runtime.config`` (reload it first).
 
     ``write`` makes the events durable; only then are the dead letters marked, with a
@@ -149,7 +168,7 @@ def replay(runtime: Runtime, flt: Filter, write: Callable[[Batch], None],
     for start in range(0, len(letters), chunk):
         batch = Batch()
         updates: list[tuple[Any, ...]] = []
-        for letter in letters[start:start + chunk]:
+        for letter in letters[start : start + chunk]:
             report.considered += 1
             source, content_type = letter["source"], letter["content_type"]
             payload = letter["payload"]
@@ -175,12 +194,23 @@ def replay(runtime: Runtime, flt: Filter, write: Callable[[Batch], None],
                 reason = "; ".join(reasons)
                 report.reasons[reason] += 1
                 if reason != letter["reason"]:
-                    updates.append((letter["id"], received, source, content_type, payload,
-                                    reason, 0, None))
+                    updates.append(
+                        (letter["id"], received, source, content_type, payload, reason, 0, None)
+                    )
             else:
                 report.replayed += 1
-                updates.append((letter["id"], received, source, content_type, payload,
-                                letter["reason"], 1, now() // 1_000_000))
+                updates.append(
+                    (
+                        letter["id"],
+                        received,
+                        source,
+                        content_type,
+                        payload,
+                        letter["reason"],
+                        1,
+                        now() // 1_000_000,
+                    )
+                )
         if batch.rows:
             write(batch)
         runtime.store.insert("dead_letters", REPLAY_COLUMNS, updates)
@@ -205,9 +235,13 @@ def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(tags=["dead letters"])
 
     @api.get("/dead-letters")
-    async def get_dead_letters(since: str | None = None, reason: str | None = None,
-                               source: str | None = None, include_replayed: bool = False,
-                               limit: int = 100) -> JSONResponse:
+    async def get_dead_letters(
+        since: str | None = None,
+        reason: str | None = None,
+        source: str | None = None,
+        include_replayed: bool = False,
+        limit: int = 100,
+    ) -> JSONResponse:
         """Rejected records with their reasons (payloads are PHI-masked; not listed here)."""
         try:
             flt = Filter(parse_since(since), reason, source, include_replayed, min(limit, 10_000))

@@ -22,18 +22,26 @@ from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.settings import load_settings
 
 console = Console()
-dead_letters_app = typer.Typer(help="Rejected records: list them, replay them after fixing"
-                                    " slas.yaml.", no_args_is_help=True)
+dead_letters_app = typer.Typer(
+    help="Rejected records: list them, replay them after fixing slas.yaml.", no_args_is_help=True
+)
 app.add_typer(dead_letters_app, name="dead-letters")
 
-SinceOpt = Annotated[str | None, typer.Option(
-    help="Only those received since: a duration (30m, 6h, 7d) or an ISO date/time.")]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(help="Only those received since: a duration (30m, 6h, 7d) or an ISO date/time."),
+]
 ReasonOpt = Annotated[str | None, typer.Option(help="Only reasons containing this text.")]
-SourceOpt = Annotated[str | None, typer.Option(
-    help="Only this source (mllp, http.messages, otlp.traces, file:NAME, or a prefix like"
-         " 'file:*').")]
-ServerOpt = Annotated[str | None, typer.Option(
-    help="Use this running server (default: the local one if it answers).")]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only this source (mllp, http.messages, otlp.traces, file:NAME, or a prefix like"
+        " 'file:*')."
+    ),
+]
+ServerOpt = Annotated[
+    str | None, typer.Option(help="Use this running server (default: the local one if it answers).")
+]
 DirectOpt = Annotated[bool, typer.Option(help="Open the store directly.")]
 
 
@@ -63,18 +71,22 @@ def list_command(
     try:
         if url:
             params: dict[str, Any] = {"limit": limit, "include_replayed": include_replayed}
-            params.update({k: v for k, v in (("since", since), ("reason", reason),
-                                             ("source", source)) if v})
+            params.update(
+                {k: v for k, v in (("since", since), ("reason", reason), ("source", source)) if v}
+            )
             response = httpx.get(f"{url}/api/v1/dead-letters", params=params, timeout=60)
             response.raise_for_status()
             rows = response.json()["dead_letters"]
         else:
             from stitchboard.store import connect
 
-            store = connect(settings.clickhouse, database=settings.database,
-                            cluster=settings.cluster)
-            rows = [{**r, "received_time": r["received_time"].isoformat()}
-                    for r in list_dead_letters(store, flt)]
+            store = connect(
+                settings.clickhouse, database=settings.database, cluster=settings.cluster
+            )
+            rows = [
+                {**r, "received_time": r["received_time"].isoformat()}
+                for r in list_dead_letters(store, flt)
+            ]
             store.close()
     except (StitchboardError, httpx.HTTPError) as exc:
         fail(str(exc), 1)
@@ -84,8 +96,14 @@ def list_command(
         table.add_column(column, overflow="fold")
     for row in rows:
         received = str(row["received_time"])[:19].replace("T", " ")
-        table.add_row(received, row["source"], row["content_type"], str(row["payload_bytes"]),
-                      "yes" if row["replayed"] else "", row["reason"])
+        table.add_row(
+            received,
+            row["source"],
+            row["content_type"],
+            str(row["payload_bytes"]),
+            "yes" if row["replayed"] else "",
+            row["reason"],
+        )
     console.print(table)
 
 
@@ -130,7 +148,9 @@ def replay_command(
         fail(str(exc), 1)
         return
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    console.print(f"{stamp}: {report['considered']} considered, {report['replayed']} replayed"
-                  f" ({report['events']} events), {report['still_rejected']} still rejected")
+    console.print(
+        f"{stamp}: {report['considered']} considered, {report['replayed']} replayed"
+        f" ({report['events']} events), {report['still_rejected']} still rejected"
+    )
     for entry in report["reasons"]:
         console.print(f"  {entry['count']:>7}  {entry['reason']}", highlight=False)

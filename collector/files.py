@@ -20,8 +20,17 @@ from collector.hl7.message import decode
 from collector.intake import Intake, Outcome
 
 FORMATS = ("hl7", "jsonl", "csv")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-             ".tsv": "csv", ".hl7": "hl7", ".er7": "hl7", ".txt": "hl7", ".mllp": "hl7"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".hl7": "hl7",
+    ".er7": "hl7",
+    ".txt": "hl7",
+    ".mllp": "hl7",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +88,10 @@ def _csv(stream: BinaryIO, start: int, delimiter: str) -> Iterator[Record]:
     header_line = csv_header(stream)
     header_problem = ""
     try:
-        header = next(csv.reader([decode(header_line).lstrip("\ufeff").rstrip("\r\n")],
-                                 delimiter=delimiter), [])
+        header = next(
+            csv.reader([decode(header_line).lstrip("\ufeff").rstrip("\r\n")], delimiter=delimiter),
+            [],
+        )
     except csv.Error as exc:
         header, header_problem = [], f"the CSV header row is not valid CSV ({exc})"
     header = [h.strip() for h in header]
@@ -112,7 +123,7 @@ def _csv(stream: BinaryIO, start: int, delimiter: str) -> Iterator[Record]:
             continue
         row: dict[Any, Any] = dict(zip(header, values, strict=False))
         if len(values) > len(header):
-            row[None] = values[len(header):]
+            row[None] = values[len(header) :]
         yield Record(position, "csv", row, raw)
 
 

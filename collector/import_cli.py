@@ -24,36 +24,54 @@ console = Console(stderr=True)
 
 
 def _summary(reports: list[FileReport], target_label: str, seconds: float) -> None:
-    console.print(f"Imported into {target_label} in {seconds:.1f}s", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"Imported into {target_label} in {seconds:.1f}s", highlight=False, soft_wrap=True
+    )
     table = Table()
     for column in ("file", "format", "from byte", "read", "stored", "events", "rejected"):
         table.add_column(column, justify="left" if column in ("file", "format") else "right")
     for r in reports:
-        table.add_row(r.name, r.format, str(r.resumed_at), str(r.records),
-                      str(r.records - r.rejected), str(r.events), str(r.rejected))
+        table.add_row(
+            r.name,
+            r.format,
+            str(r.resumed_at),
+            str(r.records),
+            str(r.records - r.rejected),
+            str(r.events),
+            str(r.rejected),
+        )
     console.print(table)
     reasons: Counter[str] = Counter()
     for r in reports:
         reasons.update(r.reasons)
     if reasons:
-        console.print("[bold]Rejected (in dead_letters; fix slas.yaml, then"
-                      " `stitchboard dead-letters replay`):[/]")
+        console.print(
+            "[bold]Rejected (in dead_letters; fix slas.yaml, then"
+            " `stitchboard dead-letters replay`):[/]"
+        )
         for reason, count in reasons.most_common(15):
             console.print(f"  {count:>7}  {reason}", highlight=False)
 
 
 @app.command("import")
 def import_command(
-    files: Annotated[list[Path], typer.Argument(help="HL7 (.hl7, MLLP dumps, FHS/BHS batches),"
-                                                " JSON Lines (.jsonl) or CSV (.csv) files.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="HL7 (.hl7, MLLP dumps, FHS/BHS batches), JSON Lines (.jsonl) or CSV (.csv) files."
+        ),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="auto, hl7, jsonl or csv.")] = "auto",
-    server: Annotated[str | None, typer.Option(
-        help="Send to this running server (default: the local one if it answers).")] = None,
-    direct: Annotated[bool, typer.Option(
-        help="Open the store directly even if a server answers.")] = False,
-    restart: Annotated[bool, typer.Option(
-        help="Ignore the checkpoint of an earlier import of the same file.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Send to this running server (default: the local one if it answers)."),
+    ] = None,
+    direct: Annotated[
+        bool, typer.Option(help="Open the store directly even if a server answers.")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Ignore the checkpoint of an earlier import of the same file.")
+    ] = False,
     chunk: Annotated[int, typer.Option(help="Records per durable write.")] = 5_000,
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
@@ -68,7 +86,8 @@ def import_command(
         settings = load_settings(clickhouse=clickhouse, config=config)
         url = server or (None if direct else running_server(settings))
         target: DirectTarget | ServerTarget = (
-            ServerTarget(url) if url else DirectTarget(build_runtime(settings)))
+            ServerTarget(url) if url else DirectTarget(build_runtime(settings))
+        )
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -79,8 +98,13 @@ def import_command(
     started = time.perf_counter()
     reports = []
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                      TimeRemainingColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
             for path in files:
                 reports.append(import_file(target, path, fmt, restart, chunk, progress, delimiter))
     except (StitchboardError, httpx.HTTPError) as exc:

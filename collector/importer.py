@@ -30,8 +30,11 @@ from stitchboard.runtime import Runtime
 from stitchboard.settings import Settings
 from stitchboard.writer import Batch
 
-CONTENT_TYPES = {"hl7": "x-application/hl7-v2+er7", "jsonl": "application/x-ndjson",
-                 "csv": "text/csv"}
+CONTENT_TYPES = {
+    "hl7": "x-application/hl7-v2+er7",
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv",
+}
 
 
 @dataclass
@@ -52,8 +55,9 @@ class ImportTarget(Protocol):
 
     def resume_offset(self, fid: str) -> int: ...
 
-    def send(self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str,
-             path: Path) -> None: ...
+    def send(
+        self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str, path: Path
+    ) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -74,8 +78,9 @@ class DirectTarget:
     def resume_offset(self, fid: str) -> int:
         return resume_offset(self.runtime.store, fid)
 
-    def send(self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str,
-             path: Path) -> None:
+    def send(
+        self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str, path: Path
+    ) -> None:
         source, dl_source = path.name, f"file:{path.name}"
         outcomes = [judge(self.intake, r, source, dl_source) for r in chunk]
         batch = batch_of(outcomes, Batch())
@@ -122,22 +127,26 @@ class ServerTarget:
         response.raise_for_status()
         return int(response.json()["offset"])
 
-    def send(self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str,
-             path: Path) -> None:
+    def send(
+        self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str, path: Path
+    ) -> None:
         if fmt == "hl7":
             body = b"".join(frame(r.raw) for r in chunk)
         elif fmt == "jsonl":
             body = b"\n".join(r.raw for r in chunk)
         else:
             body = header + b"".join(r.raw for r in chunk)
-        headers = {"Content-Type": CONTENT_TYPES[fmt],
-                   "X-Stitchboard-Source": f"file:{path.name}",
-                   "X-Stitchboard-Import-Id": fid,
-                   "X-Stitchboard-Import-Offset": str(chunk[-1].end),
-                   "X-Stitchboard-Import-Name": path.name}
+        headers = {
+            "Content-Type": CONTENT_TYPES[fmt],
+            "X-Stitchboard-Source": f"file:{path.name}",
+            "X-Stitchboard-Import-Id": fid,
+            "X-Stitchboard-Import-Offset": str(chunk[-1].end),
+            "X-Stitchboard-Import-Name": path.name,
+        }
         for _ in range(self.retries):
-            response = self.client.post(f"{self.url}/api/v1/messages", content=body,
-                                        headers=headers)
+            response = self.client.post(
+                f"{self.url}/api/v1/messages", content=body, headers=headers
+            )
             if response.status_code in (429, 503):
                 time.sleep(float(response.headers.get("Retry-After", "1")))
                 continue
@@ -149,8 +158,9 @@ class ServerTarget:
             for rejection in result["rejections"]:
                 report.reasons[rejection["reason"]] += 1
             return
-        raise StitchboardError("the server stayed overloaded or unavailable; run import again"
-                               " later (it resumes)")
+        raise StitchboardError(
+            "the server stayed overloaded or unavailable; run import again later (it resumes)"
+        )
 
     def flush(self) -> None:
         pass
@@ -181,8 +191,15 @@ def _chunks(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def import_file(target: ImportTarget, path: Path, fmt: str, restart: bool, chunk_size: int,
-                progress: Progress | None = None, delimiter: str = ",") -> FileReport:
+def import_file(
+    target: ImportTarget,
+    path: Path,
+    fmt: str,
+    restart: bool,
+    chunk_size: int,
+    progress: Progress | None = None,
+    delimiter: str = ",",
+) -> FileReport:
     fmt = detect_format(path) if fmt == "auto" else fmt
     report = FileReport(path.name, fmt)
     fid = file_id(path)
@@ -201,5 +218,3 @@ def import_file(target: ImportTarget, path: Path, fmt: str, restart: bool, chunk
     if progress is not None and task is not None:
         progress.update(task, completed=size)
     return report
-
-

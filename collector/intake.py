@@ -47,8 +47,12 @@ class Outcome:
 
 
 class Intake:
-    def __init__(self, config: SlasConfig, pseudonymize: Callable[[str], str],
-                 now: Callable[[], int] = time.time_ns):
+    def __init__(
+        self,
+        config: SlasConfig,
+        pseudonymize: Callable[[str], str],
+        now: Callable[[], int] = time.time_ns,
+    ):
         self.hl7_extractor = Hl7Extractor(config, pseudonymize)
         self.logs = LogExtractor(config, pseudonymize)
         self.now = now
@@ -57,17 +61,22 @@ class Intake:
 
     # -- HL7 ----------------------------------------------------------------------------
 
-    def hl7(self, raw: bytes | str, source: str, dead_letter_source: str,
-            problem: str = "") -> Outcome:
+    def hl7(
+        self, raw: bytes | str, source: str, dead_letter_source: str, problem: str = ""
+    ) -> Outcome:
         """Events of one message, or its dead letter; ``problem`` rejects it regardless."""
         text = raw if isinstance(raw, str) else decode(raw)
         now = self.now()
         result = self.hl7_extractor.extract(text, source, now)
         if not result.rejected and not problem:
             return Outcome(events=result.events, header=result.header)
-        letter = DeadLetter(source=dead_letter_source, content_type=HL7_CONTENT_TYPE,
-                            payload=result.masked.encode("utf-8"),
-                            reason=problem or result.reason, received_time=now)
+        letter = DeadLetter(
+            source=dead_letter_source,
+            content_type=HL7_CONTENT_TYPE,
+            payload=result.masked.encode("utf-8"),
+            reason=problem or result.reason,
+            received_time=now,
+        )
         return Outcome(dead_letter=letter, header=result.header, error_code=result.error_code)
 
     # -- JSON Lines and CSV ---------------------------------------------------------------
@@ -77,17 +86,30 @@ class Intake:
         try:
             row = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            return self._reject(self._mask_json_text(text), JSONL_CONTENT_TYPE,
-                                f"not valid JSON ({exc})", dead_letter_source)
+            return self._reject(
+                self._mask_json_text(text),
+                JSONL_CONTENT_TYPE,
+                f"not valid JSON ({exc})",
+                dead_letter_source,
+            )
         if not isinstance(row, dict):
-            return self._reject(text, JSONL_CONTENT_TYPE,
-                                f"a JSON line must be an object, not {type(row).__name__}",
-                                dead_letter_source)
+            return self._reject(
+                text,
+                JSONL_CONTENT_TYPE,
+                f"a JSON line must be an object, not {type(row).__name__}",
+                dead_letter_source,
+            )
         return self.row(row, source, dead_letter_source, "jsonl", JSONL_CONTENT_TYPE)
 
-    def row(self, row: dict[str, Any], source: str, dead_letter_source: str,
-            source_kind: str = "csv", content_type: str = CSV_ROW_CONTENT_TYPE,
-            problem: str = "") -> Outcome:
+    def row(
+        self,
+        row: dict[str, Any],
+        source: str,
+        dead_letter_source: str,
+        source_kind: str = "csv",
+        content_type: str = CSV_ROW_CONTENT_TYPE,
+        problem: str = "",
+    ) -> Outcome:
         """Events of one row, or its dead letter; ``problem`` rejects it regardless."""
         extra = row.pop(None, None) if None in row else None  # type: ignore[call-overload]
         masked = self.logs.mask(row)
@@ -95,9 +117,12 @@ class Intake:
         if problem:
             return self._reject(payload, content_type, problem, dead_letter_source)
         if extra:
-            return self._reject(payload, content_type,
-                                f"the row has {len(extra)} more values than the header has columns",
-                                dead_letter_source)
+            return self._reject(
+                payload,
+                content_type,
+                f"the row has {len(extra)} more values than the header has columns",
+                dead_letter_source,
+            )
         try:
             event = self.logs.event(masked, source, source_kind, self.now())
         except RowRejected as exc:
@@ -105,9 +130,13 @@ class Intake:
         return Outcome(events=(event,))
 
     def _reject(self, payload: str, content_type: str, reason: str, source: str) -> Outcome:
-        letter = DeadLetter(source=source, content_type=content_type,
-                            payload=payload.encode("utf-8"), reason=reason,
-                            received_time=self.now())
+        letter = DeadLetter(
+            source=source,
+            content_type=content_type,
+            payload=payload.encode("utf-8"),
+            reason=reason,
+            received_time=self.now(),
+        )
         return Outcome(dead_letter=letter, error_code="102")
 
     def _mask_json_text(self, text: str) -> str:
@@ -115,7 +144,8 @@ class Intake:
         if self._phi_json is None:
             return text
         return self._phi_json.sub(
-            lambda m: m.group(1) + json.dumps(self._pseudonymize(m.group(2))), text)
+            lambda m: m.group(1) + json.dumps(self._pseudonymize(m.group(2))), text
+        )
 
     # -- replay -------------------------------------------------------------------------
 
@@ -129,8 +159,9 @@ class Intake:
             try:
                 row = json.loads(payload)
             except ValueError as exc:
-                return self._reject(decode(payload), content_type, f"not valid JSON ({exc})",
-                                    source)
+                return self._reject(
+                    decode(payload), content_type, f"not valid JSON ({exc})", source
+                )
             return self.row(row, event_source, source)
         return self.json_line(payload, event_source, source)
 

@@ -78,24 +78,32 @@ class LogExtractor:
                 return value
         return ""
 
-    def event(self, row: Mapping[str, Any], source: str, source_kind: str,
-              observed_time: int) -> Event:
+    def event(
+        self, row: Mapping[str, Any], source: str, source_kind: str, observed_time: int
+    ) -> Event:
         """The event of a masked row; raises RowRejected with an actionable reason."""
         m = self.mapping
         facility = self._first(row, m.facility)
         if self.facilities:
             if not facility:
-                raise RowRejected(f"no facility: none of the fields {', '.join(m.facility)} is set;"
-                                  " slas.yaml declares facilities, so every row must name one")
+                raise RowRejected(
+                    f"no facility: none of the fields {', '.join(m.facility)} is set;"
+                    " slas.yaml declares facilities, so every row must name one"
+                )
             canonical = self.facilities.get(facility)
             if canonical is None:
-                raise RowRejected(f"unknown facility {facility!r}: add it, or an alias, to"
-                                  " facilities in slas.yaml, then replay the dead letters")
+                raise RowRejected(
+                    f"unknown facility {facility!r}: add it, or an alias, to"
+                    " facilities in slas.yaml, then replay the dead letters"
+                )
             facility = canonical
         event_time = self._time(row, self.zones.get(facility))
         status_text = self._first(row, m.status)
-        status = self.status_map.get(status_text.lower(), STATUS_UNSET) if status_text else (
-            m.default_status)
+        status = (
+            self.status_map.get(status_text.lower(), STATUS_UNSET)
+            if status_text
+            else (m.default_status)
+        )
         if status not in _STATUSES:
             status = STATUS_UNSET
         keys = {}
@@ -137,8 +145,10 @@ class LogExtractor:
                 problems.append(f"{name}: {exc}")
         if problems:
             raise RowRejected(f"no usable event time ({'; '.join(problems)})")
-        raise RowRejected(f"no event time: none of the fields {', '.join(self.mapping.event_time)}"
-                          " is set (configure messages.logs.event_time in slas.yaml)")
+        raise RowRejected(
+            f"no event time: none of the fields {', '.join(self.mapping.event_time)}"
+            " is set (configure messages.logs.event_time in slas.yaml)"
+        )
 
 
 def parse_time(raw: Any, time_format: str = "auto", zone: dt.tzinfo | None = None) -> int:
@@ -155,16 +165,24 @@ def parse_time(raw: Any, time_format: str = "auto", zone: dt.tzinfo | None = Non
         magnitude = abs(number)
         if len(text.split(".")[0]) in (8, 12, 14) and is_dtm(text):
             return parse_dtm(text, zone)
-        scale = (1_000_000_000 if magnitude < 10**11 else 1_000_000 if magnitude < 10**14
-                 else 1_000 if magnitude < 10**17 else 1)
+        scale = (
+            1_000_000_000
+            if magnitude < 10**11
+            else 1_000_000
+            if magnitude < 10**14
+            else 1_000
+            if magnitude < 10**17
+            else 1
+        )
         return int(number * scale)
     if is_dtm(text):
         return parse_dtm(text, zone)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not an ISO 8601 time, an epoch number or an HL7"
-                         " date/time") from exc
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 time, an epoch number or an HL7 date/time"
+        ) from exc
     return _nanos(moment, zone)
 
 

@@ -31,10 +31,22 @@ from stitchboard.writer import Batch
 
 log = logging.getLogger(__name__)
 
-HL7_TYPES = {"x-application/hl7-v2+er7", "application/hl7-v2+er7", "application/hl7-v2",
-             "x-application/hl7-v2", "text/hl7", "application/edi-hl7v2"}
-JSONL_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-lines",
-               "application/x-jsonlines", "application/jsonlines", "application/ndjson"}
+HL7_TYPES = {
+    "x-application/hl7-v2+er7",
+    "application/hl7-v2+er7",
+    "application/hl7-v2",
+    "x-application/hl7-v2",
+    "text/hl7",
+    "application/edi-hl7v2",
+}
+JSONL_TYPES = {
+    "application/x-ndjson",
+    "application/jsonl",
+    "application/json-lines",
+    "application/x-jsonlines",
+    "application/jsonlines",
+    "application/ndjson",
+}
 CSV_TYPES = {"text/csv"}
 MAX_LISTED_REJECTIONS = 1000
 SIGNAL = "messages.http"  # the label of this endpoint's metrics
@@ -54,10 +66,17 @@ def media_format(content_type: str) -> str:
     )
 
 
-def judge_body(intake: Intake, body: bytes, fmt: str, source: str,
-               dead_letter_source: str, delimiter: str = ",") -> list[Outcome]:
-    return [judge(intake, r, source, dead_letter_source)
-            for r in body_records(body, fmt, delimiter)]
+def judge_body(
+    intake: Intake,
+    body: bytes,
+    fmt: str,
+    source: str,
+    dead_letter_source: str,
+    delimiter: str = ",",
+) -> list[Outcome]:
+    return [
+        judge(intake, r, source, dead_letter_source) for r in body_records(body, fmt, delimiter)
+    ]
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -102,8 +121,9 @@ def router(runtime: Runtime) -> APIRouter:
             source, dead_letter_source = named.removeprefix("file:"), named
         else:
             source, dead_letter_source = named or f"http:{client}", "http.messages"
-        outcomes = await asyncio.to_thread(judge_body, intake, body, fmt, source,
-                                           dead_letter_source, delimiter)
+        outcomes = await asyncio.to_thread(
+            judge_body, intake, body, fmt, source, dead_letter_source, delimiter
+        )
         batch = batch_of(outcomes, Batch())
         _checkpoint(request, batch, len(outcomes))
         metrics = runtime.metrics
@@ -138,4 +158,3 @@ def _checkpoint(request: Request, batch: Batch, records: int) -> None:
     if file_id and offset.isdigit():
         name = request.headers.get("x-stitchboard-import-name", "")
         add_checkpoint(batch, file_id, name, int(offset), records)
-

@@ -73,8 +73,9 @@ class MllpListener:
         self.metrics = metrics or Metrics()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  limit=self.read_size)
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=self.read_size
+        )
         sockets = self._server.sockets or ()
         if sockets and self.port == 0:
             self.port = sockets[0].getsockname()[1]
@@ -118,8 +119,12 @@ class MllpListener:
                     break
                 if not data:
                     if decoder.pending:
-                        log.warning("MLLP client %s disconnected mid-message (%d bytes dropped,"
-                                    " nothing acknowledged)", source, decoder.pending)
+                        log.warning(
+                            "MLLP client %s disconnected mid-message (%d bytes dropped,"
+                            " nothing acknowledged)",
+                            source,
+                            decoder.pending,
+                        )
                     break
                 try:
                     frames = decoder.feed(data)
@@ -146,8 +151,11 @@ class MllpListener:
             log.exception("MLLP connection from %s failed", source)
         finally:
             if decoder.discarded:
-                log.warning("MLLP client %s sent %d bytes outside <VT>…<FS><CR> frames; they"
-                            " were skipped", source, decoder.discarded)
+                log.warning(
+                    "MLLP client %s sent %d bytes outside <VT>…<FS><CR> frames; they were skipped",
+                    source,
+                    decoder.discarded,
+                )
             self._connections.discard(task)
             self._busy.discard(task)
             writer.close()
@@ -201,6 +209,11 @@ class MllpListener:
 
 def listener(runtime: Runtime) -> MllpListener:
     settings = runtime.settings
-    return MllpListener(Intake(runtime.config, runtime.pseudonymize), runtime.writer.write,
-                        settings.host, settings.mllp_port, max_frame=settings.max_body_bytes,
-                        metrics=runtime.metrics)
+    return MllpListener(
+        Intake(runtime.config, runtime.pseudonymize),
+        runtime.writer.write,
+        settings.host,
+        settings.mllp_port,
+        max_frame=settings.max_body_bytes,
+        metrics=runtime.metrics,
+    )

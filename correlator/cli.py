@@ -53,9 +53,7 @@ def correlate(
             service.sink.truncate()
         events = service.full_pass()
         elapsed = time.perf_counter() - started
-        statuses = Counter(
-            tx.status for tx in service.correlator.transactions(time.time_ns())
-        )
+        statuses = Counter(tx.status for tx in service.correlator.transactions(time.time_ns()))
     except StitchboardError as exc:
         fail(str(exc), 1)
         return

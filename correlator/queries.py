@@ -229,11 +229,20 @@ def events_by_id(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
 
 def _as_event(row: dict[str, Any]) -> Event:
     return Event(
-        event_id=row["event_id"], event_time=row["time_ns"], observed_time=row["observed_ns"],
-        source_kind=row["source_kind"], source=row["source"], facility=row["facility"],
-        system=row["system"], operation=row["operation"], status=row["status"],
-        status_message=row["status_message"], duration_ns=row["duration_ns"],
-        amount=row["amount"], trace_id=row["trace_id"], span_id=row["span_id"],
+        event_id=row["event_id"],
+        event_time=row["time_ns"],
+        observed_time=row["observed_ns"],
+        source_kind=row["source_kind"],
+        source=row["source"],
+        facility=row["facility"],
+        system=row["system"],
+        operation=row["operation"],
+        status=row["status"],
+        status_message=row["status_message"],
+        duration_ns=row["duration_ns"],
+        amount=row["amount"],
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
         keys=dict(row["keys"]),
     )
 
@@ -247,7 +256,8 @@ def _step(step: StepResult) -> dict[str, Any]:
         "anchor_time": iso(step.anchor_time),
         "warn_deadline": iso(step.warn_at),
         "breach_deadline": iso(step.breach_at),
-        "duration_seconds": step.duration_ns / 1e9 if step.first_time and step.anchor_time
+        "duration_seconds": step.duration_ns / 1e9
+        if step.first_time and step.anchor_time
         else None,
         "missed": step.level or None,
         "late_by_seconds": step.late_by_ns / 1e9 if step.level else None,

@@ -14,34 +14,101 @@ from stitchboard.events import Event
 from stitchboard.store import Store
 
 TX_COLUMNS = (
-    "id", "workflow", "id_time", "facility", "status", "level", "start_time", "end_time",
-    "last_time", "duration_ns", "warn_deadline", "breach_deadline", "flags", "missed_steps",
-    "amount", "event_ids", "event_steps", "key_names", "key_values", "event_count",
-    "error_count", "step_names", "step_counts", "step_first", "step_last", "step_levels",
-    "version", "deleted",
+    "id",
+    "workflow",
+    "id_time",
+    "facility",
+    "status",
+    "level",
+    "start_time",
+    "end_time",
+    "last_time",
+    "duration_ns",
+    "warn_deadline",
+    "breach_deadline",
+    "flags",
+    "missed_steps",
+    "amount",
+    "event_ids",
+    "event_steps",
+    "key_names",
+    "key_values",
+    "event_count",
+    "error_count",
+    "step_names",
+    "step_counts",
+    "step_first",
+    "step_last",
+    "step_levels",
+    "version",
+    "deleted",
 )
 
 
 def transaction_row(tx: Transaction, version: int) -> tuple:
     steps = tx.steps
     return (
-        tx.id, tx.workflow, tx.id_time, tx.facility, tx.status, tx.level, tx.start_time,
-        tx.end_time or None, tx.last_time, tx.duration_ns if tx.end_time else None,
-        tx.warn_deadline or None, tx.breach_deadline or None, tx.flags,
+        tx.id,
+        tx.workflow,
+        tx.id_time,
+        tx.facility,
+        tx.status,
+        tx.level,
+        tx.start_time,
+        tx.end_time or None,
+        tx.last_time,
+        tx.duration_ns if tx.end_time else None,
+        tx.warn_deadline or None,
+        tx.breach_deadline or None,
+        tx.flags,
         sorted({m.step for m in tx.missed}),
-        tx.amount, tx.event_ids, tx.event_steps,
-        [k for k, _ in tx.keys], [v for _, v in tx.keys],
-        len(tx.event_ids), tx.error_count,
-        [s.name for s in steps], [s.events for s in steps], [s.first_time for s in steps],
-        [s.last_time for s in steps], [s.level for s in steps],
-        version, 0,
+        tx.amount,
+        tx.event_ids,
+        tx.event_steps,
+        [k for k, _ in tx.keys],
+        [v for _, v in tx.keys],
+        len(tx.event_ids),
+        tx.error_count,
+        [s.name for s in steps],
+        [s.events for s in steps],
+        [s.first_time for s in steps],
+        [s.last_time for s in steps],
+        [s.level for s in steps],
+        version,
+        0,
     )
 
 
 def deleted_row(gone: Retired, version: int) -> tuple:
     return (
-        gone.id, gone.workflow, gone.id_time, "", "", "", gone.id_time, None, gone.id_time,
-        None, None, None, [], [], None, [], [], [], [], 0, 0, [], [], [], [], [], version, 1,
+        gone.id,
+        gone.workflow,
+        gone.id_time,
+        "",
+        "",
+        "",
+        gone.id_time,
+        None,
+        gone.id_time,
+        None,
+        None,
+        None,
+        [],
+        [],
+        None,
+        [],
+        [],
+        [],
+        [],
+        0,
+        0,
+        [],
+        [],
+        [],
+        [],
+        [],
+        version,
+        1,
     )
 
 
@@ -119,7 +186,8 @@ def read_events(
     """
     wanted = (
         "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
-        if attributes else "map()"
+        if attributes
+        else "map()"
     )
     sql = _SELECT_EVENTS.format(table=store.table("events"), attributes=wanted)
     params: dict[str, Any] = {"attribute_names": list(attributes)} if attributes else {}
@@ -140,8 +208,24 @@ def read_events(
     ) as stream:
         for rows in stream:
             yield [
-                Event(i, t, t, "", "", facility, system, operation, status, "", 0, amount, "",
-                      "", keys, attrs)
+                Event(
+                    i,
+                    t,
+                    t,
+                    "",
+                    "",
+                    facility,
+                    system,
+                    operation,
+                    status,
+                    "",
+                    0,
+                    amount,
+                    "",
+                    "",
+                    keys,
+                    attrs,
+                )
                 for i, t, facility, system, operation, status, amount, keys, attrs in rows
             ]
 
@@ -158,15 +242,37 @@ def events_from_batch(
     for row in rows:
         attrs = cast(dict, row[a])
         kept = {n: attrs[n] for n in names if n in attrs} if names and attrs else {}
-        events.append(Event(
-            cast(str, row[i]), cast(int, row[t]), cast(int, row[t]), "", "", cast(str, row[f]),
-            cast(str, row[s]), cast(str, row[o]), cast(str, row[st]), "", 0,
-            cast(Any, row[am]), "", "", cast(dict, row[k]), kept,
-        ))
+        events.append(
+            Event(
+                cast(str, row[i]),
+                cast(int, row[t]),
+                cast(int, row[t]),
+                "",
+                "",
+                cast(str, row[f]),
+                cast(str, row[s]),
+                cast(str, row[o]),
+                cast(str, row[st]),
+                "",
+                0,
+                cast(Any, row[am]),
+                "",
+                "",
+                cast(dict, row[k]),
+                kept,
+            )
+        )
     return events
 
 
 _NEEDED = (
-    "event_id", "event_time", "facility", "system", "operation", "status", "amount", "keys",
+    "event_id",
+    "event_time",
+    "facility",
+    "system",
+    "operation",
+    "status",
+    "amount",
+    "keys",
     "attributes",
 )

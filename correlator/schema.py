@@ -69,7 +69,6 @@ TRANSACTION_KEYS = Table(
 )
 
 
-
 def _create(ctx: SchemaContext) -> list[str]:
     return [*ctx.create(TRANSACTIONS), *ctx.create(TRANSACTION_KEYS)]
 

@@ -41,14 +41,16 @@ class CorrelatorMetrics:
         r = registry or CollectorRegistry()
         self.events = Counter("stitchboard_correlated_events", "Events correlated", registry=r)
         self.writes = Counter(
-            "stitchboard_transaction_writes", "Transaction rows written (upserts, retirements)",
+            "stitchboard_transaction_writes",
+            "Transaction rows written (upserts, retirements)",
             registry=r,
         )
         self.transactions = Gauge(
             "stitchboard_transactions", "Transactions held by the correlator", registry=r
         )
         self.pending = Gauge(
-            "stitchboard_correlator_pending_events", "Durable events not yet correlated",
+            "stitchboard_correlator_pending_events",
+            "Durable events not yet correlated",
             registry=r,
         )
         self.freshness = Histogram(
@@ -59,7 +61,8 @@ class CorrelatorMetrics:
         )
         self.dropped = Counter(
             "stitchboard_correlator_dropped_batches",
-            "Batches dropped by a full correlator queue (re-read from events)", registry=r,
+            "Batches dropped by a full correlator queue (re-read from events)",
+            registry=r,
         )
 
 
@@ -183,7 +186,9 @@ class CorrelatorService:
         self.metrics.events.inc(count)
         log.info(
             "correlator startup pass: %d events, %d transactions, %d stale rows retired",
-            count, self.correlator.transaction_count, retired,
+            count,
+            self.correlator.transaction_count,
+            retired,
         )
         return count
 

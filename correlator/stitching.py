@@ -57,7 +57,8 @@ class WorkflowStitcher:
         # restricted to the keys some fan-in step actually looks up.
         self._carried = [
             tuple(k for k in dict.fromkeys((*s.keys, *s.carries)) if k in lookup_keys)
-            if not s.fan_in else ()
+            if not s.fan_in
+            else ()
             for s in steps
         ]
         self._lookup = [tuple(s.fan_in) for s in steps]
@@ -184,9 +185,7 @@ class WorkflowStitcher:
                     heapq.heappush(self._deadlines, (deadline, root))
         live = {tx.id for tx in upserts}
         name = self.workflow.name
-        retired = tuple(
-            sorted(Retired(name, i, t) for i, t in self._retired if i not in live)
-        )
+        retired = tuple(sorted(Retired(name, i, t) for i, t in self._retired if i not in live))
         self._retired.clear()
         return Changes(tuple(upserts), retired)
 

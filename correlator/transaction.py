@@ -144,11 +144,17 @@ class Plan:
                 kind, index = self.ANCHOR_PREVIOUS, -1
             else:
                 kind, index = self.ANCHOR_STEP, names.index(within.after)
-            self.steps.append((
-                step.name, kind, index,
-                within.warn if within else None, within.breach if within else None,
-                step.repeat, step.optional,
-            ))
+            self.steps.append(
+                (
+                    step.name,
+                    kind,
+                    index,
+                    within.warn if within else None,
+                    within.breach if within else None,
+                    step.repeat,
+                    step.optional,
+                )
+            )
         self.core_steps = frozenset(i for i, s in enumerate(workflow.steps) if not s.fan_in)
         self.required = tuple(i for i, s in enumerate(workflow.steps) if not s.optional)
         e2e = workflow.within
@@ -274,16 +280,39 @@ def summarize(
                 missed.append(Missed(name, WARN, warn_at, 0, late_by))
         if level and _RANK[level] > rank:
             rank = _RANK[level]
-        results.append(StepResult(
-            name, len(events), first[i], events[-1].event_time if events else 0, anchor,
-            warn_at, breach_at, first[i] - anchor if events and anchor else 0, level, late_by,
-            amount, status,
-        ))
+        results.append(
+            StepResult(
+                name,
+                len(events),
+                first[i],
+                events[-1].event_time if events else 0,
+                anchor,
+                warn_at,
+                breach_at,
+                first[i] - anchor if events and anchor else 0,
+                level,
+                late_by,
+                amount,
+                status,
+            )
+        )
     if unexpected:
-        results.append(StepResult(
-            UNEXPECTED_NAME, len(unexpected), unexpected[0].event_time,
-            unexpected[-1].event_time, 0, 0, 0, 0, "", 0, None, unexpected[-1].status,
-        ))
+        results.append(
+            StepResult(
+                UNEXPECTED_NAME,
+                len(unexpected),
+                unexpected[0].event_time,
+                unexpected[-1].event_time,
+                0,
+                0,
+                0,
+                0,
+                "",
+                0,
+                None,
+                unexpected[-1].status,
+            )
+        )
 
     if plan.e2e_warn is not None or plan.e2e_breach is not None:
         e2e_level, e2e_missed = _end_to_end(

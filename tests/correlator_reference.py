@@ -151,7 +151,12 @@ def reference_summarize(
                 events=len(unexpected),
                 first_time=unexpected[0].event.event_time,
                 last_time=unexpected[-1].event.event_time,
-                anchor_time=0, warn_at=0, breach_at=0, duration_ns=0, level="", late_by_ns=0,
+                anchor_time=0,
+                warn_at=0,
+                breach_at=0,
+                duration_ns=0,
+                level="",
+                late_by_ns=0,
                 amount=None,
                 status=unexpected[-1].event.status,
             )
@@ -200,9 +205,7 @@ def reference_summarize(
         amount=amount,
         keys=tuple(keys),
         event_ids=tuple(h.event.event_id for h in all_hops),
-        event_steps=tuple(
-            steps[h.step].name if h.step >= 0 else UNEXPECTED_NAME for h in all_hops
-        ),
+        event_steps=tuple(steps[h.step].name if h.step >= 0 else UNEXPECTED_NAME for h in all_hops),
         error_count=error_count,
     )
 
@@ -254,5 +257,3 @@ def _flags(
     if has_unexpected:
         flags.append(UNEXPECTED_STEP)
     return tuple(flags)
-
-

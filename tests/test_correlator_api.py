@@ -39,20 +39,31 @@ def journal_span() -> dict:
 
     start = 1741996800 * 10**9  # 2025-03-15
     return {
-        "resourceSpans": [{
-            "resource": {"attributes": [attr("service.name", "ERP_GL"),
-                                        attr("facility.id", "NMC01")]},
-            "scopeSpans": [{"spans": [{
-                "traceId": "0af7651916cd43dd8448eb211c80319c",
-                "spanId": "b7ad6b7169203331",
-                "name": "gl.journal.post",
-                "kind": 1,
-                "startTimeUnixNano": str(start),
-                "endTimeUnixNano": str(start + 10**9),
-                "attributes": [attr("charge.batch_id", "B20250312-OR07"),
-                               attr("gl.journal_id", "JE-2025-0315-7010")],
-            }]}],
-        }]
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [attr("service.name", "ERP_GL"), attr("facility.id", "NMC01")]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                "spanId": "b7ad6b7169203331",
+                                "name": "gl.journal.post",
+                                "kind": 1,
+                                "startTimeUnixNano": str(start),
+                                "endTimeUnixNano": str(start + 10**9),
+                                "attributes": [
+                                    attr("charge.batch_id", "B20250312-OR07"),
+                                    attr("gl.journal_id", "JE-2025-0315-7010"),
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
     }
 
 
@@ -69,11 +80,17 @@ def wait_for(fetch, predicate, timeout: float = 30):
 def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
     with serve_process() as server:
         api = f"{server.api}/api/v1"
-        send_mllp(server.mllp_port, (DATA / "adt_a03.hl7").read_bytes(), ACK_FROM_ENGINE,
-                  (DATA / "dft_p03.hl7").read_bytes())
+        send_mllp(
+            server.mllp_port,
+            (DATA / "adt_a03.hl7").read_bytes(),
+            ACK_FROM_ENGINE,
+            (DATA / "dft_p03.hl7").read_bytes(),
+        )
         response = httpx.post(
-            f"{server.otlp_http}/v1/traces", content=json.dumps(journal_span()),
-            headers={"content-type": "application/json"}, timeout=10,
+            f"{server.otlp_http}/v1/traces",
+            content=json.dumps(journal_span()),
+            headers={"content-type": "application/json"},
+            timeout=10,
         )
         assert response.status_code == 200, response.text
 
@@ -94,7 +111,9 @@ def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
 
         detail = httpx.get(f"{api}/transactions/{tx['id']}").json()
         assert [(e["step"], e["system"]) for e in detail["events"]] == [
-            ("charge", "PERIOP"), ("discharge", "EHR_ADT"), ("engine_ack", "IFENGINE"),
+            ("charge", "PERIOP"),
+            ("discharge", "EHR_ADT"),
+            ("engine_ack", "IFENGINE"),
             ("gl_journal", "ERP_GL"),
         ]
         journal = detail["events"][-1]
@@ -103,8 +122,9 @@ def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
         assert ack["count"] == 1 and ack["missed"] is None
         assert {m["step"] for m in detail["missed"]} >= {"coding_complete", "final_bill"}
 
-        listing = httpx.get(f"{api}/transactions",
-                            params={"workflow": "discharge_to_revenue", "status": "overdue"}).json()
+        listing = httpx.get(
+            f"{api}/transactions", params={"workflow": "discharge_to_revenue", "status": "overdue"}
+        ).json()
         assert tx["id"] in {t["id"] for t in listing["transactions"]}
         names = {w["name"] for w in httpx.get(f"{api}/workflows").json()["workflows"]}
         assert "timecard_to_labor_gl" in names

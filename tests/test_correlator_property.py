@@ -68,9 +68,7 @@ def streams(draw, config: SlasConfig):
     for n in range(draw(st.integers(1, 30))):
         i = draw(st.integers(-1, len(steps) - 1))
         names = KEYS if i < 0 else (*steps[i].keys, *steps[i].carries, *steps[i].fan_in)
-        keys = {
-            k: f"{k}-{draw(st.integers(0, 5))}" for k in names if draw(st.integers(0, 9)) < 8
-        }
+        keys = {k: f"{k}-{draw(st.integers(0, 5))}" for k in names if draw(st.integers(0, 9)) < 8}
         events.append(
             ev(
                 "S",

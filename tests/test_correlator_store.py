@@ -64,7 +64,8 @@ def test_full_pass_writes_transactions_and_details(clean) -> None:
     # Step figures are plain arrays too, for SQL readers (dashboards, SLOs).
     [(names, counts)] = store.rows(
         f"SELECT step_names, step_counts FROM {store.table('transactions')} FINAL"
-        " WHERE id = {id:String}", {"id": by_charge["id"]},
+        " WHERE id = {id:String}",
+        {"id": by_charge["id"]},
     )
     assert (names[2], counts[2]) == ("charge", 2)
 
@@ -112,9 +113,10 @@ def test_config_change_and_rebuild_retire_stale_transactions(clean) -> None:
     CorrelatorService(store, CONFIG).full_pass()
     assert len(d2r(store)) == 1
     fewer = SlasConfig.model_validate(
-        {**CONFIG.model_dump(mode="json"), "workflows": [
-            w.model_dump(mode="json") for w in CONFIG.workflows[1:]
-        ]}
+        {
+            **CONFIG.model_dump(mode="json"),
+            "workflows": [w.model_dump(mode="json") for w in CONFIG.workflows[1:]],
+        }
     )
     CorrelatorService(store, fewer).full_pass()
     assert d2r(store) == []
@@ -158,18 +160,31 @@ def test_rows_the_engine_inserted_are_read_back_by_their_stamp(clean) -> None:
 
 def test_attribute_matches_work_on_stored_and_streamed_events(clean) -> None:
     store = clean
-    bill_only = ev("ERP_PO", "x12.850.send", T0, po="P1", case="K1",
-                   attributes={"po.type": "bill_only", "vendor": "ACME"})
+    bill_only = ev(
+        "ERP_PO",
+        "x12.850.send",
+        T0,
+        po="P1",
+        case="K1",
+        attributes={"po.type": "bill_only", "vendor": "ACME"},
+    )
     insert(store, [bill_only])
     service = CorrelatorService(store, CONFIG)
     service.full_pass()
-    standard = ev("ERP_PO", "x12.850.send", T0 + HOUR, po="P2", requisition="R2",
-                  attributes={"po.type": "standard", "vendor": "ACME"})
+    standard = ev(
+        "ERP_PO",
+        "x12.850.send",
+        T0 + HOUR,
+        po="P2",
+        requisition="R2",
+        attributes={"po.type": "standard", "vendor": "ACME"},
+    )
     service.on_batch(batch([standard]))
     service.step()
     items, _ = listing(store, TransactionFilter(), 10, LATER)
     assert sorted((i["workflow"], i["keys"]["po"][0]) for i in items) == [
-        ("implant_use_to_replenishment", "P1"), ("requisition_to_payment", "P2"),
+        ("implant_use_to_replenishment", "P1"),
+        ("requisition_to_payment", "P2"),
     ]
 
 

@@ -48,23 +48,36 @@ def test_replay_after_fixing_slas_yaml_is_idempotent(runtime, store):
     outcomes = [
         intake.hl7((DATA / "v23_adt_a01.hl7").read_bytes(), "mllp:10.0.0.9", "mllp"),
         intake.hl7((DATA / "v24_oru_r01.hl7").read_bytes(), "http", "http.messages"),
-        intake.json_line(b'{"time": "2026-03-01T10:00:00Z", "facility": "ZZZ", "msg_id": "J-1",'
-                         b' "mrn": "MRN-DL-1"}', "mw.jsonl", "file:mw.jsonl"),
-        intake.row({"timestamp": "2026-03-01 10:00", "facility": "ZZZ", "invoice": "INV-DL"},
-                   "erp.csv", "file:erp.csv"),
+        intake.json_line(
+            b'{"time": "2026-03-01T10:00:00Z", "facility": "ZZZ", "msg_id": "J-1",'
+            b' "mrn": "MRN-DL-1"}',
+            "mw.jsonl",
+            "file:mw.jsonl",
+        ),
+        intake.row(
+            {"timestamp": "2026-03-01 10:00", "facility": "ZZZ", "invoice": "INV-DL"},
+            "erp.csv",
+            "file:erp.csv",
+        ),
         intake.hl7(b"not hl7 at all", "mllp:10.0.0.9", "mllp"),
     ]
     assert all(not o.accepted for o in outcomes)
-    otlp = traces_to_batch(spans_request(3, facility="ZZZ", seed=7),
-                           Normalizer(runtime.config, runtime.pseudonymize))
+    otlp = traces_to_batch(
+        spans_request(3, facility="ZZZ", seed=7), Normalizer(runtime.config, runtime.pseudonymize)
+    )
     assert otlp.rejected == 3
     runtime.writer.write_sync(batch_of(outcomes))
     runtime.writer.write_sync(otlp.batch)
 
     listed = list_dead_letters(store, Filter())
     assert len(listed) == 8
-    assert {r["source"] for r in listed} == {"mllp", "http.messages", "file:mw.jsonl",
-                                             "file:erp.csv", "otlp.traces"}
+    assert {r["source"] for r in listed} == {
+        "mllp",
+        "http.messages",
+        "file:mw.jsonl",
+        "file:erp.csv",
+        "otlp.traces",
+    }
     assert len(list_dead_letters(store, Filter(reason="UNKNOWN FACILITY 'zzz'"))) == 5
     assert len(list_dead_letters(store, Filter(source="file:*"))) == 2
 

@@ -151,8 +151,10 @@ def test_unknown_facility_and_missing_time_are_rejected_with_actionable_reasons(
         ("MSH", "too short"),
         ("MSHA^~\\&|X", "not a delimiter"),
         ("MSH|^|X", "encoding characters"),
-        ("MSH|^~\\&|A|NMC01|||20250101||ADT^A01|1|P|2.5\rthis is not a segment\r",
-         "segment 2 is not an HL7 segment"),
+        (
+            "MSH|^~\\&|A|NMC01|||20250101||ADT^A01|1|P|2.5\rthis is not a segment\r",
+            "segment 2 is not an HL7 segment",
+        ),
     ],
 )
 def test_malformed_messages_say_what_is_wrong(text: str, reason: str) -> None:
@@ -165,8 +167,15 @@ def test_phi_fields_are_masked_leaf_by_leaf_and_masking_is_stable() -> None:
     extractor = Hl7Extractor(repo_config(), PSEUDO)
     result = extractor.extract(sample("v26_dft_p03_three_lines.hl7"), "x", 0)
     masked = result.masked
-    for raw in ("MRN777001", "999-00-1234", "O'BRIEN", "SEÁN", "19700101", "1 MAIN ST",
-                "(518)555-0100"):
+    for raw in (
+        "MRN777001",
+        "999-00-1234",
+        "O'BRIEN",
+        "SEÁN",
+        "19700101",
+        "1 MAIN ST",
+        "(518)555-0100",
+    ):
         assert raw not in masked
     assert PSEUDO("MRN777001") in masked and PSEUDO("999-00-1234") in masked
     # Non-PHI fields and the structure survive.
@@ -249,7 +258,7 @@ def test_mllp_decoder_handles_partial_frames_garbage_and_restarts() -> None:
     decoder = MllpDecoder()
     frames = []
     for i in range(0, len(stream), 7):
-        frames.extend(decoder.feed(stream[i:i + 7]))
+        frames.extend(decoder.feed(stream[i : i + 7]))
     assert frames == [msg, msg]
     assert decoder.discarded == len(b"noise") + 1 + 40
     assert decoder.pending == 0
@@ -263,7 +272,7 @@ def test_mllp_decoder_any_chunking(names: list[str], size: int) -> None:
     decoder = MllpDecoder()
     frames = []
     for i in range(0, len(stream), size):
-        frames.extend(decoder.feed(stream[i:i + size]))
+        frames.extend(decoder.feed(stream[i : i + size]))
     assert frames == messages
 
 
@@ -271,9 +280,12 @@ def test_every_messages_field_is_documented() -> None:
     from stitchboard.config.messages import Hl7Mapping, LogMapping, MessagesConfig
 
     doc = (ROOT / "docs" / "slas.md").read_text()
-    missing = [f"{model.__name__}.{name}" for model in (MessagesConfig, Hl7Mapping, LogMapping)
-               for name in model.model_fields
-               if f"`{name}`" not in doc and f"messages.{name}" not in doc]
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in (MessagesConfig, Hl7Mapping, LogMapping)
+        for name in model.model_fields
+        if f"`{name}`" not in doc and f"messages.{name}" not in doc
+    ]
     assert missing == []
 
 
@@ -314,7 +326,10 @@ def test_reused_control_ids_do_not_collide_but_resends_do() -> None:
     intake = Intake(repo_config(), PSEUDO)
     first = intake.hl7(sample("adt_a03.hl7"), "x", "x").events[0]
     resent = intake.hl7(sample("adt_a03.hl7"), "y", "y").events[0]
-    reused = intake.hl7(sample("adt_a03.hl7").replace("20250314162210||ADT^A03",
-                                                      "20250315080000||ADT^A03"), "x", "x")
+    reused = intake.hl7(
+        sample("adt_a03.hl7").replace("20250314162210||ADT^A03", "20250315080000||ADT^A03"),
+        "x",
+        "x",
+    )
     assert first.event_id == resent.event_id
     assert reused.events[0].event_id != first.event_id

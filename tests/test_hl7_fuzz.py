@@ -27,8 +27,26 @@ JSON_LINES = [
     b'{"ts": 1772359200, "facility": "LCH", "system": "MW", "status": "failed", "mrn": "M-1"}',
     b'{"event_time": "20260301100000", "facility": {"id": "X"}, "keys": [1, 2, null]}',
 ]
-SPECIAL = [b"|", b"^", b"~", b"\\", b"&", b"\r", b"\n", b"MSH", b"\xff", b"\x00", "é".encode(),
-           b'""', b"\\X0D\\", b"\\F\\", b"FT1|", b"PID|1||", b"-0500", b"99999999999999"]
+SPECIAL = [
+    b"|",
+    b"^",
+    b"~",
+    b"\\",
+    b"&",
+    b"\r",
+    b"\n",
+    b"MSH",
+    b"\xff",
+    b"\x00",
+    "é".encode(),
+    b'""',
+    b"\\X0D\\",
+    b"\\F\\",
+    b"FT1|",
+    b"PID|1||",
+    b"-0500",
+    b"99999999999999",
+]
 
 
 def mutate(rnd: random.Random, message: bytes) -> bytes:
@@ -37,13 +55,13 @@ def mutate(rnd: random.Random, message: bytes) -> bytes:
         op = rnd.randrange(6)
         at = rnd.randrange(len(data) + 1)
         if op == 0 and data:
-            del data[at:at + rnd.randint(1, 8)]
+            del data[at : at + rnd.randint(1, 8)]
         elif op == 1:
             data[at:at] = rnd.choice(SPECIAL)
         elif op == 2:
             data[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 6)))
         elif op == 3:
-            del data[rnd.randrange(len(data) + 1):]
+            del data[rnd.randrange(len(data) + 1) :]
         elif op == 4:
             segments = bytes(data).split(b"\r")
             rnd.shuffle(segments)
@@ -55,8 +73,11 @@ def mutate(rnd: random.Random, message: bytes) -> bytes:
 
 inputs = st.one_of(
     st.binary(max_size=300),
-    st.builds(lambda seed, i: mutate(random.Random(seed), SAMPLES[i]),
-              st.integers(0, 2**32), st.integers(0, len(SAMPLES) - 1)),
+    st.builds(
+        lambda seed, i: mutate(random.Random(seed), SAMPLES[i]),
+        st.integers(0, 2**32),
+        st.integers(0, len(SAMPLES) - 1),
+    ),
 )
 
 
@@ -67,8 +88,11 @@ def runtime(store):
     rt.writer.close()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                    HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=inputs)
 def test_intake_never_raises_and_always_decides(runtime, data: bytes) -> None:
     outcome = Intake(runtime.config, runtime.pseudonymize).hl7(data, "fuzz", "mllp")
@@ -91,14 +115,16 @@ def test_listener_answers_every_frame_and_keeps_every_input(runtime, store):
             body = mutate(rnd, rnd.choice(SAMPLES))
         # <VT> and <FS> are MLLP's own framing bytes and cannot occur inside a message.
         frames.append(body.replace(b"\x0b", b"").replace(b"\x1c", b""))
-    stream = b"".join(bytes(rnd.randrange(32, 127) for _ in range(rnd.randint(0, 5)))
-                      + b"\x0b" + f + b"\x1c\r" for f in frames)
+    stream = b"".join(
+        bytes(rnd.randrange(32, 127) for _ in range(rnd.randint(0, 5))) + b"\x0b" + f + b"\x1c\r"
+        for f in frames
+    )
     with InProcess([listener]), socket.create_connection(("127.0.0.1", listener.port)) as sock:
         sock.settimeout(30)
         position = 0
         while position < len(stream):
             size = rnd.randint(1, 4096)
-            sock.sendall(stream[position:position + size])
+            sock.sendall(stream[position : position + size])
             position += size
         received = b""
         while received.count(b"\x1c\r") < len(frames):
@@ -120,12 +146,22 @@ def test_listener_answers_every_frame_and_keeps_every_input(runtime, store):
             assert len(msa) > 3 and msa[3], "AE without a reason"
             assert expected.dead_letter is not None
             letter_ids.add(expected.dead_letter.dead_letter_id)
-    stored_events = {r for (r,) in store.rows(
-        f"SELECT event_id FROM {store.table('events')} FINAL WHERE has({{ids:Array(String)}},"
-        " event_id)", {"ids": sorted(event_ids)})}
-    stored_letters = {r for (r,) in store.rows(
-        f"SELECT id FROM {store.table('dead_letters')} FINAL WHERE has({{ids:Array(String)}}, id)",
-        {"ids": sorted(letter_ids)})}
+    stored_events = {
+        r
+        for (r,) in store.rows(
+            f"SELECT event_id FROM {store.table('events')} FINAL WHERE has({{ids:Array(String)}},"
+            " event_id)",
+            {"ids": sorted(event_ids)},
+        )
+    }
+    stored_letters = {
+        r
+        for (r,) in store.rows(
+            f"SELECT id FROM {store.table('dead_letters')} FINAL"
+            " WHERE has({ids:Array(String)}, id)",
+            {"ids": sorted(letter_ids)},
+        )
+    }
     assert stored_events == event_ids
     assert stored_letters == letter_ids
     assert letter_ids  # the fuzz did produce rejections

@@ -30,7 +30,8 @@ def count(store, where: str, table: str = "events") -> int:
 
 
 def test_hl7_file_with_lf_separators_is_imported_and_reimport_stores_nothing(
-        runtime, store, tmp_path):
+    runtime, store, tmp_path
+):
     path = tmp_path / "adt.txt"
     body = b"complete garbage line\n"
     body += b"".join(adt(n).replace(b"\r", b"\n") + b"\n" for n in range(1200))
@@ -78,28 +79,46 @@ def test_interrupted_import_resumes_after_the_last_durable_chunk(runtime, store,
 
 def test_mllp_dump_and_batch_file(runtime, store, tmp_path):
     dump = tmp_path / "capture.mllp"
-    dump.write_bytes(b"".join(b"\x0b" + adt(20_000 + n) + b"\x1c\r\n" for n in range(50))
-                     + b"\x0b" + adt(20_050)[:50])  # cut off mid-frame
+    dump.write_bytes(
+        b"".join(b"\x0b" + adt(20_000 + n) + b"\x1c\r\n" for n in range(50))
+        + b"\x0b"
+        + adt(20_050)[:50]
+    )  # cut off mid-frame
     report = import_file(DirectTarget(runtime), dump, "auto", restart=False, chunk_size=20)
     assert (report.records, report.events, report.rejected) == (51, 50, 1)
     batch = import_file(DirectTarget(runtime), DATA / "batch_fhs_bhs.hl7", "auto", False, 10)
     # FHS/BHS/BTS/FTS envelopes are not messages; the third has no EVN-2, so MSH-7 dates it.
     assert (batch.records, batch.events, batch.rejected) == (3, 3, 0)
     assert count(store, "keys['msg'] IN ('B-ADT-1', 'B-ADT-2', 'B-ADT-3')") == 3
-    letters = store.rows(f"SELECT reason FROM {store.table('dead_letters')} FINAL"
-                         " WHERE source = 'file:capture.mllp'")
+    letters = store.rows(
+        f"SELECT reason FROM {store.table('dead_letters')} FINAL WHERE source = 'file:capture.mllp'"
+    )
     assert letters == [("MLLP frame not terminated: the file ends in the middle of a message",)]
 
 
 def test_json_lines_and_csv_files(runtime, store, tmp_path):
     jsonl = tmp_path / "middleware.jsonl"
-    rows = [{"ts": f"2026-03-01T10:{n % 60:02d}:00-05:00", "facility": "LCH", "system": "MW",
-             "event": "claim.submitted", "claim": f"CLM-{n}", "amount": n}
-            for n in range(300)]
+    rows = [
+        {
+            "ts": f"2026-03-01T10:{n % 60:02d}:00-05:00",
+            "facility": "LCH",
+            "system": "MW",
+            "event": "claim.submitted",
+            "claim": f"CLM-{n}",
+            "amount": n,
+        }
+        for n in range(300)
+    ]
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    config = runtime.config.model_copy(update={"messages": runtime.config.messages.model_copy(
-        update={"logs": runtime.config.messages.logs.model_copy(
-            update={"event_time": ["ts"]})})})
+    config = runtime.config.model_copy(
+        update={
+            "messages": runtime.config.messages.model_copy(
+                update={
+                    "logs": runtime.config.messages.logs.model_copy(update={"event_time": ["ts"]})
+                }
+            )
+        }
+    )
     custom = make_runtime(store, config=config)
     try:
         report = import_file(DirectTarget(custom), jsonl, "auto", False, 128)
@@ -111,8 +130,11 @@ def test_json_lines_and_csv_files(runtime, store, tmp_path):
     csv_path = tmp_path / "erp.csv"
     csv_path.write_text(
         "timestamp,facility,system,operation,invoice,po,amount,note\n"
-        + "".join(f'2026-03-02T08:00:{n % 60:02d},MSC03,ERP,invoice.matched,INV-{n},PO-{n},'
-                  f'{n}.5,"multi\nline note"\n' for n in range(200))
+        + "".join(
+            f"2026-03-02T08:00:{n % 60:02d},MSC03,ERP,invoice.matched,INV-{n},PO-{n},"
+            f'{n}.5,"multi\nline note"\n'
+            for n in range(200)
+        )
         + "2026-03-02T09:00:00,ELSEWHERE,ERP,invoice.matched,INV-X,PO-X,1,\n"
     )
     report = import_file(DirectTarget(runtime), csv_path, "auto", False, 64)

@@ -21,7 +21,10 @@ DATA = Path(__file__).parent / "data" / "hl7"
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     return subprocess.run(
         [sys.executable, "-m", "stitchboard", *args],
-        capture_output=True, text=True, timeout=300, cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd or ROOT,
         env={**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **(env or {})},
     )
 
@@ -31,10 +34,16 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
     config = tmp_path / "slas.yaml"
     config.write_text((ROOT / "slas.yaml").read_text())
     adt_file = tmp_path / "adt.hl7"
-    adt_file.write_bytes(b"".join(
-        (DATA / "adt_a03.hl7").read_bytes().replace(b"ADT20250314162210004417",
-                                                     f"E2E-{n:05d}".encode()) + b"\n"
-        for n in range(2000)) + (DATA / "v23_adt_a01.hl7").read_bytes())
+    adt_file.write_bytes(
+        b"".join(
+            (DATA / "adt_a03.hl7")
+            .read_bytes()
+            .replace(b"ADT20250314162210004417", f"E2E-{n:05d}".encode())
+            + b"\n"
+            for n in range(2000)
+        )
+        + (DATA / "v23_adt_a01.hl7").read_bytes()
+    )
     server = ServeProcess(tmp_path / "data", config=config).start()
     try:
         with MLLPClient("127.0.0.1", server.mllp_port) as client:
@@ -52,10 +61,16 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
 
         listed = cli("dead-letters", "list", env=env, cwd=tmp_path)
         assert listed.returncode == 0 and "GOOD HEALTH" in listed.stdout
-        config.write_text(config.read_text().replace(
-            "facilities:\n", "facilities:\n  - {id: GHH01, aliases: [GOOD HEALTH HOSPITAL]}\n", 1))
-        replayed = cli("dead-letters", "replay", "--reason", "unknown facility", env=env,
-                       cwd=tmp_path)
+        config.write_text(
+            config.read_text().replace(
+                "facilities:\n",
+                "facilities:\n  - {id: GHH01, aliases: [GOOD HEALTH HOSPITAL]}\n",
+                1,
+            )
+        )
+        replayed = cli(
+            "dead-letters", "replay", "--reason", "unknown facility", env=env, cwd=tmp_path
+        )
         assert replayed.returncode == 0, replayed.stderr
         assert "1 replayed" in replayed.stdout
         health = server.health()
@@ -66,14 +81,22 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
     # The server is gone: import opens the store directly.
     credit = tmp_path / "credit.hl7"
     credit.write_bytes((DATA / "dft_p03_credit.hl7").read_bytes())
-    direct = cli("import", str(credit), "--clickhouse", server.clickhouse,
-                 env={"STITCHBOARD_PORT": str(server.port)}, cwd=tmp_path)
+    direct = cli(
+        "import",
+        str(credit),
+        "--clickhouse",
+        server.clickhouse,
+        env={"STITCHBOARD_PORT": str(server.port)},
+        cwd=tmp_path,
+    )
     assert direct.returncode == 0, direct.stderr
     assert "store chdb://" in direct.stderr
-    rows = sql(server.clickhouse,
-               "SELECT countIf(startsWith(keys['msg'], 'E2E-')) AS imported,"
-               " countIf(keys['msg'] = 'DFT20250312110545000188') AS mllp,"
-               " countIf(facility = 'GHH01') AS replayed,"
-               " countIf(keys['charge'] = 'CHG-88120457-R1') AS direct"
-               " FROM {db}.events FINAL")
+    rows = sql(
+        server.clickhouse,
+        "SELECT countIf(startsWith(keys['msg'], 'E2E-')) AS imported,"
+        " countIf(keys['msg'] = 'DFT20250312110545000188') AS mllp,"
+        " countIf(facility = 'GHH01') AS replayed,"
+        " countIf(keys['charge'] = 'CHG-88120457-R1') AS direct"
+        " FROM {db}.events FINAL",
+    )
     assert rows == [{"imported": 2000, "mllp": 1, "replayed": 1, "direct": 1}]

@@ -26,7 +26,9 @@ def serve(runtime):
     port = free_port()
     routers = [messages_api.router(runtime), dead_letters.router(runtime)]
     app = build_api(runtime, routers)
-    return InProcess([HttpComponent("api", app, "127.0.0.1", port, "API")]), f"http://127.0.0.1:{port}"
+    return InProcess(
+        [HttpComponent("api", app, "127.0.0.1", port, "API")]
+    ), f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +45,14 @@ def count(store, table: str, where: str) -> int:
 
 
 def test_hl7_messages_are_durable_before_200_with_per_record_rejections(api, store):
-    body = b"\n".join([
-        (DATA / "adt_a03.hl7").read_bytes(),
-        (DATA / "v26_dft_p03_three_lines.hl7").read_bytes(),
-        (DATA / "v23_adt_a01.hl7").read_bytes(),  # facility not declared in slas.yaml
-    ])
-    response = httpx.post(f"{api}/api/v1/messages", content=body,
-                          headers={"Content-Type": HL7})
+    body = b"\n".join(
+        [
+            (DATA / "adt_a03.hl7").read_bytes(),
+            (DATA / "v26_dft_p03_three_lines.hl7").read_bytes(),
+            (DATA / "v23_adt_a01.hl7").read_bytes(),  # facility not declared in slas.yaml
+        ]
+    )
+    response = httpx.post(f"{api}/api/v1/messages", content=body, headers={"Content-Type": HL7})
     assert response.status_code == 200
     result = response.json()
     assert result["received"] == 3 and result["accepted"] == 2 and result["rejected"] == 1
@@ -68,16 +71,31 @@ def test_hl7_messages_are_durable_before_200_with_per_record_rejections(api, sto
 
 def test_json_lines_with_good_and_bad_records(api, store):
     lines = [
-        {"timestamp": "2026-03-10T10:00:00Z", "facility": "NMC", "system": "ERP_GL",
-         "operation": "journal.posted", "journal": "J-1", "charge_batch": "B-1", "amount": "12.5"},
-        {"timestamp": 1773137000, "facility": "LCH02", "system": "MW", "status": "failed",
-         "msg_id": "M-77", "error": "downstream timeout", "mrn": "MRN-JSON-1"},
+        {
+            "timestamp": "2026-03-10T10:00:00Z",
+            "facility": "NMC",
+            "system": "ERP_GL",
+            "operation": "journal.posted",
+            "journal": "J-1",
+            "charge_batch": "B-1",
+            "amount": "12.5",
+        },
+        {
+            "timestamp": 1773137000,
+            "facility": "LCH02",
+            "system": "MW",
+            "status": "failed",
+            "msg_id": "M-77",
+            "error": "downstream timeout",
+            "mrn": "MRN-JSON-1",
+        },
         {"facility": "NMC01", "system": "MW", "mrn": "MRN-JSON-2"},  # no time
         "not an object",
     ]
     body = "\n".join(json.dumps(x) for x in lines) + '\n{"mrn": "MRN-JSON-3", broken\n'
-    response = httpx.post(f"{api}/api/v1/messages", content=body,
-                          headers={"Content-Type": "application/x-ndjson"})
+    response = httpx.post(
+        f"{api}/api/v1/messages", content=body, headers={"Content-Type": "application/x-ndjson"}
+    )
     assert response.status_code == 200
     result = response.json()
     assert (result["accepted"], result["rejected"]) == (2, 3)
@@ -105,51 +123,66 @@ def test_json_lines_with_good_and_bad_records(api, store):
 def test_csv_rows(api, store):
     body = (
         "event_time,facility,system,operation,po,invoice,amount\n"
-        "2026-03-01 08:00:00,MSC03,ERP,invoice.matched,PO-9,INV-9,\"1,250.00\"\n"
+        '2026-03-01 08:00:00,MSC03,ERP,invoice.matched,PO-9,INV-9,"1,250.00"\n'
         "2026-03-01 09:00:00,MSC03,ERP,invoice.matched,PO-10,INV-10,10,extra\n"
     )
-    response = httpx.post(f"{api}/api/v1/messages", content=body,
-                          headers={"Content-Type": "text/csv"})
+    response = httpx.post(
+        f"{api}/api/v1/messages", content=body, headers={"Content-Type": "text/csv"}
+    )
     result = response.json()
     assert (result["accepted"], result["rejected"]) == (1, 1)
     assert "more values than the header" in result["rejections"][0]["reason"]
-    row = store.dicts(f"SELECT amount, keys, source_kind FROM {store.table('events')} FINAL"
-                      " WHERE keys['po'] = 'PO-9'")[0]
+    row = store.dicts(
+        f"SELECT amount, keys, source_kind FROM {store.table('events')} FINAL"
+        " WHERE keys['po'] = 'PO-9'"
+    )[0]
     assert str(row["amount"]) == "1250.00" and row["keys"]["invoice"] == "INV-9"
     assert row["source_kind"] == "csv"
 
 
 def test_gzip_body(api, store):
     body = gzip.compress((DATA / "dft_p03_credit.hl7").read_bytes())
-    response = httpx.post(f"{api}/api/v1/messages", content=body,
-                          headers={"Content-Type": HL7, "Content-Encoding": "gzip"})
+    response = httpx.post(
+        f"{api}/api/v1/messages",
+        content=body,
+        headers={"Content-Type": HL7, "Content-Encoding": "gzip"},
+    )
     assert response.status_code == 200 and response.json()["accepted"] == 1
 
 
 def test_errors_have_the_common_shape(api):
-    wrong = httpx.post(f"{api}/api/v1/messages", content=b"x",
-                       headers={"Content-Type": "application/pdf"})
+    wrong = httpx.post(
+        f"{api}/api/v1/messages", content=b"x", headers={"Content-Type": "application/pdf"}
+    )
     assert wrong.status_code == 415
     assert wrong.json()["error"]["code"] == "unsupported_media_type"
-    big = httpx.post(f"{api}/api/v1/messages", content=b"M" * 300_000,
-                     headers={"Content-Type": HL7})
+    big = httpx.post(
+        f"{api}/api/v1/messages", content=b"M" * 300_000, headers={"Content-Type": HL7}
+    )
     assert big.status_code == 413 and "limit" in big.json()["error"]["message"]
     empty = httpx.post(f"{api}/api/v1/messages", content=b"", headers={"Content-Type": HL7})
     assert empty.status_code == 200 and empty.json()["received"] == 0
 
 
 def test_import_checkpoint_travels_with_the_records(api, store):
-    headers = {"Content-Type": HL7, "X-Stitchboard-Source": "file:adt.hl7",
-               "X-Stitchboard-Import-Id": "f" * 32, "X-Stitchboard-Import-Offset": "519",
-               "X-Stitchboard-Import-Name": "adt.hl7"}
-    response = httpx.post(f"{api}/api/v1/messages", content=(DATA / "adt_a03.hl7").read_bytes(),
-                          headers=headers)
+    headers = {
+        "Content-Type": HL7,
+        "X-Stitchboard-Source": "file:adt.hl7",
+        "X-Stitchboard-Import-Id": "f" * 32,
+        "X-Stitchboard-Import-Offset": "519",
+        "X-Stitchboard-Import-Name": "adt.hl7",
+    }
+    response = httpx.post(
+        f"{api}/api/v1/messages", content=(DATA / "adt_a03.hl7").read_bytes(), headers=headers
+    )
     assert response.status_code == 200
     checkpoint = httpx.get(f"{api}/api/v1/messages/imports/{'f' * 32}").json()
     assert checkpoint["offset"] == 519
     assert httpx.get(f"{api}/api/v1/messages/imports/unknown").json()["offset"] == 0
-    sources = store.rows(f"SELECT DISTINCT source FROM {store.table('events')} FINAL"
-                         " WHERE keys['msg'] = 'ADT20250314162210004417'")
+    sources = store.rows(
+        f"SELECT DISTINCT source FROM {store.table('events')} FINAL"
+        " WHERE keys['msg'] = 'ADT20250314162210004417'"
+    )
     assert ("adt.hl7",) in sources
 
 
@@ -161,8 +194,7 @@ def test_store_down_is_503_and_overload_is_429(store):
     body = (DATA / "adt_a03.hl7").read_bytes()
     try:
         with server:
-            down = httpx.post(f"{url}/api/v1/messages", content=body,
-                              headers={"Content-Type": HL7})
+            down = httpx.post(f"{url}/api/v1/messages", content=body, headers={"Content-Type": HL7})
             assert down.status_code == 503 and "Retry-After" in down.headers
     finally:
         runtime.writer.close()
@@ -178,14 +210,16 @@ def test_store_down_is_503_and_overload_is_429(store):
     server, url = serve(runtime)
     try:
         with server:
-            first = threading.Thread(target=httpx.post, args=(f"{url}/api/v1/messages",),
-                                     kwargs={"content": body, "headers": {"Content-Type": HL7}})
+            first = threading.Thread(
+                target=httpx.post,
+                args=(f"{url}/api/v1/messages",),
+                kwargs={"content": body, "headers": {"Content-Type": HL7}},
+            )
             first.start()  # its one row fills the buffer until the sink is released
             deadline = time.monotonic() + 10
             while runtime.writer.pending_rows == 0 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            busy = httpx.post(f"{url}/api/v1/messages", content=body,
-                              headers={"Content-Type": HL7})
+            busy = httpx.post(f"{url}/api/v1/messages", content=body, headers={"Content-Type": HL7})
             assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
             release.set()
             first.join(10)

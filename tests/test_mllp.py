@@ -60,8 +60,9 @@ def runtime(store):
 
 @pytest.fixture(scope="module")
 def listener(runtime):
-    mllp = MllpListener(Intake(runtime.config, runtime.pseudonymize), runtime.writer.write,
-                        port=0, idle_timeout=30)
+    mllp = MllpListener(
+        Intake(runtime.config, runtime.pseudonymize), runtime.writer.write, port=0, idle_timeout=30
+    )
     with InProcess([mllp]):
         yield mllp
 
@@ -98,11 +99,12 @@ def test_two_messages_in_one_write_get_two_acks_in_order(listener, store):
 
 
 def test_partial_frames_byte_by_byte_and_garbage_between_frames(listener, store):
-    stream = (b"GARBAGE\r\n" + frame(message("BYTE-1")) + b"\x00\xff junk "
-              + frame(message("BYTE-2")))
+    stream = (
+        b"GARBAGE\r\n" + frame(message("BYTE-1")) + b"\x00\xff junk " + frame(message("BYTE-2"))
+    )
     with connect(listener) as sock:
         for i in range(len(stream)):
-            sock.send(stream[i:i + 1])
+            sock.send(stream[i : i + 1])
         acks = read_acks(sock, 2)
     assert [str(a["MSA.F2"]) for a in acks] == ["BYTE-1", "BYTE-2"]
     assert events_with(store, "msg", "BYTE-1") == 1
@@ -172,10 +174,13 @@ def test_many_concurrent_library_clients(listener, store):
     results = asyncio.run(main())
     for n, codes in enumerate(results):
         assert codes == [f"AA:C{n}-{i}" for i in range(10)]
-    assert store.scalar(
-        f"SELECT count() FROM {store.table('events')} FINAL WHERE startsWith(keys['msg'], 'C')"
-        " AND match(keys['msg'], '^C[0-9]+-[0-9]$')"
-    ) == 200
+    assert (
+        store.scalar(
+            f"SELECT count() FROM {store.table('events')} FINAL WHERE startsWith(keys['msg'], 'C')"
+            " AND match(keys['msg'], '^C[0-9]+-[0-9]$')"
+        )
+        == 200
+    )
 
 
 def test_store_down_answers_ar_and_nothing_is_acknowledged(store):

@@ -72,28 +72,50 @@ def test_no_raw_phi_in_any_table(runtime, store, tmp_path):
     app = build_api(runtime, [messages_api.router(runtime), dead_letters.router(runtime)])
     with InProcess([mllp, HttpComponent("api", app, "127.0.0.1", port, "API")]):
         with socket.create_connection(("127.0.0.1", mllp.port)) as sock:
-            sock.sendall(frame(hl7_message("PHI-MLLP-1"))
-                         + frame(hl7_message("PHI-MLLP-2", facility="UNDECLARED"))
-                         + frame(hl7_message("PHI-MLLP-3").replace(b"EVN|", b"EVN-BROKEN|")))
+            sock.sendall(
+                frame(hl7_message("PHI-MLLP-1"))
+                + frame(hl7_message("PHI-MLLP-2", facility="UNDECLARED"))
+                + frame(hl7_message("PHI-MLLP-3").replace(b"EVN|", b"EVN-BROKEN|"))
+            )
             acks = read_acks(sock, 3)
         assert acks.count(b"MSA|AA|") == 1 and acks.count(b"MSA|AE|") == 2
         api = f"http://127.0.0.1:{port}/api/v1/messages"
         hl7_body = hl7_message("PHI-HTTP-1") + b"\n" + hl7_message("PHI-HTTP-2", "NOPE")
-        assert httpx.post(api, content=hl7_body,
-                          headers={"Content-Type": "x-application/hl7-v2+er7"}).status_code == 200
+        assert (
+            httpx.post(
+                api, content=hl7_body, headers={"Content-Type": "x-application/hl7-v2+er7"}
+            ).status_code
+            == 200
+        )
         lines = [
-            json.dumps({"time": "2026-03-01T10:00:00Z", "facility": "NMC01", "msg_id": "PHI-J-1",
-                        "mrn": MRN, "patient_name": f"{SURNAME} {GIVEN}", "ssn": SSN}),
+            json.dumps(
+                {
+                    "time": "2026-03-01T10:00:00Z",
+                    "facility": "NMC01",
+                    "msg_id": "PHI-J-1",
+                    "mrn": MRN,
+                    "patient_name": f"{SURNAME} {GIVEN}",
+                    "ssn": SSN,
+                }
+            ),
             json.dumps({"facility": "NMC01", "mrn": MRN, "dob": BIRTH}),  # no time
             '{"mrn": "' + MRN + '", "phone": "' + PHONE + '", broken',
         ]
-        assert httpx.post(api, content="\n".join(lines),
-                          headers={"Content-Type": "application/x-ndjson"}).status_code == 200
-        csv_body = (f"timestamp,facility,msg_id,mrn,address\n"
-                    f"2026-03-01T10:00:00,NMC01,PHI-C-1,{MRN},\"{STREET}\"\n"
-                    f"2026-03-01T10:00:00,ELSEWHERE,PHI-C-2,{MRN},\"{STREET}\"\n")
-        assert httpx.post(api, content=csv_body,
-                          headers={"Content-Type": "text/csv"}).status_code == 200
+        assert (
+            httpx.post(
+                api, content="\n".join(lines), headers={"Content-Type": "application/x-ndjson"}
+            ).status_code
+            == 200
+        )
+        csv_body = (
+            f"timestamp,facility,msg_id,mrn,address\n"
+            f'2026-03-01T10:00:00,NMC01,PHI-C-1,{MRN},"{STREET}"\n'
+            f'2026-03-01T10:00:00,ELSEWHERE,PHI-C-2,{MRN},"{STREET}"\n'
+        )
+        assert (
+            httpx.post(api, content=csv_body, headers={"Content-Type": "text/csv"}).status_code
+            == 200
+        )
 
     path = tmp_path / "phi.hl7"
     path.write_bytes(hl7_message("PHI-FILE-1") + b"\n" + hl7_message("PHI-FILE-2", "NOPE") + b"\n")
@@ -101,12 +123,21 @@ def test_no_raw_phi_in_any_table(runtime, store, tmp_path):
     replay(runtime, Filter(), runtime.writer.write_sync)
 
     # Everything went somewhere: stored events and masked dead letters.
-    assert store.scalar(f"SELECT count() FROM {store.table('events')} FINAL"
-                        " WHERE startsWith(keys['msg'], 'PHI-')") == 5
+    assert (
+        store.scalar(
+            f"SELECT count() FROM {store.table('events')} FINAL"
+            " WHERE startsWith(keys['msg'], 'PHI-')"
+        )
+        == 5
+    )
     assert store.scalar(f"SELECT count() FROM {store.table('dead_letters')} FINAL") == 7
 
-    tables = [name for (name,) in store.rows(
-        "SELECT name FROM system.tables WHERE database = {db:String}", {"db": store.database})]
+    tables = [
+        name
+        for (name,) in store.rows(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": store.database}
+        )
+    ]
     assert {"events", "dead_letters", "otel_traces", "otel_logs", "message_imports"} <= set(tables)
     client = store.client()
     dumps = {t: client.raw_query(f"SELECT * FROM {store.table(t)}", fmt="TSVRaw") for t in tables}

@@ -14,7 +14,7 @@ from simulator.records import DAY, HOUR, NS, Hop
 from simulator.traffic import estate_from_config, plan
 from simulator.truth import evaluate, step_matches
 from stitchboard.config import load_config
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 AS_OF = int(dt.datetime(2026, 3, 16, tzinfo=dt.UTC).timestamp()) * NS
 SINCE = AS_OF - 21 * DAY

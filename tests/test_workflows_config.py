@@ -117,8 +117,19 @@ def test_every_field_of_these_sections_is_documented() -> None:
     doc = (ROOT / "docs" / "slas.md").read_text()
     missing = [
         f"{model.__name__}.{name}"
-        for model in (SlasConfig, Facility, Calendar, KeyRule, OtelMapping, Workflow, Step,
-                      StepMatch, Deadline, EndToEnd, Pattern)
+        for model in (
+            SlasConfig,
+            Facility,
+            Calendar,
+            KeyRule,
+            OtelMapping,
+            Workflow,
+            Step,
+            StepMatch,
+            Deadline,
+            EndToEnd,
+            Pattern,
+        )
         for name in model.model_fields
         if f"`{name}`" not in doc and f"`calendar.{name}`" not in doc
     ]

@@ -31,8 +31,9 @@ ERROR_TEXT = {
 _counter = itertools.count(1)
 
 
-def ack_text(header: Header, code: str, reason: str = "", error_code: str = "207",
-             now_ns: int | None = None) -> str:
+def ack_text(
+    header: Header, code: str, reason: str = "", error_code: str = "207", now_ns: int | None = None
+) -> str:
     """The ACK message text (segments separated by CR), in the sender's delimiters."""
     enc = header.encoding
     f, c = enc.field, enc.component
@@ -41,15 +42,28 @@ def ack_text(header: Header, code: str, reason: str = "", error_code: str = "207
     control = f"SB{stamp}{next(_counter) % 1_000_000:06d}"
     esc = lambda text: escape(text, enc)  # noqa: E731
     trigger = c.join(("ACK", esc(header.trigger), "ACK")) if header.trigger else "ACK"
-    msh = f.join((
-        "MSH", enc.characters, esc(header.receiving_application) or "STITCHBOARD",
-        esc(header.receiving_facility), esc(header.sending_application),
-        esc(header.sending_facility), stamp + "+0000", "", trigger, control,
-        esc(header.processing_id) or "P", esc(header.version) or "2.5.1",
-    ))
+    msh = f.join(
+        (
+            "MSH",
+            enc.characters,
+            esc(header.receiving_application) or "STITCHBOARD",
+            esc(header.receiving_facility),
+            esc(header.sending_application),
+            esc(header.sending_facility),
+            stamp + "+0000",
+            "",
+            trigger,
+            control,
+            esc(header.processing_id) or "P",
+            esc(header.version) or "2.5.1",
+        )
+    )
     text = esc(reason)[:200]
-    msa = f.join(("MSA", code, esc(header.control_id), text)) if text else f.join(
-        ("MSA", code, esc(header.control_id)))
+    msa = (
+        f.join(("MSA", code, esc(header.control_id), text))
+        if text
+        else f.join(("MSA", code, esc(header.control_id)))
+    )
     segments = [msh, msa]
     if code != ACCEPT:
         condition = c.join((error_code, ERROR_TEXT.get(error_code, "Error"), "HL70357"))

@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-_DTM = re.compile(
-    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?([+-]\d{4})?$"
-)
+_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?([+-]\d{4})?$")
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -37,8 +35,13 @@ def parse_dtm(value: str, zone: dt.tzinfo | None = None) -> int:
         tz = zone or UTC
     try:
         moment = dt.datetime(
-            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-            int(second or 0), tzinfo=tz,
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=tz,
         )
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date/time ({exc})") from exc

@@ -145,8 +145,13 @@ class Hl7Extractor:
 
     # -- the pure mapping ---------------------------------------------------------------
 
-    def _first(self, message: Hl7Message, paths: list[FieldPath], index: int | None = None,
-               repeat: str | None = None) -> str:
+    def _first(
+        self,
+        message: Hl7Message,
+        paths: list[FieldPath],
+        index: int | None = None,
+        repeat: str | None = None,
+    ) -> str:
         for path in paths:
             value = message.value(path, index if path.segment == repeat else None)
             if value and value != '""':
@@ -169,10 +174,16 @@ class Hl7Extractor:
             return ""
         if not seen:
             where = ", ".join(str(p) for p in self.facility)
-            raise Hl7Error(f"no facility: {where} empty; slas.yaml declares facilities, so every"
-                           " message must name one", "101")
-        raise Hl7Error(f"unknown facility {', '.join(seen)}: add it, or an alias, to facilities"
-                       " in slas.yaml, then replay the dead letters", "103")
+            raise Hl7Error(
+                f"no facility: {where} empty; slas.yaml declares facilities, so every"
+                " message must name one",
+                "101",
+            )
+        raise Hl7Error(
+            f"unknown facility {', '.join(seen)}: add it, or an alias, to facilities"
+            " in slas.yaml, then replay the dead letters",
+            "103",
+        )
 
     def _time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
         problems = []
@@ -188,8 +199,9 @@ class Hl7Extractor:
         detail = "; ".join(problems) if problems else f"{where} all empty"
         raise Hl7Error(f"no usable event time ({detail})", "101" if not problems else "102")
 
-    def _events(self, message: Hl7Message, masked: str, header: Header, source: str,
-                observed_time: int) -> list[Event]:
+    def _events(
+        self, message: Hl7Message, masked: str, header: Header, source: str, observed_time: int
+    ) -> list[Event]:
         facility = self._resolve_facility(message)
         event_time = self._time(message, self.zones.get(facility))
         system = self._first(message, self.system)
@@ -202,8 +214,11 @@ class Hl7Extractor:
             if operation:
                 break
         status_code = self._first(message, self.status)
-        status = self.status_map.get(status_code.upper(), STATUS_UNSET) if status_code else (
-            self.default_status)
+        status = (
+            self.status_map.get(status_code.upper(), STATUS_UNSET)
+            if status_code
+            else (self.default_status)
+        )
         if status not in _STATUSES:
             status = STATUS_UNSET
         status_message = self._first(message, self.status_message) if status == STATUS_ERROR else ""
@@ -212,8 +227,11 @@ class Hl7Extractor:
             attributes["hl7.message"] = masked
         # MSH-10 is unique per sender only in theory: some engines reuse control ids
         # after a restart, so the message time and type are part of the identity too.
-        identity = (f"{header.control_id}|{header.field(7)}|{header.field(9)}"
-                    if header.control_id else event_id(masked))
+        identity = (
+            f"{header.control_id}|{header.field(7)}|{header.field(9)}"
+            if header.control_id
+            else event_id(masked)
+        )
         message_keys = self._keys(message, self.message_keys, None)
 
         occurrences: list[int | None] = []
@@ -236,27 +254,30 @@ class Hl7Extractor:
                 set_id = message.value(FieldPath(self.repeat or "", 1), index)
                 part = set_id or str(ordinal)
                 attrs[f"hl7.{(self.repeat or '').lower()}_set_id"] = part
-            events.append(Event(
-                event_id=event_id("hl7", header.sending_application, header.sending_facility,
-                                  identity, part),
-                event_time=event_time,
-                observed_time=observed_time,
-                source_kind="hl7",
-                source=source,
-                facility=facility,
-                system=system,
-                operation=operation,
-                status=status,
-                status_message=status_message,
-                amount=parse_amount(self._first(message, self.amount, index, self.repeat)),
-                keys=keys,
-                attributes=attrs,
-            ))
+            events.append(
+                Event(
+                    event_id=event_id(
+                        "hl7", header.sending_application, header.sending_facility, identity, part
+                    ),
+                    event_time=event_time,
+                    observed_time=observed_time,
+                    source_kind="hl7",
+                    source=source,
+                    facility=facility,
+                    system=system,
+                    operation=operation,
+                    status=status,
+                    status_message=status_message,
+                    amount=parse_amount(self._first(message, self.amount, index, self.repeat)),
+                    keys=keys,
+                    attributes=attrs,
+                )
+            )
         return events
 
-
-    def _keys(self, message: Hl7Message, rules: list[tuple[str, list[FieldPath]]],
-              index: int | None) -> dict[str, str]:
+    def _keys(
+        self, message: Hl7Message, rules: list[tuple[str, list[FieldPath]]], index: int | None
+    ) -> dict[str, str]:
         keys = {}
         for name, paths in rules:
             value = self._first(message, paths, index, self.repeat)

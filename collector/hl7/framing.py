@@ -70,7 +70,7 @@ class MllpDecoder:
             stop = end + 1
             if stop < len(buffer) and buffer[stop] == CR:
                 stop += 1
-            frames.append((self._consumed + stop, bytes(buffer[start + 1:end])))
+            frames.append((self._consumed + stop, bytes(buffer[start + 1 : end])))
             position = stop
         self._drop(position)
         return frames
@@ -129,8 +129,11 @@ def _split_framed(stream: BinaryIO, head: bytes, start: int, block: int) -> Iter
     rest = decoder.rest()
     if rest.strip():
         # A dump cut off mid-frame: still a record, so it is dead-lettered, not lost.
-        yield Piece(decoder.offset, rest.lstrip(START),
-                    "MLLP frame not terminated: the file ends in the middle of a message")
+        yield Piece(
+            decoder.offset,
+            rest.lstrip(START),
+            "MLLP frame not terminated: the file ends in the middle of a message",
+        )
 
 
 def _split_text(stream: BinaryIO, head: bytes, start: int, block: int) -> Iterator[Piece]:

@@ -209,8 +209,10 @@ class Hl7Message:
         repetitions = field.split(enc.repetition)
         if path.identifier_type:
             wanted = path.identifier_type.upper()
-            chosen = next((r for r in repetitions
-                           if _component(r, _CX_TYPE, enc).strip().upper() == wanted), None)
+            chosen = next(
+                (r for r in repetitions if _component(r, _CX_TYPE, enc).strip().upper() == wanted),
+                None,
+            )
         else:
             number = path.repetition
             chosen = repetitions[number - 1] if number <= len(repetitions) else None
@@ -238,7 +240,6 @@ class Hl7Message:
         ]
 
 
-
 def _component(repetition: str, number: int, enc: Encoding) -> str:
     parts = repetition.split(enc.component)
     return parts[number - 1] if number <= len(parts) else ""
@@ -254,8 +255,10 @@ def validate(text: str) -> tuple[list[str], Encoding]:
     segments = [s for s in segments if s and not s.isspace()]
     if not segments or not segments[0].startswith("MSH"):
         start = text[:20].encode("unicode_escape").decode("ascii")
-        raise Hl7Error("not an HL7 v2 message: it must start with an MSH segment"
-                       f" (starts with {start!r})", "100")
+        raise Hl7Error(
+            f"not an HL7 v2 message: it must start with an MSH segment (starts with {start!r})",
+            "100",
+        )
     encoding = encoding_of(segments[0])
     field = encoding.field
     for number, segment in enumerate(segments, 1):
@@ -273,6 +276,7 @@ def _bad_segment(number: int, segment: str) -> None:
     shown = segment[:12].encode("unicode_escape").decode("ascii")
     raise Hl7Error(f"segment {number} is not an HL7 segment (starts with {shown!r})", "100")
 
+
 def unescape(value: str, encoding: Encoding) -> str:
     return _hl7_unescape(encoding, value)
 
@@ -281,8 +285,12 @@ def escape(text: str, encoding: Encoding = DEFAULT_ENCODING) -> str:
     """Text made safe inside one HL7 component (for ACK reasons)."""
     esc = encoding.escape
     out = text.replace(esc, f"{esc}E{esc}")
-    for char, code in ((encoding.field, "F"), (encoding.component, "S"),
-                       (encoding.repetition, "R"), (encoding.subcomponent, "T")):
+    for char, code in (
+        (encoding.field, "F"),
+        (encoding.component, "S"),
+        (encoding.repetition, "R"),
+        (encoding.subcomponent, "T"),
+    ):
         out = out.replace(char, f"{esc}{code}{esc}")
     out = " ".join(out.split())  # no CR/LF: they would end the segment
     return out.encode("ascii", "replace").decode("ascii")

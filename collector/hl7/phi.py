@@ -31,8 +31,18 @@ _CACHE_SIZE = 1 << 15
 # Identifier (CX) fields: the check-digit scheme, assigning authority, identifier type and
 # assigning facility (components 3-6) are codes such as NMC or MR, not identities. Keeping
 # them lets PID-3[MR].1 pick the MRN among a patient's identifiers after masking.
-_CX_FIELDS = frozenset({("PID", 2), ("PID", 3), ("PID", 4), ("PID", 18), ("PID", 21),
-                        ("MRG", 1), ("MRG", 2), ("MRG", 3)})
+_CX_FIELDS = frozenset(
+    {
+        ("PID", 2),
+        ("PID", 3),
+        ("PID", 4),
+        ("PID", 18),
+        ("PID", 21),
+        ("MRG", 1),
+        ("MRG", 2),
+        ("MRG", 3),
+    }
+)
 _CX_CODES = (3, 4, 5, 6)
 
 
@@ -95,8 +105,9 @@ class Masker:
                 fields[number] = self._field(fields[number], components, enc, keep)
         return enc.field.join(fields)
 
-    def _field(self, field: str, components: set[int], enc: Encoding,
-               keep: tuple[int, ...] = ()) -> str:
+    def _field(
+        self, field: str, components: set[int], enc: Encoding, keep: tuple[int, ...] = ()
+    ) -> str:
         repetitions = []
         for repetition in field.split(enc.repetition):
             parts = repetition.split(enc.component)

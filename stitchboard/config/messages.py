@@ -21,26 +21,52 @@ _PATH = re.compile(
 
 DEFAULT_STATUS_MAP = {
     # MSA-1 acknowledgment codes (HL7 table 0008)
-    "AA": "ok", "CA": "ok", "AE": "error", "AR": "error", "CE": "error", "CR": "error",
+    "AA": "ok",
+    "CA": "ok",
+    "AE": "error",
+    "AR": "error",
+    "CE": "error",
+    "CR": "error",
     # common words in JSON/CSV logs
-    "ok": "ok", "success": "ok", "sent": "ok", "delivered": "ok",
-    "error": "error", "failed": "error", "failure": "error", "rejected": "error",
+    "ok": "ok",
+    "success": "ok",
+    "sent": "ok",
+    "delivered": "ok",
+    "error": "error",
+    "failed": "error",
+    "failure": "error",
+    "rejected": "error",
 }
 
 # PID-3/5/7/11/13/19 are the identifiers the issue names; the others carry the
 # same kinds of identifiers (mother's maiden name, work phone, driver's licence,
 # next of kin, guarantor, insured) and leak just as easily.
 DEFAULT_PHI_FIELDS = [
-    "PID-3", "PID-5", "PID-6", "PID-7", "PID-11", "PID-13", "PID-14", "PID-19", "PID-20",
-    "NK1-2", "NK1-4", "NK1-5", "GT1-3", "GT1-5", "GT1-6", "GT1-12",
-    "IN1-16", "IN1-18", "IN1-19",
+    "PID-3",
+    "PID-5",
+    "PID-6",
+    "PID-7",
+    "PID-11",
+    "PID-13",
+    "PID-14",
+    "PID-19",
+    "PID-20",
+    "NK1-2",
+    "NK1-4",
+    "NK1-5",
+    "GT1-3",
+    "GT1-5",
+    "GT1-6",
+    "GT1-12",
+    "IN1-16",
+    "IN1-18",
+    "IN1-19",
 ]
 
 
 def _check_path(path: str) -> str:
     if not _PATH.match(path):
-        raise ValueError(f"{path!r} is not an HL7 field path like PV1-19.1, MSH-9 or"
-                         " PID-3[MR].1")
+        raise ValueError(f"{path!r} is not an HL7 field path like PV1-19.1, MSH-9 or PID-3[MR].1")
     return path
 
 
@@ -121,8 +147,16 @@ class LogMapping(Strict):
     )
     attributes: list[str] = Field(default_factory=list)
     phi_fields: list[str] = Field(
-        default_factory=lambda: ["mrn", "patient_name", "patient_mrn", "birth_date", "dob",
-                                 "address", "phone", "ssn"]
+        default_factory=lambda: [
+            "mrn",
+            "patient_name",
+            "patient_mrn",
+            "birth_date",
+            "dob",
+            "address",
+            "phone",
+            "ssn",
+        ]
     )
     csv_delimiter: str = ","
 

@@ -233,9 +233,7 @@ def workflow_problems(config: SlasConfig) -> list[str]:
             for kind in kinds:
                 for ki, key in enumerate(getattr(step, kind)):
                     if key not in declared:
-                        problems.append(
-                            f"{at}.{kind}[{ki}]: key {key!r} is not declared in keys"
-                        )
+                        problems.append(f"{at}.{kind}[{ki}]: key {key!r} is not declared in keys")
             if si == 0 and step.fan_in:
                 problems.append(f"{at}.fan_in: the first step cannot be a fan-in step")
             if not step.keys and not step.fan_in:
