@@ -13,14 +13,6 @@ import logging
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsPartialSuccess,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 
 from collector.errors import UndecodableBody
 from collector.ingest import LOGS, TRACES, OtlpIngest, Signal
@@ -39,27 +31,6 @@ def _retry_trailer(seconds: int, code: grpc.StatusCode, message: str) -> tuple:
     status = status_pb2.Status(code=code.value[0], message=message)
     status.details.add().Pack(info)
     return (("grpc-status-details-bin", status.SerializeToString()),)
-
-
-def _response(signal: Signal, decoded) -> bytes:
-    if signal is TRACES:
-        response = ExportTraceServiceResponse()
-        if decoded.rejected:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(
-                    rejected_spans=decoded.rejected, error_message=decoded.summary(signal.noun)
-                )
-            )
-    else:
-        response = ExportLogsServiceResponse()
-        if decoded.rejected:
-            response.partial_success.CopyFrom(
-                ExportLogsPartialSuccess(
-                    rejected_log_records=decoded.rejected,
-                    error_message=decoded.summary(signal.noun),
-                )
-            )
-    return response.SerializeToString()
 
 
 class OtlpGrpc:
@@ -82,7 +53,7 @@ class OtlpGrpc:
                 decoded = await self.ingest.ingest_bytes(signal, body, PROTOBUF)
                 if decoded.rejected:
                     outcome = "partial"
-                return _response(signal, decoded)
+                return signal.export_response(decoded).SerializeToString()
             except UndecodableBody as exc:
                 outcome = "undecodable"
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

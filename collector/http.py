@@ -13,14 +13,6 @@ import logging
 import zlib
 
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsPartialSuccess,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -93,23 +85,7 @@ def status_response(
 
 
 def success_response(signal: Signal, decoded: Decoded, encoding: str) -> Response:
-    if signal is TRACES:
-        response = ExportTraceServiceResponse()
-        if decoded.rejected:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(
-                    rejected_spans=decoded.rejected, error_message=decoded.summary(signal.noun)
-                )
-            )
-    else:
-        response = ExportLogsServiceResponse()
-        if decoded.rejected:
-            response.partial_success.CopyFrom(
-                ExportLogsPartialSuccess(
-                    rejected_log_records=decoded.rejected,
-                    error_message=decoded.summary(signal.noun),
-                )
-            )
+    response = signal.export_response(decoded)
     if encoding == JSON:
         return Response(to_json(response), 200, media_type=JSON)
     return Response(response.SerializeToString(), 200, media_type=PROTOBUF)

@@ -11,6 +11,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
 from collector.normalize import Normalizer
 from collector.otlp import (
     PROTOBUF,
@@ -42,6 +45,20 @@ class Signal:
                 return decoded
             return traces_to_batch(request, norm)
         return logs_to_batch(decode_logs(body, content_type), norm)
+
+    def export_response(self, decoded: Decoded):
+        """The Export…ServiceResponse, with ``partial_success`` when records were rejected."""
+        if self.name == "traces":
+            response = ExportTraceServiceResponse()
+            if decoded.rejected:
+                response.partial_success.rejected_spans = decoded.rejected
+        else:
+            response = ExportLogsServiceResponse()
+            if decoded.rejected:
+                response.partial_success.rejected_log_records = decoded.rejected
+        if decoded.rejected:
+            response.partial_success.error_message = decoded.summary(self.noun)
+        return response
 
     def convert(self, request, norm: Normalizer) -> Decoded:
         if self.name == "traces":
