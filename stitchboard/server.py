@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from stitchboard.api import build_api
 from stitchboard.components import Component, HttpComponent
@@ -53,10 +54,11 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for component in components:
             await component.start()
             started.append(component)
-        print("Stitchboard is running", flush=True)
-        print(f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})")
-        for component in started:
-            print(f"  {component.describe()}", flush=True)
+        # One write, so log lines from stage threads cannot land inside the banner.
+        store = f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})"
+        banner = ["Stitchboard is running", store, *(f"  {c.describe()}" for c in started)]
+        sys.stdout.write("\n".join(banner) + "\n")
+        sys.stdout.flush()
         if ready is not None:
             ready.set()
         await stop.wait()
