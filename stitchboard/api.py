@@ -83,10 +83,12 @@ a{color:#0b6bcb}li{margin:.4rem 0}</style></head>
 def table_counts(runtime: Runtime) -> dict[str, int]:
     store = runtime.store
     rows = store.rows(
-        "SELECT name, total_rows FROM system.tables WHERE database = {db:String}",
+        "SELECT name, total_rows FROM system.tables WHERE database = {db:String}"
+        " AND engine NOT IN ('Null', 'MaterializedView', 'View')",
         {"db": store.database},
     )
-    return {name: int(count or 0) for name, count in rows if not name.startswith(".")}
+    # Rows stored per table; views and the engine decoder's landing table hold none.
+    return {name: int(count or 0) for name, count in rows if not name.startswith((".", "_"))}
 
 
 def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
