@@ -169,17 +169,7 @@ def traces_to_batch(
                 except RecordProblem as problem:
                     reason = f"{where}: {problem}"
                     out.reasons.append(reason)
-                    single = ExportTraceServiceRequest()
-                    one = single.resource_spans.add(schema_url=rs.schema_url)
-                    one.resource.CopyFrom(rs.resource)
-                    del one.resource.attributes[:]
-                    _set_attributes(one.resource.attributes, resource)
-                    scope = one.scope_spans.add(schema_url=ss.schema_url)
-                    scope.scope.CopyFrom(ss.scope)
-                    copy = scope.spans.add()
-                    copy.CopyFrom(span)
-                    del copy.attributes[:]
-                    _set_attributes(copy.attributes, attrs)
+                    single = _one_record(ExportTraceServiceRequest(), rs, ss, span, resource, attrs)
                     dead.append(_dead_letter(single, "otlp.traces", reason, now).row())
                     continue
                 trace_id = span.trace_id.hex()
@@ -284,17 +274,9 @@ def logs_to_batch(
                 except RecordProblem as problem:
                     reason = f"{where}: {problem}"
                     out.reasons.append(reason)
-                    single = ExportLogsServiceRequest()
-                    one = single.resource_logs.add(schema_url=rl.schema_url)
-                    one.resource.CopyFrom(rl.resource)
-                    del one.resource.attributes[:]
-                    _set_attributes(one.resource.attributes, resource)
-                    scope = one.scope_logs.add(schema_url=sl.schema_url)
-                    scope.scope.CopyFrom(sl.scope)
-                    copy = scope.log_records.add()
-                    copy.CopyFrom(record)
-                    del copy.attributes[:]
-                    _set_attributes(copy.attributes, attrs)
+                    single = _one_record(
+                        ExportLogsServiceRequest(), rl, sl, record, resource, attrs
+                    )
                     dead.append(_dead_letter(single, "otlp.logs", reason, now).row())
                     continue
                 trace_id = record.trace_id.hex()
@@ -357,6 +339,32 @@ def _body_string(body) -> str:
     from collector.attributes import value_string
 
     return value_string(body)
+
+
+# Field names of the three nesting levels, per request type.
+_LEVELS = {
+    "ExportTraceServiceRequest": ("resource_spans", "scope_spans", "spans"),
+    "ExportLogsServiceRequest": ("resource_logs", "scope_logs", "log_records"),
+}
+
+
+def _one_record(single, resource_part, scope_part, record, resource: dict, attrs: dict):
+    """``single`` filled with one record and its resource and scope, PHI already masked.
+
+    The attributes are the masked ones, so a dead letter never holds raw PHI.
+    """
+    resources, scopes, records = _LEVELS[single.DESCRIPTOR.name]
+    one = getattr(single, resources).add(schema_url=resource_part.schema_url)
+    one.resource.CopyFrom(resource_part.resource)
+    del one.resource.attributes[:]
+    _set_attributes(one.resource.attributes, resource)
+    scope = getattr(one, scopes).add(schema_url=scope_part.schema_url)
+    scope.scope.CopyFrom(scope_part.scope)
+    copy = getattr(scope, records).add()
+    copy.CopyFrom(record)
+    del copy.attributes[:]
+    _set_attributes(copy.attributes, attrs)
+    return single
 
 
 def _set_attributes(target, values: dict[str, str]) -> None:
