@@ -11,7 +11,6 @@ from correlator.api import build_router
 from correlator.service import CorrelatorService
 from stitchboard.components import Component
 from stitchboard.runtime import Runtime
-from stitchboard.store.schema import migrate
 
 SERVICE = "correlator"
 
@@ -27,8 +26,6 @@ class CorrelatorComponent:
 
     async def start(self) -> None:
         runtime = self.runtime
-        # Stages are imported after the kernel migrated the store: apply ours now.
-        await asyncio.to_thread(migrate, runtime.store)
         service = CorrelatorService(runtime.store, runtime.config, runtime.metrics.registry)
         runtime.writer.add_listener(service.on_batch)
         service.start()
