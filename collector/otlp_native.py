@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,6 +116,8 @@ class NativeTraces:
         self._landing = f"`{database}`.`{self.LANDING}`"
         self._prepared = False
         self._schema_dir = Path(tempfile.mkdtemp(prefix="stitchboard-otlp-schema-"))
+        # The schema and batch files live only as long as this decoder.
+        weakref.finalize(self, shutil.rmtree, self._schema_dir, True)
         (self._schema_dir / "otlp_trace.proto").write_text(OTLP_TRACE_PROTO)
         self._sql = self._build_sql()
         self._lock = threading.Lock()
