@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,10 +26,27 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range and not handed out before.
+
+    A port from ``bind(0)`` comes from the ephemeral range, where the kernel may give
+    it to an outgoing connection (or to the next ``bind(0)``) before the server binds.
+    """
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 class ServeProcess:
