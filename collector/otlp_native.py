@@ -274,6 +274,9 @@ class NativeTraces:
             " if(end_ns > start_ns, end_ns - start_ns, 0) AS duration_ns,"
             f" {amount} AS amount, trace_hex AS trace_id, span_hex AS span_id,"
             f" {keys} AS keys, sa AS attributes,"
+            # A span's send time is its clock time, the end (as collector.otlp).
+            " fromUnixTimestamp64Nano(toInt64(if(end_ns != 0, end_ns, start_ns)), 'UTC')"
+            " AS sent_time,"
             f" fromUnixTimestamp64Micro(stamp, 'UTC') AS inserted_at FROM {self._landing}"
         )
         return insert, traces, events

@@ -184,6 +184,7 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _EVENT_FIELDS = """event_id, toUnixTimestamp64Nano(event_time) AS time_ns,
+    toUnixTimestamp64Nano(sent_time) AS sent_ns,
     toUnixTimestamp64Nano(observed_time) AS observed_ns, source_kind, source, facility, system,
     operation, status, status_message, duration_ns, amount, trace_id, span_id, keys"""
 
@@ -244,6 +245,7 @@ def _as_event(row: dict[str, Any]) -> Event:
         trace_id=row["trace_id"],
         span_id=row["span_id"],
         keys=dict(row["keys"]),
+        sent_time=row["sent_ns"] if row["sent_ns"] != row["time_ns"] else 0,
     )
 
 
@@ -281,6 +283,7 @@ def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
         "event_id": row["event_id"],
         "step": step,
         "time": iso(row["time_ns"]),
+        "sent_time": iso(row["sent_ns"]),
         "facility": row["facility"],
         "system": row["system"],
         "operation": row["operation"],

@@ -65,6 +65,10 @@ class Missed(NamedTuple):
     deadline: int
     actual: int  # 0 while the step is still awaited
     by_ns: int
+    limit: str = ""  # the duration that was missed, as written in slas.yaml
+    since: str = ""  # what the clock counted from: a step name, "<step> sent"
+    since_time: int = 0
+    missing: bool = False  # the step never came within its grace after a later step
 
 
 class Transaction(NamedTuple):
@@ -123,6 +127,21 @@ def _order(hop: Hop) -> tuple[int, str]:
     return (event.event_time, event.event_id)
 
 
+class PlanStep(NamedTuple):
+    """One step as ``summarize`` reads it."""
+
+    name: str
+    anchor: int  # Plan.ANCHOR_*
+    index: int  # the named anchor step (ANCHOR_STEP), else -1
+    warn: Duration | None
+    breach: Duration | None
+    repeat: bool
+    optional: bool
+    from_sent: bool  # the clock counts from the anchor's send time, not its event time
+    grace: Duration | None  # how long it may be missing after a later step happened
+    may_precede: bool  # may happen before earlier steps: never out of order
+
+
 class Plan:
     """A workflow compiled for ``summarize``: per step, how its deadline is anchored."""
 
@@ -133,7 +152,7 @@ class Plan:
         self.name = workflow.name
         names = [s.name for s in workflow.steps]
         self.names = names
-        self.steps = []
+        self.steps: list[PlanStep] = []
         for step in workflow.steps:
             within = step.within
             if within is None:
@@ -145,22 +164,47 @@ class Plan:
             else:
                 kind, index = self.ANCHOR_STEP, names.index(within.after)
             self.steps.append(
-                (
-                    step.name,
-                    kind,
-                    index,
-                    within.warn if within else None,
-                    within.breach if within else None,
-                    step.repeat,
-                    step.optional,
+                PlanStep(
+                    name=step.name,
+                    anchor=kind,
+                    index=index,
+                    warn=within.warn if within else None,
+                    breach=within.breach if within else None,
+                    repeat=step.repeat,
+                    optional=step.optional,
+                    from_sent=within is not None and within.from_ == "sent",
+                    grace=step.grace if step.grace is not None else workflow.grace,
+                    may_precede=step.may_precede,
                 )
             )
+        self.optional = tuple(s.optional for s in workflow.steps)
         self.core_steps = frozenset(i for i, s in enumerate(workflow.steps) if not s.fan_in)
         self.required = tuple(i for i, s in enumerate(workflow.steps) if not s.optional)
         e2e = workflow.within
         self.e2e_warn = e2e.warn if e2e else None
         self.e2e_breach = e2e.breach if e2e else None
         self.skew = workflow.clock_skew.nanos
+
+    def anchor_step(self, i: int, first: list[int], last: int) -> int:
+        """The step whose first event starts step ``i``'s clock, or -1 for none.
+
+        ``first``: each step's first event time (0: not happened); ``last``: the
+        index of the last step that happened. An optional anchor that was skipped
+        (a later step happened) passes the anchor back to the step before it.
+        """
+        step = self.steps[i]
+        if step.anchor == self.ANCHOR_NONE:
+            return -1
+        if step.anchor == self.ANCHOR_START:
+            j = 0
+        elif step.anchor == self.ANCHOR_PREVIOUS:
+            j = i - 1
+        else:
+            j = step.index
+        optional = self.optional
+        while j >= 0 and not first[j] and optional[j] and last > j:
+            j -= 1
+        return j
 
 
 def summarize(
@@ -171,6 +215,13 @@ def summarize(
     now: int,
 ) -> Transaction:
     """One transaction from its core (chained) hops and its attached (fan-in, unexpected) hops.
+
+    Clocks: a step's deadline counts from its anchor step's first event (its event
+    or its send time, per ``within.from``) and is not armed while the anchor is
+    pending; the end-to-end deadline counts from the first step. A required step
+    missing while a later step happened is flagged ``missing_step`` at once, or,
+    with a ``grace``, once that grace after the earliest later event (and not
+    before the start) has passed, which is then a missed breach deadline.
 
     The hot loop of the correlator: written for speed (locals, tuples), with
     tests/correlator_reference.py as the plain version it must agree with.
@@ -212,6 +263,23 @@ def summarize(
     if not complete:
         end_time = 0
 
+    # Per step, the earliest event of a later required step (what shows the step is
+    # missing; an optional step proves nothing), and the last step that happened (for
+    # skipped optional anchors).
+    later_time = [0] * count
+    later_step = [-1] * count
+    last = -1
+    at, at_step = 0, -1
+    optional_steps = plan.optional
+    for i in range(count - 1, -1, -1):
+        later_time[i], later_step[i] = at, at_step
+        if first[i]:
+            if last < 0:
+                last = i
+            if not optional_steps[i] and (not at or first[i] <= at):
+                at, at_step = first[i], i
+
+    names = plan.names
     results: list[StepResult] = []
     missed: list[Missed] = []
     warn_pending = 0
@@ -219,17 +287,21 @@ def summarize(
     rank = 0
     failed = False
     error_count = 0
-    previous = 0
-    for i, (name, kind, index, warn, breach, repeat, optional) in enumerate(plan.steps):
+    missing = False
+    for i, ps in enumerate(plan.steps):
         events = by_step[i]
-        if kind == 0:
-            anchor = 0
-        elif kind == 1:
-            anchor = start
-        elif kind == 2:
-            anchor = previous or start
-        else:
-            anchor = first[index]
+        warn, breach = ps.warn, ps.breach
+        anchor = 0
+        since = ""
+        if ps.anchor:
+            j = plan.anchor_step(i, first, last)
+            if j >= 0 and first[j]:
+                if ps.from_sent:
+                    anchor = by_step[j][0].sent_time or first[j]
+                    since = names[j] + " sent"
+                else:
+                    anchor = first[j]
+                    since = names[j]
         if anchor:
             # Plain durations inline; business days go through the facility's calendar.
             if warn is None:
@@ -251,13 +323,35 @@ def summarize(
         if events:
             # Repeating steps are judged by their latest event (a late charge is late);
             # others by their first (later copies are duplicates, flagged separately).
-            actual = events[-1].event_time if repeat else events[0].event_time
+            actual = events[-1].event_time if ps.repeat else events[0].event_time
             if breach_at and actual > breach_at:
                 level, late_by = BREACH, actual - breach_at
-                missed.append(Missed(name, BREACH, breach_at, actual, late_by))
+                missed.append(
+                    Missed(
+                        ps.name,
+                        BREACH,
+                        breach_at,
+                        actual,
+                        late_by,
+                        breach.text if breach else "",
+                        since,
+                        anchor,
+                    )
+                )
             elif warn_at and actual > warn_at:
                 level, late_by = WARN, actual - warn_at
-                missed.append(Missed(name, WARN, warn_at, actual, late_by))
+                missed.append(
+                    Missed(
+                        ps.name,
+                        WARN,
+                        warn_at,
+                        actual,
+                        late_by,
+                        warn.text if warn else "",
+                        since,
+                        anchor,
+                    )
+                )
             for event in events:
                 if event.amount is not None:
                     amount = event.amount if amount is None else amount + event.amount
@@ -266,30 +360,51 @@ def summarize(
             status = events[-1].status
             if status == STATUS_ERROR:
                 failed = True
-            previous = events[0].event_time
-        elif not optional and not complete:
+        elif not ps.optional and not complete:
+            limit = breach.text if breach else ""
+            since_time = anchor
+            gone = False  # missing past its grace
+            if later_time[i]:
+                grace = ps.grace
+                if grace is None:
+                    missing = True
+                else:
+                    later = later_time[i] if later_time[i] > start else start
+                    grace_at = later + grace.nanos if not grace.business_days else add(later, grace)
+                    if not breach_at or grace_at < breach_at:
+                        breach_at, limit = grace_at, grace.text
+                        since, since_time, gone = names[later_step[i]], later, True
+                    if now >= breach_at:
+                        missing = True
             if breach_at and (not breach_pending or breach_at < breach_pending):
                 breach_pending = breach_at
             if warn_at and (not warn_pending or warn_at < warn_pending):
                 warn_pending = warn_at
             if breach_at and now >= breach_at:
                 level, late_by = BREACH, now - breach_at
-                missed.append(Missed(name, BREACH, breach_at, 0, late_by))
+                missed.append(
+                    Missed(ps.name, BREACH, breach_at, 0, late_by, limit, since, since_time, gone)
+                )
             elif warn_at and now >= warn_at:
                 level, late_by = WARN, now - warn_at
-                missed.append(Missed(name, WARN, warn_at, 0, late_by))
+                missed.append(
+                    Missed(
+                        ps.name, WARN, warn_at, 0, late_by, warn.text if warn else "", since, anchor
+                    )
+                )
         if level and _RANK[level] > rank:
             rank = _RANK[level]
         results.append(
             StepResult(
-                name,
+                ps.name,
                 len(events),
                 first[i],
                 events[-1].event_time if events else 0,
                 anchor,
                 warn_at,
                 breach_at,
-                first[i] - anchor if events and anchor else 0,
+                # A step that may come early has no negative duration: it was not waited for.
+                first[i] - anchor if events and anchor and first[i] > anchor else 0,
                 level,
                 late_by,
                 amount,
@@ -314,19 +429,21 @@ def summarize(
             )
         )
 
-    if plan.e2e_warn is not None or plan.e2e_breach is not None:
+    # End to end from the first step: without it, no clock runs from an unrelated event.
+    e2e_from = first[0]
+    if e2e_from and (plan.e2e_warn is not None or plan.e2e_breach is not None):
         e2e_level, e2e_missed = _end_to_end(
-            clock, start, end_time, now, plan.e2e_warn, plan.e2e_breach
+            clock, e2e_from, names[0], end_time, now, plan.e2e_warn, plan.e2e_breach
         )
         if e2e_missed is not None:
             missed.append(e2e_missed)
             rank = max(rank, _RANK[e2e_level])
         if not complete:
             if plan.e2e_warn is not None:
-                at = add(start, plan.e2e_warn)
+                at = add(e2e_from, plan.e2e_warn)
                 warn_pending = min(warn_pending, at) if warn_pending else at
             if plan.e2e_breach is not None:
-                at = add(start, plan.e2e_breach)
+                at = add(e2e_from, plan.e2e_breach)
                 breach_pending = min(breach_pending, at) if breach_pending else at
 
     level = _LEVELS[rank]
@@ -341,7 +458,6 @@ def summarize(
     keys: set[tuple[str, str]] = set()
     for event, _ in ordered:
         keys.update(event.keys.items())
-    names = plan.names
     return Transaction(
         transaction_id(plan.name, head_core[0].event_id, head_core[0].event_time),
         plan.name,
@@ -355,7 +471,7 @@ def summarize(
         end_time - start if complete else 0,
         warn_pending if not complete else 0,
         breach_pending if not complete else 0,
-        _flags(plan, by_step, first, bool(unexpected)),
+        _flags(plan, by_step, first, missing, bool(unexpected)),
         tuple(results),
         tuple(missed),
         amount,
@@ -372,6 +488,7 @@ _LEVELS = ("", WARN, BREACH)
 def _end_to_end(
     clock: FacilityClock,
     start: int,
+    start_name: str,
     end_time: int,
     now: int,
     warn: Duration | None,
@@ -383,29 +500,32 @@ def _end_to_end(
             continue
         deadline = clock.add(start, duration)
         if (end_time and end_time > deadline) or (not end_time and now >= deadline):
-            return name, Missed(END_TO_END, name, deadline, end_time, actual - deadline)
+            return name, Missed(
+                END_TO_END,
+                name,
+                deadline,
+                end_time,
+                actual - deadline,
+                duration.text,
+                start_name,
+                start,
+            )
     return "", None
 
 
 def _flags(
-    plan: Plan, by_step: list[list[Event]], first: list[int], has_unexpected: bool
+    plan: Plan, by_step: list[list[Event]], first: list[int], missing: bool, has_unexpected: bool
 ) -> tuple[str, ...]:
     flags = []
     steps = plan.steps
-    last = -1
-    for i in range(len(steps) - 1, -1, -1):
-        if first[i]:
-            last = i
-            break
-    for i in range(last):
-        if not first[i] and not steps[i][6]:
-            flags.append(MISSING_STEP)
-            break
+    if missing:
+        flags.append(MISSING_STEP)
     skew = plan.skew
     latest = None
     for i in range(len(steps)):
         at = first[i]
-        if not at:
+        # Steps that may come early (charges during the stay) are outside the order check.
+        if not at or steps[i].may_precede:
             continue
         if latest is not None and at + skew < latest:
             flags.append(OUT_OF_ORDER)
@@ -413,7 +533,7 @@ def _flags(
         if latest is None or at > latest:
             latest = at
     for i, events in enumerate(by_step):
-        if len(events) > 1 and not steps[i][5]:
+        if len(events) > 1 and not steps[i].repeat:
             flags.append(DUPLICATE_STEP)  # distinct event ids: hops are deduplicated by id
             break
     if has_unexpected:

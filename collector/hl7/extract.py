@@ -107,6 +107,7 @@ class Hl7Extractor:
         mapping = config.messages.hl7
         paths = lambda texts: [FieldPath.parse(t) for t in texts]  # noqa: E731
         self.event_time = paths(mapping.event_time)
+        self.sent_time = paths(mapping.sent_time)
         self.facility = paths(mapping.facility)
         self.system = paths(mapping.system)
         self.operation = paths(mapping.operation)
@@ -185,6 +186,19 @@ class Hl7Extractor:
             "103",
         )
 
+    def _sent_time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
+        """The send time (MSH-7), or 0 (= the event time) when absent or unreadable:
+        a message is never refused for its send time."""
+        for path in self.sent_time:
+            value = message.value(path)
+            if not value:
+                continue
+            try:
+                return parse_dtm(value.split(message.encoding.component, 1)[0], zone)
+            except ValueError:
+                continue
+        return 0
+
     def _time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
         problems = []
         for path in self.event_time:
@@ -203,7 +217,9 @@ class Hl7Extractor:
         self, message: Hl7Message, masked: str, header: Header, source: str, observed_time: int
     ) -> list[Event]:
         facility = self._resolve_facility(message)
-        event_time = self._time(message, self.zones.get(facility))
+        zone = self.zones.get(facility)
+        event_time = self._time(message, zone)
+        sent_time = self._sent_time(message, zone)
         system = self._first(message, self.system)
         operation = ""
         for path in self.operation:
@@ -260,6 +276,7 @@ class Hl7Extractor:
                         "hl7", header.sending_application, header.sending_facility, identity, part
                     ),
                     event_time=event_time,
+                    sent_time=sent_time,
                     observed_time=observed_time,
                     source_kind="hl7",
                     source=source,

@@ -184,6 +184,15 @@ MIGRATIONS: list[Migration] = [
         "otel tables, events, dead letters",
         _tables(OTEL_TRACES, OTEL_LOGS, EVENTS, DEAD_LETTERS),
     ),
+    Migration(
+        2,
+        "events: the hop's send time beside its event time",
+        # Rows stored before keep their event time as the send time.
+        lambda ctx: ctx.alter(
+            "events",
+            "ADD COLUMN IF NOT EXISTS sent_time DateTime64(9, 'UTC') DEFAULT event_time",
+        ),
+    ),
 ]
 
 
