@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from correlator.engine import resummarize
+from correlator.explanations import explain, money
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
-from correlator.transaction import Missed, StepResult, id_time_of
+from correlator.transaction import Missed, StepResult, Transaction, id_time_of
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
 from stitchboard.store import Store
@@ -176,7 +177,7 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "breach_deadline": iso(row["breach_ns"]),
         "flags": list(row["flags"]),
         "missed_steps": list(row["missed_steps"]),
-        "amount": row["amount_text"],
+        "amount": money(row["amount_text"]),
         "event_count": row["event_count"],
         "error_count": row["error_count"],
         "keys": keys,
@@ -214,8 +215,20 @@ def get_transaction(
     body["missed"] = [_missed(m) for m in tx.missed] if tx else []
     if tx is not None:
         body["status"], body["level"] = tx.status, tx.level or None
+    body["awaiting"] = awaiting(config, tx) if tx is not None else None
     body["events"] = [_event(e, step_of.get(e["event_id"], "")) for e in stored]
     return body
+
+
+def awaiting(config: SlasConfig, tx: Transaction) -> str | None:
+    """The first required step an open transaction still waits for ("awaiting discharge")."""
+    if tx.end_time:
+        return None
+    workflow = next((w for w in config.workflows if w.name == tx.workflow), None)
+    if workflow is None:
+        return None
+    happened = {s.name for s in tx.steps if s.events}
+    return next((s.name for s in workflow.steps if not s.optional and s.name not in happened), None)
 
 
 def events_by_id(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -263,7 +276,7 @@ def _step(step: StepResult) -> dict[str, Any]:
         else None,
         "missed": step.level or None,
         "late_by_seconds": step.late_by_ns / 1e9 if step.level else None,
-        "amount": str(step.amount) if step.amount is not None else None,
+        "amount": money(step.amount),
         "status": step.status or None,
     }
 
@@ -275,6 +288,7 @@ def _missed(missed: Missed) -> dict[str, Any]:
         "deadline": iso(missed.deadline),
         "actual": iso(missed.actual),
         "by_seconds": missed.by_ns / 1e9,
+        "explanation": explain(missed),
     }
 
 
@@ -293,6 +307,6 @@ def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
         "source": row["source"],
         "trace_id": row["trace_id"] or None,
         "span_id": row["span_id"] or None,
-        "amount": str(row["amount"]) if row["amount"] is not None else None,
+        "amount": money(row["amount"]),
         "keys": dict(row["keys"]),
     }

@@ -368,7 +368,8 @@ def summarize(
                 grace = ps.grace
                 if grace is None:
                     missing = True
-                else:
+                elif not ps.anchor or anchor:
+                    # A step whose own anchor is pending waits on that anchor's deadline.
                     later = later_time[i] if later_time[i] > start else start
                     grace_at = later + grace.nanos if not grace.business_days else add(later, grace)
                     if not breach_at or grace_at < breach_at:

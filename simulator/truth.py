@@ -273,7 +273,7 @@ def _judge(
                 grace = step.grace if step.grace is not None else workflow.grace
                 if grace is None:
                     flags.add("missing_step")
-                else:
+                elif within is None or anchor:  # else it waits on its anchor's deadline
                     grace_due = deadline_after(site, max(min(shown), start), grace)
                     if not breach_due or grace_due < breach_due:
                         breach_due = grace_due

@@ -141,7 +141,7 @@ def reference_summarize(
                 grace = step.grace if step.grace is not None else workflow.grace
                 if grace is None:
                     missing = True
-                else:
+                elif within is None or anchor:
                     earliest = min(later, key=lambda j: first[j])
                     grace_from = max(first[earliest], start)
                     grace_at = clock.add(grace_from, grace)

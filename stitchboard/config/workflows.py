@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from stitchboard.config.base import Strict
 
@@ -147,6 +147,9 @@ class Deadline(Strict):
     EVN-6; default) or ``sent`` (when the message was sent, HL7 MSH-7): an
     interface is judged from the send.
     """
+
+    # Written and shown as ``from`` (a Python keyword, hence the attribute name).
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
 
     after: str = "previous"
     from_: Literal["occurred", "sent"] = Field(default="occurred", alias="from")
