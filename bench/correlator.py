@@ -35,12 +35,11 @@ def _p(values: list[float], q: float) -> float:
 
 def run() -> Iterator[str]:
     """Yields each figure as soon as it is measured."""
-    import correlator.schema  # noqa: F401 - registers the correlator's migrations
     from correlator.engine import Correlator
     from correlator.service import CorrelatorService
     from stitchboard.config import load_config
     from stitchboard.events import EVENT_COLUMNS
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
     from tests.support import ROOT
 
@@ -72,7 +71,7 @@ def run() -> Iterator[str]:
     gc.collect()
 
     # -- 2. the same backlog stored in ClickHouse: read, correlate, write ------------------
-    store = connect(engine_url(), database="bench_correlator")
+    store = open_store(engine_url(), database="bench_correlator")
     for table in ("events", "transactions", "transaction_keys"):
         store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table)}")
     for i in range(0, len(events), 200_000):
@@ -196,10 +195,10 @@ _ID = (
 
 def _api_latency(count: int, config) -> list[str]:
     from correlator.queries import TransactionFilter, get_transaction, list_transactions
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
 
-    store = connect(engine_url(), database="bench_api")
+    store = open_store(engine_url(), database="bench_api")
     tx = store.table("transactions")
     keys = store.table("transaction_keys")  # filled by its materialized view
     existing = store.scalar(f"SELECT count() FROM {tx}")

@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, fail
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
 from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.settings import load_settings
 
 
-@app.command()
 def correlate(
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
@@ -31,15 +30,16 @@ def correlate(
     With the embedded store, stop the server first: one process owns a data
     directory (a running server also re-correlates everything when it starts).
     """
-    import correlator.schema  # noqa: F401 - registers migrations 10-19
     from correlator.service import CorrelatorService
     from stitchboard.config import load_config
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
 
     try:
         settings = load_settings(clickhouse=clickhouse, config=config)
         loaded = load_config(settings.config)
-        store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
+        store = open_store(
+            settings.clickhouse, database=settings.database, cluster=settings.cluster
+        )
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -67,3 +67,7 @@ def correlate(
     )
     for status, count in sorted(statuses.items()):
         print(f"  {status:<12} {count}")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(correlate)
