@@ -210,8 +210,10 @@ class NativeTraces:
         index = self.config.facility_index()
         if index:
             names = list(index)
+            # An undeclared facility keeps the name it was sent with (as collector.normalize).
             facility = (
-                f"transform({facility}, {_array(names)}, {_array([index[n] for n in names])}, '')"
+                f"transform({facility}, {_array(names)}, {_array([index[n] for n in names])},"
+                f" {facility})"
             )
         system = first(otel.system_attributes, "sa", "ra")
         operation = first(otel.operation_attributes, "sa", default="name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 from correlator.deadlines import clocks_for
 from correlator.matching import UNEXPECTED, Router
@@ -21,13 +22,17 @@ class Correlator:
         self.router = Router(config.workflows)
         self.stitchers = [WorkflowStitcher(w) for w in config.workflows]
         self.clocks = clocks_for(config.facilities)
+        self.renamed = renamed_facilities(config)
         self.events_seen = 0
 
     def add(self, events: Iterable[Event]) -> None:
         route = self.router.route
         stitchers = self.stitchers
+        renamed = self.renamed
         for event in events:
             self.events_seen += 1
+            if event.facility in renamed:
+                event = replace(event, facility=renamed[event.facility])
             for wi, si in route(event.system, event.operation, event.attributes):
                 stitchers[wi].add(event, si)
 
@@ -80,6 +85,13 @@ class Correlator:
         return sum(len(s) for s in self.stitchers)
 
 
+def renamed_facilities(config: SlasConfig) -> dict[str, str]:
+    """Facility names stored on events that now stand for a declared facility's id: its
+    aliases. An event stored under a name slas.yaml did not declare then (kept as sent)
+    takes the facility's id once that name is declared, without a re-send."""
+    return {name: fid for name, fid in config.facility_index().items() if name != fid}
+
+
 def correlate(config: SlasConfig, events: Iterable[Event], now: int) -> list[Transaction]:
     """One batch pass over all events: the reference the incremental path must equal."""
     correlator = Correlator(config)
@@ -100,8 +112,11 @@ def resummarize(
         return None
     plan = Plan(found)
     index = {name: i for i, name in enumerate(plan.names)}
+    renamed = renamed_facilities(config)
     core, attached = [], []
     for event, step_name in events:
+        if event.facility in renamed:
+            event = replace(event, facility=renamed[event.facility])
         step = index.get(step_name, UNEXPECTED)
         hop = Hop(event, step)
         if step == UNEXPECTED or found.steps[step].fan_in:

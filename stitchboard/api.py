@@ -91,6 +91,23 @@ def table_counts(runtime: Runtime) -> dict[str, int]:
     return {name: int(count or 0) for name, count in rows if not name.startswith((".", "_"))}
 
 
+def undeclared_facilities(runtime: Runtime) -> list[dict[str, Any]]:
+    """Facility names events were sent with that slas.yaml does not declare (as an id or
+    an alias), with how many events name each: stored all the same, shown here so the
+    gap can be closed (declaring one later applies to its past events)."""
+    store = runtime.store
+    declared = sorted(runtime.config.facility_index())
+    if not declared:
+        return []  # no facilities declared: every name is taken as sent
+    rows = store.rows(
+        f"SELECT facility, count() FROM {store.table('events')}"
+        " WHERE facility != '' AND facility NOT IN {declared:Array(String)}"
+        " GROUP BY facility ORDER BY facility",
+        {"declared": declared},
+    )
+    return [{"name": name, "events": int(count)} for name, count in rows]
+
+
 def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
     app = FastAPI(
         title="Stitchboard API",
@@ -127,6 +144,7 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             return {
                 "schema_version": schema_version(runtime.store),
                 "tables": table_counts(runtime),
+                "undeclared_facilities": undeclared_facilities(runtime),
             }
 
         body: dict[str, Any] = {

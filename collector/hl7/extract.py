@@ -160,7 +160,13 @@ class Hl7Extractor:
         return ""
 
     def _resolve_facility(self, message: Hl7Message) -> str:
-        seen = []
+        """The first value naming a declared facility (its id), else the first value as sent.
+
+        An undeclared facility is a gap in slas.yaml, not a bad message: it is stored
+        (and answered AA) under the name it was sent with, listed in health, and takes
+        the facility's id once slas.yaml declares it.
+        """
+        first = ""
         for path in self.facility:
             value = message.value(path)
             if not value:
@@ -170,21 +176,17 @@ class Hl7Extractor:
             canonical = self.facilities.get(value)
             if canonical:
                 return canonical
-            seen.append(f"{value!r} ({path})")
+            first = first or value
         if not self.facilities:
             return ""
-        if not seen:
+        if not first:
             where = ", ".join(str(p) for p in self.facility)
             raise Hl7Error(
                 f"no facility: {where} empty; slas.yaml declares facilities, so every"
                 " message must name one",
                 "101",
             )
-        raise Hl7Error(
-            f"unknown facility {', '.join(seen)}: add it, or an alias, to facilities"
-            " in slas.yaml, then replay the dead letters",
-            "103",
-        )
+        return first
 
     def _sent_time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
         """The send time (MSH-7), or 0 (= the event time) when absent or unreadable:
