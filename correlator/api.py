@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import ValidationError
 
 from correlator.queries import (
     BadQuery,
@@ -17,7 +18,9 @@ from correlator.queries import (
     parse_time,
 )
 from correlator.transaction import FLAGS, STATUSES
+from correlator.unmatched import UnmatchedFilter, list_unmatched
 from stitchboard.api import ApiError
+from stitchboard.config.workflows import Duration
 from stitchboard.runtime import Runtime
 
 
@@ -76,6 +79,32 @@ def build_router(runtime: Runtime) -> APIRouter:
             raise ApiError(404, f"no transaction {transaction_id!r}")
         return found
 
+    @router.get("/unmatched-events")
+    async def unmatched_events(
+        workflow: Annotated[str | None, Query(description="Workflow name")] = None,
+        key: Annotated[
+            str | None, Query(description="Any business key value of the event (batch, journal)")
+        ] = None,
+        older_than: Annotated[
+            str | None, Query(description="Only events unmatched at least this long (e.g. 2d)")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Fan-in events (a GL journal for a charge batch) that no transaction carries yet,
+        oldest first, with their age: reconciliation exceptions of their own. One joins its
+        transactions as soon as a carrier arrives."""
+        try:
+            where = UnmatchedFilter(
+                workflow=_one_of(workflow, workflow_names, "workflow"),
+                key_values=_key_values(runtime, key),
+                older_than_ns=_duration(older_than),
+                limit=limit,
+            )
+        except BadQuery as exc:
+            raise ApiError(400, str(exc)) from None
+        items = await asyncio.to_thread(list_unmatched, runtime.store, where, time.time_ns())
+        return {"unmatched_events": items}
+
     @router.get("/workflows", tags=["workflows"])
     async def workflows() -> dict[str, Any]:
         """The workflow definitions loaded from slas.yaml."""
@@ -90,6 +119,18 @@ def _one_of(value: str | None, allowed, name: str) -> str | None:
     if value not in allowed:
         raise BadQuery(f"unknown {name} {value!r}; known: {', '.join(allowed)}")
     return value
+
+
+def _duration(text: str | None) -> int:
+    if not text:
+        return 0
+    try:
+        duration = Duration.model_validate(text)
+    except ValidationError:
+        raise BadQuery(f"bad duration {text!r} for older_than: use e.g. 90m, 24h, 2d") from None
+    if duration.business_days:
+        raise BadQuery(f"bad duration {text!r} for older_than: business days are not allowed")
+    return duration.nanos
 
 
 def _facility(value: str | None, index: dict[str, str]) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from correlator.deadlines import clocks_for
 from correlator.matching import UNEXPECTED, Router
-from correlator.stitching import Changes, Retired, WorkflowStitcher
+from correlator.stitching import Changes, FanInState, Retired, WorkflowStitcher
 from correlator.transaction import Hop, Plan, Transaction, summarize
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
@@ -40,11 +40,13 @@ class Correlator:
         now = time.time_ns() if now is None else now
         upserts: list[Transaction] = []
         retired: list[Retired] = []
+        fan_in: list[FanInState] = []
         for stitcher in self.stitchers:
             changes = stitcher.flush(self.clocks, now)
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
-        return Changes(tuple(upserts), tuple(retired))
+            fan_in.extend(changes.fan_in)
+        return Changes(tuple(upserts), tuple(retired), tuple(fan_in))
 
     def touch_all(self) -> None:
         """Recompute every transaction on the next flush."""
@@ -61,11 +63,13 @@ class Correlator:
         now = time.time_ns() if now is None else now
         upserts: list[Transaction] = []
         retired: list[Retired] = []
+        fan_in: list[FanInState] = []
         for stitcher in self.stitchers:
             changes = stitcher.sweep(self.clocks, now)
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
-        return Changes(tuple(upserts), tuple(retired))
+            fan_in.extend(changes.fan_in)
+        return Changes(tuple(upserts), tuple(retired), tuple(fan_in))
 
     def feed(self, events: Iterable[Event], now: int | None = None) -> Changes:
         self.add(events)
@@ -83,6 +87,14 @@ class Correlator:
     @property
     def transaction_count(self) -> int:
         return sum(len(s) for s in self.stitchers)
+
+    def unmatched(self) -> dict[str, tuple[int, int]]:
+        """Per workflow: how many fan-in events no transaction carries, and the time of
+        the oldest (0 when none)."""
+        return {
+            s.workflow.name: (len(s.unmatched), min(s.unmatched.values(), default=0))
+            for s in self.stitchers
+        }
 
 
 def renamed_facilities(config: SlasConfig) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any, cast
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
 from correlator.transaction import Transaction
+from correlator.unmatched import write_states
 from stitchboard.events import Event
 from stitchboard.store import Store
 
@@ -127,9 +128,11 @@ class TransactionSink:
             return self._last
 
     def write(self, changes: Changes, chunk: int = 50_000) -> int:
-        if not changes.upserts and not changes.retired:
+        if not changes.upserts and not changes.retired and not changes.fan_in:
             return 0
         version = self.version()
+        # Fan-in states first: a failed write is redone whole, and rewriting is idempotent.
+        write_states(self.store, changes.fan_in, version)
         upserts = changes.upserts
         for i in range(0, len(upserts), chunk):
             part = upserts[i : i + chunk]

@@ -101,7 +101,14 @@ def _steps_and_key_view(ctx: SchemaContext) -> list[str]:
     ]
 
 
+def _unmatched(ctx: SchemaContext) -> list[str]:
+    from correlator.unmatched import create
+
+    return create(ctx)
+
+
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
+    Migration(12, "fan-in events no transaction carries", _unmatched),
 )

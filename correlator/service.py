@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from correlator.engine import Correlator
 from correlator.repository import TransactionSink, events_from_batch, read_events
 from correlator.stitching import Changes
+from correlator.unmatched import retire_older_than as retire_unmatched
 from stitchboard.config.model import SlasConfig
 from stitchboard.errors import StoreUnavailable
 from stitchboard.events import Event
@@ -62,6 +63,18 @@ class CorrelatorMetrics:
         self.dropped = Counter(
             "stitchboard_correlator_dropped_batches",
             "Batches dropped by a full correlator queue (re-read from events)",
+            registry=r,
+        )
+        self.unmatched = Gauge(
+            "stitchboard_unmatched_events",
+            "Fan-in events (GL journals, cash postings) no transaction carries",
+            ["workflow"],
+            registry=r,
+        )
+        self.unmatched_oldest = Gauge(
+            "stitchboard_unmatched_oldest_timestamp_seconds",
+            "Event time of the oldest unmatched fan-in event (0: none); age = now - this",
+            ["workflow"],
             registry=r,
         )
 
@@ -182,6 +195,7 @@ class CorrelatorService:
             if collecting:
                 gc.enable()
         retired = self.sink.retire_older_than(started)
+        retire_unmatched(self.store, started, self.sink.version())
         self.loaded = True
         self.metrics.events.inc(count)
         log.info(
@@ -253,3 +267,6 @@ class CorrelatorService:
         written = self.sink.write(changes)
         self.metrics.writes.inc(written)
         self.metrics.transactions.set(self.correlator.transaction_count)
+        for workflow, (count, oldest) in self.correlator.unmatched().items():
+            self.metrics.unmatched.labels(workflow).set(count)
+            self.metrics.unmatched_oldest.labels(workflow).set(oldest / 1e9)
