@@ -9,12 +9,15 @@ acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 
 from stitchboard.api import build_api
 from stitchboard.components import Component, HttpComponent
+from stitchboard.errors import PortInUse
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
 from stitchboard.stages import served_stages
@@ -72,9 +75,39 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         print("Stitchboard stopped", flush=True)
 
 
+# Each listening port with the flag that changes it.
+_PORTS = (
+    ("port", "--port"),
+    ("otlp_http_port", "--otlp-http-port"),
+    ("otlp_grpc_port", "--otlp-grpc-port"),
+    ("mllp_port", "--mllp-port"),
+)
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start, before anything is created on disk, when a port is taken."""
+    for name, flag in _PORTS:
+        port = getattr(settings, name)
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+            # As the servers bind: a port in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.host, port))
+            except OSError as exc:
+                why = "is already in use" if exc.errno == errno.EADDRINUSE else f"({exc.strerror})"
+                disable = " (or 0 to disable it)" if name != "port" else ""
+                raise PortInUse(
+                    f"cannot listen on port {port} of {settings.host}: it {why};"
+                    f" choose another with {flag}{disable}"
+                ) from None
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    check_ports(settings)
     asyncio.run(run(settings))

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from stitchboard.config.model import SlasConfig
-from stitchboard.config.workflows import workflow_problems
+from stitchboard.config.workflows import Workflow, workflow_problems
 from stitchboard.errors import ConfigError
 
 
@@ -58,11 +58,33 @@ def parse_config(text: str, source: str = "slas.yaml") -> SlasConfig:
     try:
         config = SlasConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, validation_problems(exc)) from exc
+        problems = validation_problems(exc) + _cross_problems(data)
+        raise ConfigError(source, list(dict.fromkeys(problems))) from exc
     problems = workflow_problems(config)
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def _cross_problems(data: dict[str, Any]) -> list[str]:
+    """The cross-checks (undeclared keys, anchors) of every workflow that is valid on its
+    own, when another part of the file is not: every problem in one run."""
+    keys = data.get("keys")
+    workflows = data.get("workflows")
+    if not isinstance(workflows, list):
+        return []
+    declared = {str(k): None for k in keys} if isinstance(keys, dict) else {}
+    problems: list[str] = []
+    for index, raw in enumerate(workflows):
+        try:
+            workflow = Workflow.model_validate(raw)
+        except ValidationError:
+            continue  # its own problems are already listed
+        alone = SlasConfig.model_construct(keys=declared, workflows=[workflow])
+        problems += [
+            f"workflows[{index}]" + p.removeprefix("workflows[0]") for p in workflow_problems(alone)
+        ]
+    return problems
 
 
 def load_config(path: str | Path) -> SlasConfig:
