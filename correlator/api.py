@@ -13,6 +13,8 @@ from correlator.queries import (
     BadQuery,
     TransactionFilter,
     decode_cursor,
+    events_by_key,
+    facility_seen,
     get_transaction,
     list_transactions,
     parse_time,
@@ -48,6 +50,18 @@ def build_router(runtime: Runtime) -> APIRouter:
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> dict[str, Any]:
         """Transactions, newest first (by their earliest event), one page at a time."""
+        # Not declared: fine if transactions carry that name as sent, else a clear 400.
+        if (
+            facility
+            and facility not in facilities
+            and not await asyncio.to_thread(facility_seen, runtime.store, facility)
+        ):
+            known = ", ".join(sorted(set(facilities.values()))) or "none declared"
+            raise ApiError(
+                400,
+                f"unknown facility {facility!r}; declared: {known} (an id or an alias;"
+                " /api/v1/health lists undeclared names events were sent with)",
+            )
         try:
             where = TransactionFilter(
                 workflow=_one_of(workflow, workflow_names, "workflow"),
@@ -78,6 +92,22 @@ def build_router(runtime: Runtime) -> APIRouter:
         if found is None:
             raise ApiError(404, f"no transaction {transaction_id!r}")
         return found
+
+    @router.get("/events")
+    async def events(
+        key: Annotated[
+            str,
+            Query(description="Any business key value (visit, charge, batch, journal, MRN...)"),
+        ],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        """Every hop carrying this key value, oldest first, matched to a transaction or
+        not: each lists the transactions (and steps) it belongs to, none when unmatched."""
+        values = _key_values(runtime, key)
+        if not values:
+            raise ApiError(400, "give a key value: /api/v1/events?key=...")
+        items = await asyncio.to_thread(events_by_key, runtime.store, values, limit)
+        return {"events": items}
 
     @router.get("/unmatched-events")
     async def unmatched_events(

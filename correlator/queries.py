@@ -292,6 +292,46 @@ def _missed(missed: Missed) -> dict[str, Any]:
     }
 
 
+def facility_seen(store: Store, name: str) -> bool:
+    """Whether any transaction carries this facility name (an undeclared one, kept as sent)."""
+    table = store.table(TRANSACTIONS.name)
+    return bool(
+        store.rows(f"SELECT 1 FROM {table} WHERE facility = {{f:String}} LIMIT 1", {"f": name})
+    )
+
+
+def events_by_key(store: Store, values: Sequence[str], limit: int = 1000) -> list[dict[str, Any]]:
+    """Every hop carrying one of these key values, oldest first, each with the
+    transactions it belongs to (and as which step): matched or not."""
+    rows = store.dicts(
+        f"SELECT {_EVENT_FIELDS} FROM {store.table('events')} FINAL"
+        " WHERE hasAny(mapValues(keys), {values:Array(String)})"
+        " ORDER BY time_ns, event_id LIMIT {limit:UInt32}",
+        {"values": list(values), "limit": limit},
+    )
+    if not rows:
+        return []
+    ids = [r["event_id"] for r in rows]
+    table = store.table(TRANSACTIONS.name)
+    # The transactions that hold these events, with each event's step in them.
+    member_rows = store.rows(
+        f"SELECT id, workflow, event_id, step FROM {table} FINAL"
+        " ARRAY JOIN event_ids AS event_id, event_steps AS step"
+        " WHERE deleted = 0 AND hasAny(event_ids, {ids:Array(String)})"
+        " AND event_id IN {ids:Array(String)}" + _FINAL_SETTINGS,
+        {"ids": ids},
+    )
+    members: dict[str, list[dict[str, str]]] = {}
+    for tx_id, workflow, event_id, step in member_rows:
+        members.setdefault(event_id, []).append(
+            {"transaction_id": tx_id, "workflow": workflow, "step": step}
+        )
+    return [
+        {**_event(r, ""), "transactions": sorted(members.get(r["event_id"], []), key=str)}
+        for r in rows
+    ]
+
+
 def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
     return {
         "event_id": row["event_id"],
