@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stitchboard import __version__
@@ -109,13 +110,16 @@ def undeclared_facilities(runtime: Runtime) -> list[dict[str, Any]]:
 
 
 def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI from assets shipped in a package, not a CDN: the docs work offline.
+    app = FastAPIOffline(
         title="Stitchboard API",
         version=__version__,
         description="Business-SLA observability for healthcare integration.",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        static_url=f"{API_PREFIX}/docs-assets",
+        swagger_ui_oauth2_redirect_url=f"{API_PREFIX}/docs/oauth2-redirect",
     )
     started = time.time()
 

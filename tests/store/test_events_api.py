@@ -3,6 +3,8 @@ filter's 400, unmatched events."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -71,3 +73,15 @@ def test_unmatched_events_route(client) -> None:
     assert [u["keys"]["journal"] for u in listed["unmatched_events"]] == ["J-X"]
     bad = client.get("/api/v1/unmatched-events", params={"workflow": "nope"})
     assert bad.status_code == 400
+
+
+def test_the_api_docs_load_their_assets_from_the_server(client) -> None:
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "/api/v1/docs-assets/swagger-ui-bundle.js" in scripts
+    for asset in scripts:
+        if asset.startswith("/"):
+            assert client.get(asset).status_code == 200, asset
+    assert client.get("/api/v1/openapi.json").json()["info"]["title"] == "Stitchboard API"
