@@ -234,11 +234,51 @@ def awaiting(config: SlasConfig, tx: Transaction) -> str | None:
 def events_by_id(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    return store.dicts(
+    rows = store.dicts(
         f"SELECT {_EVENT_FIELDS} FROM {store.table('events')} FINAL"
         " WHERE event_id IN {ids:Array(String)} ORDER BY time_ns, event_id",
         {"ids": list(ids)},
     )
+    return with_sources(store, rows)
+
+
+def with_sources(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event row with every source that delivered it, first delivery first.
+
+    A copy received later (an MLLP message re-imported from a file) replaces the
+    event row; its provenance is kept in ``event_sources``: the event's source is
+    its first delivery, and every later one is listed with its time.
+    """
+    if not rows:
+        return rows
+    found = store.rows(
+        "SELECT event_id, source_kind, source, toUnixTimestamp64Nano(min(received_time))"
+        f" AS first FROM {store.table('event_sources')}"
+        " WHERE event_id IN {ids:Array(String)}"
+        " GROUP BY event_id, source_kind, source ORDER BY event_id, first, source",
+        {"ids": [r["event_id"] for r in rows]},
+    )
+    sources: dict[str, list[dict[str, Any]]] = {}
+    for event_id, kind, source, first in found:
+        sources.setdefault(event_id, []).append(
+            {"source_kind": kind, "source": source, "received_time": iso(first)}
+        )
+    out = []
+    for row in rows:
+        delivered = sources.get(row["event_id"])
+        if delivered:
+            row = {**row, "source_kind": delivered[0]["source_kind"]}
+            row["source"] = delivered[0]["source"]
+        else:  # stored before deliveries were recorded: the event row is all there is
+            delivered = [
+                {
+                    "source_kind": row["source_kind"],
+                    "source": row["source"],
+                    "received_time": iso(row["observed_ns"]),
+                }
+            ]
+        out.append({**row, "sources": delivered})
+    return out
 
 
 def _as_event(row: dict[str, Any]) -> Event:
@@ -328,7 +368,7 @@ def events_by_key(store: Store, values: Sequence[str], limit: int = 1000) -> lis
         )
     return [
         {**_event(r, ""), "transactions": sorted(members.get(r["event_id"], []), key=str)}
-        for r in rows
+        for r in with_sources(store, rows)
     ]
 
 
@@ -343,8 +383,9 @@ def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
         "operation": row["operation"],
         "status": row["status"],
         "status_message": row["status_message"] or None,
-        "source_kind": row["source_kind"],
+        "source_kind": row["source_kind"],  # of the first delivery
         "source": row["source"],
+        "sources": row.get("sources", []),  # every delivery, first one first
         "trace_id": row["trace_id"] or None,
         "span_id": row["span_id"] or None,
         "amount": money(row["amount"]),
