@@ -122,6 +122,16 @@ class NativeTraces:
         self._sql = self._build_sql()
         self._lock = threading.Lock()
 
+    def reconfigure(self, config: SlasConfig, normalizer: Normalizer) -> None:
+        """A reloaded slas.yaml: new statements; the views are recreated before the next
+        insert (under the insert lock, so no insert runs against half of them)."""
+        with self._lock:
+            self.config, self.norm = config, normalizer
+            otel = config.otel
+            self._special = frozenset(otel.facility_attributes) | frozenset(otel.amount_attributes)
+            self._sql = self._build_sql()
+            self._prepared = False
+
     # -- which requests may take this path ------------------------------------------------
 
     def eligible(self, request: ExportTraceServiceRequest) -> bool:
@@ -329,7 +339,7 @@ class NativeTraces:
             with self._lock:
                 if not self._prepared:
                     self.prepare(store)
-            store.command(self._sql[0], parameters=params, settings=self.settings())
+                store.command(self._sql[0], parameters=params, settings=self.settings())
         finally:
             os.unlink(path)
 

@@ -28,9 +28,13 @@ from stitchboard.runtime import Runtime
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["transactions"])
-    config = runtime.config
-    workflow_names = [w.name for w in config.workflows]
-    facilities = config.facility_index()
+
+    # slas.yaml as it is now (it may be reloaded while the server runs).
+    def workflow_names() -> list[str]:
+        return [w.name for w in runtime.config.workflows]
+
+    def declared() -> dict[str, str]:
+        return runtime.config.facility_index()
 
     @router.get("/transactions")
     async def transactions(
@@ -51,6 +55,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     ) -> dict[str, Any]:
         """Transactions, newest first (by their earliest event), one page at a time."""
         # Not declared: fine if transactions carry that name as sent, else a clear 400.
+        facilities = declared()
         if (
             facility
             and facility not in facilities
@@ -64,7 +69,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
         try:
             where = TransactionFilter(
-                workflow=_one_of(workflow, workflow_names, "workflow"),
+                workflow=_one_of(workflow, workflow_names(), "workflow"),
                 facility=_facility(facility, facilities),
                 status=_one_of(status, STATUSES, "status"),
                 flag=_one_of(flag, FLAGS, "flag"),
@@ -87,7 +92,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         if not transaction_id.isalnum() or len(transaction_id) > 64:
             raise ApiError(400, f"bad transaction id {transaction_id!r}")
         found = await asyncio.to_thread(
-            get_transaction, runtime.store, transaction_id, time.time_ns(), config
+            get_transaction, runtime.store, transaction_id, time.time_ns(), runtime.config
         )
         if found is None:
             raise ApiError(404, f"no transaction {transaction_id!r}")
@@ -125,7 +130,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         transactions as soon as a carrier arrives."""
         try:
             where = UnmatchedFilter(
-                workflow=_one_of(workflow, workflow_names, "workflow"),
+                workflow=_one_of(workflow, workflow_names(), "workflow"),
                 key_values=_key_values(runtime, key),
                 older_than_ns=_duration(older_than),
                 limit=limit,
@@ -138,7 +143,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/workflows", tags=["workflows"])
     async def workflows() -> dict[str, Any]:
         """The workflow definitions loaded from slas.yaml."""
-        return {"workflows": [w.model_dump(mode="json") for w in config.workflows]}
+        return {"workflows": [w.model_dump(mode="json") for w in runtime.config.workflows]}
 
     return router
 

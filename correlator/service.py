@@ -105,6 +105,7 @@ class CorrelatorService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()  # set once the startup pass is written
+        self._new_config: SlasConfig | None = None  # a reloaded slas.yaml to apply
         self.loaded = False  # a full pass has run (the thread then skips its own)
         self.correlated_through = 0.0  # monotonic time of the newest batch already written
         # Seconds from each batch being durable to its transactions being written.
@@ -157,6 +158,7 @@ class CorrelatorService:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
+                self._apply_config()
                 self.step()
                 if time.monotonic() >= next_sweep:
                     self._write_or_redo(self.correlator.sweep())
@@ -171,6 +173,27 @@ class CorrelatorService:
             self.step()
         except Exception:  # noqa: BLE001 - best effort on shutdown
             log.exception("final correlator step failed")
+
+    def reconfigure(self, config: SlasConfig) -> None:
+        """A reloaded slas.yaml: the thread rebuilds the correlator and re-correlates
+        every stored event under it before its next step."""
+        with self._lock:
+            self._new_config = config
+        self._wake.set()
+
+    def _apply_config(self) -> None:
+        with self._lock:
+            config, self._new_config = self._new_config, None
+        if config is None:
+            return
+        self.correlator = Correlator(config)
+        self._attributes = self.correlator.router.attribute_names
+        try:
+            self.full_pass()
+        except BaseException:
+            with self._lock:  # try again on the next loop
+                self._new_config = self._new_config or config
+            raise
 
     # -- work -----------------------------------------------------------------------------
 

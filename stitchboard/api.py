@@ -171,6 +171,31 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
+    @app.post(f"{API_PREFIX}/admin/reload-config", tags=["admin"])
+    async def reload_config() -> JSONResponse:
+        """Re-read slas.yaml without a restart (as SIGHUP does). A file with problems is
+        refused with every problem listed (422), and the running configuration stays."""
+        problems = await asyncio.to_thread(runtime.reload_config)
+        if problems:
+            body = {
+                "error": {
+                    "status": 422,
+                    "code": "invalid_config",
+                    "message": "slas.yaml not reloaded; the running configuration stays",
+                    "problems": problems,
+                }
+            }
+            return JSONResponse(body, status_code=422)
+        config = runtime.config
+        return JSONResponse(
+            {
+                "reloaded": True,
+                "facilities": len(config.facilities),
+                "keys": len(config.keys),
+                "workflows": len(config.workflows),
+            }
+        )
+
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(INDEX_HTML)

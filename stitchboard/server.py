@@ -49,6 +49,14 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload_on_hangup() -> None:
+        task = loop.create_task(_reload(runtime))
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)
     components = build_components(runtime)
     started: list[Component] = []
     try:
@@ -102,6 +110,15 @@ def check_ports(settings: Settings) -> None:
                     f"cannot listen on port {port} of {settings.host}: it {why};"
                     f" choose another with {flag}{disable}"
                 ) from None
+
+
+async def _reload(runtime: Runtime) -> None:
+    """SIGHUP: re-read slas.yaml; a bad file is refused with every problem logged."""
+    problems = await asyncio.to_thread(runtime.reload_config)
+    if problems:
+        log.error(
+            "slas.yaml not reloaded, the running configuration stays:\n%s", "\n".join(problems)
+        )
 
 
 def serve(settings: Settings) -> None:
