@@ -17,6 +17,7 @@ from typing import Any
 from correlator.engine import resummarize
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.transaction import Missed, StepResult, id_time_of
+from stitchboard import times
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
 from stitchboard.store import Store
@@ -79,14 +80,9 @@ def iso(ns: int | None) -> str | None:
 def parse_time(text: str, name: str) -> int:
     """ISO 8601 (naive means UTC) or a date, as ns."""
     try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return times.instant_ns(times.parse_instant(text))
     except ValueError:
-        raise BadQuery(
-            f"bad time {text!r} for {name}: use ISO 8601, e.g. 2026-03-09T09:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+        raise BadQuery(f"bad time {text!r} for {name}: {times.INSTANT_HELP}") from None
 
 
 def encode_cursor(id_ns: int, tx_id: str) -> str:
