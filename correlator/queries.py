@@ -205,11 +205,11 @@ def get_transaction(
     hops = [(_as_event(e), step_of.get(e["event_id"], "")) for e in stored]
     # Step detail is recomputed from the hops by the correlator's own pure core.
     tx = resummarize(config, row["workflow"], hops, now)
-    body["steps"] = [_step(s) for s in tx.steps] if tx else []
-    body["missed"] = [_missed(m) for m in tx.missed] if tx else []
+    body["steps"] = [step_detail(s) for s in tx.steps] if tx else []
+    body["missed"] = [missed_detail(m) for m in tx.missed] if tx else []
     if tx is not None:
         body["status"], body["level"] = tx.status, tx.level or None
-    body["events"] = [_event(e, step_of.get(e["event_id"], "")) for e in stored]
+    body["events"] = [event_detail(e, step_of.get(e["event_id"], "")) for e in stored]
     return body
 
 
@@ -243,7 +243,7 @@ def _as_event(row: dict[str, Any]) -> Event:
     )
 
 
-def _step(step: StepResult) -> dict[str, Any]:
+def step_detail(step: StepResult) -> dict[str, Any]:
     return {
         "name": step.name,
         "count": step.events,
@@ -262,7 +262,7 @@ def _step(step: StepResult) -> dict[str, Any]:
     }
 
 
-def _missed(missed: Missed) -> dict[str, Any]:
+def missed_detail(missed: Missed) -> dict[str, Any]:
     return {
         "step": missed.step,
         "level": missed.level,
@@ -272,7 +272,7 @@ def _missed(missed: Missed) -> dict[str, Any]:
     }
 
 
-def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
+def event_detail(row: dict[str, Any], step: str) -> dict[str, Any]:
     return {
         "event_id": row["event_id"],
         "step": step,
