@@ -18,6 +18,8 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import cast
 
 from bench.correlator_traffic import transactions
 
@@ -152,8 +154,13 @@ def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
                 time.sleep(0.01)
         ticks += 1
         if ticks % 20 == 0:  # one probe a second
-            value = next(iter(chunk[-1][14].values()))
-            future.add_done_callback(lambda _f, v=value: acknowledged(v))
+            keys = cast(dict[str, str], chunk[-1][EVENT_COLUMNS.index("keys")])
+            value = next(iter(keys.values()))
+
+            def done(_future: Future[None], value: str = value) -> None:
+                acknowledged(value)
+
+            future.add_done_callback(done)
         sent += len(chunk)
         pause = started + ticks * tick - time.monotonic()
         if pause > 0:

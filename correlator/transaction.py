@@ -168,7 +168,7 @@ class StepPlan(NamedTuple):
 
     name: str
     anchor: Anchor
-    index: int  # the anchoring step's index for Anchor.STEP, else -1
+    anchor_step: int  # the anchoring step's index for Anchor.STEP, else -1
     warn: Duration | None
     breach: Duration | None
     repeat: bool
@@ -198,7 +198,7 @@ class Plan:
                 StepPlan(
                     name=step.name,
                     anchor=anchor,
-                    index=index,
+                    anchor_step=index,
                     warn=within.warn if within else None,
                     breach=within.breach if within else None,
                     repeat=step.repeat,

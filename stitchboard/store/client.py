@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -42,7 +43,7 @@ class Store:
                 ],
             )
         if self.embedded:
-            self.path = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
+            self.path: Path | None = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
             self.database = database
         else:
             self.path = None
@@ -130,8 +131,9 @@ class Store:
     def query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         return self._call(lambda c: c.query(sql, parameters=parameters, **kwargs))
 
-    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
-        return self.query(sql, parameters).result_rows
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.query(sql, parameters).result_rows
+        return rows
 
     def dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return list(self.query(sql, parameters).named_results())
@@ -157,8 +159,8 @@ class Store:
         exception raised by the consumer of a block is never translated.
         """
         try:
-            context = self.client().query_row_block_stream(
-                sql, parameters=parameters, settings=settings
+            context: AbstractContextManager[Iterable[Sequence[Sequence[Any]]]] = (
+                self.client().query_row_block_stream(sql, parameters=parameters, settings=settings)
             )
             stream = context.__enter__()
             blocks = iter(stream)
@@ -183,7 +185,7 @@ class Store:
 
     def ping(self) -> bool:
         try:
-            return self.scalar("SELECT 1") == 1
+            return bool(self.scalar("SELECT 1") == 1)
         except StoreUnavailable:
             return False
 

@@ -44,12 +44,12 @@ def test_a_plan_names_each_steps_anchor_and_deadlines() -> None:
     assert by_name["discharge"].anchor is Anchor.NONE
     assert by_name["discharge"].warn is None and by_name["discharge"].breach is None
     ack = by_name["engine_ack"]
-    assert (ack.anchor, ack.index) == (Anchor.PREVIOUS, -1)
+    assert (ack.anchor, ack.anchor_step) == (Anchor.PREVIOUS, -1)
     assert ack.warn is not None and ack.warn.nanos == 120 * NS
     assert ack.breach is not None and ack.breach.nanos == 900 * NS
     charge = by_name["charge"]
     assert (charge.anchor, charge.repeat, charge.optional) == (Anchor.START, True, False)
     journal = by_name["gl_journal"]
-    assert (journal.anchor, journal.index) == (Anchor.STEP, 2)  # index of "charge"
+    assert (journal.anchor, journal.anchor_step) == (Anchor.STEP, 2)  # index of "charge"
     assert journal.warn is None
     assert journal.breach is not None and journal.breach.business_days == 1
