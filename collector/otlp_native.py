@@ -13,7 +13,7 @@ A request takes this path only when ``eligible`` says so: every span valid,
 facility and amount attributes resolvable, and only scalar attribute values.
 Anything else (rejections, arrays and maps as values, amounts with more than
 two decimals) goes through the Python decoder, which dead-letters what it must.
-``tests/test_otlp_native.py`` checks that both paths write the same rows.
+``tests/store/test_otlp_native.py`` checks that both paths write the same rows.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ repeated. Append new migrations; never edit an applied one.
 OpenTelemetry Collector contrib ClickHouse exporter (exporter/clickhouseexporter,
 internal/sqltemplates: traces_table.sql as of contrib commit 2bf6b9e1, with the
 ResourceAttributeItems/SpanAttributeItems ALIAS columns, and logs_table.sql as
-of commit e3bd2d1d, with EventName), pinned by tests/test_schema.py. Their
+of commit e3bd2d1d, with EventName), pinned by tests/store/test_schema.py. Their
 engine is ReplacingMergeTree keyed on the record's identity, so a re-sent batch
 collapses; Stitchboard's own reads
 use FINAL and are exact before merges. The official Collector can insert into
