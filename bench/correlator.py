@@ -40,7 +40,7 @@ def run() -> Iterator[str]:
     from correlator import Correlator, CorrelatorService
     from stitchboard.config import load_config
     from stitchboard.events import EVENT_COLUMNS
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
     from tests.support import ROOT
 
@@ -72,7 +72,7 @@ def run() -> Iterator[str]:
     gc.collect()
 
     # -- 2. the same backlog stored in ClickHouse: read, correlate, write ------------------
-    store = connect(engine_url(), database="bench_correlator")
+    store = open_store(engine_url(), database="bench_correlator")
     for table in ("events", "transactions", "transaction_keys"):
         store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table)}")
     for i in range(0, len(events), 200_000):
@@ -203,10 +203,10 @@ _ID = (
 
 def _api_latency(count: int, config) -> list[str]:
     from correlator import StoreTransactions, TransactionFilter
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
 
-    store = connect(engine_url(), database="bench_api")
+    store = open_store(engine_url(), database="bench_api")
     tx = store.table("transactions")
     keys = store.table("transaction_keys")  # filled by its materialized view
     existing = store.scalar(f"SELECT count() FROM {tx}")
