@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 _RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch is visible
 
 
+def retry_delay(failures: int, initial: float, maximum: float) -> float:
+    """Seconds to wait after ``failures`` failed attempts in a row: doubling from
+    ``initial``, never more than ``maximum``."""
+    return min(maximum, initial * 2 ** (failures - 1))
+
+
 class CorrelatorMetrics:
     def __init__(self, registry: CollectorRegistry | None):
         r = registry or CollectorRegistry()
@@ -180,8 +186,7 @@ class CorrelatorService:
             else:
                 log.exception("correlator %s failed, retrying with backoff", what)
         self._failures += 1
-        delay = min(self.retry_max, self.retry_initial * 2 ** (self._failures - 1))
-        self._stop.wait(delay)
+        self._stop.wait(retry_delay(self._failures, self.retry_initial, self.retry_max))
 
     def _recovered(self) -> None:
         if self._failures:

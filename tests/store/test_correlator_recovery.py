@@ -134,22 +134,3 @@ def test_a_store_failing_mid_pass_and_mid_step_is_survived(
     finally:
         service.stop()
     assert not service._thread or not service._thread.is_alive()
-
-
-def test_backoff_doubles_up_to_its_ceiling(failing: FailingStore) -> None:
-    """Waits between attempts: 0.01, 0.02, 0.04, then 0.05 (the ceiling) thereafter."""
-    service = CorrelatorService(failing, CONFIG, retry_initial=0.01, retry_max=0.05)
-    waits: list[float] = []
-
-    class Clock(threading.Event):
-        def wait(self, timeout: float | None = None) -> bool:
-            waits.append(timeout or 0.0)
-            return False
-
-    service._stop = Clock()
-    for _ in range(5):
-        service._failed("step", StoreUnavailable("down"))
-    assert waits == [0.01, 0.02, 0.04, 0.05, 0.05]
-    service._recovered()
-    service._failed("step", StoreUnavailable("down"))
-    assert waits[-1] == 0.01
