@@ -28,7 +28,7 @@ def money(amount: Decimal | int | str | None) -> str | None:
 def span_text(ns: int) -> str:
     """A length of time in its two largest units: ``4h 12m``, ``2d 3h``, ``45s``."""
     seconds = max(ns, 0) // _NS
-    parts = []
+    parts: list[str] = []
     for unit, size in _UNITS:
         count, seconds = divmod(seconds, size)
         if count or parts:

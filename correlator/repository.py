@@ -237,25 +237,22 @@ def read_events(
         )
         params.update(lo=lowest, hi=highest, stamps=sorted(set(inserted_stamps)))
     settings = {"max_block_size": block}
-    with store.client().query_row_block_stream(
-        sql, parameters=params or None, settings=settings
-    ) as stream:
-        for rows in stream:
-            yield [
-                correlation_event(
-                    event_id=i,
-                    event_time=t,
-                    sent_time=sent,
-                    facility=facility,
-                    system=system,
-                    operation=operation,
-                    status=status,
-                    amount=amount,
-                    keys=keys,
-                    attributes=attrs,
-                )
-                for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
-            ]
+    for rows in store.stream_rows(sql, params or None, settings):
+        yield [
+            correlation_event(
+                event_id=i,
+                event_time=t,
+                sent_time=sent,
+                facility=facility,
+                system=system,
+                operation=operation,
+                status=status,
+                amount=amount,
+                keys=keys,
+                attributes=attrs,
+            )
+            for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
+        ]
 
 
 def events_from_batch(

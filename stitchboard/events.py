@@ -169,7 +169,7 @@ class DeadLetter:
     def dead_letter_id(self) -> str:
         return event_id("dl", self.source, self.payload, self.reason)
 
-    def row(self) -> tuple:
+    def row(self) -> tuple[object, ...]:
         return (
             self.dead_letter_id,
             self.received_time,

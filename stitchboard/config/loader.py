@@ -7,8 +7,9 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from stitchboard.config.model import SlasConfig
+from stitchboard.config.model import KeyRule, SlasConfig
 from stitchboard.config.workflows import Workflow, workflow_problems
 from stitchboard.errors import ConfigError
 
@@ -23,7 +24,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "missing":
         return "field required"
     if error["type"] == "extra_forbidden":
@@ -73,7 +74,9 @@ def _cross_problems(data: dict[str, Any]) -> list[str]:
     workflows = data.get("workflows")
     if not isinstance(workflows, list):
         return []
-    declared = {str(k): None for k in keys} if isinstance(keys, dict) else {}
+    # Only the names matter to the cross-checks; each key's own problems are listed already.
+    rule = KeyRule(attributes=["-"])
+    declared = {str(k): rule for k in keys} if isinstance(keys, dict) else {}
     problems: list[str] = []
     for index, raw in enumerate(workflows):
         try:
