@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.test_correlator_api import send_mllp
 from tests.support import ROOT, serve_process
-from tests.test_correlator_api import send_mllp
 
 
 def adt(control_id: str, visit: str) -> bytes:

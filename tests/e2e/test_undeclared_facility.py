@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
+from tests.e2e.test_correlator_api import send_mllp
 from tests.support import serve_process
-from tests.test_correlator_api import send_mllp
 
 ADT_ELSEWHERE = (
     b"MSH|^~\\&|EHR_ADT|NOWHERE|IFENGINE|NOWHERE|20260314162210||ADT^A03^ADT_A03|UF-1|P|2.5.1\r"
