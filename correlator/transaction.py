@@ -223,27 +223,6 @@ class Plan:
         self.e2e_breach = e2e.breach if e2e else None
         self.skew = workflow.clock_skew.nanos
 
-    def anchor_of(self, i: int, first: list[int], last: int) -> int:
-        """The step whose first event starts step ``i``'s clock, or -1 for none.
-
-        ``first``: each step's first event time (0: not happened); ``last``: the
-        index of the last step that happened. An optional anchor that was skipped
-        (a later step happened) passes the anchor back to the step before it.
-        """
-        step = self.steps[i]
-        if step.anchor == Anchor.NONE:
-            return -1
-        if step.anchor == Anchor.START:
-            j = 0
-        elif step.anchor == Anchor.PREVIOUS:
-            j = i - 1
-        else:
-            j = step.anchor_step
-        optional = self.optional
-        while j >= 0 and not first[j] and optional[j] and last > j:
-            j -= 1
-        return j
-
 
 def summarize(
     plan: Plan | Workflow,
@@ -326,15 +305,29 @@ def summarize(
     failed = False
     error_count = 0
     missing = False
-    for i, ps in enumerate(plan.steps):
+    for i, (
+        name,
+        kind,
+        named_anchor,
+        warn,
+        breach,
+        repeat,
+        optional,
+        from_sent,
+        grace,
+        _,
+    ) in enumerate(plan.steps):
         events = by_step[i]
-        warn, breach = ps.warn, ps.breach
         anchor = 0
         since = ""
-        if ps.anchor:
-            j = plan.anchor_of(i, first, last)
+        if kind:
+            # The anchor step: the first, the one before, or a named one; an optional
+            # anchor that was skipped (a later step happened) hands it back.
+            j = 0 if kind == _START else (i - 1 if kind == _PREVIOUS else named_anchor)
+            while j >= 0 and not first[j] and optional_steps[j] and last > j:
+                j -= 1
             if j >= 0 and first[j]:
-                if ps.from_sent:
+                if from_sent:
                     anchor = by_step[j][0].sent_time or first[j]
                     since = names[j] + " sent"
                 else:
@@ -361,12 +354,12 @@ def summarize(
         if events:
             # Repeating steps are judged by their latest event (a late charge is late);
             # others by their first (later copies are duplicates, flagged separately).
-            actual = events[-1].event_time if ps.repeat else events[0].event_time
+            actual = events[-1].event_time if repeat else events[0].event_time
             if breach_at and actual > breach_at:
                 level, late_by = BREACH, actual - breach_at
                 missed.append(
                     Missed(
-                        ps.name,
+                        name,
                         BREACH,
                         breach_at,
                         actual,
@@ -380,7 +373,7 @@ def summarize(
                 level, late_by = WARN, actual - warn_at
                 missed.append(
                     Missed(
-                        ps.name,
+                        name,
                         WARN,
                         warn_at,
                         actual,
@@ -398,15 +391,14 @@ def summarize(
             status = events[-1].status
             if status == STATUS_ERROR:
                 failed = True
-        elif not ps.optional and not complete:
+        elif not optional and not complete:
             limit = breach.text if breach else ""
             since_time = anchor
             gone = False  # missing past its grace
             if later_time[i]:
-                grace = ps.grace
                 if grace is None:
                     missing = True
-                elif not ps.anchor or anchor:
+                elif not kind or anchor:
                     # A step whose own anchor is pending waits on that anchor's deadline.
                     later = later_time[i] if later_time[i] > start else start
                     grace_at = later + grace.nanos if not grace.business_days else add(later, grace)
@@ -422,20 +414,20 @@ def summarize(
             if breach_at and now >= breach_at:
                 level, late_by = BREACH, now - breach_at
                 missed.append(
-                    Missed(ps.name, BREACH, breach_at, 0, late_by, limit, since, since_time, gone)
+                    Missed(name, BREACH, breach_at, 0, late_by, limit, since, since_time, gone)
                 )
             elif warn_at and now >= warn_at:
                 level, late_by = WARN, now - warn_at
                 missed.append(
                     Missed(
-                        ps.name, WARN, warn_at, 0, late_by, warn.text if warn else "", since, anchor
+                        name, WARN, warn_at, 0, late_by, warn.text if warn else "", since, anchor
                     )
                 )
         if level and _RANK[level] > rank:
             rank = _RANK[level]
         results.append(
             StepResult(
-                ps.name,
+                name,
                 len(events),
                 first[i],
                 events[-1].event_time if events else 0,
@@ -522,6 +514,7 @@ def summarize(
 
 
 _LEVELS = (Level.NONE, Level.WARN, Level.BREACH)
+_START, _PREVIOUS = int(Anchor.START), int(Anchor.PREVIOUS)
 
 
 def _end_to_end(
