@@ -21,6 +21,13 @@ from stitchboard.store import Store
 
 _NS = 1_000_000_000
 _FINAL = " SETTINGS do_not_merge_across_partitions_select_final = 1"
+# Events are sorted by id, not time: the inserted_at minmax index prunes old parts (an
+# event is never inserted before it happened), event_time then decides.
+_RECENT = (
+    "inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+    " AND event_time >= fromUnixTimestamp64Nano({since:Int64})"
+    " AND event_time <= fromUnixTimestamp64Nano({now:Int64})"
+)
 OVERDUE = "overdue"
 IDLE_FEED = "idle_feed"
 ERROR_SPIKE = "error_spike"
@@ -109,11 +116,11 @@ def feed_rows(store: Store, config: SlasConfig, rule: IdleFeedRule, now: int) ->
     sql = (
         "SELECT system, facility, toUnixTimestamp64Nano(max(event_time)) AS last"
         f" FROM {store.table('events')}"
-        " WHERE event_time >= fromUnixTimestamp64Nano({since:Int64})"
-        " AND event_time <= fromUnixTimestamp64Nano({now:Int64})"
-        " AND system != '' AND facility != '' GROUP BY system, facility"
+        f" WHERE {_RECENT} AND system != '' AND facility != ''"
+        " GROUP BY system, facility HAVING count() >= {min_events:UInt32}"
     )
-    seen = {(s, f): int(last) for s, f, last in store.rows(sql, {"since": since, "now": now})}
+    params = {"since": since, "now": now, "min_events": rule.discover_min_events}
+    seen = {(s, f): int(last) for s, f, last in store.rows(sql, params)}
     declared_facilities = set(config.facility_index().values())
     rows = [
         FeedRow(system, facility, "", last)
@@ -125,9 +132,7 @@ def feed_rows(store: Store, config: SlasConfig, rule: IdleFeedRule, now: int) ->
             last_op = store.scalar(
                 "SELECT toUnixTimestamp64Nano(max(event_time)) FROM"
                 f" {store.table('events')} WHERE system = {{s:String}} AND facility = {{f:String}}"
-                " AND operation = {o:String}"
-                " AND event_time >= fromUnixTimestamp64Nano({since:Int64})"
-                " AND event_time <= fromUnixTimestamp64Nano({now:Int64})",
+                f" AND operation = {{o:String}} AND {_RECENT}",
                 {
                     "s": feed.system,
                     "f": feed.facility,
@@ -193,9 +198,7 @@ def error_rows(store: Store, window_ns: int, now: int) -> list[tuple[str, str, i
     """Failed hops per feed (system, facility) in the window, distinct events."""
     sql = (
         "SELECT system, facility, uniqExact(event_id) AS n FROM"
-        f" {store.table('events')} WHERE status = 'error'"
-        " AND event_time >= fromUnixTimestamp64Nano({since:Int64})"
-        " AND event_time <= fromUnixTimestamp64Nano({now:Int64})"
+        f" {store.table('events')} WHERE status = 'error' AND {_RECENT}"
         " GROUP BY system, facility ORDER BY system, facility"
     )
     return [(s, f, int(n)) for s, f, n in store.rows(sql, {"since": now - window_ns, "now": now})]

@@ -40,6 +40,8 @@ class EvaluationLoop:
             log.exception("alert evaluation failed")
 
     async def start(self) -> None:
+        # APScheduler logs every run at INFO: a line per 15 s drowns the server's log.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         seconds = self.runtime.config.alerts.evaluation_interval.nanos / 1e9
         self.scheduler.add_job(
             self.run_once,

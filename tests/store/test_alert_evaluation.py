@@ -44,6 +44,7 @@ slos:
     alerting: {min_events: 5}
 alerts:
   overdue: {count: 1000}
+  idle_feeds: {discover_min_events: 1}
   route: {group_by: [rule, facility, slo], group_wait: 0s, group_interval: 1m,
           repeat_interval: 4h}
   channels:
