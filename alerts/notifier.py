@@ -91,16 +91,15 @@ class ChannelNotifier:
     def notify(self, notices: Sequence[Notice]) -> None:
         for notice in notices:
             for channel in route_channels(self.config, notice):
-                future = self._pool.submit(self.deliverer(channel).deliver, notice)
+                action = None
+                if notice.acknowledgement:
+                    if channel.type != "pagerduty":
+                        continue  # only PagerDuty keeps an incident to acknowledge
+                    action = "acknowledge"
+                future = self._pool.submit(self.deliverer(channel).deliver, notice, action)
                 with self._lock:
                     self._pending.add(future)
                 future.add_done_callback(self._done)
-
-    def acknowledge(self, notice: Notice) -> None:
-        """Tell PagerDuty channels that an alert was acknowledged."""
-        for channel in route_channels(self.config, notice):
-            if channel.type == "pagerduty":
-                self._pool.submit(self.deliverer(channel).deliver, notice, "acknowledge")
 
     def _done(self, future: Future[bool]) -> None:
         with self._lock:

@@ -1,0 +1,119 @@
+"""Alerts figures: one evaluation cycle (every shipped SLO and rule) over 10M transactions.
+
+``BENCH_ALERTS_TXS`` sets the size (default 10,000,000). The transactions are
+generated in ClickHouse (INSERT … SELECT from ``numbers``) for the five shipped
+workflows and three facilities over 30 days, with the shipped mix of statuses.
+The in-run reference is one ``SELECT count() … FINAL`` over the same table: the
+cheapest exact read of it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Iterator
+
+NS = 1_000_000_000
+
+
+def _generate_sql(table: str, config: object, count: int, now_s: int) -> str:
+    workflows = config.workflows  # type: ignore[attr-defined]
+    names = ", ".join(f"'{w.name}'" for w in workflows)
+    steps = ", ".join(
+        "[" + ", ".join(f"'{s.name}'" for s in w.steps) + "]" for w in workflows
+    )
+    n_wf = len(workflows)
+    # Per row: a workflow, a facility, a start within 30 days, and a status mix of roughly
+    # 85 % complete, 4 % late (breach), 3 % late (warn), 5 % open, 2 % overdue, 1 % failed.
+    return f"""
+INSERT INTO {table} (id, workflow, id_time, facility, status, level, start_time, end_time,
+    last_time, warn_deadline, breach_deadline, amount, step_names, step_counts, step_first,
+    step_last, step_levels, version, deleted)
+SELECT
+    lower(hex(number)) AS id,
+    [{names}][number % {n_wf} + 1] AS workflow,
+    fromUnixTimestamp64Nano(toInt64(({now_s} - 30 * 86400 + (number * 7919) % (30 * 86400))
+        * 1000000000)) AS id_time,
+    ['NMC01', 'LCH02', 'MSC03'][intDiv(number, {n_wf}) % 3 + 1] AS facility,
+    multiIf(r < 85, 'complete', r < 92, 'late', r < 97, 'in_progress', r < 99, 'overdue',
+        'failed') AS status,
+    multiIf(r >= 85 AND r < 89, 'breach', r >= 89 AND r < 92, 'warn', r >= 97 AND r < 99,
+        'breach', '') AS level,
+    id_time AS start_time,
+    if(r < 92, id_time + toIntervalSecond(3600 + number % 86400), NULL) AS end_time,
+    id_time + toIntervalSecond(600) AS last_time,
+    if(r >= 92 AND r < 99, id_time + toIntervalSecond(1800), NULL) AS warn_deadline,
+    if(r >= 92 AND r < 99, id_time + toIntervalSecond(if(r < 97, 40 * 86400, 3600)), NULL)
+        AS breach_deadline,
+    toDecimal64((number % 50000) / 3, 2) AS amount,
+    [{steps}][number % {n_wf} + 1] AS step_names,
+    arrayMap(x -> toUInt32(1), step_names) AS step_counts,
+    arrayMap((x, i) -> if(i <= 2 OR r < 92,
+        toUnixTimestamp64Nano(id_time) + i * 600000000000, 0),
+        step_names, arrayEnumerate(step_names)) AS step_first,
+    step_first AS step_last,
+    arrayMap((x, i) -> if(i = 2 AND r >= 85 AND r < 92, if(r < 89, 'breach', 'warn'), ''),
+        step_names, arrayEnumerate(step_names)) AS step_levels,
+    1 AS version,
+    0 AS deleted
+FROM (SELECT number, number * 2654435761 % 100 AS r FROM numbers({count}))
+"""
+
+
+def run() -> Iterator[str]:
+    from alerts.evaluation import evaluate_all
+    from alerts.notifier import MemoryNotifier
+    from alerts.objectives import slo_report
+    from stitchboard.config import load_config
+    from stitchboard.store import connect
+    from tests.conftest import engine_url
+    from tests.support import ROOT
+
+    config = load_config(ROOT / "slas.yaml")
+    count = int(os.environ.get("BENCH_ALERTS_TXS", "10000000"))
+    store = connect(engine_url(), database="bench_alerts")
+    table = store.table("transactions")
+    try:
+        store.command(f"TRUNCATE TABLE {table}")
+        started = time.perf_counter()
+        store.command(_generate_sql(table, config, count, int(time.time())))
+        store.command(f"OPTIMIZE TABLE {table} FINAL")
+        yield f"generated {count:,} transactions in {time.perf_counter() - started:.1f} s"
+
+        refs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            store.scalar(
+                f"SELECT count() FROM {table} FINAL"
+                " SETTINGS do_not_merge_across_partitions_select_final = 1"
+            )
+            refs.append(time.perf_counter() - started)
+        reference = statistics.median(refs)
+        yield f"reference: SELECT count() FINAL over {count:,} rows: {reference * 1000:.0f} ms"
+
+        slo_times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            report = slo_report(store, config)
+            slo_times.append(time.perf_counter() - started)
+        judged = sum(s.total for s in report)
+        yield (
+            f"SLO report ({len(config.slos)} SLOs, {len(report)} groups, {judged:,} judged):"
+            f" median {statistics.median(slo_times) * 1000:.0f} ms"
+        )
+
+        cycle_times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            result = evaluate_all(store, config, MemoryNotifier())
+            cycle_times.append(time.perf_counter() - started)
+        cycle = statistics.median(cycle_times)
+        yield (
+            f"evaluation cycle (SLOs + overdue + idle feeds + error spikes + lifecycle):"
+            f" median {cycle * 1000:.0f} ms, {len(result.candidates)} conditions"
+            f" (target <= 1000 ms; {cycle / reference:.1f}x the reference scan)"
+        )
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
+        store.close()
