@@ -20,9 +20,7 @@ NS = 1_000_000_000
 def _generate_sql(table: str, config: object, count: int, now_s: int) -> str:
     workflows = config.workflows  # type: ignore[attr-defined]
     names = ", ".join(f"'{w.name}'" for w in workflows)
-    steps = ", ".join(
-        "[" + ", ".join(f"'{s.name}'" for s in w.steps) + "]" for w in workflows
-    )
+    steps = ", ".join("[" + ", ".join(f"'{s.name}'" for s in w.steps) + "]" for w in workflows)
     n_wf = len(workflows)
     # Per row: a workflow, a facility, a start within 30 days, and a status mix of roughly
     # 85 % complete, 4 % late (breach), 3 % late (warn), 5 % open, 2 % overdue, 1 % failed.
@@ -66,13 +64,13 @@ def run() -> Iterator[str]:
     from alerts.notifier import MemoryNotifier
     from alerts.objectives import slo_report
     from stitchboard.config import load_config
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
     from tests.support import ROOT
 
     config = load_config(ROOT / "slas.yaml")
     count = int(os.environ.get("BENCH_ALERTS_TXS", "10000000"))
-    store = connect(engine_url(), database="bench_alerts")
+    store = open_store(engine_url(), database="bench_alerts")
     table = store.table("transactions")
     try:
         store.command(f"TRUNCATE TABLE {table}")
