@@ -115,3 +115,94 @@ def run() -> Iterator[str]:
     finally:
         store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
         store.close()
+    yield from _latency()
+
+
+def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
+    """Deadline passed -> webhook received, with the shipped evaluation interval and route.
+
+    Each of ``count`` open high-value transactions (one per workflow x facility, so each
+    is its own alert group) passes its breach deadline at a different moment over
+    ``spread_s`` seconds while the evaluation loop runs as in ``stitchboard serve``.
+    """
+    import asyncio
+    import datetime as dt
+    from decimal import Decimal
+
+    from alerts.stage import EvaluationLoop
+    from stitchboard.config import load_config
+    from stitchboard.config.slos import Channel
+    from stitchboard.stages import open_store
+    from tests.alerts_helpers import TX_COLUMNS, Receiver
+    from tests.conftest import engine_url
+    from tests.support import ROOT, make_runtime
+
+    shipped = load_config(ROOT / "slas.yaml")
+    store = open_store(engine_url(), database="bench_alerts_latency")
+    arrivals: dict[str, float] = {}
+    with Receiver() as receiver:
+        hook = Channel(name="hook", type="webhook", url=receiver.url, retries=0)
+        alerts = shipped.alerts.model_copy(update={"channels": [hook]})
+        config = shipped.model_copy(update={"alerts": alerts, "slos": []})
+        runtime = make_runtime(store, config=config)
+        now = time.time()
+        deadlines: dict[tuple[str, str], float] = {}
+        rows = []
+        combos = [(w.name, f.id) for w in config.workflows for f in config.facilities][:count]
+        for i, (workflow, facility) in enumerate(combos):
+            due = now + 10 + spread_s * i / max(1, len(combos) - 1)
+            deadlines[(workflow, facility)] = due
+            start = dt.datetime.fromtimestamp(now - 3600, dt.UTC)
+            rows.append(
+                (
+                    f"lat{i}",
+                    workflow,
+                    start,
+                    facility,
+                    "in_progress",
+                    "",
+                    start,
+                    None,
+                    start,
+                    None,
+                    dt.datetime.fromtimestamp(due, dt.UTC),
+                    Decimal("50000.00"),
+                    [],
+                    [],
+                    [],
+                    [],
+                    [],
+                    1,
+                    0,
+                )
+            )
+        store.insert("transactions", TX_COLUMNS, rows)
+        loop = EvaluationLoop(runtime)
+        event_loop = asyncio.new_event_loop()
+        event_loop.run_until_complete(loop.start())
+        stop_at = now + 10 + spread_s + 40
+        try:
+            while time.time() < stop_at and len(arrivals) < len(deadlines):
+                for post in list(receiver.posts):
+                    for alert in post["json"]["alerts"]:  # type: ignore[index]
+                        key = (alert["labels"]["workflow"], alert["labels"]["facility"])
+                        arrivals.setdefault(key, float(post["at"]))  # type: ignore[arg-type]
+                time.sleep(0.05)
+        finally:
+            event_loop.run_until_complete(loop.stop())
+            event_loop.close()
+            runtime.writer.close()
+            store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
+            store.close()
+    latencies = sorted(arrivals[k] - deadlines[k] for k in arrivals)
+    missing = len(deadlines) - len(latencies)
+    if latencies:
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        yield (
+            f"deadline passed -> webhook received ({len(latencies)} alerts, interval"
+            f" {shipped.alerts.evaluation_interval.text}, no ingest load): median"
+            f" {statistics.median(latencies):.1f} s, p95 {p95:.1f} s, max {latencies[-1]:.1f} s"
+            f" (target p95 <= 30 s){'; ' + str(missing) + ' never arrived' if missing else ''}"
+        )
+    else:
+        yield "deadline passed -> webhook received: no notification arrived"
