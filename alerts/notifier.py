@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
@@ -85,8 +86,8 @@ class ChannelNotifier:
             log.exception("could not record a notification attempt on %s", attempt.channel)
 
     def deliverer(self, channel: Channel) -> Deliverer:
-        kwargs = {"sleep": self.sleep} if self.sleep is not None else {}
-        return Deliverer(channel, self.config.alerts.external_url, self.record, **kwargs)
+        sleep = self.sleep if self.sleep is not None else time.sleep
+        return Deliverer(channel, self.config.alerts.external_url, self.record, sleep=sleep)
 
     def notify(self, notices: Sequence[Notice]) -> None:
         for notice in notices:

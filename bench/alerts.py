@@ -3,8 +3,7 @@
 ``BENCH_ALERTS_TXS`` sets the size (default 10,000,000). The transactions are
 generated in ClickHouse (INSERT … SELECT from ``numbers``) for the five shipped
 workflows and three facilities over 30 days, with the shipped mix of statuses.
-The in-run reference is one ``SELECT count() … FINAL`` over the same table: the
-cheapest exact read of it.
+The in-run reference is one exact (FINAL) scan of two columns of the same table.
 """
 
 from __future__ import annotations
@@ -83,12 +82,15 @@ def run() -> Iterator[str]:
         for _ in range(3):
             started = time.perf_counter()
             store.scalar(
-                f"SELECT count() FROM {table} FINAL"
-                " SETTINGS do_not_merge_across_partitions_select_final = 1"
+                f"SELECT countIf(status = 'late'), sum(ifNull(amount, 0)) FROM {table} FINAL"
+                " WHERE deleted = 0 SETTINGS do_not_merge_across_partitions_select_final = 1"
             )
             refs.append(time.perf_counter() - started)
         reference = statistics.median(refs)
-        yield f"reference: SELECT count() FINAL over {count:,} rows: {reference * 1000:.0f} ms"
+        yield (
+            f"reference: one FINAL scan (status, amount) of {count:,} rows:"
+            f" {reference * 1000:.0f} ms"
+        )
 
         slo_times = []
         for _ in range(3):
