@@ -141,7 +141,7 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
 
     shipped = load_config(ROOT / "slas.yaml")
     store = open_store(engine_url(), database="bench_alerts_latency")
-    arrivals: dict[str, float] = {}
+    arrivals: dict[tuple[str, str], float] = {}
     with Receiver() as receiver:
         hook = Channel(name="hook", type="webhook", url=receiver.url, retries=0)
         alerts = shipped.alerts.model_copy(update={"channels": [hook]})
@@ -149,7 +149,7 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
         runtime = make_runtime(store, config=config)
         now = time.time()
         deadlines: dict[tuple[str, str], float] = {}
-        rows = []
+        rows: list[tuple[object, ...]] = []
         combos = [(w.name, f.id) for w in config.workflows for f in config.facilities][:count]
         for i, (workflow, facility) in enumerate(combos):
             due = now + 10 + spread_s * i / max(1, len(combos) - 1)
