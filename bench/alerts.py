@@ -59,9 +59,7 @@ FROM (SELECT number, number * 2654435761 % 100 AS r FROM numbers({count}))
 
 
 def run() -> Iterator[str]:
-    from alerts.evaluation import evaluate_all
-    from alerts.notifier import MemoryNotifier
-    from alerts.objectives import slo_report
+    from alerts import MemoryNotifier, evaluate_all, slo_report
     from stitchboard.config import load_config
     from stitchboard.stages import open_store
     from tests.conftest import engine_url
@@ -131,7 +129,7 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
     import datetime as dt
     from decimal import Decimal
 
-    from alerts.stage import EvaluationLoop
+    from alerts import EvaluationLoop
     from stitchboard.config import load_config
     from stitchboard.config.slos import Channel
     from stitchboard.stages import open_store
