@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from stitchboard.config.model import KeyRule, SlasConfig
+from stitchboard.config.slos import slo_problems
 from stitchboard.config.workflows import Workflow, workflow_problems
 from stitchboard.errors import ConfigError
 
@@ -61,7 +62,8 @@ def parse_config(text: str, source: str = "slas.yaml") -> SlasConfig:
     except ValidationError as exc:
         problems = validation_problems(exc) + _cross_problems(data)
         raise ConfigError(source, list(dict.fromkeys(problems))) from exc
-    problems = workflow_problems(config)
+    # Every problem in one run: the workflows' and the SLOs' cross-checks together.
+    problems = workflow_problems(config) + slo_problems(config)
     if problems:
         raise ConfigError(source, problems)
     return config
