@@ -15,6 +15,7 @@ import sys
 
 from stitchboard.api import build_api
 from stitchboard.components import Component, HttpComponent
+from stitchboard.credentials import ensure_first_admin
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
 from stitchboard.stages import served_stages
@@ -42,6 +43,8 @@ def build_components(runtime: Runtime) -> list[Component]:
 
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runtime = await asyncio.to_thread(build_runtime, settings)
+    password_file = settings.initial_admin_file
+    first_admin = await asyncio.to_thread(ensure_first_admin, runtime.store, password_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,6 +58,11 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         # One write, so log lines from stage threads cannot land inside the banner.
         store = f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})"
         banner = ["Stitchboard is running", store, *(f"  {c.describe()}" for c in started)]
+        if first_admin:
+            banner.append(
+                f"  First start: console user 'admin', password in {password_file}"
+                " (delete the file after logging in)"
+            )
         sys.stdout.write("\n".join(banner) + "\n")
         sys.stdout.flush()
         if ready is not None:

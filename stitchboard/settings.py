@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     pseudonym_key: str | None = Field(None, description="HMAC key for PHI pseudonyms")
     pseudonym_key_file: Path | None = Field(None, description="File holding the HMAC key")
     log_level: str = Field("INFO", description="Python log level")
+    bootstrap_token: str | None = Field(
+        None, description="An admin API token given by the environment (automation, tests)"
+    )
+    session_key: str | None = Field(
+        None, description="Key signing console sessions (default: a new one per start)"
+    )
+    session_minutes: int = Field(480, gt=0, description="Console session lifetime after login")
+    ingest_auth: bool = Field(False, description="Ingest needs an ingest token (OTLP, messages)")
+    audit_chain: str | None = Field(None, description="This process's audit chain (host name)")
+    initial_admin_file: Path = Field(
+        Path("initial-admin-password"),
+        description="Where the first start writes the generated admin password",
+    )
 
     @classmethod
     def settings_customise_sources(
