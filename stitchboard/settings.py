@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     session_minutes: int = Field(480, gt=0, description="Console session lifetime after login")
     ingest_auth: bool = Field(False, description="Ingest needs an ingest token (OTLP, messages)")
     audit_chain: str | None = Field(None, description="This process's audit chain (host name)")
+    export_key_file: Path = Field(
+        Path("export-signing-key.pem"),
+        description="Ed25519 key signing export manifests (created on first use)",
+    )
+    exports_dir: Path = Field(Path("exports"), description="Where export bundles are written")
     initial_admin_file: Path = Field(
         Path("initial-admin-password"),
         description="Where the first start writes the generated admin password",

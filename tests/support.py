@@ -206,6 +206,10 @@ def make_runtime(store, sink=None, config=None, **settings):
     if sink is not None:
         settings.setdefault("native_decode", False)  # the engine decoder needs the real store
     settings.setdefault("bootstrap_token", TEST_ADMIN_TOKEN)
+    # Files a console writes (export bundles, the signing key) go to a temporary directory.
+    scratch = Path(tempfile.mkdtemp(prefix="stitchboard-runtime-"))
+    settings.setdefault("exports_dir", scratch / "exports")
+    settings.setdefault("export_key_file", scratch / "export-signing-key.pem")
     cfg = Settings(clickhouse=store.url, database=store.database, **settings)
     metrics = Metrics()
     writer = BatchWriter(
