@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     session_minutes: int = Field(480, gt=0, description="Console session lifetime after login")
     ingest_auth: bool = Field(False, description="Ingest needs an ingest token (OTLP, messages)")
+    mllp_allow: list[str] = Field(
+        default_factory=list, description="Sender networks MLLP accepts (empty: any)"
+    )
     audit_chain: str | None = Field(None, description="This process's audit chain (host name)")
     export_key_file: Path = Field(
         Path("export-signing-key.pem"),
