@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         default_factory=list, description="Sender networks MLLP accepts (empty: any)"
     )
     audit_chain: str | None = Field(None, description="This process's audit chain (host name)")
+    retention_days: dict[str, int] = Field(
+        default_factory=dict,
+        description="Days kept per table (events, otel_traces, otel_logs, dead_letters)",
+    )
     export_key_file: Path = Field(
         Path("export-signing-key.pem"),
         description="Ed25519 key signing export manifests (created on first use)",

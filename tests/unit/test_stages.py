@@ -14,7 +14,12 @@ def test_every_listed_module_defines_one_stage():
     stages = all_stages()
     assert len(stages) == len(STAGES) + len(TOOLS)
     assert all(isinstance(stage, Stage) and stage.name for stage in stages)
-    assert [s.name for s in served_stages()] == ["collector", "correlator", "exports"]
+    assert [s.name for s in served_stages()] == [
+        "collector",
+        "correlator",
+        "exports",
+        "retention",
+    ]
 
 
 def test_migrations_come_from_the_stages_in_version_order():
