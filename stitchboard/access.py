@@ -296,6 +296,19 @@ class AccessMiddleware:
             return
 
         status = 500
+        targets = self._targets(scope, rule, path_params)
+        # A route audited for some parameters (a key search) is audited only with them.
+        audited = rule.audit is not None and principal is not None
+        audited = audited and (bool(targets) or not rule.audit_params)
+        recorded = False
+
+        async def record() -> None:
+            nonlocal recorded
+            if audited and not recorded:
+                recorded = True
+                outcome = "ok" if status < 400 else f"failed {status}"
+                assert principal is not None and rule.audit is not None
+                await self._audit(scope, principal, rule.audit, targets, outcome)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -304,16 +317,15 @@ class AccessMiddleware:
                 headers = list(message.get("headers", []))
                 _security_headers(path, headers)
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # The audit row is durable before the last byte of what it records leaves.
+                await record()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            targets = self._targets(scope, rule, path_params)
-            # A route audited for some parameters (a key search) is audited only with them.
-            if rule.audit and principal is not None and (targets or not rule.audit_params):
-                outcome = "ok" if status < 400 else f"failed {status}"
-                await self._audit(scope, principal, rule.audit, targets, outcome)
+            await record()
 
     async def _identify(self, scope: Scope) -> tuple[Principal | None, bool]:
         authorization = _header(scope, b"authorization")
