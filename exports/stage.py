@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from stitchboard.runtime import Runtime
 from stitchboard.stages import Stage
@@ -16,6 +16,11 @@ class ExportStage(Stage):
         from exports.api import build_router
 
         return [build_router(runtime)]
+
+    def mount(self, app: FastAPI, runtime: Runtime) -> None:
+        from exports.page import mount
+
+        mount(app)
 
     def commands(self, cli: typer.Typer) -> None:
         from exports import cli as export_cli

@@ -78,6 +78,7 @@ a{color:#0b6bcb}li{margin:.4rem 0}</style></head>
  (OpenAPI: <a href="/api/v1/openapi.json">openapi.json</a>)</li>
 <li><a href="/api/v1/health">Health</a>: store, schema version, row counts</li>
 <li><a href="/metrics">Metrics</a> in Prometheus format</li>
+<li>Auditors: <a href="/audit">audit log</a>, <a href="/exports">exports</a></li>
 </ul>
 <form method="post" action="/logout"><input type="hidden" name="csrf_token" id="csrf">
 <button type="submit">Log out</button></form>
@@ -172,11 +173,12 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
     async def metrics() -> Response:
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    from stitchboard import access_api, login  # they use this module's ApiError
+    from stitchboard import access_api, audit_page, login  # they use this module's ApiError
 
     access = Access(runtime)
     app.state.access = access
     app.include_router(login.build_router(access))
+    app.include_router(audit_page.build_router(access))
     app.include_router(access_api.build_router(access), prefix=API_PREFIX)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)

@@ -303,3 +303,14 @@ def test_audit_verify_names_a_deleted_and_an_edited_row(store):
         "audit_log chain 'tamper-test': seq 2 missing (deleted)",
         "audit_log chain 'tamper-test' row seq 4: altered (its content does not match its hash)",
     ]
+
+
+def test_auditor_pages_show_the_audit_log_and_the_export_form(console, tokens):
+    _, _, client = console
+    auditor = bearer(tokens[Role.AUDITOR])
+    client.get("/api/v1/transactions/feed123", headers=bearer(tokens[Role.VIEWER]))
+    page = client.get("/audit", params={"target": "feed123"}, headers=auditor)
+    assert page.status_code == 200
+    assert "<td>transaction.view</td><td>feed123</td>" in page.text
+    assert "1 rows, newest first" in page.text
+    assert 'id="export-form"' in client.get("/exports", headers=auditor).text
