@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stitchboard import credentials
 from stitchboard.audit import AuditEntry, AuditLog
+from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.roles import (
     SAFE_METHODS,
     AccessRule,
@@ -103,6 +104,7 @@ class Access:
         self.limiter = LoginLimiter()
         self.audit_log = AuditLog(runtime.store, settings.audit_chain or socket.gethostname())
         self.clock = clock
+        self.scrapers = SenderNetworks(settings.metrics_allow) if settings.metrics_allow else None
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -268,6 +270,9 @@ class AccessMiddleware:
         need = rule.need
         if need is Need.INGEST and not access.runtime.settings.ingest_auth:
             need = Need.PUBLIC
+        client, scrapers = scope.get("client"), access.scrapers
+        if scrapers is not None and client and scope.get("path") == "/metrics":
+            need = Need.PUBLIC if scrapers.allows(client[0]) else need  # a scrape network
         principal, bad_token = await self._identify(scope)
         scope.setdefault("state", {})["principal"] = principal
         method = scope.get("method", "GET")

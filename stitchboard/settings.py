@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     session_minutes: int = Field(480, gt=0, description="Console session lifetime after login")
     ingest_auth: bool = Field(False, description="Ingest needs an ingest token (OTLP, messages)")
+    metrics_allow: list[str] = Field(
+        default_factory=list, description="Networks that may scrape /metrics without a token"
+    )
     mllp_allow: list[str] = Field(
         default_factory=list, description="Sender networks MLLP accepts (empty: any)"
     )

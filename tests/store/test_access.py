@@ -314,3 +314,40 @@ def test_auditor_pages_show_the_audit_log_and_the_export_form(console, tokens):
     assert "<td>transaction.view</td><td>feed123</td>" in page.text
     assert "1 rows, newest first" in page.text
     assert 'id="export-form"' in client.get("/exports", headers=auditor).text
+
+
+def test_metrics_are_open_to_a_configured_scrape_network_only(store):
+    from stitchboard.access import Access, AccessMiddleware
+
+    async def ok(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"metrics"})
+
+    def status_from(client: str, allow: list[str]) -> int:
+        import asyncio
+
+        runtime = make_runtime(store, metrics_allow=allow)
+        app = AccessMiddleware(ok, Access(runtime), lambda: [])
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/metrics",
+            "headers": [],
+            "query_string": b"",
+            "client": (client, 5000),
+        }
+        asyncio.run(app(scope, receive, send))
+        runtime.writer.close()
+        return sent[0]["status"]
+
+    assert status_from("10.9.0.5", ["10.9.0.0/16"]) == 200
+    assert status_from("10.8.0.5", ["10.9.0.0/16"]) == 401
+    assert status_from("10.9.0.5", []) == 401
