@@ -91,10 +91,10 @@ def build_router(access: Access) -> APIRouter:
             return _page(secrets.token_urlsafe(24), next_path, "The form expired; try again.", 403)
         wait = access.limiter.retry_after(user_name, source)
         if wait:
-            response = _page(cookie, next_path, "Too many failed attempts; wait and retry.", 429)
-            response.headers["Retry-After"] = str(wait)
+            limited = _page(cookie, next_path, "Too many failed attempts; wait and retry.", 429)
+            limited.headers["Retry-After"] = str(wait)
             await _audit(access, user_name, "", "login", source, "rate limited")
-            return response
+            return limited
         user = await asyncio.to_thread(
             credentials.check_password, access.store, user_name, form.get("password", "")
         )
