@@ -13,6 +13,7 @@ declare an audit action.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 5.0  # a revoked token or disabled user is refused within this
 TOUCH_SECONDS = 60.0  # how often a token's last use is written
 PUBLIC_RULE = AccessRule(Need.PUBLIC, csrf=False)
+# Sending data and logging in are counted and audited elsewhere, not per request.
+UNAUDITED = frozenset({Need.PUBLIC, Need.INGEST})
 # Dash: its callbacks are reads (a viewer may use every page); its bundles are static files.
 DASH_CALLBACK = "/_dash-update-component"
 STATIC_SEGMENTS = ("_dash-component-suites", "assets")
@@ -220,6 +223,10 @@ def rule_for(routes: Sequence[BaseRoute], scope: Scope) -> tuple[AccessRule, dic
             continue
         endpoint = child.get("endpoint") or getattr(route, "endpoint", None)
         rule = declared_rule(endpoint) or declared_rule(route) or default_rule(method)
+        if rule.audit is None and method not in SAFE_METHODS and rule.need not in UNAUDITED:
+            # Every state change is audited, also on routes that did not name an action.
+            template = getattr(route, "path", None) or path
+            rule = dataclasses.replace(rule, audit=f"{method.lower()} {template}")
         found = (rule, dict(child.get("path_params", {})))
         if match is Match.FULL:
             return found

@@ -351,3 +351,13 @@ def test_metrics_are_open_to_a_configured_scrape_network_only(store):
     assert status_from("10.9.0.5", ["10.9.0.0/16"]) == 200
     assert status_from("10.8.0.5", ["10.9.0.0/16"]) == 401
     assert status_from("10.9.0.5", []) == 401
+
+
+def test_every_state_change_is_audited_even_without_a_declared_action(console, tokens):
+    _, _, client = console
+    admin = bearer(tokens[Role.ADMIN])
+    # A route that names no audit action is audited as its method and path template.
+    client.post("/api/v1/users/nobody-here/disable", headers=admin)
+    rows = client.get("/api/v1/audit", params={"target": "nobody-here"}, headers=admin).json()
+    actions = [(r["action"], r["outcome"]) for r in rows["audit"]]
+    assert ("post /api/v1/users/{name}/disable", "failed 404") in actions
