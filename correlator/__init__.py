@@ -8,7 +8,15 @@ from correlator.queries import (
     TransactionFilter,
     decode_cursor,
     get_transaction,
+    get_transactions,
     list_transactions,
 )
 
-__all__ = ["BadQuery", "TransactionFilter", "decode_cursor", "get_transaction", "list_transactions"]
+__all__ = [
+    "BadQuery",
+    "TransactionFilter",
+    "decode_cursor",
+    "get_transaction",
+    "get_transactions",
+    "list_transactions",
+]

@@ -35,6 +35,7 @@ from correlator import (
     TransactionFilter,
     decode_cursor,
     get_transaction,
+    get_transactions,
     list_transactions,
 )
 from exports.errors import ExportError
@@ -131,8 +132,7 @@ def transaction_pages(
             page, cursor = list_transactions(store, where, PAGE, now_ns)
         except BadQuery as exc:
             raise ExportError(str(exc)) from None
-        full = [get_transaction(store, t["id"], now_ns, config) for t in page]
-        yield [t for t in full if t is not None]
+        yield get_transactions(store, [t["id"] for t in page], now_ns, config)
         if cursor is None:
             return
         where = dataclasses.replace(where, after=decode_cursor(cursor))

@@ -249,3 +249,14 @@ def test_an_auditor_exports_through_the_api_and_the_bundle_verifies(two_visits, 
     assert result.ok and result.transactions == 1
     actions = {r["action"] for r in audit["audit"]}
     assert {"export", "export.written", "export.download"} <= actions
+
+
+def test_a_page_read_in_bulk_equals_each_transaction_read_alone(two_visits):
+    from correlator import get_transaction, get_transactions
+
+    store = two_visits
+    ids = [r[0] for r in store.rows(f"SELECT id FROM {store.table('transactions')} FINAL")]
+    now = T0 + 40 * 86_400 * 1_000_000_000
+    assert get_transactions(store, ids, now, CONFIG) == [
+        get_transaction(store, i, now, CONFIG) for i in ids
+    ]
