@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stitchboard import credentials
 from stitchboard.audit import AuditEntry, AuditLog
+from stitchboard.errors import ConfigError
 from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.roles import (
     SAFE_METHODS,
@@ -101,7 +102,7 @@ class Access:
         self.store = runtime.store
         self.bootstrap_token = settings.bootstrap_token
         if self.bootstrap_token is not None and len(self.bootstrap_token) < 32:
-            raise ValueError("bootstrap_token: at least 32 characters")
+            raise ConfigError("settings", ["bootstrap_token: at least 32 characters"])
         key = settings.session_key or secrets.token_urlsafe(32)
         self.sessions = Sessions(key, settings.session_minutes * 60.0, clock)
         self.limiter = LoginLimiter()
