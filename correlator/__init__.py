@@ -1,22 +1,34 @@
-"""The correlator stage: stitches hop events into business transactions.
+"""The correlator: stitches hop events into business transactions, judges their deadlines.
 
-Other stages read transactions only through these names.
+What other stages may use (nothing else in this package is public):
+
+- reading transactions: ``TransactionReader`` (a Protocol), ``StoreTransactions``
+  (ClickHouse), ``MemoryTransactions`` (in memory, for tests), ``TransactionFilter``,
+  ``BadQuery``, ``decode_cursor`` (a page's ``next_cursor`` as ``TransactionFilter.after``);
+- the vocabulary: ``Status``, ``Level``, ``Flag`` (with ``STATUSES``, ``LEVELS``, ``FLAGS``);
+- the pure core and its loop, for tools that drive them (benchmarks): ``Correlator``,
+  ``CorrelatorService``.
 """
 
-from correlator.queries import (
-    BadQuery,
-    TransactionFilter,
-    decode_cursor,
-    get_transaction,
-    get_transactions,
-    list_transactions,
-)
+from correlator.engine import Correlator
+from correlator.queries import BadQuery, TransactionFilter, decode_cursor
+from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
+from correlator.service import CorrelatorService
+from correlator.transaction import FLAGS, LEVELS, STATUSES, Flag, Level, Status
 
 __all__ = [
+    "FLAGS",
+    "LEVELS",
+    "STATUSES",
     "BadQuery",
+    "Correlator",
+    "CorrelatorService",
+    "Flag",
+    "Level",
+    "MemoryTransactions",
+    "Status",
+    "StoreTransactions",
     "TransactionFilter",
+    "TransactionReader",
     "decode_cursor",
-    "get_transaction",
-    "get_transactions",
-    "list_transactions",
 ]

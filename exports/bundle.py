@@ -30,14 +30,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from correlator import (
-    BadQuery,
-    TransactionFilter,
-    decode_cursor,
-    get_transaction,
-    get_transactions,
-    list_transactions,
-)
+from correlator import BadQuery, StoreTransactions, TransactionFilter, decode_cursor
 from exports.errors import ExportError
 from exports.signing import fingerprint, public_pem, sign
 from stitchboard import __version__
@@ -111,8 +104,9 @@ def transaction_pages(
     now_ns: int,
 ) -> Iterator[list[dict[str, Any]]]:
     """The selected transactions in full, a page at a time, newest first."""
+    reader = StoreTransactions(store, config)
     if selection.transaction_id:
-        tx = get_transaction(store, selection.transaction_id, now_ns, config)
+        tx = reader.get_transaction(selection.transaction_id, now_ns)
         if tx is None:
             raise ExportError(f"no transaction {selection.transaction_id!r}")
         yield [tx]
@@ -129,10 +123,10 @@ def transaction_pages(
     )
     while True:
         try:
-            page, cursor = list_transactions(store, where, PAGE, now_ns)
+            page, cursor = reader.list_transactions(where, PAGE, now_ns)
         except BadQuery as exc:
             raise ExportError(str(exc)) from None
-        yield get_transactions(store, [t["id"] for t in page], now_ns, config)
+        yield reader.get_transactions([t["id"] for t in page], now_ns)
         if cursor is None:
             return
         where = dataclasses.replace(where, after=decode_cursor(cursor))

@@ -252,11 +252,12 @@ def test_an_auditor_exports_through_the_api_and_the_bundle_verifies(two_visits, 
 
 
 def test_a_page_read_in_bulk_equals_each_transaction_read_alone(two_visits):
-    from correlator import get_transaction, get_transactions
+    from correlator import StoreTransactions
 
-    store = two_visits
-    ids = [r[0] for r in store.rows(f"SELECT id FROM {store.table('transactions')} FINAL")]
-    now = T0 + 40 * 86_400 * 1_000_000_000
-    assert get_transactions(store, ids, now, CONFIG) == [
-        get_transaction(store, i, now, CONFIG) for i in ids
+    reader = StoreTransactions(two_visits, CONFIG)
+    ids = [
+        r[0] for r in two_visits.rows(f"SELECT id FROM {two_visits.table('transactions')} FINAL")
     ]
+    now = T0 + 40 * 86_400 * 1_000_000_000
+    assert len(ids) == 4
+    assert reader.get_transactions(ids, now) == [reader.get_transaction(i, now) for i in ids]
