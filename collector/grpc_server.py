@@ -53,7 +53,10 @@ class OtlpGrpc:
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             outcome = "ok"
             metadata = dict(context.invocation_metadata() or ())
-            if not await self.guard.allowed(metadata.get("authorization")):
+            authorization = metadata.get("authorization")
+            if isinstance(authorization, bytes):
+                authorization = authorization.decode("latin-1")
+            if not await self.guard.allowed(authorization):
                 metrics.requests.labels(signal.name, "unauthenticated").inc()
                 await context.abort(
                     grpc.StatusCode.UNAUTHENTICATED,

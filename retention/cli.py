@@ -45,7 +45,9 @@ def _print(planned: list[TablePlan], verb: str) -> None:
         )
 
 
-def _audit(settings: Settings, store: Store, action: str, targets: tuple[str, ...], detail=""):
+def _audit(
+    settings: Settings, store: Store, action: str, targets: tuple[str, ...], detail: str = ""
+) -> None:
     chain = settings.audit_chain or socket.gethostname()
     who = f"cli:{getpass.getuser()}"
     AuditLog(store, chain).record(AuditEntry(who, "auditor", action, targets, "cli", detail=detail))

@@ -139,6 +139,8 @@ def build_router(access: Access) -> APIRouter:
     return router
 
 
-async def _audit(access: Access, actor: str, role: str, action: str, source: str, outcome: str):
+async def _audit(
+    access: Access, actor: str, role: str, action: str, source: str, outcome: str
+) -> None:
     entry = AuditEntry(actor=actor, role=role, action=action, source=source, outcome=outcome)
     await asyncio.to_thread(access.audit, entry)
