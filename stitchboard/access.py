@@ -191,6 +191,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def _is_static(path: str) -> bool:
     if path in STATIC_FILES:
         return True
+    if path.startswith("/api/"):
+        return False  # nothing under the API is a static file
     segments = path.split("/")
     return any(s in STATIC_SEGMENTS for s in segments[:-1]) and ".." not in segments
 

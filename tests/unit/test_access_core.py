@@ -162,3 +162,20 @@ def test_a_rehashed_edit_still_breaks_the_next_link():
         "audit_log chain 'c1' row seq 3: does not follow the row before it"
         " (reordered, or a row replaced)"
     ]
+
+
+def test_only_dash_bundles_and_assets_outside_the_api_are_public():
+    from stitchboard.access import PUBLIC_RULE, rule_for
+
+    def need(method: str, path: str) -> Need:
+        scope = {"type": "http", "method": method, "path": path, "headers": []}
+        return rule_for([], scope)[0].need
+
+    assert need("GET", "/_dash-component-suites/dash/deps/react.min.js") is PUBLIC_RULE.need
+    assert need("GET", "/dashboards/assets/style.css") is Need.PUBLIC
+    assert need("GET", "/favicon.ico") is Need.PUBLIC
+    assert need("GET", "/api/v1/assets/x.js") is Need.VIEWER
+    assert need("GET", "/assets/../api/v1/audit") is Need.VIEWER
+    assert need("POST", "/_dash-component-suites/x.js") is Need.ENGINEER
+    assert need("POST", "/dashboards/_dash-update-component") is Need.VIEWER
+    assert need("GET", "/no/such/page") is Need.VIEWER
