@@ -4,7 +4,9 @@ The bundle holds ``transactions.jsonl`` (each transaction with its steps,
 verdicts, deadlines and hops), ``events.jsonl`` (every hop with all its stored
 attributes), ``spans.jsonl`` and ``logs.jsonl`` (the stored OpenTelemetry rows
 of the hops' traces), ``audit.jsonl`` (who viewed or changed these
-transactions), ``slas.yaml`` (the configuration in force), ``report.html`` (a
+transactions), ``slas.yaml`` (the file at export time) and
+``slas-versions/<sha256>.yaml`` (every version the server loaded while these
+transactions were judged), ``report.html`` (a
 readable timeline), ``manifest.json`` (every file's SHA-256 and size, the
 selection, the time, the exporter, the server version, the key fingerprint) and
 ``manifest.sig`` (Ed25519 over ``manifest.json``).
@@ -35,6 +37,7 @@ from exports.errors import ExportError
 from exports.signing import fingerprint, public_pem, sign
 from stitchboard import __version__
 from stitchboard.config import SlasConfig
+from stitchboard.config_history import versions_in_force
 from stitchboard.store import Store
 
 PAGE = 500
@@ -185,6 +188,7 @@ def write_bundle(
     now_ns = int(now.timestamp() * 1e9)
     started = time.monotonic()
     count = 0
+    span = _Span()
     files: dict[str, dict[str, Any]] = {}
     tmp = out_path.with_name(out_path.name + ".part")
     # zip members are written one at a time: each file is streamed to disk first.
@@ -196,6 +200,8 @@ def write_bundle(
             for page in transaction_pages(store, selection, config, pseudonymize, now_ns):
                 _write_page(store, page, out)
                 count += len(page)
+                for tx in page:
+                    span.add(tx)
                 if progress is not None:
                     progress(count)
             out["report.html"].write(f"<p>{count} transactions.</p></body></html>".encode())
@@ -210,6 +216,15 @@ def write_bundle(
             slas = config_path.read_bytes()
             zf.writestr("slas.yaml", slas)
             files["slas.yaml"] = {"sha256": hashlib.sha256(slas).hexdigest(), "bytes": len(slas)}
+            versions = []
+            if span.first is not None:
+                # The slas.yaml versions in force while these transactions were judged.
+                for v in versions_in_force(store, span.first, now):
+                    name = f"slas-versions/{v.sha256}.yaml"
+                    zf.writestr(name, v.content)
+                    digest = hashlib.sha256(v.content).hexdigest()
+                    files[name] = {"sha256": digest, "bytes": len(v.content)}
+                    versions.append({"sha256": v.sha256, "in_force_from": v.loaded_at.isoformat()})
             public = public_pem(key.public_key())
             zf.writestr(PUBLIC_KEY, public)
             files[PUBLIC_KEY] = {"sha256": hashlib.sha256(public).hexdigest(), "bytes": len(public)}
@@ -221,6 +236,7 @@ def write_bundle(
                 "selection": selection.describe(),
                 "transactions": count,
                 "slas_sha256": files["slas.yaml"]["sha256"],
+                "slas_versions": versions,
                 "signing_key": fingerprint(key.public_key()),
                 "seconds": round(time.monotonic() - started, 3),
                 "files": files,
@@ -230,6 +246,19 @@ def write_bundle(
             zf.writestr(SIGNATURE, sign(key, manifest_bytes) + "\n")
     tmp.replace(out_path)
     return manifest
+
+
+class _Span:
+    """The earliest start among the exported transactions."""
+
+    def __init__(self) -> None:
+        self.first: dt.datetime | None = None
+
+    def add(self, tx: dict[str, Any]) -> None:
+        start = tx.get("start_time")
+        if start:
+            t = dt.datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+            self.first = t if self.first is None or t < self.first else self.first
 
 
 def _write_page(store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Hashed]) -> None:

@@ -9,12 +9,16 @@ acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
+import socket
 import sys
 
 from stitchboard.api import build_api
+from stitchboard.audit import AuditEntry, AuditLog
 from stitchboard.components import Component, HttpComponent
+from stitchboard.config_history import record_config
 from stitchboard.credentials import ensure_first_admin
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
@@ -41,10 +45,22 @@ def build_components(runtime: Runtime) -> list[Component]:
     return components
 
 
+def _record_config(runtime: Runtime) -> None:
+    """Keep this slas.yaml among the versions in force, and audit the load."""
+    settings = runtime.settings
+    sha, new = record_config(runtime.store, settings.config)
+    chain = settings.audit_chain or socket.gethostname()
+    entry = AuditEntry("server", "admin", "config.load", (sha,), "", detail=str(settings.config))
+    AuditLog(runtime.store, chain).record(
+        entry if new else dataclasses.replace(entry, outcome="unchanged")
+    )
+
+
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runtime = await asyncio.to_thread(build_runtime, settings)
     password_file = settings.initial_admin_file
     first_admin = await asyncio.to_thread(ensure_first_admin, runtime.store, password_file)
+    await asyncio.to_thread(_record_config, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -58,6 +58,8 @@ def test_first_admin_logs_in_and_an_auditor_exports_a_verifiable_bundle(tmp_path
             pem = tmp_path / "server.pem"
             pem.write_bytes(ana.get("/api/v1/exports/public-key").content)
             audit = ana.get("/api/v1/audit", params={"target": tx}).json()["audit"]
+            loads = ana.get("/api/v1/audit", params={"action": "config.load"}).json()["audit"]
+            assert [(r["actor"], r["outcome"]) for r in loads] == [("server", "ok")]
         assert {r["action"] for r in audit} >= {"export.written"}
         assert server.stop() == 0
     assert "First start: console user 'admin'" in server.output
@@ -70,4 +72,5 @@ def test_first_admin_logs_in_and_an_auditor_exports_a_verifiable_bundle(tmp_path
         cwd=tmp_path,
     )
     assert verify.returncode == 0, verify.stderr
-    assert "verified (8 files, 1 transactions" in verify.stdout
+    # The eight files, and the slas.yaml the server loaded at start (the one it judged under).
+    assert "verified (9 files, 1 transactions" in verify.stdout

@@ -261,3 +261,32 @@ def test_a_page_read_in_bulk_equals_each_transaction_read_alone(two_visits):
     now = T0 + 40 * 86_400 * 1_000_000_000
     assert len(ids) == 4
     assert reader.get_transactions(ids, now) == [reader.get_transaction(i, now) for i in ids]
+
+
+def test_the_slas_versions_in_force_since_the_first_transaction_are_included(two_visits, tmp_path):
+    import datetime as dt
+
+    from stitchboard.config_history import record_config
+
+    store = two_visits
+    start = dt.datetime.fromtimestamp(T0 / 1e9, dt.UTC)  # V1's discharge, the earliest start
+    texts = {}
+    for days, name in ((-10, "v0"), (-1, "v1"), (1, "v2")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_bytes((ROOT / "slas.yaml").read_bytes() + f"# {name}\n".encode())
+        sha, new = record_config(store, path, now=start + dt.timedelta(days=days))
+        assert new
+        texts[name] = (sha, path.read_bytes())
+    assert record_config(store, tmp_path / "v2.yaml") == (texts["v2"][0], False)
+    bundle = export(store, tmp_path, Selection(workflow="discharge_to_revenue"), "v.zip")
+    with zipfile.ZipFile(bundle) as zf:
+        manifest = json.loads(zf.read(MANIFEST))
+        # v0 was replaced by v1 before the first transaction began: not in force.
+        assert [v["sha256"] for v in manifest["slas_versions"]] == [
+            texts["v1"][0],
+            texts["v2"][0],
+        ]
+        for name in ("v1", "v2"):
+            sha, content = texts[name]
+            assert zf.read(f"slas-versions/{sha}.yaml") == content
+    assert verify_bundle(bundle, KEY.public_key()).files_checked == 10
