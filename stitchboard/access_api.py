@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stitchboard import credentials
 from stitchboard.access import Access, Principal
 from stitchboard.api import ApiError
-from stitchboard.audit import AuditEntry, AuditFilter, query
+from stitchboard.audit import AuditEntry, AuditFilter, query, verify
 from stitchboard.errors import InvalidInput
 from stitchboard.roles import Need, parse_role, requires
 
@@ -100,6 +100,13 @@ def build_router(access: Access) -> APIRouter:
         flt = AuditFilter(user, action, targets, since_t, until_t, limit)
         rows = await asyncio.to_thread(query, store, flt)
         return {"audit": [r.as_dict() for r in rows]}
+
+    @router.get("/audit/verify")
+    @requires(Need.AUDITOR, audit="audit.verify")
+    async def audit_verify() -> dict[str, Any]:
+        """Check every audit hash chain: deleted, altered or reordered rows are named."""
+        report = await asyncio.to_thread(verify, store)
+        return {"ok": report.ok, "chains": report.chains, "problems": report.problems}
 
     @router.get("/users")
     @requires(Need.ADMIN)
