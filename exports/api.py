@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from exports.bundle import Selection
+from exports.bundle import Selection, check_selection
+from exports.errors import ExportError
 from exports.jobs import Jobs
 from exports.signing import load_or_create_key, public_pem
 from stitchboard.api import ApiError
@@ -50,12 +51,10 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def start_export(request: Request, body: ExportRequest) -> dict[str, Any]:
         """Start writing a signed bundle; poll the job for progress, then download it."""
         selection = Selection(**body.model_dump())
-        if body.transaction_id and any(
-            (body.key, body.workflow, body.facility, body.since, body.until)
-        ):
-            raise ApiError(400, "transaction_id selects one transaction: give no filter with it")
-        if body.transaction_id and not body.transaction_id.isalnum():
-            raise ApiError(400, f"bad transaction id {body.transaction_id!r}")
+        try:
+            check_selection(selection, runtime.config)
+        except ExportError as exc:
+            raise ApiError(400, str(exc)) from None
         if jobs.audit is None:
             jobs.audit = request.app.state.access.audit
         name, role, source = caller(request)

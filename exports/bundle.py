@@ -99,6 +99,27 @@ def _parse(text: str | None, name: str) -> int | None:
     return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp() * 1e9)
 
 
+def check_selection(selection: Selection, config: SlasConfig) -> None:
+    """Raise ExportError naming every problem of a selection at once."""
+    problems = []
+    filters = (selection.key, selection.workflow, selection.facility)
+    if selection.transaction_id is not None:
+        if not selection.transaction_id.isalnum() or len(selection.transaction_id) > 64:
+            problems.append(f"transaction_id: bad transaction id {selection.transaction_id!r}")
+        if any(filters) or selection.since or selection.until:
+            problems.append("transaction_id selects one transaction: give no filter with it")
+    known = [w.name for w in config.workflows]
+    if selection.workflow and selection.workflow not in known:
+        problems.append(f"workflow: unknown {selection.workflow!r}; known: {', '.join(known)}")
+    for name in ("since", "until"):
+        try:
+            _parse(getattr(selection, name), name)
+        except ExportError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ExportError("; ".join(problems))
+
+
 def transaction_pages(
     store: Store,
     selection: Selection,
@@ -107,6 +128,7 @@ def transaction_pages(
     now_ns: int,
 ) -> Iterator[list[dict[str, Any]]]:
     """The selected transactions in full, a page at a time, newest first."""
+    check_selection(selection, config)
     reader = StoreTransactions(store, config)
     if selection.transaction_id:
         tx = reader.get_transaction(selection.transaction_id, now_ns)

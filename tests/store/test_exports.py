@@ -290,3 +290,17 @@ def test_the_slas_versions_in_force_since_the_first_transaction_are_included(two
             sha, content = texts[name]
             assert zf.read(f"slas-versions/{sha}.yaml") == content
     assert verify_bundle(bundle, KEY.public_key()).files_checked == 10
+
+
+def test_a_bad_selection_is_refused_naming_every_problem(two_visits, tmp_path):
+    from exports.errors import ExportError
+
+    bad = Selection(transaction_id="x-1", workflow="dischrage", since="last tuesday")
+    with pytest.raises(ExportError) as info:
+        export(two_visits, tmp_path, bad)
+    message = str(info.value)
+    assert "transaction_id: bad transaction id 'x-1'" in message
+    assert "transaction_id selects one transaction: give no filter with it" in message
+    assert "workflow: unknown 'dischrage'; known: discharge_to_revenue" in message
+    assert "since: not an ISO 8601 time: 'last tuesday'" in message
+    assert not (tmp_path / "b.zip").exists()
