@@ -23,6 +23,7 @@ from correlator.transaction import FLAGS, STATUSES
 from correlator.unmatched import UnmatchedFilter, list_unmatched
 from stitchboard.api import ApiError
 from stitchboard.config.workflows import Duration
+from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
 
 
@@ -37,6 +38,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         return runtime.config.facility_index()
 
     @router.get("/transactions")
+    @requires(Need.VIEWER, audit="transaction.search", audit_params=("key",))
     async def transactions(
         workflow: Annotated[str | None, Query(description="Workflow name")] = None,
         facility: Annotated[str | None, Query(description="Facility id or alias")] = None,
@@ -87,6 +89,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         return {"transactions": items, "next_cursor": next_cursor}
 
     @router.get("/transactions/{transaction_id}")
+    @requires(Need.VIEWER, audit="transaction.view")
     async def transaction(transaction_id: str) -> dict[str, Any]:
         """The whole transaction: steps with times and deadlines, every hop event, flags."""
         if not transaction_id.isalnum() or len(transaction_id) > 64:
@@ -99,6 +102,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         return found
 
     @router.get("/events")
+    @requires(Need.VIEWER, audit="event.search", audit_params=("key",))
     async def events(
         key: Annotated[
             str,
@@ -115,6 +119,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         return {"events": items}
 
     @router.get("/unmatched-events")
+    @requires(Need.VIEWER, audit="unmatched.search", audit_params=("key",))
     async def unmatched_events(
         workflow: Annotated[str | None, Query(description="Workflow name")] = None,
         key: Annotated[

@@ -9,6 +9,7 @@ acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import signal
@@ -16,7 +17,10 @@ import socket
 import sys
 
 from stitchboard.api import build_api
+from stitchboard.audit import AuditEntry, AuditLog
 from stitchboard.components import Component, HttpComponent
+from stitchboard.config_history import record_config
+from stitchboard.credentials import ensure_first_admin
 from stitchboard.errors import PortInUse
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
@@ -43,8 +47,24 @@ def build_components(runtime: Runtime) -> list[Component]:
     return components
 
 
+def _record_config(runtime: Runtime) -> None:
+    """Keep this slas.yaml among the versions in force, and audit the load."""
+    settings = runtime.settings
+    sha, new = record_config(runtime.store, settings.config)
+    chain = settings.audit_chain or socket.gethostname()
+    entry = AuditEntry("server", "admin", "config.load", (sha,), "", detail=str(settings.config))
+    AuditLog(runtime.store, chain).record(
+        entry if new else dataclasses.replace(entry, outcome="unchanged")
+    )
+
+
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runtime = await asyncio.to_thread(build_runtime, settings)
+    password_file = settings.initial_admin_file
+    first_admin = await asyncio.to_thread(ensure_first_admin, runtime.store, password_file)
+    await asyncio.to_thread(_record_config, runtime)
+    # A reloaded slas.yaml is a version in force too (auditors ask which one judged what).
+    runtime.on_config(lambda _config: _record_config(runtime))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,6 +86,11 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         # One write, so log lines from stage threads cannot land inside the banner.
         store = f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})"
         banner = ["Stitchboard is running", store, *(f"  {c.describe()}" for c in started)]
+        if first_admin:
+            banner.append(
+                f"  First start: console user 'admin', password in {password_file}"
+                " (delete the file after logging in)"
+            )
         sys.stdout.write("\n".join(banner) + "\n")
         sys.stdout.flush()
         if ready is not None:

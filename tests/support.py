@@ -24,6 +24,11 @@ from stitchboard.components import Component
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+# Every test server accepts this admin token (STITCHBOARD_BOOTSTRAP_TOKEN); send AUTH with
+# requests to the console port, and TOKEN_ENV to CLI commands that call a server.
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef-0123456789"
+AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+TOKEN_ENV = {"STITCHBOARD_TOKEN": TEST_ADMIN_TOKEN}
 
 
 _handed_out: set[int] = set()
@@ -78,7 +83,12 @@ class ServeProcess:
         return f"chdb://{self.data_dir}"
 
     def start(self, timeout: float = 60) -> ServeProcess:
-        env = {**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **self.extra_env}
+        env = {
+            **os.environ,
+            "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY,
+            "STITCHBOARD_BOOTSTRAP_TOKEN": TEST_ADMIN_TOKEN,
+            **self.extra_env,
+        }
         cmd = [
             sys.executable,
             "-m",
@@ -120,7 +130,7 @@ class ServeProcess:
         raise RuntimeError(f"stitchboard serve not ready in {timeout}s:\n{self.output}")
 
     def health(self) -> dict:
-        return httpx.get(f"{self.api}/api/v1/health", timeout=10).json()
+        return httpx.get(f"{self.api}/api/v1/health", timeout=10, headers=AUTH).json()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         assert self.proc is not None
@@ -195,6 +205,11 @@ def make_runtime(store, sink=None, config=None, **settings):
 
     if sink is not None:
         settings.setdefault("native_decode", False)  # the engine decoder needs the real store
+    settings.setdefault("bootstrap_token", TEST_ADMIN_TOKEN)
+    # Files a console writes (export bundles, the signing key) go to a temporary directory.
+    scratch = Path(tempfile.mkdtemp(prefix="stitchboard-runtime-"))
+    settings.setdefault("exports_dir", scratch / "exports")
+    settings.setdefault("export_key_file", scratch / "export-signing-key.pem")
     cfg = Settings(clickhouse=store.url, database=store.database, **settings)
     metrics = Metrics()
     writer = BatchWriter(

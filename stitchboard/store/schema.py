@@ -23,6 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from stitchboard.audit import AUDIT_LOG
+from stitchboard.config_history import CONFIG_VERSIONS
+from stitchboard.credentials import API_TOKEN_USAGE, API_TOKENS, USERS
 from stitchboard.store.ddl import SchemaContext, Table
 
 if TYPE_CHECKING:
@@ -232,6 +235,9 @@ KERNEL_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "event sources: every delivery of an event, first one kept", _event_sources),
+    Migration(40, "users and api tokens", _tables(USERS, API_TOKENS, API_TOKEN_USAGE)),
+    Migration(41, "hash-chained audit log", _tables(AUDIT_LOG)),
+    Migration(43, "slas.yaml versions", _tables(CONFIG_VERSIONS)),
 )
 
 

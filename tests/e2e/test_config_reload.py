@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_correlator_api import send_mllp
-from tests.support import ROOT, serve_process
+from tests.support import AUTH, ROOT, serve_process
 
 
 def adt(control_id: str, visit: str) -> bytes:
@@ -42,7 +42,7 @@ def test_reload_applies_a_new_alias_and_refuses_a_bad_file(tmp_path: Path) -> No
 
         def facility_of(visit: str):
             def fetch():
-                found = httpx.get(f"{api}/transactions", params={"key": visit}).json()
+                found = httpx.get(f"{api}/transactions", params={"key": visit}, headers=AUTH).json()
                 return [t["facility"] for t in found["transactions"]]
 
             return fetch
@@ -52,7 +52,7 @@ def test_reload_applies_a_new_alias_and_refuses_a_bad_file(tmp_path: Path) -> No
 
         # A bad file is refused with every problem; the running configuration stays.
         config.write_text(shipped.replace("timezone: America/Chicago", "timezone: Mars/Base"))
-        refused = httpx.post(f"{api}/admin/reload-config", timeout=30)
+        refused = httpx.post(f"{api}/admin/reload-config", timeout=30, headers=AUTH)
         assert refused.status_code == 422
         assert refused.json()["error"]["problems"] == [
             "slas.yaml: facilities[0].timezone: unknown time zone 'Mars/Base'"
@@ -68,12 +68,14 @@ def test_reload_applies_a_new_alias_and_refuses_a_bad_file(tmp_path: Path) -> No
         assert wait_for(facility_of("VN-RL-2"), bool) == ["NMC01"]
         # Stored under the facility's id at ingest (the first one stays as it was sent).
         stored = {
-            key: httpx.get(f"{api}/events", params={"key": key}).json()["events"][0]["facility"]
+            key: httpx.get(f"{api}/events", params={"key": key}, headers=AUTH).json()["events"][0][
+                "facility"
+            ]
             for key in ("VN-RL-1", "VN-RL-2")
         }
         assert stored == {"VN-RL-1": "NEWPLACE", "VN-RL-2": "NMC01"}
         assert server.health()["store"]["undeclared_facilities"] == []
-        reloaded = httpx.post(f"{api}/admin/reload-config", timeout=30)
+        reloaded = httpx.post(f"{api}/admin/reload-config", timeout=30, headers=AUTH)
         assert reloaded.json() == {"reloaded": True, "facilities": 3, "keys": 23, "workflows": 5}
         assert server.stop() == 0
         assert "slas.yaml not reloaded, the running configuration stays" in server.output

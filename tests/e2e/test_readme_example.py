@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.support import ROOT, serve_process
+from tests.support import AUTH, ROOT, serve_process
 
 
 def readme_span_body() -> str:
@@ -31,7 +31,10 @@ def test_the_readme_curl_example_is_listed_as_an_unmatched_journal() -> None:
         deadline = time.monotonic() + 30
         while True:
             listed = httpx.get(
-                f"{server.api}/api/v1/unmatched-events", params={"key": "JE-CURL-1"}, timeout=10
+                f"{server.api}/api/v1/unmatched-events",
+                params={"key": "JE-CURL-1"},
+                timeout=10,
+                headers=AUTH,
             ).json()["unmatched_events"]
             if listed or time.monotonic() > deadline:
                 break
@@ -40,7 +43,9 @@ def test_the_readme_curl_example_is_listed_as_an_unmatched_journal() -> None:
         assert (journal["workflow"], journal["step"]) == ("discharge_to_revenue", "gl_journal")
         assert journal["waiting_for"] == {"charge_batch": "B-CURL-1"}
         assert journal["time"] == "2026-01-01T00:00:01Z" and journal["age_seconds"] > 0
-        bad = httpx.get(f"{server.api}/api/v1/unmatched-events", params={"older_than": "soon"})
+        bad = httpx.get(
+            f"{server.api}/api/v1/unmatched-events", params={"older_than": "soon"}, headers=AUTH
+        )
         assert bad.status_code == 400 and "older_than" in bad.text
-        metrics = httpx.get(f"{server.api}/metrics").text
+        metrics = httpx.get(f"{server.api}/metrics", headers=AUTH).text
         assert 'stitchboard_unmatched_events{workflow="discharge_to_revenue"} 1.0' in metrics

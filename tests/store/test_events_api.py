@@ -14,7 +14,7 @@ from stitchboard.api import build_api
 from stitchboard.components import HttpComponent
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import DAY, at, discharge_chain, ev
-from tests.support import InProcess, free_port, make_runtime
+from tests.support import AUTH, InProcess, free_port, make_runtime
 
 T0 = at("2026-03-09T09:00:00-05:00")
 
@@ -33,7 +33,7 @@ def client(store):
     app = build_api(runtime, [build_router(runtime)])
     with (
         InProcess([HttpComponent("api", app, "127.0.0.1", port, "API")]),
-        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=AUTH) as http,
     ):
         yield http
     runtime.writer.close()
