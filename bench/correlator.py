@@ -35,7 +35,6 @@ def _p(values: list[float], q: float) -> float:
 
 def run() -> Iterator[str]:
     """Yields each figure as soon as it is measured."""
-    import correlator.schema  # noqa: F401 - registers the correlator's migrations
     from correlator.engine import Correlator
     from correlator.service import CorrelatorService
     from stitchboard.config import load_config

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from collector.dead_letters import Filter, list_dead_letters, parse_since, replay
 from collector.importer import running_server
-from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, fail
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
 from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.settings import load_settings
 
@@ -25,7 +25,6 @@ console = Console()
 dead_letters_app = typer.Typer(
     help="Rejected records: list them, replay them after fixing slas.yaml.", no_args_is_help=True
 )
-app.add_typer(dead_letters_app, name="dead-letters")
 
 SinceOpt = Annotated[
     str | None,
@@ -154,3 +153,7 @@ def replay_command(
     )
     for entry in report["reasons"]:
         console.print(f"  {entry['count']:>7}  {entry['reason']}", highlight=False)
+
+
+def register(cli: typer.Typer) -> None:
+    cli.add_typer(dead_letters_app, name="dead-letters")

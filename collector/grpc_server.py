@@ -36,11 +36,11 @@ def _retry_trailer(seconds: int, code: grpc.StatusCode, message: str) -> tuple:
 class OtlpGrpc:
     name = "otlp-grpc"
 
-    def __init__(self, runtime: Runtime, host: str, port: int):
+    def __init__(self, runtime: Runtime, host: str, port: int, ingest: OtlpIngest | None = None):
         self.runtime = runtime
         self.host = host
         self.port = port
-        self.ingest = OtlpIngest(runtime)
+        self.ingest = ingest or OtlpIngest(runtime)
         self.server: grpc.aio.Server | None = None
 
     def _handler(self, signal: Signal):

@@ -13,6 +13,7 @@ import logging
 import zlib
 
 from google.rpc import status_pb2
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -91,10 +92,9 @@ def success_response(signal: Signal, decoded: Decoded, encoding: str) -> Respons
     return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
 
 
-def build_app(runtime: Runtime):
-    from starlette.applications import Starlette
-
-    ingest = OtlpIngest(runtime)
+def build_app(runtime: Runtime, ingest: OtlpIngest | None = None) -> Starlette:
+    """The OTLP/HTTP receiver; ``ingest`` is shared when gRPC runs beside it."""
+    ingest = ingest or OtlpIngest(runtime)
     settings = runtime.settings
     retry = {"Retry-After": str(settings.retry_after_seconds)}
 

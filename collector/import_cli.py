@@ -15,7 +15,7 @@ from rich.table import Table
 
 from collector.files import FORMATS
 from collector.importer import DirectTarget, FileReport, ServerTarget, import_file, running_server
-from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, fail
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
 from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.runtime import build_runtime
 from stitchboard.settings import load_settings
@@ -53,7 +53,6 @@ def _summary(reports: list[FileReport], target_label: str, seconds: float) -> No
             console.print(f"  {count:>7}  {reason}", highlight=False)
 
 
-@app.command("import")
 def import_command(
     files: Annotated[
         list[Path],
@@ -112,3 +111,7 @@ def import_command(
     finally:
         target.close()
     _summary(reports, target.label, time.perf_counter() - started)
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("import")(import_command)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stitchboard.store import Store
 from stitchboard.store.ddl import Table
-from stitchboard.store.schema import Migration, migrate, register
+from stitchboard.store.schema import Migration
 from stitchboard.writer import Batch
 
 MESSAGE_IMPORTS = Table(
@@ -34,7 +34,7 @@ MESSAGE_IMPORTS = Table(
 )
 COLUMNS = ("file_id", "name", "offset", "records")
 
-register(Migration(20, "message import checkpoints", lambda ctx: ctx.create(MESSAGE_IMPORTS)))
+MIGRATIONS = (Migration(20, "message import checkpoints", lambda ctx: ctx.create(MESSAGE_IMPORTS)),)
 
 _HEAD = 64 * 1024
 
@@ -47,11 +47,6 @@ def file_id(path: Path) -> str:
 
 def add_checkpoint(batch: Batch, file_id: str, name: str, offset: int, records: int) -> None:
     batch.add("message_imports", COLUMNS, [(file_id, name, offset, records)])
-
-
-def ensure_schema(store: Store) -> None:
-    """Apply migration 20 if the store was opened before this module registered it."""
-    migrate(store)
 
 
 def resume_offset(store: Store, file_id: str) -> int:

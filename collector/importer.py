@@ -22,7 +22,7 @@ import httpx
 from rich.progress import Progress
 
 from collector.files import Record, csv_header, detect_format, judge, records
-from collector.import_state import add_checkpoint, ensure_schema, file_id, resume_offset
+from collector.import_state import add_checkpoint, file_id, resume_offset
 from collector.intake import Intake, batch_of
 from collector.mllp import frame
 from stitchboard.errors import StitchboardError
@@ -69,7 +69,6 @@ class DirectTarget:
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        ensure_schema(runtime.store)
         self.intake = Intake(self.runtime.config, self.runtime.pseudonymize)
         self.delimiter = self.runtime.config.messages.logs.csv_delimiter
         self._in_flight: list[Future[None]] = []

@@ -101,14 +101,9 @@ class OtlpIngest:
 
 
 def native_traces(runtime: Runtime, normalizer: Normalizer) -> NativeTraces | None:
-    """The engine-side decoder, registered with the writer once per runtime (embedded store)."""
+    """The engine-side decoder, registered with the writer (embedded store only)."""
     if not (runtime.settings.native_decode and runtime.store.embedded):
         return None
-    native = runtime.services.get(NATIVE_KIND)
-    if native is None:
-        native = NativeTraces(runtime.config, normalizer, runtime.store.database)
-        runtime.writer.register_raw(
-            NATIVE_KIND, RawInserter(native.insert, ("otel_traces", "events"))
-        )
-        runtime.services[NATIVE_KIND] = native
+    native = NativeTraces(runtime.config, normalizer, runtime.store.database)
+    runtime.writer.register_raw(NATIVE_KIND, RawInserter(native.insert, ("otel_traces", "events")))
     return native

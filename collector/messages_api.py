@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from collector.errors import BodyTooLarge, UndecodableBody, UnsupportedMediaType
 from collector.files import body_records, judge
 from collector.http import read_body
-from collector.import_state import add_checkpoint, ensure_schema, resume_offset
+from collector.import_state import add_checkpoint, resume_offset
 from collector.intake import Intake, Outcome, batch_of
 from stitchboard.api import ApiError
 from stitchboard.errors import Overloaded, StoreUnavailable
@@ -98,7 +98,6 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def router(runtime: Runtime) -> APIRouter:
-    ensure_schema(runtime.store)
     intake = Intake(runtime.config, runtime.pseudonymize)
     delimiter = runtime.config.messages.logs.csv_delimiter
     api = APIRouter(tags=["messages"])

@@ -1,31 +1,55 @@
-"""The collector stage as mounted by ``stitchboard serve``: its listeners and routes."""
+"""The collector stage: OTLP/HTTP, OTLP/gRPC and MLLP listeners, message and dead-letter routes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import typer
+from fastapi import APIRouter
+
 from collector.grpc_server import OtlpGrpc
 from collector.http import build_app
+from collector.import_state import MIGRATIONS
+from collector.ingest import OtlpIngest
 from collector.mllp import listener as mllp_listener
 from stitchboard.components import Component, HttpComponent
 from stitchboard.runtime import Runtime
+from stitchboard.stages import Stage
+from stitchboard.store.schema import Migration
 
 
-def components(runtime: Runtime) -> list[Component]:
-    settings = runtime.settings
-    result: list[Component] = []
-    if settings.otlp_http_port:
-        result.append(
-            HttpComponent(
-                "otlp-http", build_app(runtime), settings.host, settings.otlp_http_port, "OTLP/HTTP"
+class CollectorStage(Stage):
+    name = "collector"
+
+    def migrations(self) -> Sequence[Migration]:
+        return MIGRATIONS
+
+    def components(self, runtime: Runtime) -> list[Component]:
+        settings = runtime.settings
+        result: list[Component] = []
+        # One ingest path for both OTLP transports: one engine-side decoder per server.
+        ingest = OtlpIngest(runtime)
+        if settings.otlp_http_port:
+            app = build_app(runtime, ingest)
+            result.append(
+                HttpComponent("otlp-http", app, settings.host, settings.otlp_http_port, "OTLP/HTTP")
             )
-        )
-    if settings.otlp_grpc_port:
-        result.append(OtlpGrpc(runtime, settings.host, settings.otlp_grpc_port))
-    if settings.mllp_port:
-        result.append(mllp_listener(runtime))
-    return result
+        if settings.otlp_grpc_port:
+            result.append(OtlpGrpc(runtime, settings.host, settings.otlp_grpc_port, ingest))
+        if settings.mllp_port:
+            result.append(mllp_listener(runtime))
+        return result
+
+    def routers(self, runtime: Runtime) -> list[APIRouter]:
+        from collector import dead_letters, messages_api
+
+        return [messages_api.router(runtime), dead_letters.router(runtime)]
+
+    def commands(self, cli: typer.Typer) -> None:
+        from collector import dead_letters_cli, import_cli
+
+        import_cli.register(cli)
+        dead_letters_cli.register(cli)
 
 
-def routers(runtime: Runtime) -> list:
-    from collector import dead_letters, messages_api
-
-    return [messages_api.router(runtime), dead_letters.router(runtime)]
+STAGE = CollectorStage()

@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
-from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, fail
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
 from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.settings import load_settings
 
 
-@app.command()
 def correlate(
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
@@ -31,7 +30,6 @@ def correlate(
     With the embedded store, stop the server first: one process owns a data
     directory (a running server also re-correlates everything when it starts).
     """
-    import correlator.schema  # noqa: F401 - registers migrations 10-19
     from correlator.service import CorrelatorService
     from stitchboard.config import load_config
     from stitchboard.store import connect
@@ -67,3 +65,7 @@ def correlate(
     )
     for status, count in sorted(statuses.items()):
         print(f"  {status:<12} {count}")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(correlate)

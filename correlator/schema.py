@@ -17,7 +17,7 @@ carry it, sorted by value, for ``?key=`` lookups.
 from __future__ import annotations
 
 from stitchboard.store.ddl import SchemaContext, Table
-from stitchboard.store.schema import Migration, register
+from stitchboard.store.schema import Migration
 
 TRANSACTIONS = Table(
     name="transactions",
@@ -73,9 +73,6 @@ def _create(ctx: SchemaContext) -> list[str]:
     return [*ctx.create(TRANSACTIONS), *ctx.create(TRANSACTION_KEYS)]
 
 
-register(Migration(10, "correlator transactions and transaction keys", _create))
-
-
 # Per-step figures as parallel arrays (index i = the i-th step of the workflow as
 # the row was written; ns since the epoch, 0 = not happened), so SQL can compute
 # step lags; the API recomputes full step detail from the events themselves.
@@ -104,4 +101,7 @@ def _steps_and_key_view(ctx: SchemaContext) -> list[str]:
     ]
 
 
-register(Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view))
+MIGRATIONS = (
+    Migration(10, "correlator transactions and transaction keys", _create),
+    Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
+)

@@ -1,18 +1,20 @@
-"""The correlator as mounted by ``stitchboard serve``: its loop and its API routes."""
+"""The correlator stage: its migrations, its loop, its API routes and ``stitchboard correlate``."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
+import typer
 from fastapi import APIRouter
 
-import correlator.schema  # noqa: F401 - registers migrations 10-19
 from correlator.api import build_router
+from correlator.schema import MIGRATIONS
 from correlator.service import CorrelatorService
 from stitchboard.components import Component
 from stitchboard.runtime import Runtime
-
-SERVICE = "correlator"
+from stitchboard.stages import Stage
+from stitchboard.store.schema import Migration
 
 
 class CorrelatorComponent:
@@ -29,7 +31,6 @@ class CorrelatorComponent:
         service = CorrelatorService(runtime.store, runtime.config, runtime.metrics.registry)
         runtime.writer.add_listener(service.on_batch)
         service.start()
-        runtime.services[SERVICE] = service
         self.service = service
 
     async def stop(self) -> None:
@@ -41,9 +42,22 @@ class CorrelatorComponent:
         return f"{'Correlator':<22} {count} workflows from {self.runtime.settings.config}"
 
 
-def components(runtime: Runtime) -> list[Component]:
-    return [CorrelatorComponent(runtime)]
+class CorrelatorStage(Stage):
+    name = "correlator"
+
+    def migrations(self) -> Sequence[Migration]:
+        return MIGRATIONS
+
+    def components(self, runtime: Runtime) -> list[Component]:
+        return [CorrelatorComponent(runtime)]
+
+    def routers(self, runtime: Runtime) -> list[APIRouter]:
+        return [build_router(runtime)]
+
+    def commands(self, cli: typer.Typer) -> None:
+        from correlator import cli as correlator_cli
+
+        correlator_cli.register(cli)
 
 
-def routers(runtime: Runtime) -> list[APIRouter]:
-    return [build_router(runtime)]
+STAGE = CorrelatorStage()

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stitchboard.cli import ClickhouseOpt, ConfigOpt, app, err, fail
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, err, fail
 from stitchboard.config.workflows import Duration
 from stitchboard.errors import ConfigError
 from stitchboard.settings import load_settings
@@ -49,7 +49,6 @@ def _split(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-@app.command()
 def simulate(
     rate: Annotated[
         float,
@@ -150,7 +149,6 @@ def simulate(
         fail(str(exc))
 
 
-@app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="Hop events per second (history and live).")] = 0.2,
     backfill: Annotated[
@@ -233,3 +231,8 @@ def demo(
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(simulate)
+    cli.command()(demo)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
 from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.settings import load_settings
 
@@ -18,30 +17,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-
-ClickhouseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--clickhouse",
-        help="Store URL: chdb://<dir> (default chdb://./data) or http(s)://user:pass@host:8123/db."
-        " Environment: STITCHBOARD_CLICKHOUSE.",
-        show_default=False,
-    ),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="slas.yaml path (default ./slas.yaml). Environment: STITCHBOARD_CONFIG.",
-        show_default=False,
-    ),
-]
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -128,8 +103,11 @@ def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 
 
-# Stage commands register themselves on ``app`` when imported (kept last: they import it).
-import collector.dead_letters_cli  # noqa: E402,F401  (stitchboard dead-letters)
-import collector.import_cli  # noqa: E402,F401  (stitchboard import)
-import correlator.cli  # noqa: E402,F401  (stitchboard correlate)
-import simulator.cli  # noqa: E402,F401  (stitchboard simulate, stitchboard demo)
+def _add_stage_commands(cli: typer.Typer) -> None:
+    from stitchboard.stages import all_stages
+
+    for stage in all_stages():
+        stage.commands(cli)
+
+
+_add_stage_commands(app)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from stitchboard.config import SlasConfig, load_config
 from stitchboard.metrics import Metrics
@@ -21,8 +20,6 @@ class Runtime:
     writer: BatchWriter
     metrics: Metrics
     pseudonymize: Pseudonymizer
-    # Stage-owned services (pseudonymizer, correlator, ...) register themselves here.
-    services: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         self.writer.close()
@@ -30,10 +27,7 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Load slas.yaml, open and migrate the store, start the writer."""
-    from stitchboard.stages import load_stages
-
-    load_stages()  # stages register their migrations when imported
+    """Load slas.yaml, open the store and apply every stage's migrations, start the writer."""
     config = load_config(settings.config)
     store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
     metrics = Metrics()

@@ -17,25 +17,23 @@ from stitchboard.api import build_api
 from stitchboard.components import Component, HttpComponent
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
-from stitchboard.stages import load_stages
+from stitchboard.stages import served_stages
 
 log = logging.getLogger(__name__)
 
 
 def build_components(runtime: Runtime) -> list[Component]:
-    stages = load_stages()
+    stages = served_stages()
     components: list[Component] = []
     routers = []
     for stage in stages:
         components.extend(stage.components(runtime))
-        if hasattr(stage, "routers"):
-            routers.extend(stage.routers(runtime))
+        routers.extend(stage.routers(runtime))
     settings = runtime.settings
     if settings.port:
         app = build_api(runtime, routers)
         for stage in stages:
-            if hasattr(stage, "mount"):
-                stage.mount(app, runtime)
+            stage.mount(app, runtime)
         components.append(
             HttpComponent("console", app, settings.host, settings.port, "Console and API")
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import correlator.schema  # noqa: F401 - registers the correlator's migrations
 from correlator.queries import BadQuery, TransactionFilter, decode_cursor, get_transaction
 from correlator.queries import list_transactions as listing
 from correlator.service import CorrelatorService

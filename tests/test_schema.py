@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stitchboard.store import Store
 from stitchboard.store.ddl import SchemaContext
-from stitchboard.store.schema import MIGRATIONS, all_statements, migrate, schema_version
+from stitchboard.store.schema import all_migrations, all_statements, migrate, schema_version
 
 # Column names and types of the OpenTelemetry Collector contrib ClickHouse exporter
 # (exporter/clickhouseexporter/internal/sqltemplates). Grafana's ClickHouse plugin
@@ -101,12 +101,12 @@ def test_events_and_dead_letters_exist(store):
 
 
 def test_migrations_are_recorded_and_idempotent(store):
-    assert schema_version(store) == max(m.version for m in MIGRATIONS)
+    assert schema_version(store) == max(m.version for m in all_migrations())
     assert migrate(store) == []
     recorded = store.rows(
         f"SELECT version FROM {store.table('schema_migrations')} FINAL ORDER BY version"
     )
-    assert [v for (v,) in recorded] == [m.version for m in MIGRATIONS]
+    assert [v for (v,) in recorded] == [m.version for m in all_migrations()]
 
 
 def test_official_collector_style_insert_lands_in_otel_traces(store):

@@ -19,10 +19,14 @@ the same tables.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stitchboard.store.ddl import SchemaContext, Table
+
+if TYPE_CHECKING:
+    from stitchboard.store.client import Store
 
 log = logging.getLogger(__name__)
 
@@ -177,51 +181,65 @@ def _tables(*tables: Table) -> Callable[[SchemaContext], list[str]]:
 
 # Versions are grouped by stage so stages can add theirs independently:
 # 1-9 kernel and collector, 10-19 correlator, 20-29 message logs, 30-39 alerts,
-# 40-49 dashboards and audit.
-MIGRATIONS: list[Migration] = [
+# 40-49 audit and access, 50-59 dashboards. Stages hand theirs over through
+# ``Stage.migrations()`` (see ``stitchboard.stages``).
+KERNEL_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "otel tables, events, dead letters",
         _tables(OTEL_TRACES, OTEL_LOGS, EVENTS, DEAD_LETTERS),
     ),
-]
+)
 
 
-def register(migration: Migration) -> None:
-    """Add a stage's migration (stages call this at import time)."""
-    if any(m.version == migration.version for m in MIGRATIONS):
-        existing = next(m for m in MIGRATIONS if m.version == migration.version)
-        if existing.name == migration.name:
-            return
-        raise ValueError(
-            f"migration version {migration.version} is already taken by {existing.name!r}"
-        )
-    MIGRATIONS.append(migration)
-    MIGRATIONS.sort(key=lambda m: m.version)
+def all_migrations(stage_migrations: Sequence[Migration] | None = None) -> list[Migration]:
+    """The kernel's migrations and the stages' (default: every served stage's), by version.
+
+    Two migrations with one version are a programming error, reported with both names.
+    """
+    if stage_migrations is None:
+        from stitchboard.stages import stage_migrations as served
+
+        stage_migrations = served()
+    by_version: dict[int, Migration] = {}
+    for migration in (*KERNEL_MIGRATIONS, *stage_migrations):
+        existing = by_version.get(migration.version)
+        if existing is not None and existing.name != migration.name:
+            raise ValueError(
+                f"migration version {migration.version} is taken twice:"
+                f" {existing.name!r} and {migration.name!r}"
+            )
+        by_version[migration.version] = migration
+    return [by_version[v] for v in sorted(by_version)]
 
 
-def all_statements(ctx: SchemaContext) -> list[str]:
+def all_statements(ctx: SchemaContext, migrations: Sequence[Migration] | None = None) -> list[str]:
     """Every DDL statement, in order: for review and for the cluster DDL test."""
-    return [sql for stmt in (_tables(SCHEMA_MIGRATIONS)(ctx),) for sql in stmt] + [
-        sql for m in MIGRATIONS for sql in m.statements(ctx)
+    return [
+        *_tables(SCHEMA_MIGRATIONS)(ctx),
+        *(sql for m in all_migrations(migrations) for sql in m.statements(ctx)),
     ]
 
 
-def applied_versions(store) -> set[int]:
+def applied_versions(store: Store) -> set[int]:
     return {
         row[0]
         for row in store.rows(f"SELECT version FROM {store.table('schema_migrations')} FINAL")
     }
 
 
-def migrate(store) -> list[int]:
-    """Apply every pending migration; returns the versions applied now."""
+def migrate(store: Store, migrations: Sequence[Migration] | None = None) -> list[int]:
+    """Apply every pending migration; returns the versions applied now.
+
+    ``migrations`` are the stages' (default: every served stage's); the kernel's
+    always apply first.
+    """
     ctx = SchemaContext(store.database, store.cluster)
     for sql in _tables(SCHEMA_MIGRATIONS)(ctx):
         store.command(sql)
     done = applied_versions(store)
     applied = []
-    for migration in MIGRATIONS:
+    for migration in all_migrations(migrations):
         if migration.version in done:
             continue
         log.info("applying migration %s: %s", migration.version, migration.name)
@@ -234,5 +252,5 @@ def migrate(store) -> list[int]:
     return applied
 
 
-def schema_version(store) -> int:
+def schema_version(store: Store) -> int:
     return max(applied_versions(store), default=0)
