@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from stitchboard.runtime import Runtime
     from stitchboard.store.schema import Migration
 
-STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage")
+STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage", "dashboards.stage")
 TOOLS: tuple[str, ...] = ("simulator.stage",)
 
 
