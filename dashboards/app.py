@@ -9,6 +9,7 @@ answers the API's 404 error body.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ from stitchboard.api import API_PREFIX, error_response
 from stitchboard.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent
+PAGES = (
+    "dashboards.pages.overview",
+    "dashboards.pages.workflow",
+    "dashboards.pages.transactions",
+    "dashboards.pages.transaction",
+    "dashboards.pages.alerts",
+    "dashboards.pages.data_health",
+)
 _app: list[Dash] = []
 
 
@@ -34,13 +43,15 @@ def build_dash() -> Dash:
     app = Dash(
         __name__,
         use_pages=True,
-        pages_folder=str(HERE / "pages"),
+        pages_folder="",  # pages are imported explicitly below, not discovered
         assets_folder=str(HERE / "assets"),
         title="Stitchboard",
         update_title=None,
         suppress_callback_exceptions=True,
     )
     app.layout = _shell
+    for name in PAGES:  # each calls dash.register_page and defines its callbacks
+        importlib.import_module(name)
     _app.append(app)
     return app
 

@@ -9,12 +9,13 @@ number is always written in the cell, so colour is never the only cue.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
 
-from dashboards.formatting import count, duration, money, percent
-from dashboards.queries import AgingBucket, FunnelStep, Latency, Outcome
+from dashboards.formatting import count, duration, money_short, percent
+from dashboards.queries import AgingBucket, FunnelStep, Latency
 
 BLUE, ORANGE, VERMILLION = "#0072B2", "#E69F00", "#D55E00"
 SKY, GREEN, PURPLE, GREY = "#56B4E9", "#009E73", "#CC79A7", "#999999"
@@ -46,18 +47,28 @@ def empty(message: str, height: int = 240) -> go.Figure:
     return fig
 
 
-def compliance_heatmap(
-    facilities: Sequence[tuple[str, str]],
-    workflows: Sequence[str],
-    cells: Mapping[tuple[str, str], Outcome],
-    objectives: Mapping[str, float],
-) -> go.Figure:
-    """Facility (rows) × workflow (columns): on-time share, coloured against the objective.
+@dataclass(frozen=True)
+class HeatCell:
+    """One facility × workflow cell: the SLO judged there and its compliance."""
 
-    ``facilities`` are (id, label); ``objectives`` workflow → objective (0-1). The colour
-    value is the distance to the objective, clipped to ±10 points, so 99.5% against a
-    99% objective is blue and 97% is warm; cells with nothing decided are blank.
+    facility: str
+    workflow: str
+    slo: str
+    compliance: float | None  # None = nothing judged (no data)
+    objective: float
+    judged: int
+
+
+def compliance_heatmap(
+    facilities: Sequence[tuple[str, str]], workflows: Sequence[str], cells: Sequence[HeatCell]
+) -> go.Figure:
+    """Facility (rows) × workflow (columns): SLO compliance, coloured against its objective.
+
+    ``facilities`` are (id, label). The colour value is the distance to the objective,
+    clipped to ±10 points, so 99.5% against a 99% objective is blue and 97% is warm;
+    cells with nothing judged say "no data" and stay blank.
     """
+    found = {(c.facility, c.workflow): c for c in cells}
     z: list[list[float | None]] = []
     text: list[list[str]] = []
     custom: list[list[list[str]]] = []
@@ -66,15 +77,17 @@ def compliance_heatmap(
         trow: list[str] = []
         crow: list[list[str]] = []
         for wf in workflows:
-            outcome = cells.get((fid, wf))
-            rate = outcome.on_time if outcome else None
-            objective = objectives.get(wf, 0.95)
-            zrow.append(None if rate is None else max(-0.1, min(0.1, rate - objective)))
-            if outcome is None or rate is None:
+            cell = found.get((fid, wf))
+            rate = cell.compliance if cell else None
+            if cell is None or rate is None:
+                zrow.append(None)
                 trow.append("no data")
             else:
-                trow.append(f"{percent(rate)}<br>{count(outcome.decided)} decided")
-            crow.append([fid, wf, percent(objective)])
+                zrow.append(max(-0.1, min(0.1, rate - cell.objective)))
+                trow.append(f"{percent(rate)}<br>{count(cell.judged)} judged")
+            crow.append(
+                [fid, wf, percent(cell.objective) if cell else "—", cell.slo if cell else "no SLO"]
+            )
         z.append(zrow)
         text.append(trow)
         custom.append(crow)
@@ -86,7 +99,8 @@ def compliance_heatmap(
             text=text,
             texttemplate="%{text}",
             customdata=custom,
-            hovertemplate="%{y} · %{x}<br>%{text}<br>objective %{customdata[2]}<extra></extra>",
+            hovertemplate="%{y} · %{x}<br>%{text}<br>SLO %{customdata[3]},"
+            " objective %{customdata[2]}<br>click for the workflow<extra></extra>",
             colorscale=COMPLIANCE_SCALE,
             zmin=-0.1,
             zmax=0.1,
@@ -131,7 +145,7 @@ def trend(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, float]) ->
             fig.add_hline(y=objectives[wf] * 100, line={"dash": "dot", "color": colour})
     fig.update_yaxes(title="% on time", ticksuffix="%", rangemode="tozero")
     fig.update_xaxes(title="UTC")
-    return _base(fig, "On time, per workflow")
+    return _base(fig, "On time, per workflow (by when each outcome was decided)")
 
 
 def funnel(steps: Sequence[FunnelStep]) -> go.Figure:
@@ -184,28 +198,28 @@ def latency(result: Latency, warn: float | None, breach: float | None) -> go.Fig
             name="transactions",
         )
     )
-    marks = (
-        ("p50", result.p50, GREY, "dot"),
-        ("p90", result.p90, GREY, "dash"),
-        ("p99", result.p99, GREY, "longdash"),
-        ("warn", warn, ORANGE, "solid"),
-        ("breach", breach, VERMILLION, "solid"),
+    quantiles = (
+        ("p50", result.p50, "dot"),
+        ("p90", result.p90, "dash"),
+        ("p99", result.p99, "longdash"),
     )
-    for label, seconds, colour, dash in marks:
-        if seconds is None:
-            continue
-        fig.add_vline(
-            x=seconds / scale,
-            line={"color": colour, "dash": dash, "width": 2},
-            annotation_text=f"{label} {duration(seconds)}",
-            annotation_position="top",
-            annotation_textangle=-90,
-        )
+    for _, seconds, dash in quantiles:
+        if seconds is not None:
+            fig.add_vline(x=seconds / scale, line={"color": GREY, "dash": dash, "width": 2})
+    for label, seconds, colour in (("warn", warn, ORANGE), ("breach", breach, VERMILLION)):
+        if seconds is not None:
+            fig.add_vline(
+                x=seconds / scale,
+                line={"color": colour, "width": 2},
+                annotation_text=f"{label} {duration(seconds)}",
+                annotation_position="top right",
+                annotation_font={"color": colour},
+            )
+    summary = " · ".join(f"{name} {duration(s)}" for name, s, _ in quantiles)
     fig.update_xaxes(title=f"{unit} from the step's clock start")
     fig.update_yaxes(title="transactions")
-    return _base(
-        fig, f"{result.step.replace('_', ' ')}: {count(result.count)} transactions", height=340
-    )
+    title = f"{result.step.replace('_', ' ')}: {count(result.count)} transactions"
+    return _base(fig, f"{title}<br><sup>{summary} (grey lines)</sup>", height=340)
 
 
 def aging(buckets: Sequence[AgingBucket]) -> go.Figure:
@@ -215,8 +229,10 @@ def aging(buckets: Sequence[AgingBucket]) -> go.Figure:
         go.Bar(
             x=[b.label for b in buckets],
             y=[b.count for b in buckets],
-            text=[f"{count(b.count)}<br>{money(b.amount)}" for b in buckets],
-            textposition="auto",
+            text=[f"{count(b.count)} · {money_short(b.amount)}" for b in buckets],
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
             marker_color=[BLUE, SKY, "#F0E442", ORANGE, VERMILLION, PURPLE][: len(buckets)],
             hovertemplate="%{x}: %{y} open<extra></extra>",
         )

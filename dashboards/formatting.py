@@ -55,13 +55,13 @@ def percent(fraction: float | None, digits: int = 1) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``3 d 4 h``, ``2 h 5 min``, ``45 s``, ``0.3 s``: two largest units, rounded down."""
+    """``3 d 4 h``, ``2 h 5 min``, ``45 s``, ``300 ms``: two largest units, rounded down."""
     if seconds is None:
         return "—"
     sign = "-" if seconds < 0 else ""
     left = abs(seconds)
     if left < 1:
-        return f"{sign}{left:.1f} s"
+        return f"{sign}{left * 1000:.0f} ms"
     whole = int(left)
     parts = []
     for unit, size in _UNITS:

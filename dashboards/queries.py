@@ -113,13 +113,48 @@ def _outcome(row: dict[str, Any]) -> Outcome:
     )
 
 
-def outcomes(store: Store, scope: Scope, now: int) -> dict[tuple[str, str], Outcome]:
-    """(facility, workflow) → outcome over the scope's window."""
-    where, params = scope.where(now)
+# When a transaction's outcome was decided: finished (complete or late) at its end,
+# overdue from the first deadline it passed, failed at its last hop.
+_DECIDED_AT = """multiIf(
+    s IN ('complete', 'late'), toUnixTimestamp64Nano(assumeNotNull(end_time)),
+    s = 'overdue', toUnixTimestamp64Nano(assumeNotNull(coalesce(warn_deadline, breach_deadline))),
+    s = 'failed', toUnixTimestamp64Nano(last_time), 0)"""
+# How far back a transaction decided in a window may have started (sort-key bound).
+DECIDED_LOOKBACK_NS = 90 * DAY_NS
+
+
+def _decided_rows(store: Store, scope: Scope, now: int, columns: str) -> tuple[str, dict]:
+    """A subquery of the transactions decided in the scope's window, with ``s`` and
+    ``decided_at``; ``columns`` are the extra columns it keeps."""
+    wide = Scope(scope.since - DECIDED_LOOKBACK_NS, scope.until, scope.workflow, scope.facility)
+    where, params = wide.where(now)
+    params["d_since"], params["d_until"] = scope.since, scope.until
+    sql = (
+        f"SELECT * FROM (SELECT {columns}, s, {_DECIDED_AT} AS decided_at FROM (SELECT"
+        f" {columns}, end_time, warn_deadline, breach_deadline, last_time, {_STATUS_NOW} AS s"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}))"
+        " WHERE decided_at >= {d_since:Int64} AND decided_at < {d_until:Int64}"
+    )
+    return sql, params
+
+
+def outcomes(
+    store: Store, scope: Scope, now: int, decided: bool = False
+) -> dict[tuple[str, str], Outcome]:
+    """(facility, workflow) → outcome of the transactions started in the scope's window,
+    or, with ``decided``, of those whose outcome was decided in it (see ``_DECIDED_AT``;
+    then nothing is in progress)."""
+    if decided:
+        inner, params = _decided_rows(store, scope, now, "facility, workflow, amount")
+    else:
+        where, params = scope.where(now)
+        inner = (
+            f"SELECT facility, workflow, amount, {_STATUS_NOW} AS s"
+            f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+        )
     rows = store.dicts(
-        f"SELECT facility, workflow, {_OUTCOME_COLUMNS} FROM (SELECT facility, workflow,"
-        f" amount, {_STATUS_NOW} AS s FROM {store.table('transactions')} FINAL"
-        f" WHERE {where}{_FINAL}) GROUP BY facility, workflow ORDER BY facility, workflow",
+        f"SELECT facility, workflow, {_OUTCOME_COLUMNS} FROM ({inner})"
+        " GROUP BY facility, workflow ORDER BY facility, workflow",
         params,
     )
     return {(r["facility"], r["workflow"]): _outcome(r) for r in rows}
@@ -149,15 +184,13 @@ def overdue_now(store: Store, now: int, workflow: str | None, facility: str | No
 
 
 def trend(store: Store, scope: Scope, now: int, bucket_seconds: int) -> list[dict[str, Any]]:
-    """On-time rate per workflow per time bucket (by the transactions' start)."""
-    where, params = scope.where(now)
-    params["bucket"] = bucket_seconds
+    """On-time share per workflow per time bucket of when outcomes were decided."""
+    inner, params = _decided_rows(store, scope, now, "workflow")
+    params["bucket"] = bucket_seconds * NS
     return store.dicts(
-        "SELECT workflow, toUnixTimestamp(bucket) AS bucket_s, countIf(s = 'complete') AS ok,"
-        " countIf(s IN ('complete', 'late', 'overdue', 'failed')) AS decided FROM ("
-        " SELECT workflow, toStartOfInterval(id_time, toIntervalSecond({bucket:UInt32}))"
-        f" AS bucket, {_STATUS_NOW} AS s FROM {store.table('transactions')} FINAL"
-        f" WHERE {where}{_FINAL}) GROUP BY workflow, bucket ORDER BY workflow, bucket",
+        "SELECT workflow, intDiv(decided_at, {bucket:Int64}) * {bucket:Int64} DIV 1000000000"
+        " AS bucket_s, countIf(s = 'complete') AS ok, count() AS decided"
+        f" FROM ({inner}) GROUP BY workflow, bucket_s ORDER BY workflow, bucket_s",
         params,
     )
 
@@ -188,7 +221,9 @@ def dnfb(
     )
     row = store.dicts(
         "SELECT count() AS n, toString(sum(ifNull(amount, 0))) AS amount,"
-        " avg({now_ns:Int64} - discharged) / 86400e9 AS avg_days,"
+        # toFloat64 first: avg(const - column) on Int64 is rewritten to const - avg(column),
+        # whose Int64 sum overflows on a few thousand nanosecond timestamps.
+        " avg(toFloat64({now_ns:Int64} - discharged)) / 86400e9 AS avg_days,"
         " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over FROM ("
         " SELECT amount,"
         " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
@@ -363,15 +398,20 @@ def slowest(store: Store, scope: Scope, now: int, limit: int = 10) -> list[dict[
 def most_overdue(
     store: Store, now: int, workflow: str | None, facility: str | None, limit: int = 10
 ) -> list[dict[str, Any]]:
-    """Open transactions furthest past their deadline (breach, else warn)."""
+    """Open transactions longest past the first deadline they passed (warn or breach)."""
     scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
     where, params = scope.where(now)
-    params["limit"] = limit
+    params.update(limit=limit, now_ns=now)
+    due = (
+        "toUnixTimestamp64Nano(assumeNotNull(least(ifNull(warn_deadline, breach_deadline),"
+        " ifNull(breach_deadline, warn_deadline))))"
+    )
     return store.dicts(
-        f"SELECT * FROM (SELECT {_ROW}, ifNull(breach_ns, warn_ns) AS due_ns"
+        f"SELECT {_ROW}, {due} AS due_ns,"
+        " ifNull(breach_ns <= {now_ns:Int64}, 0) AS past_breach"
         f" FROM {store.table('transactions')} FINAL WHERE {where}"
-        f" AND status IN ('in_progress', 'overdue'){_FINAL})"
-        " WHERE status_now = 'overdue' ORDER BY due_ns, id LIMIT {limit:UInt32}",
+        f" AND status IN ('in_progress', 'overdue') AND {_STATUS_NOW} = 'overdue'"
+        " ORDER BY due_ns, id LIMIT {limit:UInt32}" + _FINAL,
         params,
     )
 

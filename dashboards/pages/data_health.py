@@ -14,8 +14,6 @@ from dashboards import figures, queries, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, count, duration, local_time
 
-dash.register_page(__name__, path="/data-health", name="Data health", order=6)
-
 PAGE = "dh"
 IDLE_MINUTES = 15
 
@@ -254,3 +252,6 @@ def replay_reason(ctx: Console, reason: str) -> dict[str, Any]:
     runtime = reload(ctx.runtime)
     flt = Filter(reason=reason)
     return replay(runtime, flt, ctx.runtime.writer.write_sync).as_dict()
+
+
+dash.register_page(__name__, path="/data-health", name="Data health", order=6, layout=layout)

@@ -19,10 +19,6 @@ from dashboards import figures, queries, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, duration, iso_to_ns, local_time, money
 
-dash.register_page(
-    __name__, path_template="/transactions/<tx_id>", name="Transaction", nav=False, order=4
-)
-
 _REASON_WINDOW = 30 * 86_400 * NS
 
 
@@ -280,3 +276,13 @@ def layout(tx_id: str = "", **_: Any) -> Any:
             ),
         ]
     )
+
+
+dash.register_page(
+    __name__,
+    path_template="/transactions/<tx_id>",
+    name="Transaction",
+    nav=False,
+    order=4,
+    layout=layout,
+)

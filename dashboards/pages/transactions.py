@@ -25,8 +25,6 @@ from dashboards import view
 from dashboards.context import Console, console
 from dashboards.formatting import duration, iso_to_ns, local_time, money
 
-dash.register_page(__name__, path="/transactions", name="Transactions", order=3)
-
 PAGE = "tx"
 EXPORT_LIMIT = 100_000
 BLOCK = 100
@@ -83,9 +81,9 @@ def grid_row(item: dict[str, Any], config: Any) -> dict[str, Any]:
     row = {
         "id": item["id"],
         "open": f"[{item['id'][:12]}…](/transactions/{item['id']})",
-        "workflow": item["workflow"],
+        "workflow": item["workflow"].replace("_", " "),
         "facility": item["facility"],
-        "status": item["status"],
+        "status": item["status"].replace("_", " "),
         "started": local_time(iso_to_ns(item["start_time"]), zone),
         "duration": duration(item["duration_seconds"]),
         "amount": money(item["amount"]) if item["amount"] else "",
@@ -343,3 +341,6 @@ def _download(_: int, options: dict[str, Any]) -> Any:
     search = Search.from_args(ctx.runtime.config, (options or {}).get("context") or {})
     text = export_csv(ctx, search, ctx.now())
     return {"content": text, "filename": "transactions.csv", "type": "text/csv"}
+
+
+dash.register_page(__name__, path="/transactions", name="Transactions", order=3, layout=layout)

@@ -14,8 +14,6 @@ from dashboards.context import Console, console
 from dashboards.formatting import NS, duration, local_time, money
 from stitchboard.config.workflows import Workflow
 
-dash.register_page(__name__, path="/workflow", name="Workflow", order=2)
-
 PAGE = "wf"
 
 
@@ -68,6 +66,8 @@ def anchor_and_limits(wf: Workflow, step: str) -> tuple[str | None, float | None
 def _rows(items: list[dict[str, Any]], ctx: Console, now: int, overdue: bool) -> Any:
     config = ctx.runtime.config
     head = ["transaction", "facility", "started", "overdue by" if overdue else "took", "amount"]
+    if overdue:
+        head.append("past")
     body = []
     for r in items:
         zone = view.facility_zone(config, r["facility"])
@@ -236,3 +236,6 @@ def _refresh(_: int | None, workflow: str, facility: str, rng: str, step: str) -
         p["overdue"],
         view.updated_at(now, zone),
     )
+
+
+dash.register_page(__name__, path="/workflow", name="Workflow", order=2, layout=layout)

@@ -6,12 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-import correlator.schema  # noqa: F401 - registers the correlator's migrations
 from correlator.queries import TransactionFilter, list_transactions
 from correlator.service import CorrelatorService
 from dashboards import queries as q
 from stitchboard.events import EVENT_COLUMNS
-from tests.correlator_helpers import DAY, HOUR, MINUTE, shipped_config
+from tests.correlator_helpers import DAY, HOUR, MINUTE, NS, at, shipped_config
 from tests.dashboard_seed import NOW, T0, seed_events
 
 CONFIG = shipped_config()
@@ -109,8 +108,14 @@ def test_flags_slowest_and_most_overdue(seeded) -> None:
     assert [r["id"] for r in slow][:1] == [tx_id(seeded, "VISIT0003")]
     assert slow[0]["duration_ns"] == 6 * DAY
     overdue = q.most_overdue(seeded, NOW, D2R, None)
-    # VISIT0002's journal was due end of Tue 10 Mar (Chicago); VISIT0004's charge T0+3h+72h.
-    assert [r["id"] for r in overdue] == [tx_id(seeded, "VISIT0002"), tx_id(seeded, "VISIT0004")]
+    # First deadline passed: VISIT0004's charge warn (T0+3h+24h = Tue 10 Mar 17:00 UTC), then
+    # VISIT0002's journal breach (end of Tue 10 Mar in Chicago = Wed 11 Mar 05:00 UTC).
+    assert [r["id"] for r in overdue] == [tx_id(seeded, "VISIT0004"), tx_id(seeded, "VISIT0002")]
+    assert [r["due_ns"] for r in overdue] == [
+        at("2026-03-10T17:00:00+00:00"),
+        at("2026-03-11T05:00:00+00:00"),
+    ]
+    assert [r["past_breach"] for r in overdue] == [1, 1]
 
 
 def test_feeds_per_minute(seeded) -> None:
@@ -139,3 +144,23 @@ def test_dead_letters_by_reason_and_related(seeded) -> None:
     related = q.related_dead_letters(seeded, ["VISIT0002", "ACCT0002"], T0 - DAY, NOW)
     assert [r["id"] for r in related] == ["d3", "d1"]
     assert q.related_dead_letters(seeded, ["VISIT0002"], T0 + DAY, NOW) == []
+
+
+def test_outcomes_decided_in_the_window(seeded) -> None:
+    # In [T0+5d, NOW) only VISIT0003's late final bill (T0+2h+6d) was decided; the others
+    # finished, failed or passed a deadline within the first five days.
+    late_window = q.Scope(since=T0 + 5 * DAY, until=NOW, workflow=D2R)
+    assert q.outcomes(seeded, late_window, NOW, decided=True) == {
+        ("LCH02", D2R): q.Outcome(total=1, late=1, amount_at_risk=Decimal("150.50"))
+    }
+    everything = q.outcomes(seeded, q.Scope(since=T0, until=NOW, workflow=D2R), NOW, decided=True)
+    total = q.total_outcome(everything)
+    assert (total.total, total.complete, total.in_progress) == (5, 1, 0)
+
+
+def test_trend_buckets_by_decision_day(seeded) -> None:
+    rows = q.trend(seeded, q.Scope(since=T0, until=NOW, workflow=D2R), NOW, 86400)
+    assert sum(r["decided"] for r in rows) == 5 and sum(r["ok"] for r in rows) == 1
+    # VISIT0001 completed on Fri 13 Mar (14:00 UTC); VISIT0005 failed that day too (18:00).
+    friday = next(r for r in rows if r["bucket_s"] == at("2026-03-13T00:00:00+00:00") // NS)
+    assert (friday["ok"], friday["decided"]) == (1, 2)
