@@ -39,7 +39,7 @@ def run() -> Iterator[str]:
     from correlator.service import CorrelatorService
     from stitchboard.config import load_config
     from stitchboard.events import EVENT_COLUMNS
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
     from tests.support import ROOT
 
@@ -71,7 +71,7 @@ def run() -> Iterator[str]:
     gc.collect()
 
     # -- 2. the same backlog stored in ClickHouse: read, correlate, write ------------------
-    store = connect(engine_url(), database="bench_correlator")
+    store = open_store(engine_url(), database="bench_correlator")
     for table in ("events", "transactions", "transaction_keys"):
         store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table)}")
     for i in range(0, len(events), 200_000):
@@ -195,10 +195,10 @@ _ID = (
 
 def _api_latency(count: int, config) -> list[str]:
     from correlator.queries import TransactionFilter, get_transaction, list_transactions
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
 
-    store = connect(engine_url(), database="bench_api")
+    store = open_store(engine_url(), database="bench_api")
     tx = store.table("transactions")
     keys = store.table("transaction_keys")  # filled by its materialized view
     existing = store.scalar(f"SELECT count() FROM {tx}")

@@ -71,10 +71,10 @@ def send_all(url: str, bodies: list[bytes]) -> tuple[float, int]:
 
 def engine_rate(rows: int = 500_000) -> dict[str, float]:
     """INSERT … SELECT rows/s into otel_traces and events with comparable maps."""
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
     from tests.conftest import engine_url
 
-    store = connect(engine_url(), database="bench_engine")
+    store = open_store(engine_url(), database="bench_engine")
     try:
         attrs = (
             "map('charge.id', toString(number), 'visit.id', toString(intDiv(number, 4)),"

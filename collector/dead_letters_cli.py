@@ -77,9 +77,9 @@ def list_command(
             response.raise_for_status()
             rows = response.json()["dead_letters"]
         else:
-            from stitchboard.store import connect
+            from stitchboard.stages import open_store
 
-            store = connect(
+            store = open_store(
                 settings.clickhouse, database=settings.database, cluster=settings.cluster
             )
             rows = [

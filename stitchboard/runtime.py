@@ -8,7 +8,8 @@ from stitchboard.config import SlasConfig, load_config
 from stitchboard.metrics import Metrics
 from stitchboard.phi import Pseudonymizer, load_key
 from stitchboard.settings import Settings
-from stitchboard.store import Store, connect
+from stitchboard.stages import open_store
+from stitchboard.store import Store
 from stitchboard.writer import BatchWriter
 
 
@@ -29,7 +30,7 @@ class Runtime:
 def build_runtime(settings: Settings) -> Runtime:
     """Load slas.yaml, open the store and apply every stage's migrations, start the writer."""
     config = load_config(settings.config)
-    store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
+    store = open_store(settings.clickhouse, database=settings.database, cluster=settings.cluster)
     metrics = Metrics()
     writer = BatchWriter(
         store,

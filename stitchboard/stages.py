@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from stitchboard.components import Component
     from stitchboard.runtime import Runtime
+    from stitchboard.store import Store
     from stitchboard.store.schema import Migration
 
 STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage", "dashboards.stage")
@@ -75,3 +76,10 @@ def all_stages() -> list[Stage]:
 def stage_migrations() -> list[Migration]:
     """Every served stage's migrations (the kernel's own come first in ``migrate``)."""
     return [m for stage in served_stages() for m in stage.migrations()]
+
+
+def open_store(url: str, database: str = "stitchboard", cluster: str | None = None) -> Store:
+    """Open the store with the schema of the kernel and every served stage up to date."""
+    from stitchboard.store import connect
+
+    return connect(url, database=database, cluster=cluster, migrations=stage_migrations())

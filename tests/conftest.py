@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stitchboard.store import Store, connect
+from stitchboard.stages import open_store
+from stitchboard.store import Store
 
 _engine_dir: Path | None = None
 
@@ -32,7 +33,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A migrated database of its own for each test module."""
     name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
-    s = connect(engine_url(), database=name)
+    s = open_store(engine_url(), database=name)
     yield s
     s.command(f"DROP DATABASE IF EXISTS `{name}`")
     s.close()

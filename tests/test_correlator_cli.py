@@ -36,9 +36,9 @@ def test_correlate_then_rebuild_with_fewer_workflows(data_dir: Path, tmp_path: P
     url = f"chdb://{data_dir}"
     seed = textwrap.dedent(f"""
         from stitchboard.events import EVENT_COLUMNS
-        from stitchboard.store import connect
+        from stitchboard.stages import open_store
         from tests.correlator_helpers import at, discharge_chain
-        store = connect({url!r})
+        store = open_store({url!r})
         events = discharge_chain(at("2026-03-09T09:00:00-05:00"))
         store.insert("events", EVENT_COLUMNS, [e.row() for e in events])
     """)

@@ -14,7 +14,8 @@ from collector.otlp import traces_to_batch
 from collector.otlp_native import NativeTraces
 from stitchboard.config import load_config
 from stitchboard.phi import Pseudonymizer
-from stitchboard.store import Store, connect
+from stitchboard.stages import open_store
+from stitchboard.store import Store
 from tests.otlp_factory import spans_request
 from tests.support import ROOT, TEST_KEY
 
@@ -28,7 +29,7 @@ EVENT_COLS = "* EXCEPT (inserted_at)"
 @pytest.fixture(scope="module")
 def pair(store):
     """The module's database for the Python decoder, a second one for the engine decoder."""
-    other = connect(store.url, database=store.database + "_native")
+    other = open_store(store.url, database=store.database + "_native")
     native = NativeTraces(CONFIG, NORM, other.database)
     yield store, other, native
     other.command(f"DROP DATABASE IF EXISTS `{other.database}`")

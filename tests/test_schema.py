@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stitchboard.stages import stage_migrations
 from stitchboard.store import Store
 from stitchboard.store.ddl import SchemaContext
 from stitchboard.store.schema import all_migrations, all_statements, migrate, schema_version
@@ -101,12 +102,12 @@ def test_events_and_dead_letters_exist(store):
 
 
 def test_migrations_are_recorded_and_idempotent(store):
-    assert schema_version(store) == max(m.version for m in all_migrations())
-    assert migrate(store) == []
+    assert schema_version(store) == max(m.version for m in all_migrations(stage_migrations()))
+    assert migrate(store, stage_migrations()) == []
     recorded = store.rows(
         f"SELECT version FROM {store.table('schema_migrations')} FINAL ORDER BY version"
     )
-    assert [v for (v,) in recorded] == [m.version for m in all_migrations()]
+    assert [v for (v,) in recorded] == [m.version for m in all_migrations(stage_migrations())]
 
 
 def test_official_collector_style_insert_lands_in_otel_traces(store):
@@ -126,7 +127,7 @@ def test_official_collector_style_insert_lands_in_otel_traces(store):
 
 def test_cluster_ddl_is_valid_clickhouse_sql(store):
     ctx = SchemaContext("stitchboard", cluster="hospital")
-    statements = all_statements(ctx)
+    statements = all_statements(ctx, stage_migrations())
     distributed = [s for s in statements if "ENGINE = Distributed(`hospital`" in s]
     replicated = [s for s in statements if "ENGINE = Replicated" in s]
     assert len(distributed) == len(replicated) >= 5
@@ -137,7 +138,7 @@ def test_cluster_ddl_is_valid_clickhouse_sql(store):
 
 
 def test_single_server_ddl_has_no_cluster_clause():
-    statements = all_statements(SchemaContext("stitchboard"))
+    statements = all_statements(SchemaContext("stitchboard"), stage_migrations())
     assert statements and not any("ON CLUSTER" in s or "Distributed" in s for s in statements)
 
 

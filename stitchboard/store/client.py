@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
@@ -21,6 +21,9 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from stitchboard.errors import ConfigError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from stitchboard.store.schema import Migration
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +176,21 @@ def _is_connection_problem(exc: ClickHouseError) -> bool:
 
 
 def connect(
-    url: str, database: str = "stitchboard", cluster: str | None = None, migrate: bool = True
+    url: str,
+    database: str = "stitchboard",
+    cluster: str | None = None,
+    migrate: bool = True,
+    migrations: Sequence[Migration] = (),
 ) -> Store:
-    """Open the store and bring its schema up to date."""
+    """Open the store and apply the kernel's migrations and ``migrations``.
+
+    Stages hand over their migrations through ``stitchboard.stages``; its
+    ``open_store`` opens a store with every served stage's schema.
+    """
     from stitchboard.store.schema import migrate as run_migrations
 
     store = Store(url, database=database, cluster=cluster)
     if migrate:
         store.ensure_database()
-        run_migrations(store)
+        run_migrations(store, migrations)
     return store

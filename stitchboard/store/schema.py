@@ -192,15 +192,11 @@ KERNEL_MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def all_migrations(stage_migrations: Sequence[Migration] | None = None) -> list[Migration]:
-    """The kernel's migrations and the stages' (default: every served stage's), by version.
+def all_migrations(stage_migrations: Sequence[Migration] = ()) -> list[Migration]:
+    """The kernel's migrations and the stages', by version.
 
     Two migrations with one version are a programming error, reported with both names.
     """
-    if stage_migrations is None:
-        from stitchboard.stages import stage_migrations as served
-
-        stage_migrations = served()
     by_version: dict[int, Migration] = {}
     for migration in (*KERNEL_MIGRATIONS, *stage_migrations):
         existing = by_version.get(migration.version)
@@ -228,11 +224,10 @@ def applied_versions(store: Store) -> set[int]:
     }
 
 
-def migrate(store: Store, migrations: Sequence[Migration] | None = None) -> list[int]:
-    """Apply every pending migration; returns the versions applied now.
+def migrate(store: Store, migrations: Sequence[Migration] = ()) -> list[int]:
+    """Apply the kernel's and the given stage migrations that are pending.
 
-    ``migrations`` are the stages' (default: every served stage's); the kernel's
-    always apply first.
+    Returns the versions applied now.
     """
     ctx = SchemaContext(store.database, store.cluster)
     for sql in _tables(SCHEMA_MIGRATIONS)(ctx):

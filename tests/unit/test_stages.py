@@ -6,7 +6,7 @@ import typer
 from typer.testing import CliRunner
 
 from stitchboard.cli import app
-from stitchboard.stages import STAGES, TOOLS, Stage, all_stages, served_stages
+from stitchboard.stages import STAGES, TOOLS, Stage, all_stages, served_stages, stage_migrations
 from stitchboard.store.schema import KERNEL_MIGRATIONS, all_migrations
 
 
@@ -18,7 +18,7 @@ def test_every_listed_module_defines_one_stage():
 
 
 def test_migrations_come_from_the_stages_in_version_order():
-    versions = [m.version for m in all_migrations()]
+    versions = [m.version for m in all_migrations(stage_migrations())]
     assert versions == sorted(versions)
     assert versions[: len(KERNEL_MIGRATIONS)] == [m.version for m in KERNEL_MIGRATIONS]
     assert {10, 11, 20} <= set(versions)
