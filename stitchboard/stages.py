@@ -25,7 +25,12 @@ if TYPE_CHECKING:
     from stitchboard.store import Store
     from stitchboard.store.schema import Migration
 
-STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage", "dashboards.stage")
+STAGES: tuple[str, ...] = (
+    "collector.stage",
+    "correlator.stage",
+    "alerts.stage",
+    "dashboards.stage",
+)
 TOOLS: tuple[str, ...] = ("simulator.stage",)
 
 

@@ -129,3 +129,70 @@ def tx(
 
 def insert_transactions(store: Store, rows: list[tuple[object, ...]]) -> None:
     store.insert("transactions", TX_COLUMNS, rows)
+
+
+class Receiver:
+    """A real local HTTP server that records every POST and answers scripted statuses.
+
+    ``statuses`` are used in order, the last one repeats (default 200/202 forever).
+    """
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.support import free_port
+
+        self.posts: list[dict[str, object]] = []
+        self.statuses = list(statuses or [202])
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.posts.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "raw": body,
+                            "json": json.loads(body or b"null"),
+                        }
+                    )
+                    status = (
+                        receiver.statuses.pop(0)
+                        if len(receiver.statuses) > 1
+                        else receiver.statuses[0]
+                    )
+                reply = b'{"status":"success","message":"Event processed"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def bodies(self) -> list[dict[str, object]]:
+        with self.lock:
+            return [p["json"] for p in self.posts]  # type: ignore[misc]

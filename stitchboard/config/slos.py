@@ -174,6 +174,9 @@ class IdleFeedRule(Strict):
     idle_after: Duration = Field(default_factory=lambda: _duration("30m"))
     # Feeds seen within this long are discovered from traffic.
     discover_within: Duration = Field(default_factory=lambda: _duration("1d"))
+    # ...with at least this many events in that window: a feed that sends a few
+    # messages a day is not judged by minutes of silence (declare it to judge it).
+    discover_min_events: int = Field(default=100, ge=1)
     business_hours: BusinessHours | None = None
     feeds: list[Feed] = Field(default_factory=list)
     severity: Literal["page", "ticket"] = "page"
