@@ -28,16 +28,18 @@ def money(amount: Decimal | float | int | str | None) -> str:
 
 
 def money_short(amount: Decimal | float | int | None) -> str:
-    """KPI-card money: ``$1.2M``, ``$48.3K``, ``$950``."""
+    """KPI-card money: ``$1.2M``, ``$48.3K``; below $1,000 exact: ``$950.50``."""
     if amount is None:
         return "—"
     value = float(amount)
+    if abs(value) < 1000:
+        return money(amount)
     sign = "-" if value < 0 else ""
     value = abs(value)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if value >= limit:
             return f"{sign}${value / limit:,.1f}{suffix}"
-    return f"{sign}${value:,.0f}"
+    return money(amount)
 
 
 def count(value: int | float | None) -> str:

@@ -111,3 +111,43 @@ def seed_events() -> list[Event]:
         ),
         *chain(T0 + 4 * HOUR, 5, "MSC03", charges=("75.00",), charge_status="error"),
     ]
+
+
+# slas.yaml `keys:` → the OpenTelemetry attribute a sender puts them in.
+_KEY_ATTRIBUTES = {
+    "msg": "messaging.message.id",
+    "visit": "visit.id",
+    "account": "account.id",
+    "charge": "charge.id",
+    "charge_batch": "charge.batch_id",
+    "journal": "gl.journal_id",
+    "claim": "claim.id",
+}
+
+
+def otlp_json(events: list[Event], shift: int = 0) -> dict:
+    """The events as one OTLP/JSON trace export (one span per hop), ``shift`` ns later."""
+
+    def attr(key: str, value: str) -> dict:
+        return {"key": key, "value": {"stringValue": value}}
+
+    resources = []
+    for n, e in enumerate(events):
+        start = e.event_time + shift
+        attributes = [attr("stitchboard.operation", e.operation)]
+        attributes += [attr(_KEY_ATTRIBUTES[k], v) for k, v in e.keys.items()]
+        if e.amount is not None:
+            attributes.append(attr("stitchboard.amount", str(e.amount)))
+        span = {
+            "traceId": f"{n + 1:032x}",
+            "spanId": f"{n + 1:016x}",
+            "name": e.operation,
+            "kind": 1,
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(start + 1_000_000),
+            "attributes": attributes,
+            "status": {"code": 2, "message": "charge rejected"} if e.status == "error" else {},
+        }
+        resource = [attr("service.name", e.system), attr("facility.id", e.facility)]
+        resources.append({"resource": {"attributes": resource}, "scopeSpans": [{"spans": [span]}]})
+    return {"resourceSpans": resources}

@@ -227,6 +227,21 @@ def _refresh(_: int | None, rng: str, facility: str | None) -> tuple:
     )
 
 
+def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:
+    """The workflow page for a clicked heatmap cell (its labels are display names)."""
+    workflow = next(
+        (w.name for w in config.workflows if w.name.replace("_", " ") == point.get("x")), None
+    )
+    facility = next((f.id for f in config.facilities if (f.name or f.id) == point.get("y")), None)
+    if workflow is None:
+        return None
+    search = view.query_string(
+        {"workflow": workflow, "facility": facility, "range": rng},
+        {"range": view.DEFAULT_RANGE},
+    )
+    return f"/workflow{search}"
+
+
 @callback(
     Output("ov-url", "href"),
     Input("ov-heatmap", "clickData"),
@@ -236,11 +251,8 @@ def _refresh(_: int | None, rng: str, facility: str | None) -> tuple:
 def _drill(click: dict[str, Any] | None, rng: str) -> Any:
     if not click or not click.get("points"):
         return no_update
-    facility, workflow = click["points"][0]["customdata"][:2]
-    search = view.query_string(
-        {"workflow": workflow, "facility": facility, "range": rng}, {"range": view.DEFAULT_RANGE}
-    )
-    return f"/workflow{search}"
+    target = drill_target(console().runtime.config, click["points"][0], rng)
+    return target or no_update
 
 
 dash.register_page(__name__, path="/", name="Overview", order=1, layout=layout)
