@@ -347,14 +347,18 @@ def timeline(
                     yref="paper",
                     showarrow=False,
                     yanchor="bottom",
+                    xanchor="left",
                     text=f"{step['name'].replace('_', ' ')} {level}",
-                    textangle=-60,
+                    textangle=-40,
                     font={"size": 10, "color": colour},
                 )
     fig.update_yaxes(categoryorder="array", categoryarray=systems[::-1], title="system")
     fig.update_xaxes(title=f"time ({zone})")
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
-    return _base(fig, height=200 + 45 * len(systems))
+    fig = _base(fig, height=300 + 45 * len(systems))
+    # Room above the plot for the deadline labels.
+    fig.update_layout(margin={"t": 120, "r": 120})
+    return fig
 
 
 def _unit(seconds: float) -> tuple[float, str]:

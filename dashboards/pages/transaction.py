@@ -74,6 +74,17 @@ def reasons(body: dict[str, Any], zone: str) -> list[str]:
     return lines
 
 
+def step_verdict(step: dict[str, Any]) -> tuple[str, str]:
+    """A step's verdict in words and its badge class."""
+    if step["name"] == "unexpected":
+        return "unexpected step", "warn"
+    if step.get("missed"):
+        return f"missed {step['missed']}", step["missed"]
+    if not step.get("count"):
+        return "not yet", "in_progress"
+    return "on time", "ok"
+
+
 def timeline_data(detail: Detail) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     zone = detail.zone
     hops = [
@@ -148,7 +159,7 @@ def layout(tx_id: str = "", **_: Any) -> Any:
             duration(s["duration_seconds"]),
             local_time(iso_to_ns(s["warn_deadline"]), zone),
             local_time(iso_to_ns(s["breach_deadline"]), zone),
-            html.Span(s["missed"] or "on time", className=f"badge {s['missed'] or 'ok'}"),
+            html.Span(step_verdict(s)[0], className=f"badge {step_verdict(s)[1]}"),
         ]
         for s in steps
     ]

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.correlator_helpers import DAY
-from tests.dashboard_seed import T0, otlp_json, seed_events
+from tests.correlator_helpers import DAY, HOUR
+from tests.dashboard_seed import T0, chain, otlp_json, seed_events
 from tests.support import ROOT, serve_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -42,10 +42,25 @@ SHIFT = (time.time_ns() - int(8.5 * DAY)) - T0
 D2R = "discharge_to_revenue"
 
 
+def traffic() -> list:
+    """The shared seed plus VISIT0006: NMC01 at T0+5h, a $12,000.00 charge and nothing after,
+    so overdue and worth more than the overdue alert's $10,000 threshold: an alert fires."""
+    big = chain(
+        T0 + 5 * HOUR,
+        6,
+        "NMC01",
+        bill_after=None,
+        charges=("12000.00",),
+        journal=False,
+        coding=False,
+    )
+    return [*seed_events(), *big]
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
     with serve_process() as server:
-        body = otlp_json(seed_events(), shift=SHIFT)
+        body = otlp_json(traffic(), shift=SHIFT)
         sent = httpx.post(f"{server.otlp_http}/v1/traces", json=body, timeout=30)
         assert sent.status_code == 200, sent.text
         deadline = time.monotonic() + 60
@@ -53,7 +68,7 @@ def server() -> Iterator[Any]:
             found = httpx.get(
                 f"{server.api}/api/v1/transactions", params={"workflow": D2R}, timeout=10
             ).json()["transactions"]
-            if len(found) == 5 and any(t["keys"].get("claim") for t in found):
+            if len(found) == 6 and any(t["keys"].get("claim") for t in found):
                 break
             time.sleep(0.5)
         else:
@@ -111,19 +126,19 @@ def page(server: Any, browser: Any) -> Iterator[Page]:
 def test_overview_heatmap_cell_opens_the_workflow_for_that_facility(page: Page) -> None:
     tab = page.open("/?range=30d")
     tab.wait_for_selector("#ov-heatmap .heatmaplayer")
-    # Now is T0 + 8.5 d. Started in range: five discharges, and three claim_to_cash
+    # Now is T0 + 8.5 d. Started in range: six discharges, and three claim_to_cash
     # transactions started by the final bills (T0+4d, +4d4h, +6d2h), none with an 837:
-    # overdue. Decided: all eight, one (VISIT0001) on time.
+    # overdue. Decided: all nine, one (VISIT0001) on time.
     tab.wait_for_selector("#ov-kpi-on-time")
     kpis = {k: tab.inner_text(f"#ov-kpi-{k} .kpi-value") for k in ("transactions", "on-time")}
-    assert kpis == {"transactions": "8", "on-time": "12.5%"}
-    # VISIT0002, VISIT0004 and the three claims.
-    assert tab.inner_text("#ov-kpi-overdue .kpi-value") == "5"
-    # Late VISIT0003 ($150.50) and overdue VISIT0002 ($100.00); claims carry no amount.
-    assert tab.inner_text("#ov-kpi-at-risk .kpi-value") == "$250.50"
-    # DNFB: VISIT0002 ($100.00) and VISIT0004 (no charges) have no final bill.
-    assert tab.inner_text("#ov-kpi-dnfb .kpi-value") == "$100.00"
-    assert tab.inner_text("#ov-kpi-dnfb .kpi-note").startswith("2 discharged")
+    assert kpis == {"transactions": "9", "on-time": "11.1%"}
+    # VISIT0002, VISIT0004, VISIT0006 and the three claims.
+    assert tab.inner_text("#ov-kpi-overdue .kpi-value") == "6"
+    # Late VISIT0003 ($150.50), overdue VISIT0002 ($100.00) and VISIT0006 ($12,000.00).
+    assert tab.inner_text("#ov-kpi-at-risk .kpi-value") == "$12.3K"
+    # DNFB: VISIT0002, VISIT0004 (no charges) and VISIT0006 have no final bill: $12,100.00.
+    assert tab.inner_text("#ov-kpi-dnfb .kpi-value") == "$12.1K"
+    assert tab.inner_text("#ov-kpi-dnfb .kpi-note").startswith("3 discharged")
     page.shot("overview")
     page.assert_clean()
     # Rows are facilities in slas.yaml order, columns workflows: the top-left cell is
@@ -172,26 +187,53 @@ def test_csv_download_holds_the_filtered_transactions(page: Page) -> None:
         tab.click("#tx-csv")
     text = Path(download.value.path()).read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert sorted(r["visit"] for r in rows) == [f"VISIT000{n}" for n in range(1, 6)]
+    assert sorted(r["visit"] for r in rows) == [f"VISIT000{n}" for n in range(1, 7)]
     late = next(r for r in rows if r["visit"] == "VISIT0003")
     assert (late["status"], late["facility"], late["amount"]) == ("late", "LCH02", "150.5")
     page.assert_clean()
 
 
-def test_silence_from_the_alerts_page(page: Page, server: Any) -> None:
+def test_acknowledge_and_silence_from_the_alerts_page(page: Page, server: Any) -> None:
+    tab = page.open("/alerts")
+    deadline = time.monotonic() + 90
+    labels = "facility=NMC01, rule=overdue, workflow=discharge_to_revenue"
+    row = tab.locator("#al-grid .ag-center-cols-container .ag-row", has_text=labels)
+    while row.count() == 0:  # the evaluator runs every 15 s
+        assert time.monotonic() < deadline, "the overdue alert at NMC01 never fired"
+        tab.wait_for_timeout(3000)
+        tab.reload()
+        page.settle()
+    tab.fill("#al-author", "dana.on-call")
+    row.first.locator(".ag-cell").first.click()
+    tab.click("#al-ack")
+    tab.wait_for_selector("#al-message:has-text('Acknowledged')")
+    tab.wait_for_selector("#al-grid .ag-row:has-text('dana.on-call')")
+    tab.fill("#al-comment", "charge reviewed by patient accounting")
+    tab.click("#al-silence-selected")
+    tab.wait_for_selector("#al-message:has-text('Silenced')")
+    tab.wait_for_selector("#al-silence-table td:has-text('dana.on-call')")
+    table = tab.inner_text("#al-silence-table")
+    assert labels in table and "charge reviewed by patient accounting" in table
+    # The overdue summary counts VISIT0002, VISIT0004 and VISIT0006 with $12,100.00 at risk.
+    assert "3 transactions overdue, $12,100.00 at risk" in tab.inner_text("#al-grid")
+    listed = httpx.get(f"{server.api}/api/v1/alerts/silences", timeout=10)
+    assert listed.status_code == 200 and "dana.on-call" in listed.text
+    page.shot("alerts")
+    page.assert_clean()
+
+
+def test_silence_by_matchers_from_the_alerts_page(page: Page) -> None:
     tab = page.open("/alerts")
     tab.fill("#al-author", "dana.on-call")
     tab.fill("#al-matchers", "facility=LCH02, workflow=discharge_to_revenue")
     tab.fill("#al-comment", "interface engine maintenance")
     tab.click("#al-silence-new")
-    tab.wait_for_selector("#al-silence-table td:has-text('dana.on-call')")
-    table = tab.inner_text("#al-silence-table")
-    assert "facility=LCH02, workflow=discharge_to_revenue" in table
-    assert "interface engine maintenance" in table
-    listed = httpx.get(f"{server.api}/api/v1/silences", timeout=10)
-    if listed.status_code == 200:  # the API agrees with the page
-        assert "dana.on-call" in listed.text
-    page.shot("alerts")
+    tab.wait_for_selector("#al-silence-table td:has-text('interface engine maintenance')")
+    assert "facility=LCH02, workflow=discharge_to_revenue" in tab.inner_text("#al-silence-table")
+    tab.fill("#al-matchers", "facility")
+    tab.click("#al-silence-new")
+    tab.wait_for_selector("#al-message .error")
+    assert "bad matcher 'facility'" in tab.inner_text("#al-message")
     page.assert_clean()
 
 
