@@ -50,8 +50,8 @@ def build_dash() -> Dash:
         suppress_callback_exceptions=True,
     )
     app.layout = _shell
-    for name in PAGES:  # each calls dash.register_page and defines its callbacks
-        importlib.import_module(name)
+    for name in PAGES:  # importing defines a page's callbacks; register() adds the page
+        importlib.import_module(name).register()
     _app.append(app)
     return app
 

@@ -332,4 +332,6 @@ def _act(
     return message, ctx.now()
 
 
-dash.register_page(__name__, path="/alerts", name="Alerts", order=5, layout=layout)
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(__name__, path="/alerts", name="Alerts", order=5, layout=layout)

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from dashboards import figures, queries, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, count, duration, local_time
+from stitchboard.config.model import SlasConfig
 
 PAGE = "dh"
-IDLE_MINUTES = 15
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,26 @@ class FeedRow:
     idle: bool
 
 
-def feed_rows(ctx: Console, now: int, idle_minutes: int = IDLE_MINUTES) -> list[FeedRow]:
+def idle_limits(config: SlasConfig) -> tuple[float, dict[tuple[str, str], float]]:
+    """Seconds of silence that make a feed idle: the idle-feed alert's ``idle_after``,
+    or a declared feed's own (so the page and the alert agree)."""
+    rule = config.alerts.idle_feeds
+    default = rule.idle_after.nanos / NS
+    declared = {
+        (f.system, f.facility): f.idle_after.nanos / NS
+        for f in rule.feeds
+        if f.idle_after is not None and f.idle_after.nanos
+    }
+    return default, declared
+
+
+def feed_rows(ctx: Console, now: int) -> list[FeedRow]:
+    default, declared = idle_limits(ctx.runtime.config)
     rows = []
     for feed in queries.feeds(ctx.runtime.store, now):
         quiet = (now - feed.last_ns) / NS
-        rows.append(FeedRow(feed, quiet, quiet > idle_minutes * 60))
+        limit = declared.get((feed.system, feed.facility), default)
+        rows.append(FeedRow(feed, quiet, quiet > limit))
     return sorted(rows, key=lambda r: (not r.idle, r.feed.system, r.feed.facility))
 
 
@@ -141,8 +156,8 @@ def layout(**_: Any) -> Any:
             view.page_header(
                 PAGE,
                 "Data health",
-                f"Is every feed sending? A feed silent for {IDLE_MINUTES} minutes"
-                " is marked idle: silence is never 100% on time.",
+                "Is every feed sending? A feed silent longer than the idle-feed alert's"
+                " idle_after (slas.yaml) is marked idle: silence is never 100% on time.",
             ),
             html.Div(id="dh-kpis", className="kpis"),
             html.Div(
@@ -254,4 +269,6 @@ def replay_reason(ctx: Console, reason: str) -> dict[str, Any]:
     return replay(runtime, flt, ctx.runtime.writer.write_sync).as_dict()
 
 
-dash.register_page(__name__, path="/data-health", name="Data health", order=6, layout=layout)
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(__name__, path="/data-health", name="Data health", order=6, layout=layout)

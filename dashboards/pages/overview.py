@@ -255,4 +255,6 @@ def _drill(click: dict[str, Any] | None, rng: str) -> Any:
     return target or no_update
 
 
-dash.register_page(__name__, path="/", name="Overview", order=1, layout=layout)
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(__name__, path="/", name="Overview", order=1, layout=layout)

@@ -289,11 +289,13 @@ def layout(tx_id: str = "", **_: Any) -> Any:
     )
 
 
-dash.register_page(
-    __name__,
-    path_template="/transactions/<tx_id>",
-    name="Transaction",
-    nav=False,
-    order=4,
-    layout=layout,
-)
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(
+        __name__,
+        path_template="/transactions/<tx_id>",
+        name="Transaction",
+        nav=False,
+        order=4,
+        layout=layout,
+    )

@@ -343,4 +343,6 @@ def _download(_: int, options: dict[str, Any]) -> Any:
     return {"content": text, "filename": "transactions.csv", "type": "text/csv"}
 
 
-dash.register_page(__name__, path="/transactions", name="Transactions", order=3, layout=layout)
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(__name__, path="/transactions", name="Transactions", order=3, layout=layout)

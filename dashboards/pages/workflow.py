@@ -238,4 +238,6 @@ def _refresh(_: int | None, workflow: str, facility: str, rng: str, step: str) -
     )
 
 
-dash.register_page(__name__, path="/workflow", name="Workflow", order=2, layout=layout)
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(__name__, path="/workflow", name="Workflow", order=2, layout=layout)
