@@ -38,15 +38,18 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -q
 
+# Pure unit tests and the embedded-engine tests: no server subprocess, no browser.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q tests/unit tests/store
 
 bench: install
 	$(BIN)/python -m bench
 
+# Style and types: ruff, then mypy on the packages listed in pyproject.toml ([tool.mypy]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
