@@ -46,7 +46,7 @@ def build_dash() -> Dash:
         pages_folder="",  # pages are imported explicitly below, not discovered
         assets_folder=str(HERE / "assets"),
         title="Stitchboard",
-        update_title=None,
+        update_title="",  # keep the title steady while callbacks run
         suppress_callback_exceptions=True,
     )
     app.layout = _shell

@@ -65,7 +65,7 @@ def duration(seconds: float | None) -> str:
     if left < 1:
         return f"{sign}{left * 1000:.0f} ms"
     whole = int(left)
-    parts = []
+    parts: list[str] = []
     for unit, size in _UNITS:
         amount, whole = divmod(whole, size)
         if amount or parts:

@@ -262,11 +262,11 @@ def _replay(clicks: list[int | None]) -> Any:
 
 def replay_reason(ctx: Console, reason: str) -> dict[str, Any]:
     """Replay the waiting dead letters with this reason (the collector's replay)."""
-    from collector.dead_letters import Filter, reload, replay
+    from collector import DeadLetterFilter, reload_config, replay_dead_letters
 
-    runtime = reload(ctx.runtime)
-    flt = Filter(reason=reason)
-    return replay(runtime, flt, ctx.runtime.writer.write_sync).as_dict()
+    runtime = reload_config(ctx.runtime)
+    flt = DeadLetterFilter(reason=reason)
+    return replay_dead_letters(runtime, flt, ctx.runtime.writer.write_sync).as_dict()
 
 
 def register() -> None:

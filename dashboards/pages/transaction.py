@@ -14,7 +14,7 @@ import dash
 import dash_ag_grid as dag
 from dash import dcc, html
 
-from correlator.queries import get_transaction
+from correlator import StoreTransactions
 from dashboards import figures, queries, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, duration, iso_to_ns, local_time, money
@@ -34,7 +34,7 @@ def load(ctx: Console, tx_id: str, now: int) -> Detail | None:
     if not tx_id.isalnum() or len(tx_id) > 64:
         return None
     config = ctx.runtime.config
-    body = get_transaction(ctx.runtime.store, tx_id, now, config)
+    body = StoreTransactions(ctx.runtime.store, config).get_transaction(tx_id, now)
     if body is None:
         return None
     zone = view.facility_zone(config, body["facility"])

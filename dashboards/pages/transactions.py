@@ -19,8 +19,7 @@ import dash
 import dash_ag_grid as dag
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from correlator.queries import TransactionFilter, list_transactions
-from correlator.transaction import FLAGS, STATUSES
+from correlator import FLAGS, STATUSES, StoreTransactions, TransactionFilter, decode_cursor
 from dashboards import view
 from dashboards.context import Console, console
 from dashboards.formatting import duration, iso_to_ns, local_time, money
@@ -109,8 +108,6 @@ def _remember(search_key: str, start: int, cursor: tuple[int, str] | None) -> No
 
 def rows_between(ctx: Console, search: Search, start: int, end: int, now: int) -> dict[str, Any]:
     """Rows [start, end) newest first, for AG Grid's infinite row model."""
-    from correlator.queries import decode_cursor
-
     config = ctx.runtime.config
     base = search.to_filter(ctx, now)
     search_key = json.dumps(asdict(search), sort_keys=True)
@@ -121,13 +118,13 @@ def rows_between(ctx: Console, search: Search, start: int, end: int, now: int) -
         return {"rowData": [], "rowCount": at}
     while at < start:  # walk forward from the nearest known block
         step = min(start - at, 1000)
-        _, token = list_transactions(ctx.runtime.store, _with(base, after), step, now)
+        _, token = _reader(ctx).list_transactions(_with(base, after), step, now)
         at += step
         after = decode_cursor(token) if token else None
         if after is None:
             return {"rowData": [], "rowCount": at}
         _remember(search_key, at, after)
-    items, token = list_transactions(ctx.runtime.store, _with(base, after), end - start, now)
+    items, token = _reader(ctx).list_transactions(_with(base, after), end - start, now)
     if token:
         _remember(search_key, end, decode_cursor(token))
     rows = [grid_row(i, config) for i in items]
@@ -135,6 +132,10 @@ def rows_between(ctx: Console, search: Search, start: int, end: int, now: int) -
     if not token:
         result["rowCount"] = start + len(rows)
     return result
+
+
+def _reader(ctx: Console) -> StoreTransactions:
+    return StoreTransactions(ctx.runtime.store, ctx.runtime.config)
 
 
 def _with(base: TransactionFilter, after: tuple[int, str] | None) -> TransactionFilter:
@@ -145,8 +146,6 @@ def _with(base: TransactionFilter, after: tuple[int, str] | None) -> Transaction
 
 def export_csv(ctx: Console, search: Search, now: int, limit: int = EXPORT_LIMIT) -> str:
     """Every transaction of the search (up to ``limit``), newest first, as CSV."""
-    from correlator.queries import decode_cursor
-
     config = ctx.runtime.config
     base = search.to_filter(ctx, now)
     out = io.StringIO()
@@ -166,8 +165,8 @@ def export_csv(ctx: Console, search: Search, now: int, limit: int = EXPORT_LIMIT
     after = None
     written = 0
     while written < limit:
-        items, token = list_transactions(
-            ctx.runtime.store, _with(base, after), min(1000, limit - written), now
+        items, token = _reader(ctx).list_transactions(
+            _with(base, after), min(1000, limit - written), now
         )
         for item in items:
             row = grid_row(item, config)

@@ -121,7 +121,7 @@ def layout(**kwargs: Any) -> Any:
         {"label": s.name.replace("_", " "), "value": s.name}
         for s in _workflow(ctx, v.workflow).steps
     ]
-    graph = {"config": {"displaylogo": False}}
+    graph: Any = {"displaylogo": False}
     return html.Div(
         [
             view.page_header(
@@ -159,15 +159,15 @@ def layout(**kwargs: Any) -> Any:
             html.P(view.zone_note(config, v.facility), className="muted"),
             html.Div(
                 [
-                    html.Div(dcc.Graph(id="wf-funnel", **graph), className="panel"),
-                    html.Div(dcc.Graph(id="wf-latency", **graph), className="panel"),
+                    html.Div(dcc.Graph(id="wf-funnel", config=graph), className="panel"),
+                    html.Div(dcc.Graph(id="wf-latency", config=graph), className="panel"),
                 ],
                 className="grid2",
             ),
             html.Div(
                 [
-                    html.Div(dcc.Graph(id="wf-aging", **graph), className="panel"),
-                    html.Div(dcc.Graph(id="wf-flags", **graph), className="panel"),
+                    html.Div(dcc.Graph(id="wf-aging", config=graph), className="panel"),
+                    html.Div(dcc.Graph(id="wf-flags", config=graph), className="panel"),
                 ],
                 className="grid2",
             ),

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from correlator.service import CorrelatorService
+from correlator import CorrelatorService
 from dashboards.app import build_dash
 from dashboards.context import Console
 from dashboards.pages import data_health, transactions, workflow

@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from correlator.queries import TransactionFilter, list_transactions
-from correlator.service import CorrelatorService
+from correlator import CorrelatorService, StoreTransactions, TransactionFilter
 from dashboards import queries as q
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import DAY, HOUR, MINUTE, NS, at, shipped_config
@@ -28,7 +27,8 @@ def seeded(store):
 
 
 def tx_id(store, visit: str) -> str:
-    [item], _ = list_transactions(store, TransactionFilter(key_values=(visit,)), 5, NOW)
+    reader = StoreTransactions(store, CONFIG)
+    [item], _ = reader.list_transactions(TransactionFilter(key_values=(visit,)), 5, NOW)
     return item["id"]
 
 
