@@ -57,6 +57,7 @@ class HeatCell:
     compliance: float | None  # None = nothing judged (no data)
     objective: float
     judged: int
+    step: str | None = None  # the step the SLO judges; None = end to end
 
 
 def compliance_heatmap(
@@ -94,7 +95,7 @@ def compliance_heatmap(
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=[w.replace("_", " ") for w in workflows],
+            x=[_column(w, cells) for w in workflows],
             y=[label for _, label in facilities],
             text=text,
             texttemplate="%{text}",
@@ -116,6 +117,13 @@ def compliance_heatmap(
     )
     fig.update_yaxes(autorange="reversed")
     return _base(fig, height=140 + 70 * max(1, len(facilities)))
+
+
+def _column(workflow: str, cells: Sequence[HeatCell]) -> str:
+    """A column's label: the workflow, and the step when its SLO judges one step."""
+    step = next((c.step for c in cells if c.workflow == workflow and c.step), None)
+    name = workflow.replace("_", " ")
+    return f"{name}<br>({step.replace('_', ' ')} step)" if step else name
 
 
 def trend(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, float]) -> go.Figure:
@@ -145,7 +153,7 @@ def trend(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, float]) ->
             fig.add_hline(y=objectives[wf] * 100, line={"dash": "dot", "color": colour})
     fig.update_yaxes(title="% on time", ticksuffix="%", rangemode="tozero")
     fig.update_xaxes(title="UTC")
-    return _base(fig, "On time, per workflow (by when each outcome was decided)")
+    return _base(fig, "On time end to end, per workflow (by when each outcome was decided)")
 
 
 def funnel(steps: Sequence[FunnelStep]) -> go.Figure:

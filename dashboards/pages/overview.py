@@ -43,6 +43,7 @@ def heat_cells(statuses: list[SloStatus]) -> list[HeatCell]:
                 compliance=s.compliance,
                 objective=s.objective,
                 judged=s.total,
+                step=s.step,
             )
         )
     return cells
@@ -229,9 +230,8 @@ def _refresh(_: int | None, rng: str, facility: str | None) -> tuple:
 
 def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:
     """The workflow page for a clicked heatmap cell (its labels are display names)."""
-    workflow = next(
-        (w.name for w in config.workflows if w.name.replace("_", " ") == point.get("x")), None
-    )
+    label = str(point.get("x", "")).split("<br>")[0]
+    workflow = next((w.name for w in config.workflows if w.name.replace("_", " ") == label), None)
     facility = next((f.id for f in config.facilities if (f.name or f.id) == point.get("y")), None)
     if workflow is None:
         return None

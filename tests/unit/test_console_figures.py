@@ -49,6 +49,7 @@ def test_heat_cells_prefer_the_end_to_end_slo() -> None:
         status("po", "r2p", "po_sent", "NMC01", 0.97, 0.4),
     ]
     cells = heat_cells(statuses)
+    assert [c.step for c in cells] == [None, None, "po_sent"]
     assert [(c.slo, c.facility, c.compliance) for c in cells] == [
         ("e2e", "NMC01", 0.90),
         ("e2e", "LCH02", None),
@@ -77,6 +78,11 @@ def test_heatmap_colours_against_the_objective_and_writes_the_number() -> None:
     assert heat.z[0][1] is None and heat.text[0][1] == "no data"
     assert heat.text[0][0] == "99.5%<br>200 judged"
     assert list(heat.y) == ["Northside", "Lakeside"]
+    assert list(heat.x) == ["d2r", "c2c"]
+    step_slo = figures.compliance_heatmap(
+        [("NMC01", "Northside")], ["r2p"], [HeatCell("NMC01", "r2p", "po", 0.9, 0.9, 5, "po_sent")]
+    )
+    assert list(step_slo.data[0].x) == ["r2p<br>(po sent step)"]
 
 
 def test_funnel_latency_aging_figures() -> None:
@@ -136,3 +142,19 @@ def test_timeline_marks_late_and_failed_hops_and_draws_deadlines() -> None:
     kinds = {trace.name: list(trace.y) for trace in fig.data}
     assert kinds == {"on time": ["EHR_ADT"], "late step": ["PATACCT"], "failed": ["PERIOP"]}
     assert [s.x0 for s in fig.layout.shapes] == ["2026-03-14 09:00", "2026-03-16 09:00"]
+
+
+def test_a_clicked_cell_opens_its_workflow_and_facility() -> None:
+    from dashboards.pages.overview import drill_target
+    from stitchboard.config import load_config
+    from tests.support import ROOT
+
+    config = load_config(ROOT / "slas.yaml")
+    point = {"x": "requisition to payment<br>(po sent step)", "y": "Lakeside Community Hospital"}
+    assert drill_target(config, point, "30d") == (
+        "/workflow?workflow=requisition_to_payment&facility=LCH02&range=30d"
+    )
+    assert drill_target(config, {"x": "discharge to revenue", "y": "?"}, "7d") == (
+        "/workflow?workflow=discharge_to_revenue"
+    )
+    assert drill_target(config, {"x": "no such workflow"}, "7d") is None
