@@ -16,11 +16,14 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from alerts import SloStatus, slo_report
 from dashboards import figures, queries, view
+from dashboards.cache import TtlCache
 from dashboards.context import Console, console
 from dashboards.figures import HeatCell
 from dashboards.formatting import NS, count, money_short, percent
 
 PAGE = "ov"
+# The SLO report is shared by every viewer for this long (the evaluator's cycle is 15 s).
+SLO_REPORT = TtlCache(ttl=30.0)
 DNFB_WORKFLOW = "discharge_to_revenue"
 
 
@@ -188,44 +191,67 @@ def _to_url(rng: str, facility: str | None) -> str:
     return view.query_string({"range": rng, "facility": facility}, {"range": view.DEFAULT_RANGE})
 
 
+def _statuses(ctx: Console, rng: str, now: int) -> list[SloStatus]:
+    moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
+    config = ctx.runtime.config
+    return list(
+        SLO_REPORT.get(rng, lambda: slo_report(ctx.runtime.store, config, now=moment, window=rng))
+    )
+
+
+def _range(rng: str | None) -> str:
+    return rng if rng in view.RANGES else view.DEFAULT_RANGE
+
+
+# Three callbacks, not one: the browser asks for them at once, so the cards, the
+# heatmap and the trend are computed side by side and each shows as soon as it is ready.
 @callback(
     Output("ov-kpis", "children"),
-    Output("ov-heatmap", "figure"),
-    Output("ov-trend", "figure"),
     Output("ov-updated", "children"),
     Input("ov-tick", "n_intervals"),
     State("ov-range", "value"),
     State("ov-facility", "value"),
 )
-def _refresh(_: int | None, rng: str, facility: str | None) -> tuple:
+def _refresh_kpis(_: int | None, rng: str, facility: str | None) -> tuple:
+    ctx = console()
+    now = ctx.now()
+    rng = _range(rng)
+    zone = view.facility_zone(ctx.runtime.config, facility)
+    return kpis(ctx, rng, facility, now, _statuses(ctx, rng, now)), view.updated_at(now, zone)
+
+
+@callback(
+    Output("ov-heatmap", "figure"),
+    Input("ov-tick", "n_intervals"),
+    State("ov-range", "value"),
+    State("ov-facility", "value"),
+)
+def _refresh_heatmap(_: int | None, rng: str, facility: str | None) -> Any:
     ctx = console()
     config = ctx.runtime.config
-    now = ctx.now()
-    rng = rng if rng in view.RANGES else view.DEFAULT_RANGE
-    statuses = slo_report(
-        ctx.runtime.store, config, now=dt.datetime.fromtimestamp(now / NS, dt.UTC), window=rng
-    )
+    statuses = _statuses(ctx, _range(rng), ctx.now())
     facilities = [
         (f.id, f"{f.name or f.id}") for f in config.facilities if not facility or f.id == facility
     ]
     workflows = [w.name for w in config.workflows]
-    cells = heat_cells(statuses)
-    heatmap = figures.compliance_heatmap(facilities, workflows, cells)
-    objectives = {c.workflow: c.objective for c in cells}
+    return figures.compliance_heatmap(facilities, workflows, heat_cells(statuses))
+
+
+@callback(
+    Output("ov-trend", "figure"),
+    Input("ov-tick", "n_intervals"),
+    State("ov-range", "value"),
+    State("ov-facility", "value"),
+)
+def _refresh_trend(_: int | None, rng: str, facility: str | None) -> Any:
+    ctx = console()
+    now = ctx.now()
+    rng = _range(rng)
+    objectives = {c.workflow: c.objective for c in heat_cells(_statuses(ctx, rng, now))}
     since, until = view.window(rng, now)
-    rows = queries.trend(
-        ctx.runtime.store,
-        queries.Scope(since, until, facility=facility),
-        now,
-        view.bucket_seconds(rng),
-    )
-    zone = view.facility_zone(config, facility)
-    return (
-        kpis(ctx, rng, facility, now, statuses),
-        heatmap,
-        figures.trend(rows, objectives),
-        view.updated_at(now, zone),
-    )
+    scope = queries.Scope(since, until, facility=facility)
+    rows = queries.trend(ctx.runtime.store, scope, now, view.bucket_seconds(rng))
+    return figures.trend(rows, objectives)
 
 
 def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:

@@ -158,3 +158,23 @@ def test_a_clicked_cell_opens_its_workflow_and_facility() -> None:
         "/workflow?workflow=discharge_to_revenue"
     )
     assert drill_target(config, {"x": "no such workflow"}, "7d") is None
+
+
+def test_shared_figures_are_computed_once_per_ttl() -> None:
+    from dashboards.cache import TtlCache
+
+    t = [0.0]
+    cache = TtlCache(ttl=30, clock=lambda: t[0], size=2)
+    calls: list[str] = []
+
+    def compute(name: str):
+        return lambda: calls.append(name) or len(calls)
+
+    assert cache.get("7d", compute("7d")) == 1
+    t[0] = 29.9
+    assert cache.get("7d", compute("7d")) == 1  # still fresh
+    t[0] = 30.0
+    assert cache.get("7d", compute("7d")) == 2  # recomputed after ttl
+    cache.get("30d", compute("30d"))
+    cache.get("90d", compute("90d"))  # the oldest entry makes room
+    assert calls == ["7d", "7d", "30d", "90d"] and len(cache._items) == 2
