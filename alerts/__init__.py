@@ -16,7 +16,11 @@ across stages. ``store`` is ``stitchboard.store.Store``, ``config`` the loaded
   ``starts_at`` None = now), ``unsilence(store, silence_id, author)``,
   ``acknowledge(store, fingerprint, author) -> AlertView``,
   ``list_silences(store) -> list[dict]``, ``notification_log(store, limit=200)``.
-- ``evaluate_all(store, config, notifier=None, now=None)``: one evaluation cycle.
+- ``evaluate_all(store, config, notifier=None, now=None)``: one evaluation cycle;
+  ``Notifier`` (the Protocol it notifies through), ``ChannelNotifier`` (the
+  channels of slas.yaml), ``MemoryNotifier`` (in memory, for tests);
+  ``EvaluationLoop`` (the scheduler job of ``stitchboard serve``), for tools that
+  drive them (benchmarks).
 """
 
 from alerts.actions import (
@@ -29,17 +33,25 @@ from alerts.actions import (
     unsilence,
 )
 from alerts.errors import AlertNotFound, AlertsError, BadSilence, SilenceNotFound
+from alerts.evaluation import evaluate_all
+from alerts.notifier import ChannelNotifier, MemoryNotifier, Notifier
 from alerts.objectives import SloState, SloStatus, slo_report, slo_series
+from alerts.stage import EvaluationLoop
 
 __all__ = [
     "AlertNotFound",
     "AlertView",
     "AlertsError",
     "BadSilence",
+    "ChannelNotifier",
+    "EvaluationLoop",
+    "MemoryNotifier",
+    "Notifier",
     "SilenceNotFound",
     "SloState",
     "SloStatus",
     "acknowledge",
+    "evaluate_all",
     "list_alerts",
     "list_silences",
     "notification_log",

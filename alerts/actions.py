@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from alerts.errors import AlertNotFound, BadSilence, SilenceNotFound
-from alerts.lifecycle import Silence
+from alerts.lifecycle import AlertRecord, Silence
 from alerts.repository import (
+    STATE_LOCK,
     load_records,
     load_silences,
     read_log,
@@ -46,29 +47,28 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now or dt.datetime.now(dt.UTC)
 
 
+def _view(r: AlertRecord) -> AlertView:
+    return AlertView(
+        fingerprint=r.fingerprint,
+        rule=r.rule,
+        severity=r.severity,
+        state=r.state,
+        silenced=r.silenced,
+        acknowledged_by=r.acknowledged_by,
+        labels=r.labels,
+        annotations=r.annotations,
+        starts_at=to_dt(r.starts_at) or dt.datetime.fromtimestamp(0, dt.UTC),
+        ends_at=to_dt(r.ends_at),
+        value=r.value,
+        inhibited=r.inhibited,
+        acknowledged_at=to_dt(r.acknowledged_at),
+        last_notified_at=to_dt(r.last_notified_at),
+    )
+
+
 def list_alerts(store: Store, states: list[str] | None = None, limit: int = 500) -> list[AlertView]:
     """Alerts newest first; ``states`` filters (pending, firing, resolved)."""
-    views = []
-    for r in load_records(store, states=states, limit=limit):
-        views.append(
-            AlertView(
-                fingerprint=r.fingerprint,
-                rule=r.rule,
-                severity=r.severity,
-                state=r.state,
-                silenced=r.silenced,
-                acknowledged_by=r.acknowledged_by,
-                labels=r.labels,
-                annotations=r.annotations,
-                starts_at=to_dt(r.starts_at) or dt.datetime.fromtimestamp(0, dt.UTC),
-                ends_at=to_dt(r.ends_at),
-                value=r.value,
-                inhibited=r.inhibited,
-                acknowledged_at=to_dt(r.acknowledged_at),
-                last_notified_at=to_dt(r.last_notified_at),
-            )
-        )
-    return views
+    return [_view(r) for r in load_records(store, states=states, limit=limit)]
 
 
 def silence(
@@ -138,19 +138,16 @@ def acknowledge(
     store: Store, fingerprint: str, author: str, now: dt.datetime | None = None
 ) -> AlertView:
     """Stop repeats of a firing alert until it resolves or worsens in severity."""
-    found = load_records(store, fingerprint=fingerprint)
-    if not found:
-        raise AlertNotFound(f"no alert with fingerprint {fingerprint!r}")
-    record = found[0]
-    if record.state == "resolved":
-        raise AlertNotFound(f"alert {fingerprint!r} is resolved; nothing to acknowledge")
-    acked = replace(record, acknowledged_by=author, acknowledged_at=to_ns(_now(now)))
-    write_records(store, [acked])
-    return list_alerts_by_fp(store, fingerprint)
-
-
-def list_alerts_by_fp(store: Store, fingerprint: str) -> AlertView:
-    return next(v for v in list_alerts(store, limit=100_000) if v.fingerprint == fingerprint)
+    with STATE_LOCK:  # not between an evaluation's read and write of this alert
+        found = load_records(store, fingerprint=fingerprint)
+        if not found:
+            raise AlertNotFound(f"no alert with fingerprint {fingerprint!r}")
+        record = found[0]
+        if record.state == "resolved":
+            raise AlertNotFound(f"alert {fingerprint!r} is resolved; nothing to acknowledge")
+        acked = replace(record, acknowledged_by=author, acknowledged_at=to_ns(_now(now)))
+        write_records(store, [acked])
+    return _view(acked)
 
 
 def notification_log(store: Store, limit: int = 200) -> list[dict[str, Any]]:

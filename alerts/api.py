@@ -69,7 +69,7 @@ def jsonable(value: Any) -> Any:
 
 
 def _status(s: SloStatus) -> dict[str, Any]:
-    body = jsonable(s)
+    body: dict[str, Any] = jsonable(s)
     body.pop("window_counts", None)
     return body
 
@@ -175,7 +175,8 @@ def build_router(runtime: Runtime) -> APIRouter:
             view = await run(acknowledge, store, fingerprint, body.author)
         except AlertNotFound as exc:
             raise ApiError(404, str(exc)) from None
-        return jsonable(view)
+        answer: dict[str, Any] = jsonable(view)
+        return answer
 
     @router.get("/alerts/silences")
     async def silences() -> dict[str, Any]:

@@ -8,6 +8,7 @@ wrong). A channel never raises: a failure is an attempt with an error.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -187,15 +188,13 @@ class Deliverer:
                     continue
                 event = pagerduty_event(r, key, self.external_url, event_action)
                 body = json.dumps(event, separators=(",", ":")).encode()
-                ok = (
-                    _with_retries(
-                        self.channel,
-                        lambda b=body: _post(client, url, b, headers),
-                        record,
-                        self.sleep,
-                    )
-                    and ok
+                sent = _with_retries(
+                    self.channel,
+                    functools.partial(_post, client, url, body, headers),
+                    record,
+                    self.sleep,
                 )
+                ok = sent and ok
         return ok
 
     def _apprise(self, notice: Notice) -> bool:

@@ -26,12 +26,14 @@ app = typer.Typer(help="SLO alerts: list, silence, acknowledge, evaluate, test a
 @contextmanager
 def _opened(clickhouse: str | None, config: object) -> Iterator[tuple[Store, SlasConfig]]:
     from stitchboard.config import load_config
-    from stitchboard.store import connect
+    from stitchboard.stages import open_store
 
     try:
         settings = load_settings(clickhouse=clickhouse, config=config)
         loaded = load_config(settings.config)
-        store = connect(settings.clickhouse, database=settings.database, cluster=settings.cluster)
+        store = open_store(
+            settings.clickhouse, database=settings.database, cluster=settings.cluster
+        )
     except ConfigError as exc:
         fail(str(exc))
     except StitchboardError as exc:

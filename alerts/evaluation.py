@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from dataclasses import dataclass
 
 from alerts.burn_rate import burn_rate_candidates
@@ -24,14 +23,11 @@ from alerts.conditions import (
 from alerts.lifecycle import Candidate, Step, advance
 from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
-from alerts.repository import live_records, load_silences, to_ns, write_records
+from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
 from stitchboard.config.model import SlasConfig
 from stitchboard.store import Store
 
 log = logging.getLogger("stitchboard.alerts")
-# One evaluation at a time per process: the scheduler, the CLI and an API-triggered
-# run must not interleave their read-advance-write of the same alert state.
-_cycle_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,9 @@ def evaluate_all(
     now = now or dt.datetime.now(dt.UTC)
     now_ns = to_ns(now) or 0
     notifier = notifier or MemoryNotifier()
-    with _cycle_lock:
+    # One read-advance-write of alert state at a time in this process (scheduler, CLI,
+    # acknowledgements from the API).
+    with STATE_LOCK:
         statuses = slo_report(store, config, now)
         found = candidates(store, config, statuses, now_ns)
         muted = inhibited(config, found)

@@ -105,6 +105,8 @@ class Notice:
     alerts: tuple[AlertRecord, ...]
     status: str  # "firing" when any alert fires, else "resolved"
     repeat: bool = False
+    # An acknowledgement to pass on (PagerDuty's acknowledge); other channels skip it.
+    acknowledgement: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,23 @@ def _notices(
         elif firing and last is not None and now - last >= route.repeat_interval.nanos:
             due = any(r.acknowledged_by is None for r in firing)
             repeat = due
+        acked = [
+            r
+            for r in firing
+            if r.acknowledged_at is not None
+            and r.notified_state == AlertState.FIRING
+            and (r.last_notified_at is None or r.acknowledged_at > r.last_notified_at)
+        ]
+        if acked and not due:
+            notices.append(
+                Notice(key, labels_of[key], tuple(acked), "firing", acknowledgement=True)
+            )
+            for r in acked:
+                # max(): an acknowledgement stamped ahead of this evaluation's clock is
+                # still passed on once.
+                notified[r.fingerprint] = replace(
+                    r, last_notified_at=max(now, r.acknowledged_at or now)
+                )
         if not due:
             continue
         include = [r for r in firing if not (repeat and r.acknowledged_by)] + resolved

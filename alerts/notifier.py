@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
@@ -85,22 +86,21 @@ class ChannelNotifier:
             log.exception("could not record a notification attempt on %s", attempt.channel)
 
     def deliverer(self, channel: Channel) -> Deliverer:
-        kwargs = {"sleep": self.sleep} if self.sleep is not None else {}
-        return Deliverer(channel, self.config.alerts.external_url, self.record, **kwargs)
+        sleep = self.sleep if self.sleep is not None else time.sleep
+        return Deliverer(channel, self.config.alerts.external_url, self.record, sleep=sleep)
 
     def notify(self, notices: Sequence[Notice]) -> None:
         for notice in notices:
             for channel in route_channels(self.config, notice):
-                future = self._pool.submit(self.deliverer(channel).deliver, notice)
+                action = None
+                if notice.acknowledgement:
+                    if channel.type != "pagerduty":
+                        continue  # only PagerDuty keeps an incident to acknowledge
+                    action = "acknowledge"
+                future = self._pool.submit(self.deliverer(channel).deliver, notice, action)
                 with self._lock:
                     self._pending.add(future)
                 future.add_done_callback(self._done)
-
-    def acknowledge(self, notice: Notice) -> None:
-        """Tell PagerDuty channels that an alert was acknowledged."""
-        for channel in route_channels(self.config, notice):
-            if channel.type == "pagerduty":
-                self._pool.submit(self.deliverer(channel).deliver, notice, "acknowledge")
 
     def _done(self, future: Future[bool]) -> None:
         with self._lock:

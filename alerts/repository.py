@@ -16,6 +16,9 @@ _NS = 1_000_000_000
 _MS = 1_000_000
 _version_lock = threading.Lock()
 _last_version = 0
+# Held by an evaluation from reading alert state to writing it, and by anything else
+# that rewrites an alert (an acknowledgement), so neither overwrites the other.
+STATE_LOCK = threading.Lock()
 
 
 def next_version() -> int:

@@ -140,6 +140,7 @@ class Receiver:
     def __init__(self, statuses: list[int] | None = None) -> None:
         import json
         import threading
+        import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         from tests.support import free_port
@@ -155,6 +156,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.posts.append(
                         {
+                            "at": time.time(),
                             "path": self.path,
                             "headers": dict(self.headers),
                             "raw": body,

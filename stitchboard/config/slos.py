@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from stitchboard.config.base import Strict
 from stitchboard.config.workflows import Duration
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 _DAY_NS = 86_400_000_000_000
 _MINUTE_NS = 60_000_000_000
+
+
+class _WithFor(Strict):
+    """A model with a ``for`` field (a Python keyword: ``for_`` in code, ``for`` in YAML),
+    which dumps as ``for`` and reads back from either name."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True
+    )
 
 
 def _duration(text: str) -> Duration:
@@ -80,7 +89,7 @@ def _workbook_windows() -> list[BurnRateWindow]:
     ]
 
 
-class BurnRatePolicy(Strict):
+class BurnRatePolicy(_WithFor):
     """Multiwindow, multi-burn-rate alerting for one SLO (per group)."""
 
     enabled: bool = True
@@ -169,7 +178,7 @@ class BusinessHours(Strict):
         return self
 
 
-class IdleFeedRule(Strict):
+class IdleFeedRule(_WithFor):
     enabled: bool = True
     idle_after: Duration = Field(default_factory=lambda: _duration("30m"))
     # Feeds seen within this long are discovered from traffic.
@@ -184,7 +193,7 @@ class IdleFeedRule(Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class OverdueRule(Strict):
+class OverdueRule(_WithFor):
     """Overdue transactions: one of at least ``amount``, or ``count`` per facility x workflow."""
 
     enabled: bool = True
@@ -195,7 +204,7 @@ class OverdueRule(Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class ErrorSpikeRule(Strict):
+class ErrorSpikeRule(_WithFor):
     """Failed hops per feed (system x facility) in ``window`` at or above ``threshold``."""
 
     enabled: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+from dataclasses import replace
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -153,11 +153,18 @@ def test_pagerduty_trigger_and_resolve_share_one_dedup_key(log_store, monkeypatc
         notifier.wait()
         notifier.notify([_notice()])
         notifier.wait()
+        notifier.notify([replace(_notice(), acknowledgement=True)])
+        notifier.wait()
         notifier.notify([_notice("resolved")])
         notifier.close()
         bodies = receiver.bodies()
-    assert len(bodies) == 3
-    first, trigger, resolve = bodies
+    assert len(bodies) == 4
+    first, trigger, ack, resolve = bodies
+    assert ack == {
+        "routing_key": "R0UT1NGKEY",
+        "event_action": "acknowledge",
+        "dedup_key": "abcdef0123456789",
+    }
     assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
     assert trigger["dedup_key"] == resolve["dedup_key"] == "abcdef0123456789"
     assert trigger["routing_key"] == "R0UT1NGKEY"
@@ -171,7 +178,7 @@ def test_pagerduty_trigger_and_resolve_share_one_dedup_key(log_store, monkeypatc
     assert {"href": "https://runbooks.example.org/overdue", "text": "Runbook"} in trigger["links"]
     assert "payload" not in resolve
     statuses = [r["status"] for r in notification_log(log_store) if r["channel"] == "pd"]
-    assert sorted(statuses) == ["failed", "sent", "sent"]
+    assert sorted(statuses) == ["failed", "sent", "sent", "sent"]
 
 
 class _Mailbox:
@@ -218,4 +225,11 @@ def test_missing_secret_is_recorded_not_raised(log_store) -> None:
     notifier.close()
     [row] = notification_log(log_store)
     assert row["status"] == "failed" and "NO_SUCH_VAR_X" in row["error"]
-    assert json.dumps(row, default=str)  # a plain row
+
+
+def test_an_acknowledgement_goes_to_pagerduty_only(log_store) -> None:
+    with Receiver() as receiver:
+        notifier = _notifier(log_store, [{"name": "hook", "type": "webhook", "url": receiver.url}])
+        notifier.notify([replace(_notice(), acknowledgement=True)])
+        notifier.close()
+        assert receiver.posts == []

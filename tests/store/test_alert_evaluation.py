@@ -115,7 +115,7 @@ def test_burn_rate_fires_when_the_ground_truth_says_and_pages_once(clean, monkey
         assert len(receiver.posts) == 2
         assert receiver.bodies()[1]["alerts"][0]["labels"]["severity"] == "page"
 
-        acknowledge(store, alert.fingerprint, "dana")
+        acknowledge(store, alert.fingerprint, "dana", now=when(NOW + 2 * MINUTE + 30 * NS))
         assert _burn(store)[0].acknowledged_by == "dana"
 
         # A restart (new notifier, state from ClickHouse only): no second page.

@@ -149,3 +149,32 @@ def test_window_override_and_series(loaded: Store) -> None:
     # 08:00 t7 failed; 09:00 t3 (late at warn only: good); 10:00 t1 good;
     # 11:00 t2 good, t4 late, t5 overdue; nothing before 08:00.
     assert [v for _, v in series] == [None, None, 0.0, 1.0, 1.0, pytest.approx(1 / 3)]
+
+
+def test_timeslice_budgeting_and_calendar_month(loaded: Store) -> None:
+    cfg = config("""
+slos:
+  - name: sliced
+    indicator: {workflow: w}
+    objective: 0.9
+    window: 1d
+    budgeting: timeslices
+    timeslice: 1h
+    facilities: [F1]
+  - name: monthly
+    indicator: {workflow: w}
+    objective: 0.9
+    calendar: month
+    facilities: [F1]
+""")
+    sliced, monthly = slo_report(loaded, cfg, now=when(NOW))
+    # Hourly slices of F1: 08:00 t7 failed (0/1), 09:00 t3 (1/1), 10:00 t1 (1/1),
+    # 11:00 t2, t4, t5 (1/3 < 0.9): 2 good slices of 4.
+    assert sliced.compliance == pytest.approx(0.5)
+    assert sliced.budget_remaining == pytest.approx(-4.0)
+    assert (sliced.good, sliced.bad) == (3, 3)  # the counts stay per transaction
+    assert "2 of 4 1h slices met the target" in sliced.reasons
+    # March in Chicago starts 2026-03-01T06:00Z: t8 (two days ago) counts too.
+    assert monthly.window == "calendar month"
+    assert (monthly.good, monthly.late, monthly.overdue, monthly.failed) == (4, 1, 1, 1)
+    assert monthly.compliance == pytest.approx(4 / 7)

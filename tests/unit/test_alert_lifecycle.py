@@ -160,3 +160,14 @@ def test_restart_keeps_what_was_notified() -> None:
     assert notice.status == "resolved"
     assert restarted.state(c) == "resolved"
     assert restarted.at(5000).notices == ()
+
+
+def test_an_acknowledgement_is_passed_on_once() -> None:
+    run, c = Run(), cand()
+    run.at(0, c)
+    run.at(30, c)
+    fp = c.fingerprint
+    run.records[fp] = replace(run.records[fp], acknowledged_by="dana", acknowledged_at=T + 40 * S)
+    [notice] = run.at(45, c).notices
+    assert notice.acknowledgement and [a.fingerprint for a in notice.alerts] == [fp]
+    assert run.at(60, c).notices == ()
