@@ -112,3 +112,20 @@ def test_feeds_idle_after_the_alert_rule(ctx) -> None:
     assert rows[("EHR_ADT", "NMC01")].idle
     assert not rows[("IFENGINE", "NMC01")].idle  # VISIT0004's ACK at T0+3h05: 28 min ago
     assert list(rows)[0] == ("EHR_ADT", "LCH02")  # idle feeds first
+
+
+def test_replay_a_reason_from_data_health(ctx) -> None:
+    store = ctx.runtime.store
+    store.insert(
+        "dead_letters",
+        ("id", "received_time", "source", "content_type", "payload", "reason"),
+        [("dl-bad-json", T0, "file:feed.jsonl", "application/x-ndjson", "{not json", "bad row")],
+    )
+    [reason] = [
+        r for r in data_health.queries.dead_letter_reasons(store) if r["reason"] == "bad row"
+    ]
+    assert reason["count"] == 1
+    report = data_health.replay_reason(ctx, "bad row")
+    # Still unreadable under today's slas.yaml: considered, kept, nothing stored.
+    assert (report["considered"], report["replayed"], report["still_rejected"]) == (1, 0, 1)
+    assert report["events"] == 0
