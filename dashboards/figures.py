@@ -169,7 +169,9 @@ def funnel(steps: Sequence[FunnelStep]) -> go.Figure:
             name="reached",
             marker_color=BLUE,
             text=[count(s.reached) for s in steps],
-            textposition="auto",
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
         )
     )
     fig.add_trace(
@@ -180,7 +182,9 @@ def funnel(steps: Sequence[FunnelStep]) -> go.Figure:
             name="open, stopped here",
             marker_color=ORANGE,
             text=[count(s.stopped_here) or "" for s in steps],
-            textposition="auto",
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
         )
     )
     fig.update_yaxes(autorange="reversed")
@@ -194,12 +198,12 @@ def latency(result: Latency, warn: float | None, breach: float | None) -> go.Fig
         return empty(f"No {result.step.replace('_', ' ')} step in this range")
     hours = _unit(max(result.p99 or 0, breach or 0, warn or 0))
     scale, unit = hours
-    width = (result.histogram[1][0] - result.histogram[0][0]) if len(result.histogram) > 1 else 1
+    width = result.bin_seconds
     fig = go.Figure(
         go.Bar(
             x=[start / scale for start, _ in result.histogram],
             y=[n for _, n in result.histogram],
-            width=[max(width, 1) / scale] * len(result.histogram),
+            width=[width / scale] * len(result.histogram),
             offset=0,
             marker_color=SKY,
             hovertemplate="%{x:.1f} " + unit + ": %{y} transactions<extra></extra>",
@@ -237,7 +241,9 @@ def aging(buckets: Sequence[AgingBucket]) -> go.Figure:
         go.Bar(
             x=[b.label for b in buckets],
             y=[b.count for b in buckets],
-            text=[f"{count(b.count)} · {money_short(b.amount)}" for b in buckets],
+            text=[
+                f"{count(b.count)} · {money_short(b.amount)}" if b.count else "" for b in buckets
+            ],
             textposition="outside",
             textangle=0,
             cliponaxis=False,

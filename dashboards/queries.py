@@ -283,6 +283,7 @@ class Latency:
     p90: float | None
     p99: float | None
     histogram: tuple[tuple[float, int], ...] = field(default=())  # (bin start s, count)
+    bin_seconds: float = 1.0
 
 
 def step_latency(
@@ -329,6 +330,7 @@ def step_latency(
         float(row["p90"]),
         float(row["p99"]),
         tuple((float(b) * width, int(c)) for b, c in hist),
+        width,
     )
 
 

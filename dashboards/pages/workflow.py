@@ -63,6 +63,11 @@ def anchor_and_limits(wf: Workflow, step: str) -> tuple[str | None, float | None
     return anchor, warn, breach
 
 
+def _past(breach: bool) -> Any:
+    level = "breach" if breach else "warn"
+    return html.Td(html.Span(level, className=f"badge {level}"))
+
+
 def _rows(items: list[dict[str, Any]], ctx: Console, now: int, overdue: bool) -> Any:
     config = ctx.runtime.config
     head = ["transaction", "facility", "started", "overdue by" if overdue else "took", "amount"]
@@ -80,6 +85,7 @@ def _rows(items: list[dict[str, Any]], ctx: Console, now: int, overdue: bool) ->
                     html.Td(local_time(r["start_ns"], zone)),
                     html.Td(duration(took), className="num"),
                     html.Td(money(r["amount_text"]) if r["amount_text"] else "", className="num"),
+                    *([_past(bool(r["past_breach"]))] if overdue else []),
                 ]
             )
         )

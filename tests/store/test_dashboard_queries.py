@@ -89,6 +89,9 @@ def test_step_latency_quantiles(seeded) -> None:
     assert latency.count == 5
     assert (latency.p50, latency.p90, latency.p99) == (60.0, 300.0, 300.0)
     assert sum(n for _, n in latency.histogram) == 5
+    # 30 bins up to the slowest (300 s): 10 s wide; four in the 60 s bin, one in the 300 s bin.
+    assert latency.bin_seconds == 10.0
+    assert latency.histogram == ((60.0, 4), (300.0, 1))
     end = q.step_latency(seeded, WEEK, NOW, "final_bill", None)
     assert end.count == 3 and end.p50 == 4 * 86400.0 and end.p99 == 6 * 86400.0
     assert q.step_latency(seeded, WEEK, NOW, "final_bill", "nonexistent").count == 0

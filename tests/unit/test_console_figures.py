@@ -90,8 +90,9 @@ def test_funnel_latency_aging_figures() -> None:
     assert list(funnel.data[0].x) == [5, 5] and list(funnel.data[1].x) == [0, 1]
     assert "No transactions" in figures.funnel([]).layout.annotations[0].text
     latency = figures.latency(
-        Latency("engine_ack", 5, 60.0, 300.0, 300.0, ((0.0, 4), (300.0, 1))), 120.0, 900.0
+        Latency("engine_ack", 5, 60.0, 300.0, 300.0, ((60.0, 4), (300.0, 1)), 10.0), 120.0, 900.0
     )
+    assert list(latency.data[0].width) == [10 / 60, 10 / 60]  # 10 s bins, in minutes
     lines = [s.x0 for s in latency.layout.shapes]
     assert lines == [1.0, 5.0, 5.0, 2.0, 15.0]  # minutes: p50, p90, p99, warn, breach
     assert (
@@ -103,7 +104,7 @@ def test_funnel_latency_aging_figures() -> None:
     aging = figures.aging(
         [AgingBucket("< 1 d", 3, Decimal("1500")), AgingBucket("> 30 d", 0, Decimal("0"))]
     )
-    assert list(aging.data[0].text) == ["3 · $1.5K", "0 · $0.00"]
+    assert list(aging.data[0].text) == ["3 · $1.5K", ""]
 
 
 def test_timeline_marks_late_and_failed_hops_and_draws_deadlines() -> None:
