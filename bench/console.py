@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -241,6 +242,13 @@ def _first_render(data_dir: str) -> Iterator[str]:
 def run() -> Iterator[str]:
     count = int(os.environ.get("BENCH_CONSOLE_TXS", "10000000"))
     data_dir = tempfile.mkdtemp(prefix="stitchboard-bench-console-")
+    try:
+        yield from _measure(data_dir, count)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _measure(data_dir: str, count: int) -> Iterator[str]:
     child = subprocess.run(
         [sys.executable, "-m", "bench.console", data_dir, str(count)],
         capture_output=True,
