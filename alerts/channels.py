@@ -16,11 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from alerts.lifecycle import AlertRecord, AlertState, Notice
+from alerts.lifecycle import AlertState, Notice
 from alerts.payloads import alertmanager_payload, pagerduty_event, text_message
 from stitchboard.config.slos import Channel
 
@@ -219,12 +218,3 @@ class Deliverer:
             return 200, f"delivered to {len(sender)} service(s)"
 
         return _with_retries(self.channel, send, record, self.sleep)
-
-
-def ack_notice(record: AlertRecord) -> Notice:
-    """A notice carrying one alert, for an acknowledgement sent to PagerDuty."""
-    return Notice("ack", {}, (record,), "firing")
-
-
-def describe(channel: Channel) -> dict[str, Any]:
-    return {"name": channel.name, "type": channel.type}

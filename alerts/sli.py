@@ -28,6 +28,9 @@ from stitchboard.store import Store
 _FINAL = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 _RANK = "multiIf({col} = 'breach', 2, {col} = 'warn', 1, 0)"
 _NOW = "fromUnixTimestamp64Nano({now:Int64})"
+# Kinds are small integers and judgement times integer ns: every window below is a
+# countIf over the same rows, and integer comparisons keep that cheap.
+OPEN, GOOD, LATE, OVERDUE, FAILED = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -72,37 +75,41 @@ def judged_sql(slo: Slo) -> str:
         f" {threshold} = 1 AND warn_deadline IS NOT NULL AND warn_deadline <= {_NOW},"
         " warn_deadline, last_time)"
     )
+    # Subexpressions used more than once are named once (aliases in the same SELECT).
     if slo.indicator.step is None:
         level_now = (
             f"multiIf(status IN ('complete', 'late'), level, breach_deadline IS NOT NULL AND"
             f" breach_deadline <= {_NOW}, 'breach', level = '' AND warn_deadline IS NOT NULL"
             f" AND warn_deadline <= {_NOW}, 'warn', level)"
         )
-        rank = _RANK.format(col=level_now)
+        named = f"{_RANK.format(col=level_now)} AS lvl_rank"
         kind = (
-            f"multiIf(status = 'failed', 'failed', status IN ('complete', 'late'),"
-            f" if({rank} >= {threshold}, 'late', 'good'), {rank} >= {threshold}, 'overdue',"
-            " 'open')"
+            f"multiIf(status = 'failed', {FAILED}, status IN ('complete', 'late'),"
+            f" if(lvl_rank >= {threshold}, {LATE}, {GOOD}), lvl_rank >= {threshold},"
+            f" {OVERDUE}, {OPEN})"
         )
         judged = (
-            "multiIf(status IN ('complete', 'late'), ifNull(end_time, last_time),"
-            f" status = 'failed', last_time, {open_at})"
+            "toUnixTimestamp64Nano(multiIf(status IN ('complete', 'late'),"
+            f" ifNull(end_time, last_time), status = 'failed', last_time, {open_at}))"
         )
     else:
-        i = "indexOf(step_names, {step:String})"
-        happened = f"({i} > 0 AND step_first[{i}] != 0)"
-        rank = _RANK.format(col=f"if({i} > 0, step_levels[{i}], '')")
+        named = (
+            "indexOf(step_names, {step:String}) AS si,"
+            " (si > 0 AND step_first[si] != 0) AS happened,"
+            f" {_RANK.format(col='step_levels[si]')} AS lvl_rank"
+        )
         kind = (
-            f"multiIf({i} = 0, 'open', status = 'failed' AND {happened}, 'failed',"
-            f" {happened}, if({rank} >= {threshold}, 'late', 'good'),"
-            f" {rank} >= {threshold}, 'overdue', 'open')"
+            f"multiIf(si = 0, {OPEN}, status = 'failed' AND happened, {FAILED},"
+            f" happened, if(lvl_rank >= {threshold}, {LATE}, {GOOD}),"
+            f" lvl_rank >= {threshold}, {OVERDUE}, {OPEN})"
         )
         judged = (
-            f"if({happened}, fromUnixTimestamp64Nano(step_first[{i}], 'UTC'),"
-            f" if(status = 'failed', last_time, {open_at}))"
+            "if(happened, step_first[si],"
+            f" toUnixTimestamp64Nano(if(status = 'failed', last_time, {open_at})))"
         )
     return (
-        f"SELECT facility{labels}, {kind} AS kind, {judged} AS judged_at,"
+        f"SELECT facility{labels}, {named}, toUInt8({kind}) AS kind,"
+        f" toInt64({judged}) AS judged_ns,"
         " ifNull(amount, toDecimal64(0, 2)) AS amount_value"
         " FROM {transactions} FINAL"
         " WHERE workflow = {workflow:String} AND deleted = 0"
@@ -134,13 +141,13 @@ def group_counts(
     """
     params = _params(slo, now)
     if isinstance(window_start, int):
-        start = "fromUnixTimestamp64Nano({start:Int64})"
+        start = "{start:Int64}"
         params["start"] = window_start
         earliest = window_start
     else:
         start = (
-            "fromUnixTimestamp64Nano(transform(facility, {start_keys:Array(String)},"
-            " {start_values:Array(Int64)}, {start_default:Int64}))"
+            "transform(facility, {start_keys:Array(String)},"
+            " {start_values:Array(Int64)}, {start_default:Int64})"
         )
         params["start_keys"] = list(window_start)
         params["start_values"] = list(window_start.values())
@@ -155,25 +162,24 @@ def group_counts(
     per_window = []
     for n, (label, length) in enumerate(windows.items()):
         params[f"w{n}"] = now - length
-        since = f"judged_at >= fromUnixTimestamp64Nano({{w{n}:Int64}})"
+        since = f"judged_ns >= {{w{n}:Int64}}"
         per_window.append(
-            f"countIf(kind = 'good' AND {since}) AS good_{n},"
-            f" countIf(kind != 'good' AND {since}) AS bad_{n}"
+            f"countIf(kind = {GOOD} AND {since}) AS good_{n},"
+            f" countIf(kind != {GOOD} AND {since}) AS bad_{n}"
         )
         del label
-    in_window = f"judged_at >= {start}"
+    in_window = f"judged_ns >= {start}"
     inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
     sql = (
         f"SELECT {group_cols},"
-        f" countIf(kind = 'good' AND {in_window}) AS good,"
-        f" countIf(kind = 'late' AND {in_window}) AS late,"
-        f" countIf(kind = 'overdue' AND {in_window}) AS overdue,"
-        f" countIf(kind = 'failed' AND {in_window}) AS failed,"
-        f" sumIf(amount_value, kind IN ('late', 'overdue') AND {in_window}) AS at_risk"
+        f" countIf(kind = {GOOD} AND {in_window}) AS good,"
+        f" countIf(kind = {LATE} AND {in_window}) AS late,"
+        f" countIf(kind = {OVERDUE} AND {in_window}) AS overdue,"
+        f" countIf(kind = {FAILED} AND {in_window}) AS failed,"
+        f" sumIf(amount_value, kind IN ({LATE}, {OVERDUE}) AND {in_window}) AS at_risk"
         + "".join(f", {w}" for w in per_window)
-        + f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != 'open'"
-        f" AND judged_at >= fromUnixTimestamp64Nano({{earliest:Int64}})"
-        f" AND judged_at <= {_NOW}"
+        + f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != {OPEN}"
+        " AND judged_ns >= {earliest:Int64} AND judged_ns <= {now:Int64}"
         f" GROUP BY {group_cols} ORDER BY {group_cols}" + _FINAL
     )
     rows = store.dicts(sql, params)
@@ -221,17 +227,17 @@ def _slices(
     group_cols = ", ".join(["facility", *label_cols])
     params = {
         **params,
-        "slice_s": slo.timeslice.nanos // 1_000_000_000,
+        "slice_ns": slo.timeslice.nanos,
         "target": slo.timeslice_target or slo.objective,
     }
     inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
     sql = (
         f"SELECT {group_cols}, countIf(good / total >= {{target:Float64}}) AS good_slices,"
         " count() AS total_slices FROM ("
-        f"SELECT {group_cols}, toStartOfInterval(judged_at, toIntervalSecond({{slice_s:UInt32}}))"
-        " AS slice, countIf(kind = 'good') AS good, count() AS total"
-        f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != 'open'"
-        f" AND judged_at >= {start} AND judged_at <= {_NOW}"
+        f"SELECT {group_cols}, intDiv(judged_ns, {{slice_ns:Int64}}) AS slice,"
+        f" countIf(kind = {GOOD}) AS good, count() AS total"
+        f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != {OPEN}"
+        f" AND judged_ns >= {start} AND judged_ns <= {{now:Int64}}"
         f" GROUP BY {group_cols}, slice) GROUP BY {group_cols}" + _FINAL
     )
     out: dict[tuple[str, ...], tuple[int, int]] = {}
@@ -250,7 +256,9 @@ def compliance_series(
 ) -> dict[int, tuple[int, int]]:
     """Per bucket start (ns): (good, total) of transactions judged in that bucket."""
     params = _params(slo, end)
-    params.update({"start": start, "step_s": step_s, "facility": group.get("facility", "")})
+    params.update(
+        {"start": start, "step_ns": step_s * 1_000_000_000, "facility": group.get("facility", "")}
+    )
     where = ["facility = {facility:String}"]
     for n, label in enumerate(slo.grouping[1:]):
         if label in group:
@@ -258,11 +266,10 @@ def compliance_series(
             where.append(f"`label_{label}` = {{l{n}:String}}")
     inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
     sql = (
-        "SELECT toUnixTimestamp64Nano(toDateTime64(toStartOfInterval(judged_at,"
-        " toIntervalSecond({step_s:UInt32})), 9, 'UTC')) AS bucket,"
-        " countIf(kind = 'good') AS good, count() AS total"
-        f" FROM ({inner}) WHERE kind != 'open' AND {' AND '.join(where)}"
-        " AND judged_at >= fromUnixTimestamp64Nano({start:Int64})"
-        f" AND judged_at < {_NOW} GROUP BY bucket ORDER BY bucket" + _FINAL
+        "SELECT intDiv(judged_ns, {step_ns:Int64}) * {step_ns:Int64} AS bucket,"
+        f" countIf(kind = {GOOD}) AS good, count() AS total"
+        f" FROM ({inner}) WHERE kind != {OPEN} AND {' AND '.join(where)}"
+        " AND judged_ns >= {start:Int64} AND judged_ns < {now:Int64}"
+        " GROUP BY bucket ORDER BY bucket" + _FINAL
     )
     return {int(b): (int(g), int(t)) for b, g, t in store.rows(sql, params)}

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from stitchboard.config.model import SlasConfig
 
 _DAY_NS = 86_400_000_000_000
-_MINUTE_NS = 60_000_000_000
 
 
 class _WithFor(Strict):
@@ -348,7 +347,3 @@ def slo_problems(config: SlasConfig) -> list[str]:
                 f"alerts.idle_feeds.feeds[{fi}].facility: unknown facility {feed.facility!r}"
             )
     return problems
-
-
-MINUTE_NS = _MINUTE_NS
-DAY_NS = _DAY_NS
