@@ -181,7 +181,7 @@ def funnel(steps: Sequence[FunnelStep]) -> go.Figure:
             orientation="h",
             name="open, stopped here",
             marker_color=ORANGE,
-            text=[count(s.stopped_here) or "" for s in steps],
+            text=[count(s.stopped_here) if s.stopped_here else "" for s in steps],
             textposition="outside",
             textangle=0,
             cliponaxis=False,

@@ -88,6 +88,7 @@ def test_heatmap_colours_against_the_objective_and_writes_the_number() -> None:
 def test_funnel_latency_aging_figures() -> None:
     funnel = figures.funnel([FunnelStep("discharge", 5, 0), FunnelStep("engine_ack", 5, 1)])
     assert list(funnel.data[0].x) == [5, 5] and list(funnel.data[1].x) == [0, 1]
+    assert list(funnel.data[1].text) == ["", "1"]  # nothing written where nothing stopped
     assert "No transactions" in figures.funnel([]).layout.annotations[0].text
     latency = figures.latency(
         Latency("engine_ack", 5, 60.0, 300.0, 300.0, ((60.0, 4), (300.0, 1)), 10.0), 120.0, 900.0
