@@ -21,7 +21,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
@@ -261,6 +261,49 @@ def _error(status: int, message: str, extra: dict[str, str] | None = None) -> tu
     return status, json.dumps(body).encode()
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of a request, for code behind a mount (the Dash console).
+
+    The middleware puts it in the ASGI scope's state (``caller_of``), so a page's
+    callback can check a role beyond the mount's own need and write audit rows
+    under the caller's identity, as a declared API route does.
+    """
+
+    principal: Principal
+    source: str
+    audit_log: Callable[[AuditEntry], None]
+
+    @property
+    def name(self) -> str:
+        return self.principal.name
+
+    def may(self, need: Need) -> bool:
+        return satisfies(self.principal.role, need)
+
+    def record(
+        self, action: str, targets: Sequence[str] = (), outcome: str = "ok", detail: str = ""
+    ) -> None:
+        """Append an audit row for this caller (never raises; see ``Access.audit``)."""
+        self.audit_log(
+            AuditEntry(
+                actor=self.principal.name,
+                role=self.principal.role.value,
+                action=action,
+                targets=tuple(targets),
+                source=self.source,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
+
+
+def caller_of(scope: Mapping[str, Any]) -> Caller | None:
+    """The caller the access middleware identified for ``scope``, if any."""
+    found = scope.get("state", {}).get("caller")
+    return found if isinstance(found, Caller) else None
+
+
 class AccessMiddleware:
     """Enforces each route's declared access; see the module docstring."""
 
@@ -284,7 +327,11 @@ class AccessMiddleware:
         if scrapers is not None and client and scope.get("path") == "/metrics":
             need = Need.PUBLIC if scrapers.allows(client[0]) else need  # a scrape network
         principal, bad_token = await self._identify(scope)
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        if principal is not None:
+            client = scope.get("client")
+            state["caller"] = Caller(principal, client[0] if client else "", access.audit)
         method = scope.get("method", "GET")
         path = scope.get("path", "")
         if bad_token:

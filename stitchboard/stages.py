@@ -31,6 +31,7 @@ STAGES: tuple[str, ...] = (
     "alerts.stage",
     "exports.stage",
     "retention.stage",
+    "dashboards.stage",
 )
 TOOLS: tuple[str, ...] = ("simulator.stage",)
 

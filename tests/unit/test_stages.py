@@ -20,6 +20,7 @@ def test_every_listed_module_defines_one_stage():
         "alerts",
         "exports",
         "retention",
+        "dashboards",
     ]
 
 
