@@ -42,6 +42,7 @@ TX_COLUMNS = (
     "step_first",
     "step_last",
     "step_levels",
+    "step_durations",
     "version",
     "deleted",
 )
@@ -76,6 +77,7 @@ def transaction_row(tx: Transaction, version: int) -> tuple:
         [s.first_time for s in steps],
         [s.last_time for s in steps],
         [s.level for s in steps],
+        [s.duration_ns if s.first_time and s.anchor_time else -1 for s in steps],
         version,
         0,
     )
@@ -104,6 +106,7 @@ def deleted_row(gone: Retired, version: int) -> tuple:
         [],
         0,
         0,
+        [],
         [],
         [],
         [],

@@ -202,3 +202,24 @@ def test_a_second_full_pass_keeps_every_transaction(clean) -> None:
     service.full_pass()
     service.full_pass()  # same state, nothing new: everything is rewritten, nothing retired
     assert len(d2r(store)) == 1
+
+
+def test_step_durations_are_stored_from_each_steps_anchor(clean) -> None:
+    """The interface is measured from the send: a discharge documented 22 minutes before
+    its ADT was sent, acknowledged 2 s after the send, took 2 s at the engine."""
+    import dataclasses
+
+    adt = dataclasses.replace(
+        ev("EHR_ADT", "ADT^A03", T0 - 22 * MINUTE, msg="MD", visit="VD", account="AD"),
+        sent_time=T0,
+    )
+    ack = ev("IFENGINE", "ACK^A03", T0 + 2 * 1_000_000_000, msg="MD")
+    insert(clean, [adt, ack])
+    CorrelatorService(clean, CONFIG).full_pass()
+    [(names, durations)] = clean.rows(
+        f"SELECT step_names, step_durations FROM {clean.table('transactions')} FINAL"
+        " WHERE deleted = 0 AND has(key_values, 'VD')"
+    )
+    by_step = dict(zip(names, durations, strict=True))
+    assert by_step["engine_ack"] == 2 * 1_000_000_000
+    assert by_step["discharge"] == -1 and by_step["charge"] == -1  # not measured
