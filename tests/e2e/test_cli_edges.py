@@ -30,8 +30,20 @@ def test_a_taken_port_is_one_line_exit_2_and_nothing_on_disk(tmp_path: Path) -> 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
+        # Every other port free and explicit: the machine may run other servers.
+        others = [
+            ("--port", free_port()),
+            ("--otlp-http-port", free_port()),
+            ("--otlp-grpc-port", free_port()),
+        ]
         done = stitchboard(
-            "serve", "--clickhouse", f"chdb://{data}", "--mllp-port", str(port), cwd=tmp_path
+            "serve",
+            "--clickhouse",
+            f"chdb://{data}",
+            *(part for flag, free in others for part in (flag, str(free))),
+            "--mllp-port",
+            str(port),
+            cwd=tmp_path,
         )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
