@@ -41,7 +41,7 @@ def build_components(runtime: Runtime) -> list[Component]:
 
 
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    runtime = await asyncio.to_thread(build_runtime, settings)
+    runtime = await asyncio.to_thread(build_runtime, settings, True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -52,6 +52,8 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for component in components:
             await component.start()
             started.append(component)
+        # Every stage has registered its raw inserters and listeners: start loading.
+        runtime.writer.start()
         # One write, so log lines from stage threads cannot land inside the banner.
         store = f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})"
         banner = ["Stitchboard is running", store, *(f"  {c.describe()}" for c in started)]
