@@ -262,3 +262,21 @@ def test_oldest_unloaded_age_follows_the_clock(tmp_path):
 
 def test_position_orders_by_segment_then_offset():
     assert Position(1, 900) < Position(2, 8)
+
+
+def test_metrics_show_depth_syncs_and_loads(tmp_path):
+    w = writer(tmp_path, MemorySink())
+    for i in range(3):
+        w.write_sync(batch(i), timeout=5)
+    text = w.metrics.render().decode()
+    assert "stitchboard_spool_unloaded_records 3.0" in text
+    assert "stitchboard_spool_synced_records_total 3.0" in text
+    w.start()
+    wait_for(lambda: w.journal.caught_up)
+    text = w.metrics.render().decode()
+    assert "stitchboard_spool_unloaded_records 0.0" in text
+    assert "stitchboard_spool_unloaded_bytes 0.0" in text
+    assert "stitchboard_spool_loaded_records_total 3.0" in text
+    assert "stitchboard_spool_oldest_unloaded_age_seconds 0.0" in text
+    assert 'stitchboard_inserted_rows_total{table="events"} 3.0' in text
+    w.close()
