@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from collector.http import build_app
 from collector.ingest import TRACES, OtlpIngest
 from collector.intake import Intake, batch_of
 from collector.mllp import MllpListener
 from collector.otlp import PROTOBUF
 from collector.otlp_native import NATIVE_KIND
+from stitchboard.components import HttpComponent
 from stitchboard.spool.journal import CHECKPOINT
 from stitchboard.store import OutageSink
 from tests.otlp_factory import spans_request
-from tests.support import InProcess, make_runtime
+from tests.support import InProcess, free_port, make_runtime
+
+PB = {"content-type": "application/x-protobuf"}
 
 CONTROL = "ADT20250314162210004417"
 
@@ -144,3 +150,73 @@ def test_mllp_senders_get_aa_while_the_store_refuses_writes_and_all_load_after(
     assert counts(store, "OUTAGE-A") == {"final": 100, "ids": 100}
     assert counts(store, "OUTAGE-B") == {"final": batch * 80, "ids": batch * 80}
     assert counts(store, "OUTAGE-C") == {"final": 100, "ids": 100}
+
+
+def _fill(client: httpx.Client, url: str, tag: str, seed: int) -> tuple[int, httpx.Response]:
+    """Post 10-span requests until one is refused; how many were acknowledged, and the refusal."""
+    for n in range(1000):
+        request = spans_request(10, seed=seed + n, extra={"batch.tag": tag})
+        body = request.SerializeToString()
+        response = client.post(f"{url}/v1/traces", content=body, headers=PB)
+        if response.status_code != 200:
+            return n, response
+    raise AssertionError("the spool never filled")
+
+
+def _mllp_code(port: int, control_id: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\x0b" + hl7_message(control_id) + b"\x1c\r")
+        ack = b""
+        while b"\x1c\r" not in ack:
+            ack += sock.recv(4096)
+    return ack.split(b"MSA|", 1)[1][:2].decode()
+
+
+def _mllp_fill(port: int, prefix: str) -> int:
+    """Send messages until one is answered AR; how many were answered AA before it."""
+    for n in range(1000):
+        code = _mllp_code(port, f"{prefix}-{n}")
+        if code == "AR":
+            return n
+        assert code == "AA"
+    raise AssertionError("the spool never filled")
+
+
+def test_a_full_spool_answers_429_or_503_with_retry_after_and_ar_then_recovers(
+    store, tmp_path: Path
+):
+    sink = OutageSink(store)
+    runtime = make_runtime(store, sink=sink, spool=tmp_path, spool_max_bytes=60_000)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    otlp = HttpComponent("otlp", build_app(runtime), "127.0.0.1", port, "OTLP")
+    mllp = MllpListener(Intake(runtime.config, runtime.pseudonymize), runtime.writer.write)
+    mllp.port = 0
+    with InProcess([otlp, mllp]), httpx.Client(timeout=10) as client:
+        # The loader is not running yet: the spool fills and says so (429: retry later).
+        full, refused = _fill(client, url, "full-a", 10_000)
+        assert full > 0
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        first_aa = _mllp_fill(mllp.port, "FULL-M1")
+        runtime.writer.start()
+        wait_for(lambda: runtime.writer.pending_rows == 0)
+        assert _mllp_code(mllp.port, "FULL-AA-1") == "AA"
+        # The store refuses writes: ingest goes on into the spool until it is full (503).
+        sink.down = True
+        during, refused = _fill(client, url, "full-b", 20_000)
+        assert during > 0
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        second_aa = _mllp_fill(mllp.port, "FULL-M2")
+        sink.down = False
+        wait_for(lambda: runtime.writer.pending_rows == 0)
+        assert _mllp_code(mllp.port, "FULL-AA-2") == "AA"
+        wait_for(lambda: runtime.writer.pending_rows == 0)
+    runtime.writer.close()
+    tagged = f"SELECT count() FROM {store.table('events')} FINAL WHERE attributes['batch.tag'] = "
+    assert store.scalar(tagged + "'full-a'") == full * 10
+    assert store.scalar(tagged + "'full-b'") == during * 10
+    assert counts(store, "FULL-AA") == {"final": 2, "ids": 2}
+    # Exactly the messages answered AA are stored; the one answered AR is not.
+    assert counts(store, "FULL-M1") == {"final": first_aa, "ids": first_aa}
+    assert counts(store, "FULL-M2") == {"final": second_aa, "ids": second_aa}
+    assert counts(store, f"FULL-M1-{first_aa}") == {"final": 0, "ids": 0}
