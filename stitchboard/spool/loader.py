@@ -115,7 +115,7 @@ class SpooledWriter:
         batch_max_rows: int = 100_000,
         metrics: Metrics | None = None,
         retry_after: int = 1,
-        linger: float = 0.1,
+        linger: float = 0.25,
         backoff: tuple[float, float] = (0.2, 5.0),
         clock: Callable[[], int] = time.time_ns,
     ):
