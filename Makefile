@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run serve test test-fast bench lint format clean
+.PHONY: install run serve test test-fast stress bench lint format clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+# kill -9 of the server during mixed MLLP + OTLP load, 20 cycles (make test runs 3).
+stress: install
+	STITCHBOARD_KILL_CYCLES=20 $(BIN)/python -m pytest -q tests/e2e/test_spool_crash.py
 
 bench: install
 	$(BIN)/python -m bench
