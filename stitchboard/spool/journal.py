@@ -198,6 +198,9 @@ class Journal:
                 _write_all(self._fd, data)
                 os.fdatasync(self._fd)
             except OSError as exc:
+                # Nothing of this group is acknowledged. After a failed fsync the file's
+                # state past the last good sync is unknown (the kernel may have dropped
+                # the dirty pages), so the segment ends there and a new one starts.
                 log.error("spool write failed: %s", exc)
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._durable)
@@ -206,6 +209,10 @@ class Journal:
                 error = StoreUnavailable(f"spool write failed: {exc}")
                 for _, _, future in group:
                     future.set_exception(error)
+                try:
+                    self._roll()
+                except OSError as again:
+                    log.error("cannot start a new spool segment: %s", again)
                 continue
             elapsed = time.perf_counter() - started
             with self._lock:
