@@ -1,9 +1,12 @@
 """The ingest writer: a bounded buffer in front of ClickHouse, drained by one thread.
 
-Every source (OTLP, MLLP, files, HTTP) hands the writer a ``Batch`` and waits
-for it to be durable before it acknowledges. The writer coalesces whatever is
-queued into one insert per table (ClickHouse wants few, large inserts), and
-refuses new batches with ``Overloaded`` once ``max_rows`` are buffered or in
+Every source (OTLP, MLLP, files, HTTP) hands an ``IngestWriter`` a ``Batch`` and
+waits for it to be durable before it acknowledges. ``stitchboard serve`` uses
+``stitchboard.spool.SpooledWriter`` (durable = synced to the local spool, loaded
+behind it through the same ``Inserter``); ``BatchWriter`` here, used by the
+command-line tools, makes a batch durable by inserting it. It coalesces
+whatever is queued into one insert per table (ClickHouse wants few, large
+inserts), and refuses new batches with ``Overloaded`` once ``max_rows`` are buffered or in
 flight: memory stays bounded whatever the input rate. A failed insert fails
 every batch in it with ``StoreUnavailable``; nothing was acknowledged, so the
 senders retry, and deterministic ids plus ReplacingMergeTree make the retry safe.

@@ -52,6 +52,20 @@ CHECKPOINT = "checkpoint.json"
 LOCK = "LOCK"
 
 
+@dataclass
+class Tally:
+    """Records, rows and bytes: appended (recovered ones included) or loaded."""
+
+    records: int = 0
+    rows: int = 0
+    bytes: int = 0
+
+    def add(self, records: int, rows: int, size: int) -> None:
+        self.records += records
+        self.rows += rows
+        self.bytes += size
+
+
 @dataclass(frozen=True)
 class JournalStats:
     unloaded_records: int
@@ -92,8 +106,8 @@ class Journal:
         self._sealed = False
         self._ends: dict[int, int] = {}  # sealed segment -> end of its valid records
         self._sizes: dict[int, int] = {}  # segment -> bytes on disk
-        self.appended = [0, 0, 0]  # records, rows, bytes (recovered unloaded ones included)
-        self.loaded = [0, 0, 0]
+        self.appended = Tally()
+        self.loaded = Tally()
         self.syncs = 0
         self.synced_records = 0
         self.torn_records = 0
@@ -104,7 +118,7 @@ class Journal:
         self._fd = _create_segment(self.directory, self._active)
         self._durable = len(MAGIC)
         self._sizes[self._active] = len(MAGIC)
-        if not self.appended[0] and self._ends:
+        if not self.appended.records and self._ends:
             # Nothing to load: forget the old segments rather than keep empty ones around.
             self.commit(Position(self._active, len(MAGIC)), [])
         self._thread = threading.Thread(target=self._sync_loop, name="spool-sync", daemon=True)
@@ -143,17 +157,15 @@ class Journal:
                         size - item.offset,
                     )
                     break
-                self.appended[0] += 1
-                self.appended[1] += item.rows
-                self.appended[2] += item.size
+                self.appended.add(1, item.rows, item.size)
                 end = item.end
             self._ends[segment] = end
-        if self.appended[0]:
+        if self.appended.records:
             log.info(
                 "spool %s: %d records (%d rows) not loaded yet; loading them",
                 self.directory,
-                self.appended[0],
-                self.appended[1],
+                self.appended.records,
+                self.appended.rows,
             )
         return checkpoint
 
@@ -166,7 +178,7 @@ class Journal:
         with self._lock:
             if self._sealed:
                 raise StoreUnavailable("the server is shutting down")
-            unloaded = self.appended[2] - self.loaded[2] + self._pending_bytes
+            unloaded = self.appended.bytes - self.loaded.bytes + self._pending_bytes
             # One record larger than the whole bound is still taken into an empty spool.
             if unloaded and unloaded + len(record) > self.max_bytes:
                 self.refused += 1
@@ -219,9 +231,7 @@ class Journal:
                 self._durable += len(data)
                 self._sizes[self._active] = self._durable
                 self._pending_bytes -= len(data)
-                self.appended[0] += len(group)
-                self.appended[1] += sum(rows for _, rows, _ in group)
-                self.appended[2] += len(data)
+                self.appended.add(len(group), sum(rows for _, rows, _ in group), len(data))
                 self.syncs += 1
                 self.synced_records += len(group)
                 self._durable_cv.notify_all()
@@ -295,11 +305,10 @@ class Journal:
     def commit(self, position: Position, records: list[Record]) -> None:
         """Mark everything before ``position`` loaded; delete segments wholly before it."""
         _write_checkpoint(self.directory, position)
+        rows, size = sum(r.rows for r in records), sum(r.size for r in records)
         with self._lock:
             self.checkpoint = position
-            self.loaded[0] += len(records)
-            self.loaded[1] += sum(r.rows for r in records)
-            self.loaded[2] += sum(r.size for r in records)
+            self.loaded.add(len(records), rows, size)
             done = [s for s in self._ends if s < position.segment]
             for segment in done:
                 del self._ends[segment]
@@ -313,9 +322,9 @@ class Journal:
     def stats(self) -> JournalStats:
         with self._lock:
             return JournalStats(
-                unloaded_records=self.appended[0] - self.loaded[0],
-                unloaded_rows=self.appended[1] - self.loaded[1],
-                unloaded_bytes=self.appended[2] - self.loaded[2],
+                unloaded_records=self.appended.records - self.loaded.records,
+                unloaded_rows=self.appended.rows - self.loaded.rows,
+                unloaded_bytes=self.appended.bytes - self.loaded.bytes,
                 disk_bytes=sum(self._sizes.values()),
                 segments=len(self._sizes),
                 syncs=self.syncs,
@@ -327,7 +336,7 @@ class Journal:
     @property
     def caught_up(self) -> bool:
         with self._lock:
-            return self.appended[0] == self.loaded[0] and not self._pending
+            return self.appended.records == self.loaded.records and not self._pending
 
     def seal(self) -> None:
         """Refuse new records and wait until every queued one is synced."""
