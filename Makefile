@@ -29,8 +29,9 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Pure unit tests and the embedded-engine tests: no server subprocess, no browser.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q tests/unit tests/store
 
 # kill -9 of the server during mixed MLLP + OTLP load, 20 cycles (make test runs 3).
 stress: install
@@ -39,9 +40,11 @@ stress: install
 bench: install
 	$(BIN)/python -m bench
 
+# Style and types: ruff, then mypy on the packages listed in pyproject.toml ([tool.mypy]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

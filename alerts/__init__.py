@@ -1,0 +1,3 @@
+"""Alerts: SLO evaluation and the alert lifecycle (nothing public yet)."""
+
+__all__: list[str] = []

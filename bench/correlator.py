@@ -20,7 +20,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
+from typing import cast
 
 from bench.correlator_traffic import transactions
 
@@ -38,8 +40,7 @@ def _p(values: list[float], q: float) -> float:
 
 def run() -> Iterator[str]:
     """Yields each figure as soon as it is measured."""
-    from correlator.engine import Correlator
-    from correlator.service import CorrelatorService
+    from correlator import Correlator, CorrelatorService
     from stitchboard.config import load_config
     from stitchboard.events import EVENT_COLUMNS
     from stitchboard.stages import open_store
@@ -113,7 +114,7 @@ def run() -> Iterator[str]:
 
 
 def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
-    from correlator.queries import TransactionFilter, list_transactions
+    from correlator import StoreTransactions, TransactionFilter
     from stitchboard.errors import Overloaded
     from stitchboard.events import EVENT_COLUMNS
     from stitchboard.spool import Journal, SpooledWriter
@@ -132,8 +133,10 @@ def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
     per_tick, tick = rate // 20, 0.05
     probes: list[float] = []
     asked: queue.Queue = queue.Queue()
+    reader = StoreTransactions(store, service.correlator.config)
     prober = threading.Thread(
-        target=_prober, args=(store, asked, probes, TransactionFilter, list_transactions)
+        target=_prober,
+        args=(reader, asked, probes, TransactionFilter),
     )
     prober.start()
 
@@ -158,8 +161,13 @@ def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
                 time.sleep(0.01)
         ticks += 1
         if ticks % 20 == 0:  # one probe a second
-            value = next(iter(chunk[-1][14].values()))
-            future.add_done_callback(lambda _f, v=value: acknowledged(v))
+            keys = cast(dict[str, str], chunk[-1][EVENT_COLUMNS.index("keys")])
+            value = next(iter(keys.values()))
+
+            def done(_future: Future[None], value: str = value) -> None:
+                acknowledged(value)
+
+            future.add_done_callback(done)
         sent += len(chunk)
         pause = started + ticks * tick - time.monotonic()
         if pause > 0:
@@ -179,13 +187,13 @@ def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
     )
 
 
-def _prober(store, asked, out, TransactionFilter, list_transactions) -> None:  # noqa: N803
+def _prober(reader, asked, out, TransactionFilter) -> None:  # noqa: N803
     """One reader, like one user refreshing: polls each probed key until it is visible."""
     while (item := asked.get()) is not None:
         value, acked = item
         where = TransactionFilter(key_values=(value,))
         while time.monotonic() < acked + 60:
-            items, _ = list_transactions(store, where, 5, time.time_ns())
+            items, _ = reader.list_transactions(where, 5, time.time_ns())
             if items:
                 out.append(time.monotonic() - acked)
                 break
@@ -203,7 +211,7 @@ _ID = (
 
 
 def _api_latency(count: int, config) -> list[str]:
-    from correlator.queries import TransactionFilter, get_transaction, list_transactions
+    from correlator import StoreTransactions, TransactionFilter
     from stitchboard.stages import open_store
     from tests.conftest import engine_url
 
@@ -238,6 +246,7 @@ def _api_latency(count: int, config) -> list[str]:
         load = time.perf_counter() - started
     else:
         load = 0.0
+    reader = StoreTransactions(store, config)
     rng = random.Random(5)
     now = time.time_ns()
     by_id, by_key, newest = [], [], []
@@ -245,16 +254,16 @@ def _api_latency(count: int, config) -> list[str]:
         n = rng.randrange(count)
         tx_id = store.scalar(f"SELECT {_ID} FROM (SELECT {{n:UInt64}} AS number)", {"n": n})
         started = time.perf_counter()
-        found = get_transaction(store, tx_id, now, config)
+        found = reader.get_transaction(tx_id, now)
         by_id.append(time.perf_counter() - started)
         assert found is not None, tx_id
         started = time.perf_counter()
-        items, _ = list_transactions(store, TransactionFilter(key_values=(f"C{n}",)), 50, now)
+        items, _ = reader.list_transactions(TransactionFilter(key_values=(f"C{n}",)), 50, now)
         by_key.append(time.perf_counter() - started)
         assert items, n
     for _ in range(20):
         started = time.perf_counter()
-        list_transactions(store, TransactionFilter(workflow="discharge_to_revenue"), 50, now)
+        reader.list_transactions(TransactionFilter(workflow="discharge_to_revenue"), 50, now)
         newest.append(time.perf_counter() - started)
     started = time.perf_counter()
     store.scalar("SELECT 1")

@@ -101,8 +101,7 @@ print(json.dumps({"count": len(latencies), "p50": pick(0.5), "p99": pick(0.99),
 
 ACK_ONLY_SERVER = r"""
 import asyncio, sys
-from collector.intake import Intake
-from collector.mllp import MllpListener
+from collector import Intake, MllpListener
 from stitchboard.config import load_config
 from stitchboard.phi import Pseudonymizer
 
@@ -241,9 +240,7 @@ def write_file(path: Path, count: int) -> None:
 
 
 def import_rates() -> tuple[float, float, int]:
-    from collector.files import judge, records
-    from collector.importer import DirectTarget, import_file
-    from collector.intake import Intake
+    from collector import DirectTarget, Intake, import_file, judge_record, read_records
     from stitchboard.runtime import build_runtime
     from stitchboard.settings import Settings
     from tests.conftest import engine_url
@@ -263,7 +260,8 @@ def import_rates() -> tuple[float, float, int]:
         started = time.perf_counter()
         with path.open("rb") as stream:
             parsed = sum(
-                len(judge(intake, r, "f", "file:f").events) for r in records(stream, "hl7")
+                len(judge_record(intake, r, "f", "file:f").events)
+                for r in read_records(stream, "hl7")
             )
         parse_rate = FILE_MESSAGES / (time.perf_counter() - started)
         started = time.perf_counter()

@@ -11,10 +11,18 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from simulator.files import read_hops, write_hops
-from simulator.records import DAY, NS, Hop, dumps
-from simulator.traffic import EVENTS_PER_SECOND_AT_SCALE_1, estate_from_config, plan
-from simulator.truth import evaluate
+from simulator import (
+    DAY,
+    EVENTS_PER_SECOND_AT_SCALE_1,
+    NS,
+    Hop,
+    dumps,
+    estate_from_config,
+    evaluate,
+    plan,
+    read_hops,
+    write_hops,
+)
 from stitchboard.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

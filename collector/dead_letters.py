@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from collector.intake import Intake, batch_of
+from stitchboard import times
 from stitchboard.api import ApiError
 from stitchboard.config import load_config
 from stitchboard.errors import ConfigError
@@ -42,27 +42,16 @@ REPLAY_COLUMNS = (
     "replayed",
     "replayed_time",
 )
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_since(text: str | None, now: float | None = None) -> dt.datetime | None:
     """``30m``, ``6h``, ``7d`` ago, or an ISO 8601 date/time (UTC unless it says otherwise)."""
     if not text:
         return None
-    now = time.time() if now is None else now
-    match = _DURATION.match(text)
-    if match:
-        seconds = int(match.group(1)) * _UNIT[match.group(2)]
-        return dt.datetime.fromtimestamp(now - seconds, dt.UTC)
     try:
-        moment = dt.datetime.fromisoformat(text)
+        return times.parse_since(text, now)
     except ValueError as exc:
-        raise ValueError(
-            f"--since {text!r}: use a duration such as 6h or 7d, or an ISO date"
-            " such as 2026-03-01T08:00"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        raise ValueError(f"since: {exc}") from None
 
 
 @dataclass(frozen=True)

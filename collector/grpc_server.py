@@ -87,7 +87,9 @@ class OtlpGrpc:
         )
         handlers = []
         for (service, method), signal in ((TRACE_METHOD, TRACES), (LOGS_METHOD, LOGS)):
-            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
+            handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+                self._handler(signal)
+            )
             handlers.append(grpc.method_handlers_generic_handler(service, {method: handler}))
         self.server.add_generic_rpc_handlers(tuple(handlers))
         bound = self.server.add_insecure_port(f"{self.host}:{self.port}")

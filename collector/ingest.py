@@ -49,16 +49,16 @@ class Signal:
     def export_response(self, decoded: Decoded):
         """The Export…ServiceResponse, with ``partial_success`` when records were rejected."""
         if self.name == "traces":
-            response = ExportTraceServiceResponse()
+            traces = ExportTraceServiceResponse()
             if decoded.rejected:
-                response.partial_success.rejected_spans = decoded.rejected
-        else:
-            response = ExportLogsServiceResponse()
-            if decoded.rejected:
-                response.partial_success.rejected_log_records = decoded.rejected
+                traces.partial_success.rejected_spans = decoded.rejected
+                traces.partial_success.error_message = decoded.summary(self.noun)
+            return traces
+        logs = ExportLogsServiceResponse()
         if decoded.rejected:
-            response.partial_success.error_message = decoded.summary(self.noun)
-        return response
+            logs.partial_success.rejected_log_records = decoded.rejected
+            logs.partial_success.error_message = decoded.summary(self.noun)
+        return logs
 
     def convert(self, request, norm: Normalizer) -> Decoded:
         if self.name == "traces":

@@ -13,7 +13,7 @@ A request takes this path only when ``eligible`` says so: every span valid,
 facility and amount attributes resolvable, and only scalar attribute values.
 Anything else (rejections, arrays and maps as values, amounts with more than
 two decimals) goes through the Python decoder, which dead-letters what it must.
-``tests/test_otlp_native.py`` checks that both paths write the same rows.
+``tests/store/test_otlp_native.py`` checks that both paths write the same rows.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.attributes import to_dict
 from collector.normalize import Normalizer, RecordProblem
 from stitchboard.config import SlasConfig
-from stitchboard.phi import ASCII_SPACE
+from stitchboard.phi import ASCII_SPACE, Pseudonymizer
 from stitchboard.phi import PREFIX as PHI_PREFIX
 
 NATIVE_KIND = "otlp.traces.protobuf"
@@ -110,6 +110,8 @@ class NativeTraces:
         self.norm = normalizer
         self.database = database
         pseudonymize = normalizer.pseudonymize
+        if not isinstance(pseudonymize, Pseudonymizer):
+            raise TypeError("the engine-side decoder needs a keyed Pseudonymizer (its HMAC pads)")
         self.ipad, self.opad = pseudonymize.hmac_pads()
         otel = config.otel
         self._special = frozenset(otel.facility_attributes) | frozenset(otel.amount_attributes)

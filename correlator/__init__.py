@@ -1,0 +1,33 @@
+"""The correlator: stitches hop events into business transactions, judges their deadlines.
+
+What other stages may use (nothing else in this package is public):
+
+- reading transactions: ``TransactionReader`` (a Protocol), ``StoreTransactions``
+  (ClickHouse), ``MemoryTransactions`` (in memory, for tests), ``TransactionFilter``,
+  ``BadQuery``;
+- the vocabulary: ``Status``, ``Level``, ``Flag`` (with ``STATUSES``, ``LEVELS``, ``FLAGS``);
+- the pure core and its loop, for tools that drive them (benchmarks): ``Correlator``,
+  ``CorrelatorService``.
+"""
+
+from correlator.engine import Correlator
+from correlator.queries import BadQuery, TransactionFilter
+from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
+from correlator.service import CorrelatorService
+from correlator.transaction import FLAGS, LEVELS, STATUSES, Flag, Level, Status
+
+__all__ = [
+    "FLAGS",
+    "LEVELS",
+    "STATUSES",
+    "BadQuery",
+    "Correlator",
+    "CorrelatorService",
+    "Flag",
+    "Level",
+    "MemoryTransactions",
+    "Status",
+    "StoreTransactions",
+    "TransactionFilter",
+    "TransactionReader",
+]

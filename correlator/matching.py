@@ -80,7 +80,9 @@ class Router:
             }
         )
 
-    def _candidates(self, system: str, operation: str):
+    def _candidates(
+        self, system: str, operation: str
+    ) -> list[tuple[int, list[tuple[int, AttributeTests]]]]:
         key = (system, operation)
         found = self._cache.get(key)
         if found is None:

@@ -17,6 +17,7 @@ from typing import Any
 from correlator.engine import resummarize
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.transaction import Missed, StepResult, id_time_of
+from stitchboard import times
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
 from stitchboard.store import Store
@@ -79,14 +80,9 @@ def iso(ns: int | None) -> str | None:
 def parse_time(text: str, name: str) -> int:
     """ISO 8601 (naive means UTC) or a date, as ns."""
     try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return times.instant_ns(times.parse_instant(text))
     except ValueError:
-        raise BadQuery(
-            f"bad time {text!r} for {name}: use ISO 8601, e.g. 2026-03-09T09:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+        raise BadQuery(f"bad time {text!r} for {name}: {times.INSTANT_HELP}") from None
 
 
 def encode_cursor(id_ns: int, tx_id: str) -> str:
@@ -209,11 +205,11 @@ def get_transaction(
     hops = [(_as_event(e), step_of.get(e["event_id"], "")) for e in stored]
     # Step detail is recomputed from the hops by the correlator's own pure core.
     tx = resummarize(config, row["workflow"], hops, now)
-    body["steps"] = [_step(s) for s in tx.steps] if tx else []
-    body["missed"] = [_missed(m) for m in tx.missed] if tx else []
+    body["steps"] = [step_detail(s) for s in tx.steps] if tx else []
+    body["missed"] = [missed_detail(m) for m in tx.missed] if tx else []
     if tx is not None:
         body["status"], body["level"] = tx.status, tx.level or None
-    body["events"] = [_event(e, step_of.get(e["event_id"], "")) for e in stored]
+    body["events"] = [event_detail(e, step_of.get(e["event_id"], "")) for e in stored]
     return body
 
 
@@ -247,7 +243,7 @@ def _as_event(row: dict[str, Any]) -> Event:
     )
 
 
-def _step(step: StepResult) -> dict[str, Any]:
+def step_detail(step: StepResult) -> dict[str, Any]:
     return {
         "name": step.name,
         "count": step.events,
@@ -266,7 +262,7 @@ def _step(step: StepResult) -> dict[str, Any]:
     }
 
 
-def _missed(missed: Missed) -> dict[str, Any]:
+def missed_detail(missed: Missed) -> dict[str, Any]:
     return {
         "step": missed.step,
         "level": missed.level,
@@ -276,7 +272,7 @@ def _missed(missed: Missed) -> dict[str, Any]:
     }
 
 
-def _event(row: dict[str, Any], step: str) -> dict[str, Any]:
+def event_detail(row: dict[str, Any], step: str) -> dict[str, Any]:
     return {
         "event_id": row["event_id"],
         "step": step,

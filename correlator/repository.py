@@ -203,31 +203,28 @@ def read_events(
         )
         params.update(lo=lowest, hi=highest, stamps=sorted(set(inserted_stamps)))
     settings = {"max_block_size": block}
-    with store.client().query_row_block_stream(
-        sql, parameters=params or None, settings=settings
-    ) as stream:
-        for rows in stream:
-            yield [
-                Event(
-                    i,
-                    t,
-                    t,
-                    "",
-                    "",
-                    facility,
-                    system,
-                    operation,
-                    status,
-                    "",
-                    0,
-                    amount,
-                    "",
-                    "",
-                    keys,
-                    attrs,
-                )
-                for i, t, facility, system, operation, status, amount, keys, attrs in rows
-            ]
+    for rows in store.stream_rows(sql, params or None, settings):
+        yield [
+            Event(
+                i,
+                t,
+                t,
+                "",
+                "",
+                facility,
+                system,
+                operation,
+                status,
+                "",
+                0,
+                amount,
+                "",
+                "",
+                keys,
+                attrs,
+            )
+            for i, t, facility, system, operation, status, amount, keys, attrs in rows
+        ]
 
 
 def events_from_batch(

@@ -10,6 +10,10 @@ they turn ``overdue`` at the deadline, not when their next event arrives.
 The queue is bounded: if the correlator falls behind by more than
 ``max_pending`` events, the listener drops batches and the thread re-reads
 ``events`` inserted since the first drop instead (idempotent: event ids dedupe).
+
+No store error ends the thread: a failed pass or step is counted
+(``stitchboard_correlator_failures``), logged once per streak of failures, and
+retried after a wait that doubles up to ``retry_max`` seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ from stitchboard.writer import Batch
 log = logging.getLogger(__name__)
 
 _RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch is visible
+
+
+def retry_delay(failures: int, initial: float, maximum: float) -> float:
+    """Seconds to wait after ``failures`` failed attempts in a row: doubling from
+    ``initial``, never more than ``maximum``."""
+    return min(maximum, initial * 2 ** (failures - 1))
 
 
 class CorrelatorMetrics:
@@ -64,6 +74,11 @@ class CorrelatorMetrics:
             "Batches dropped by a full correlator queue (re-read from events)",
             registry=r,
         )
+        self.failures = Counter(
+            "stitchboard_correlator_failures",
+            "Correlator passes and steps that failed (store errors included) and were retried",
+            registry=r,
+        )
 
 
 class CorrelatorService:
@@ -75,6 +90,8 @@ class CorrelatorService:
         interval: float = 0.25,
         sweep_interval: float = 1.0,
         max_pending: int = 500_000,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
     ):
         self.store = store
         self.correlator = Correlator(config)
@@ -84,6 +101,9 @@ class CorrelatorService:
         self.interval = interval
         self.sweep_interval = sweep_interval
         self.max_pending = max_pending
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self._failures = 0  # failed attempts in a row (a streak logs once)
         self._queue: deque[tuple[float, list[Event], list[int]]] = deque()
         self._pending = 0
         self._resync_since: int | None = None
@@ -130,14 +150,13 @@ class CorrelatorService:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self.loaded:
             try:
-                if not self.loaded:
-                    self.full_pass()
-                break
-            except StoreUnavailable as exc:
-                log.warning("correlator startup pass failed, retrying: %s", exc)
-                self._stop.wait(2.0)
+                self.full_pass()
+            except Exception as exc:  # noqa: BLE001 - the thread outlives any store error
+                self._failed("startup pass", exc)
+            else:
+                self._recovered()
         self.ready.set()
         next_sweep = time.monotonic() + self.sweep_interval
         while not self._stop.is_set():
@@ -148,16 +167,31 @@ class CorrelatorService:
                 if time.monotonic() >= next_sweep:
                     self._write_or_redo(self.correlator.sweep())
                     next_sweep = time.monotonic() + self.sweep_interval
-            except StoreUnavailable as exc:
-                log.warning("correlator write failed, will retry: %s", exc)
-                self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad batch
-                log.exception("correlator step failed")
-                self._stop.wait(1.0)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad batch
+                self._failed("step", exc)
+            else:
+                self._recovered()
         try:
             self.step()
         except Exception:  # noqa: BLE001 - best effort on shutdown
             log.exception("final correlator step failed")
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Count a failure, log the first of a streak, and wait before the next try:
+        the wait doubles with each failure in a row, up to ``retry_max`` seconds."""
+        self.metrics.failures.inc()
+        if not self._failures:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("correlator %s failed, retrying with backoff: %s", what, exc)
+            else:
+                log.exception("correlator %s failed, retrying with backoff", what)
+        self._failures += 1
+        self._stop.wait(retry_delay(self._failures, self.retry_initial, self.retry_max))
+
+    def _recovered(self) -> None:
+        if self._failures:
+            log.info("correlator recovered after %d failed attempts", self._failures)
+            self._failures = 0
 
     # -- work -----------------------------------------------------------------------------
 

@@ -8,28 +8,59 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
 from correlator.deadlines import FacilityClock
 from stitchboard.config.workflows import Duration, Workflow
 from stitchboard.events import STATUS_ERROR, Event, event_id
 
-IN_PROGRESS = "in_progress"
-COMPLETE = "complete"
-LATE = "late"
-OVERDUE = "overdue"
-FAILED = "failed"
-STATUSES = (IN_PROGRESS, COMPLETE, LATE, OVERDUE, FAILED)
 
-WARN = "warn"
-BREACH = "breach"
-_RANK = {"": 0, WARN: 1, BREACH: 2}
+# StrEnums: members are the strings stored in ClickHouse and shown by the API, so a
+# member equals (and hashes as) its value, and rows read back compare equal.
+class Status(StrEnum):
+    """A transaction's status (see DESIGN.md, Correlation)."""
 
-MISSING_STEP = "missing_step"
-OUT_OF_ORDER = "out_of_order"
-DUPLICATE_STEP = "duplicate_step"
-UNEXPECTED_STEP = "unexpected_step"
-FLAGS = (MISSING_STEP, OUT_OF_ORDER, DUPLICATE_STEP, UNEXPECTED_STEP)
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    LATE = "late"  # complete, some deadline missed
+    OVERDUE = "overdue"  # open, a deadline has passed
+    FAILED = "failed"  # a hop reported an error
+
+
+class Level(StrEnum):
+    """The worst deadline missed: none, warn or breach."""
+
+    NONE = ""
+    WARN = "warn"
+    BREACH = "breach"
+
+
+class Flag(StrEnum):
+    """A conformance flag on a transaction."""
+
+    MISSING_STEP = "missing_step"
+    OUT_OF_ORDER = "out_of_order"
+    DUPLICATE_STEP = "duplicate_step"
+    UNEXPECTED_STEP = "unexpected_step"
+
+
+# The members under their former constant names (``transaction.LATE`` and so on).
+IN_PROGRESS = Status.IN_PROGRESS
+COMPLETE = Status.COMPLETE
+LATE = Status.LATE
+OVERDUE = Status.OVERDUE
+FAILED = Status.FAILED
+STATUSES = tuple(Status)
+WARN = Level.WARN
+BREACH = Level.BREACH
+LEVELS = tuple(Level)
+_RANK = {Level.NONE: 0, Level.WARN: 1, Level.BREACH: 2}
+MISSING_STEP = Flag.MISSING_STEP
+OUT_OF_ORDER = Flag.OUT_OF_ORDER
+DUPLICATE_STEP = Flag.DUPLICATE_STEP
+UNEXPECTED_STEP = Flag.UNEXPECTED_STEP
+FLAGS = tuple(Flag)
 
 END_TO_END = "end_to_end"
 UNEXPECTED_NAME = "unexpected"
@@ -53,7 +84,7 @@ class StepResult(NamedTuple):
     warn_at: int  # 0 when the step has no such deadline (or it is not armed)
     breach_at: int
     duration_ns: int  # first_time - anchor_time when both are known
-    level: str  # worst deadline missed by this step: "", warn, breach
+    level: Level  # worst deadline missed by this step
     late_by_ns: int
     amount: Decimal | None
     status: str  # status of the step's latest event
@@ -61,7 +92,7 @@ class StepResult(NamedTuple):
 
 class Missed(NamedTuple):
     step: str  # a step name or "end_to_end"
-    level: str
+    level: Level
     deadline: int
     actual: int  # 0 while the step is still awaited
     by_ns: int
@@ -72,15 +103,15 @@ class Transaction(NamedTuple):
     workflow: str
     id_time: int  # time of the earliest core event, the one the id is derived from
     facility: str
-    status: str
-    level: str
+    status: Status
+    level: Level
     start_time: int
     end_time: int  # when the last required step first happened; 0 while open
     last_time: int
     duration_ns: int  # end_time - start_time; 0 while open
     warn_deadline: int  # earliest pending warn deadline (open transactions), else 0
     breach_deadline: int
-    flags: tuple[str, ...]
+    flags: tuple[Flag, ...]
     steps: tuple[StepResult, ...]
     missed: tuple[Missed, ...]
     amount: Decimal | None
@@ -123,36 +154,55 @@ def _order(hop: Hop) -> tuple[int, str]:
     return (event.event_time, event.event_id)
 
 
+class Anchor(IntEnum):
+    """What a step's deadline counts from."""
+
+    NONE = 0  # the step has no deadline
+    START = 1  # the transaction's start
+    PREVIOUS = 2  # the previous step that happened (else the start)
+    STEP = 3  # a named step (``StepPlan.index``)
+
+
+class StepPlan(NamedTuple):
+    """One step of a ``Plan``: what ``summarize`` needs, unpacked once per workflow."""
+
+    name: str
+    anchor: Anchor
+    anchor_step: int  # the anchoring step's index for Anchor.STEP, else -1
+    warn: Duration | None
+    breach: Duration | None
+    repeat: bool
+    optional: bool
+
+
 class Plan:
     """A workflow compiled for ``summarize``: per step, how its deadline is anchored."""
-
-    ANCHOR_NONE, ANCHOR_START, ANCHOR_PREVIOUS, ANCHOR_STEP = range(4)
 
     def __init__(self, workflow: Workflow):
         self.workflow = workflow
         self.name = workflow.name
         names = [s.name for s in workflow.steps]
         self.names = names
-        self.steps = []
+        self.steps: list[StepPlan] = []
         for step in workflow.steps:
             within = step.within
             if within is None:
-                kind, index = self.ANCHOR_NONE, -1
+                anchor, index = Anchor.NONE, -1
             elif within.after == "start":
-                kind, index = self.ANCHOR_START, -1
+                anchor, index = Anchor.START, -1
             elif within.after == "previous":
-                kind, index = self.ANCHOR_PREVIOUS, -1
+                anchor, index = Anchor.PREVIOUS, -1
             else:
-                kind, index = self.ANCHOR_STEP, names.index(within.after)
+                anchor, index = Anchor.STEP, names.index(within.after)
             self.steps.append(
-                (
-                    step.name,
-                    kind,
-                    index,
-                    within.warn if within else None,
-                    within.breach if within else None,
-                    step.repeat,
-                    step.optional,
+                StepPlan(
+                    name=step.name,
+                    anchor=anchor,
+                    anchor_step=index,
+                    warn=within.warn if within else None,
+                    breach=within.breach if within else None,
+                    repeat=step.repeat,
+                    optional=step.optional,
                 )
             )
         self.core_steps = frozenset(i for i, s in enumerate(workflow.steps) if not s.fan_in)
@@ -222,11 +272,11 @@ def summarize(
     previous = 0
     for i, (name, kind, index, warn, breach, repeat, optional) in enumerate(plan.steps):
         events = by_step[i]
-        if kind == 0:
+        if kind == Anchor.NONE:
             anchor = 0
-        elif kind == 1:
+        elif kind == Anchor.START:
             anchor = start
-        elif kind == 2:
+        elif kind == Anchor.PREVIOUS:
             anchor = previous or start
         else:
             anchor = first[index]
@@ -244,7 +294,7 @@ def summarize(
                 )
         else:
             warn_at = breach_at = 0
-        level = ""
+        level = Level.NONE
         late_by = 0
         amount: Decimal | None = None
         status = ""
@@ -307,7 +357,7 @@ def summarize(
                 0,
                 0,
                 0,
-                "",
+                Level.NONE,
                 0,
                 None,
                 unexpected[-1].status,
@@ -366,7 +416,7 @@ def summarize(
     )
 
 
-_LEVELS = ("", WARN, BREACH)
+_LEVELS = (Level.NONE, Level.WARN, Level.BREACH)
 
 
 def _end_to_end(
@@ -376,7 +426,7 @@ def _end_to_end(
     now: int,
     warn: Duration | None,
     breach: Duration | None,
-) -> tuple[str, Missed | None]:
+) -> tuple[Level, Missed | None]:
     actual = end_time or now
     for duration, name in ((breach, BREACH), (warn, WARN)):
         if duration is None:
@@ -384,13 +434,13 @@ def _end_to_end(
         deadline = clock.add(start, duration)
         if (end_time and end_time > deadline) or (not end_time and now >= deadline):
             return name, Missed(END_TO_END, name, deadline, end_time, actual - deadline)
-    return "", None
+    return Level.NONE, None
 
 
 def _flags(
     plan: Plan, by_step: list[list[Event]], first: list[int], has_unexpected: bool
-) -> tuple[str, ...]:
-    flags = []
+) -> tuple[Flag, ...]:
+    flags: list[Flag] = []
     steps = plan.steps
     last = -1
     for i in range(len(steps) - 1, -1, -1):
@@ -398,7 +448,7 @@ def _flags(
             last = i
             break
     for i in range(last):
-        if not first[i] and not steps[i][6]:
+        if not first[i] and not steps[i].optional:
             flags.append(MISSING_STEP)
             break
     skew = plan.skew
@@ -413,7 +463,7 @@ def _flags(
         if latest is None or at > latest:
             latest = at
     for i, events in enumerate(by_step):
-        if len(events) > 1 and not steps[i][5]:
+        if len(events) > 1 and not steps[i].repeat:
             flags.append(DUPLICATE_STEP)  # distinct event ids: hops are deduplicated by id
             break
     if has_unexpected:

@@ -1,0 +1,3 @@
+"""Dashboards: the Dash console pages (nothing public yet)."""
+
+__all__: list[str] = []

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import uvicorn
+from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class _QuietServer(uvicorn.Server):
 class HttpComponent:
     """An ASGI app served by uvicorn inside the shared event loop."""
 
-    def __init__(self, name: str, app, host: str, port: int, label: str):
+    def __init__(self, name: str, app: ASGIApp, host: str, port: int, label: str):
         self.name = name
         self.label = label
         self.host = host

@@ -68,7 +68,7 @@ class Event:
     keys: Mapping[str, str] = field(default_factory=dict)
     attributes: Mapping[str, str] = field(default_factory=dict)
 
-    def row(self) -> tuple:
+    def row(self) -> tuple[object, ...]:
         return (
             self.event_id,
             self.event_time,
@@ -103,7 +103,7 @@ class DeadLetter:
     def dead_letter_id(self) -> str:
         return event_id("dl", self.source, self.payload, self.reason)
 
-    def row(self) -> tuple:
+    def row(self) -> tuple[object, ...]:
         return (
             self.dead_letter_id,
             self.received_time,

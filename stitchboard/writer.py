@@ -63,7 +63,7 @@ class Batch:
     def add_raw(self, kind: str, payload: bytes, records: int) -> None:
         self.raw.setdefault(kind, []).append((payload, records))
 
-    def add(self, table: str, columns: Sequence[str], rows: list[Sequence[object]]) -> None:
+    def add(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if not rows:
             return
         if table in self.tables:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 BASE_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
@@ -28,7 +31,7 @@ def spans_request(
     n: int,
     service: str = "PATACCT",
     facility: str = "NMC01",
-    extra: dict[str, object] | None = None,
+    extra: Mapping[str, object] | None = None,
     seed: int | None = None,
 ) -> ExportTraceServiceRequest:
     """``n`` charge-posting spans: a resource plus ~10 attributes each."""
@@ -51,7 +54,7 @@ def spans_request(
         span.trace_id = rnd(16)
         span.span_id = rnd(8)
         span.name = "charge.post"
-        span.kind = 2
+        span.kind = Span.SPAN_KIND_SERVER
         span.start_time_unix_nano = BASE_NS + i * 1_000_000
         span.end_time_unix_nano = span.start_time_unix_nano + 3_500_000
         _attrs(
@@ -77,7 +80,7 @@ def logs_request(
     n: int,
     service: str = "IFENGINE",
     facility: str = "NMC01",
-    extra: dict[str, object] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> ExportLogsServiceRequest:
     request = ExportLogsServiceRequest()
     rl = request.resource_logs.add()
@@ -87,7 +90,7 @@ def logs_request(
     for i in range(n):
         record = sl.log_records.add()
         record.time_unix_nano = BASE_NS + i * 1_000_000
-        record.severity_number = 9
+        record.severity_number = SEVERITY_NUMBER_INFO
         record.severity_text = "INFO"
         record.body.string_value = f"delivered message {i}"
         _attrs(record.attributes, {"messaging.message.id": f"MSG{i:08d}", **(extra or {})})

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.workflows import workflow_problems
@@ -23,7 +24,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "missing":
         return "field required"
     if error["type"] == "extra_forbidden":

@@ -26,19 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_serializer, model_validator
 
 from stitchboard.config.base import Strict
+from stitchboard.times import parse_duration
 
 if TYPE_CHECKING:
     from stitchboard.config.model import SlasConfig
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|bd)\s*$")
-_UNIT_NS = {
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-    "d": 86_400_000_000_000,
-    "w": 7 * 86_400_000_000_000,
-}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -61,18 +53,10 @@ class Duration(Strict):
             value = f"{value}s"
         if not isinstance(value, str):
             return value
-        found = _DURATION.match(value)
-        if not found:
-            raise ValueError(
-                f"bad duration {value!r}; write a number and a unit: ms, s, m, h, d, w or bd"
-                " (business days), e.g. 15m, 24h, 1bd"
-            )
-        number, unit = float(found.group(1)), found.group(2)
-        if unit == "bd":
-            if number != int(number):
-                raise ValueError(f"bad duration {value!r}: business days must be whole")
-            return {"text": value.strip(), "business_days": int(number)}
-        return {"text": value.strip(), "nanos": int(number * _UNIT_NS[unit])}
+        parsed = parse_duration(value)
+        if parsed.business_days:
+            return {"text": value.strip(), "business_days": parsed.business_days}
+        return {"text": value.strip(), "nanos": parsed.nanos}
 
     @model_serializer
     def _as_text(self) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -45,7 +46,7 @@ class Store:
                 ],
             )
         if self.embedded:
-            self.path = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
+            self.path: Path | None = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
             self.database = database
         else:
             self.path = None
@@ -133,8 +134,9 @@ class Store:
     def query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         return self._call(lambda c: c.query(sql, parameters=parameters, **kwargs))
 
-    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
-        return self.query(sql, parameters).result_rows
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.query(sql, parameters).result_rows
+        return rows
 
     def dicts(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return list(self.query(sql, parameters).named_results())
@@ -147,21 +149,62 @@ class Store:
         if rows:
             self._call(lambda c: c.insert(self.table(table), rows, column_names=list(columns)))
 
+    def stream_rows(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Iterator[Sequence[Sequence[Any]]]:
+        """Rows in blocks, read as they arrive, with the errors of ``_call``.
+
+        A failure while opening the stream or between two blocks is translated the
+        same way (``StoreUnavailable`` for a lost connection or an OS error); an
+        exception raised by the consumer of a block is never translated.
+        """
+        try:
+            context: AbstractContextManager[Iterable[Sequence[Sequence[Any]]]] = (
+                self.client().query_row_block_stream(sql, parameters=parameters, settings=settings)
+            )
+            stream = context.__enter__()
+            blocks = iter(stream)
+        except Exception as exc:  # noqa: BLE001 - translated or re-raised as it was
+            self._translate(exc)
+            raise
+        try:
+            while True:
+                try:
+                    block = next(blocks)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - translated or re-raised as it was
+                    self._translate(exc)
+                    raise
+                yield block
+        finally:
+            try:
+                context.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - closing a broken stream must not mask the cause
+                log.debug("closing a row stream raised", exc_info=True)
+
     def ping(self) -> bool:
         try:
-            return self.scalar("SELECT 1") == 1
+            return bool(self.scalar("SELECT 1") == 1)
         except StoreUnavailable:
             return False
 
-    def _call(self, fn: Any) -> Any:
+    def _call(self, fn: Callable[[Client], Any]) -> Any:
         try:
             return fn(self.client())
-        except ClickHouseError as exc:
-            if _is_connection_problem(exc):
-                self._drop_client()
-                raise StoreUnavailable(f"ClickHouse at {self.display_url}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - translated or re-raised as it was
+            self._translate(exc)
             raise
-        except OSError as exc:
+
+    def _translate(self, exc: Exception) -> None:
+        """Raise ``StoreUnavailable`` for a lost connection or an OS error; otherwise
+        return, and the caller re-raises the original error."""
+        if isinstance(exc, OSError) or (
+            isinstance(exc, ClickHouseError) and _is_connection_problem(exc)
+        ):
             self._drop_client()
             raise StoreUnavailable(f"ClickHouse at {self.display_url}: {exc}") from exc
 

@@ -9,7 +9,7 @@ repeated. Append new migrations; never edit an applied one.
 OpenTelemetry Collector contrib ClickHouse exporter (exporter/clickhouseexporter,
 internal/sqltemplates: traces_table.sql as of contrib commit 2bf6b9e1, with the
 ResourceAttributeItems/SpanAttributeItems ALIAS columns, and logs_table.sql as
-of commit e3bd2d1d, with EventName), pinned by tests/test_schema.py. Their
+of commit e3bd2d1d, with EventName), pinned by tests/store/test_schema.py. Their
 engine is ReplacingMergeTree keyed on the record's identity, so a re-sent batch
 collapses; Stitchboard's own reads
 use FINAL and are exact before merges. The official Collector can insert into
@@ -213,7 +213,7 @@ def all_statements(ctx: SchemaContext, migrations: Sequence[Migration] | None = 
     """Every DDL statement, in order: for review and for the cluster DDL test."""
     return [
         *_tables(SCHEMA_MIGRATIONS)(ctx),
-        *(sql for m in all_migrations(migrations) for sql in m.statements(ctx)),
+        *(sql for m in all_migrations(migrations or ()) for sql in m.statements(ctx)),
     ]
 
 

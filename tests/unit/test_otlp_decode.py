@@ -26,7 +26,7 @@ from stitchboard.phi import Pseudonymizer
 from tests.otlp_factory import spans_request
 from tests.support import ROOT, TEST_KEY
 
-DATA = Path(__file__).parent / "data" / "otlp"
+DATA = Path(__file__).parents[1] / "data" / "otlp"
 PSEUDO = Pseudonymizer(TEST_KEY.encode())
 
 

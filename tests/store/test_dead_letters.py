@@ -16,7 +16,7 @@ from stitchboard.config import load_config, parse_config
 from tests.otlp_factory import spans_request
 from tests.support import ROOT, make_runtime
 
-DATA = Path(__file__).parent / "data" / "hl7"
+DATA = Path(__file__).parents[1] / "data" / "hl7"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from stitchboard.api import build_api
 from stitchboard.components import HttpComponent
 from tests.support import InProcess, free_port, make_runtime
 
-DATA = Path(__file__).parent / "data" / "hl7"
+DATA = Path(__file__).parents[1] / "data" / "hl7"
 SAMPLES = [p.read_bytes() for p in sorted(DATA.glob("*.hl7"))]
 JSON_LINES = [
     b'{"timestamp": "2026-03-01T10:00:00Z", "facility": "NMC01", "msg_id": "F-1", "amount": 1}',

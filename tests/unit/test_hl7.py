@@ -23,8 +23,8 @@ from stitchboard.config import SlasConfig, parse_config
 from stitchboard.config.loader import load_config
 from stitchboard.phi import Pseudonymizer
 
-DATA = Path(__file__).parent / "data" / "hl7"
-ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parents[1] / "data" / "hl7"
+ROOT = Path(__file__).resolve().parents[2]
 PSEUDO = Pseudonymizer(b"test-key-0123456789abcdef")
 
 

@@ -18,7 +18,7 @@ from stitchboard.components import HttpComponent
 from stitchboard.store import MemorySink
 from tests.support import InProcess, free_port, make_runtime
 
-DATA = Path(__file__).parent / "data" / "hl7"
+DATA = Path(__file__).parents[1] / "data" / "hl7"
 HL7 = "x-application/hl7-v2+er7"
 
 

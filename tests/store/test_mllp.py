@@ -19,7 +19,7 @@ from collector.mllp import MllpListener
 from stitchboard.store import MemorySink
 from tests.support import InProcess, make_runtime
 
-DATA = Path(__file__).parent / "data" / "hl7"
+DATA = Path(__file__).parents[1] / "data" / "hl7"
 ADT = (DATA / "adt_a03.hl7").read_bytes()
 DFT = (DATA / "v26_dft_p03_three_lines.hl7").read_bytes()
 

@@ -11,7 +11,7 @@ from stitchboard.config.loader import parse_config
 from stitchboard.config.workflows import Duration, Pattern
 from stitchboard.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = """
 keys:

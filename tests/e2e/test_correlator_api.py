@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import serve_process
 
-DATA = Path(__file__).parent / "data" / "hl7"
+DATA = Path(__file__).parents[1] / "data" / "hl7"
 VISIT = "VN20250310-000917"
 ACK_FROM_ENGINE = (
     b"MSH|^~\\&|IFENGINE|NMC01|EHR_ADT|NMC01|20250314161630||ACK^A03^ACK|ACK0001|P|2.5.1\r"

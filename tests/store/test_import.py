@@ -10,7 +10,7 @@ import pytest
 from collector.importer import DirectTarget, import_file
 from tests.support import make_runtime
 
-DATA = Path(__file__).parent / "data" / "hl7"
+DATA = Path(__file__).parents[1] / "data" / "hl7"
 ADT = (DATA / "adt_a03.hl7").read_bytes()
 
 
