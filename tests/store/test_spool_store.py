@@ -147,6 +147,7 @@ def test_mllp_senders_get_aa_while_the_store_refuses_writes_and_all_load_after(
     runtime.writer.close()
     assert before == {"AA": 100} and after == {"AA": 100}
     assert during == {"AA": batch * 80}
+    print(f"outage of {OUTAGE_SECONDS:.0f}s: {batch * 80} messages acknowledged into the spool")
     assert sink.refused > 0
     assert counts(store, "OUTAGE-A") == {"final": 100, "ids": 100}
     assert counts(store, "OUTAGE-B") == {"final": batch * 80, "ids": batch * 80}
