@@ -1,3 +1,62 @@
-"""Alerts: SLO evaluation and the alert lifecycle (nothing public yet)."""
+"""The alerts stage: SLOs judged per facility, alerts with Alertmanager's lifecycle.
 
-__all__: list[str] = []
+Public face for other stages (dashboards, API, CLI); nothing else is imported
+across stages. ``store`` is ``stitchboard.store.Store``, ``config`` the loaded
+``SlasConfig``, ``now`` an aware UTC datetime defaulting to the current time.
+
+- ``slo_report(store, config, now=None, window=None) -> list[SloStatus]``: one
+  entry per SLO x group (facility, plus the SLO's other grouping labels);
+  declared facilities without judged transactions are ``no_data``. ``window``
+  (e.g. ``"7d"``) overrides the SLO's own window for compliance and budget.
+- ``slo_series(store, config, slo, group, start, end, step)`` -> list of
+  ``(bucket start, compliance | None)``: compliance of the transactions judged
+  in each bucket (None where none were).
+- ``list_alerts(store, states=None, limit=500) -> list[AlertView]``.
+- ``silence(store, matchers, starts_at, ends_at, author, comment) -> str`` (id;
+  ``starts_at`` None = now), ``unsilence(store, silence_id, author)``,
+  ``acknowledge(store, fingerprint, author) -> AlertView``,
+  ``list_silences(store) -> list[dict]``, ``notification_log(store, limit=200)``.
+- ``evaluate_all(store, config, notifier=None, now=None)``: one evaluation cycle;
+  ``Notifier`` (the Protocol it notifies through), ``ChannelNotifier`` (the
+  channels of slas.yaml), ``MemoryNotifier`` (in memory, for tests);
+  ``EvaluationLoop`` (the scheduler job of ``stitchboard serve``), for tools that
+  drive them (benchmarks).
+"""
+
+from alerts.actions import (
+    AlertView,
+    acknowledge,
+    list_alerts,
+    list_silences,
+    notification_log,
+    silence,
+    unsilence,
+)
+from alerts.errors import AlertNotFound, AlertsError, BadSilence, SilenceNotFound
+from alerts.evaluation import evaluate_all
+from alerts.notifier import ChannelNotifier, MemoryNotifier, Notifier
+from alerts.objectives import SloState, SloStatus, slo_report, slo_series
+from alerts.stage import EvaluationLoop
+
+__all__ = [
+    "AlertNotFound",
+    "AlertView",
+    "AlertsError",
+    "BadSilence",
+    "ChannelNotifier",
+    "EvaluationLoop",
+    "MemoryNotifier",
+    "Notifier",
+    "SilenceNotFound",
+    "SloState",
+    "SloStatus",
+    "acknowledge",
+    "evaluate_all",
+    "list_alerts",
+    "list_silences",
+    "notification_log",
+    "silence",
+    "slo_report",
+    "slo_series",
+    "unsilence",
+]

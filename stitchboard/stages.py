@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from stitchboard.store import Store
     from stitchboard.store.schema import Migration
 
-STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage")
+STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage", "alerts.stage")
 TOOLS: tuple[str, ...] = ("simulator.stage",)
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from stitchboard.config.model import SlasConfig
+from stitchboard.config.slos import slo_problems
 from stitchboard.config.workflows import workflow_problems
 from stitchboard.errors import ConfigError
 
@@ -61,6 +62,8 @@ def parse_config(text: str, source: str = "slas.yaml") -> SlasConfig:
     except ValidationError as exc:
         raise ConfigError(source, validation_problems(exc)) from exc
     problems = workflow_problems(config)
+    if not problems:
+        problems = slo_problems(config)
     if problems:
         raise ConfigError(source, problems)
     return config

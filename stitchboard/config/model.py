@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stitchboard.config.base import Strict
 from stitchboard.config.messages import MessagesConfig
+from stitchboard.config.slos import AlertsConfig, Slo
 from stitchboard.config.workflows import Workflow
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -105,6 +106,8 @@ class SlasConfig(Strict):
     otel: OtelMapping = Field(default_factory=OtelMapping)
     messages: MessagesConfig = Field(default_factory=MessagesConfig)
     workflows: list[Workflow] = Field(default_factory=list)
+    slos: list[Slo] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("keys")
     @classmethod
@@ -132,6 +135,9 @@ class SlasConfig(Strict):
             for alias in facility.aliases:
                 index[alias] = facility.id
         return index
+
+    def slo(self, name: str) -> Slo | None:
+        return next((s for s in self.slos if s.name == name), None)
 
     def facility(self, facility_id: str) -> Facility | None:
         return next((f for f in self.facilities if f.id == facility_id), None)

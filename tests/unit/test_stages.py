@@ -14,7 +14,7 @@ def test_every_listed_module_defines_one_stage():
     stages = all_stages()
     assert len(stages) == len(STAGES) + len(TOOLS)
     assert all(isinstance(stage, Stage) and stage.name for stage in stages)
-    assert [s.name for s in served_stages()] == ["collector", "correlator"]
+    assert [s.name for s in served_stages()] == ["collector", "correlator", "alerts"]
 
 
 def test_migrations_come_from_the_stages_in_version_order():
@@ -46,7 +46,7 @@ def test_a_version_taken_twice_is_refused_with_both_names():
 def test_stage_commands_reach_the_command_line():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("serve", "import", "dead-letters", "correlate", "simulate", "demo"):
+    for command in ("serve", "import", "dead-letters", "correlate", "alerts", "simulate", "demo"):
         assert command in result.output
 
 

@@ -1,0 +1,221 @@
+"""``/api/v1/slos`` and ``/api/v1/alerts``: SLO compliance, alerts, silences, acknowledgements.
+
+Writes (silence, unsilence, acknowledge) take a JSON body with the author; a
+role check goes in front of them once logins exist (``require_role``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.actions import (
+    acknowledge,
+    list_alerts,
+    list_silences,
+    notification_log,
+    silence,
+    unsilence,
+)
+from alerts.errors import AlertNotFound, BadSilence, SilenceNotFound
+from alerts.objectives import SloStatus, evaluate_slo, slo_report, slo_series
+from stitchboard.api import ApiError
+from stitchboard.config.workflows import Duration
+from stitchboard.runtime import Runtime
+
+STATES = ("pending", "firing", "resolved")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SilenceBody(_Body):
+    matchers: dict[str, str] = Field(min_length=1)
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    duration: str | None = Field(default=None, description="Instead of ends_at, e.g. 2h")
+    author: str = Field(min_length=1)
+    comment: str = ""
+
+
+class AuthorBody(_Body):
+    author: str = Field(min_length=1)
+
+
+def require_role(role: str) -> None:
+    """Where the role check goes when logins land (engineer for writes)."""
+
+
+def jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _status(s: SloStatus) -> dict[str, Any]:
+    body: dict[str, Any] = jsonable(s)
+    body.pop("window_counts", None)
+    return body
+
+
+def _window(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        if not Duration.model_validate(text).nanos:
+            raise ValueError(text)
+    except ValueError:
+        raise ApiError(400, f"bad window {text!r}: use a duration such as 7d or 24h") from None
+    return text
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(tags=["slos", "alerts"])
+    store, config = runtime.store, runtime.config
+    facilities = config.facility_index()
+
+    def facility_id(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value not in facilities:
+            raise ApiError(400, f"unknown facility {value!r}")
+        return facilities[value]
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    @router.get("/slos")
+    async def slos(
+        facility: Annotated[str | None, Query(description="Facility id or alias")] = None,
+        window: Annotated[str | None, Query(description="Override the SLO window")] = None,
+    ) -> dict[str, Any]:
+        """Every SLO x group: compliance, objective, budget left, burn rates, counts, $ at risk."""
+        wanted = facility_id(facility)
+        report = await run(slo_report, store, config, None, _window(window))
+        items = [_status(s) for s in report if wanted is None or s.group["facility"] == wanted]
+        return {"items": items}
+
+    @router.get("/slos/{name}")
+    async def slo_detail(
+        name: str,
+        facility: Annotated[str | None, Query(description="Facility id or alias")] = None,
+        window: Annotated[str | None, Query(description="Override the SLO window")] = None,
+        hours: Annotated[int, Query(ge=1, le=24 * 90, description="Series length")] = 24,
+        step_minutes: Annotated[int, Query(ge=1, le=24 * 60, description="Series bucket")] = 60,
+    ) -> dict[str, Any]:
+        """One SLO: its groups, each with a compliance series for plotting."""
+        slo = config.slo(name)
+        if slo is None:
+            raise ApiError(404, f"no SLO named {name!r}")
+        wanted = facility_id(facility)
+        now = dt.datetime.now(dt.UTC)
+        statuses = await run(evaluate_slo, store, config, slo, now, _window(window))
+        items = []
+        for s in statuses:
+            if wanted is not None and s.group["facility"] != wanted:
+                continue
+            series = await run(
+                slo_series,
+                store,
+                config,
+                name,
+                s.group,
+                now - dt.timedelta(hours=hours),
+                now,
+                dt.timedelta(minutes=step_minutes),
+            )
+            body = _status(s)
+            body["series"] = [{"time": jsonable(t), "compliance": v} for t, v in series]
+            items.append(body)
+        return {
+            "name": slo.name,
+            "description": slo.description,
+            "indicator": slo.indicator.model_dump(),
+            "objective": slo.objective,
+            "window": slo.window_label,
+            "budgeting": slo.budgeting,
+            "items": items,
+        }
+
+    @router.get("/alerts")
+    async def alerts(
+        state: Annotated[str | None, Query(description="pending, firing or resolved")] = None,
+        fingerprint: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> dict[str, Any]:
+        """Alerts, newest first."""
+        if state is not None and state not in STATES:
+            raise ApiError(400, f"bad state {state!r}: use one of {', '.join(STATES)}")
+        views = await run(list_alerts, store, [state] if state else None, limit)
+        if fingerprint is not None:
+            views = [v for v in views if v.fingerprint == fingerprint]
+        return {"items": jsonable(views)}
+
+    @router.post("/alerts/{fingerprint}/ack")
+    async def ack(fingerprint: str, body: AuthorBody) -> dict[str, Any]:
+        """Acknowledge: no repeats until the alert resolves or worsens."""
+        require_role("engineer")
+        try:
+            view = await run(acknowledge, store, fingerprint, body.author)
+        except AlertNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        answer: dict[str, Any] = jsonable(view)
+        return answer
+
+    @router.get("/alerts/silences")
+    async def silences() -> dict[str, Any]:
+        return {"items": jsonable(await run(list_silences, store))}
+
+    @router.post("/alerts/silences", status_code=201)
+    async def create_silence(body: SilenceBody) -> dict[str, Any]:
+        """Silence every alert whose labels equal all matchers, from starts_at to ends_at."""
+        require_role("engineer")
+        start = body.starts_at or dt.datetime.now(dt.UTC)
+        end = body.ends_at
+        if end is None and body.duration:
+            try:
+                length = Duration.model_validate(body.duration)
+            except ValueError:
+                raise ApiError(400, f"bad duration {body.duration!r}") from None
+            end = start + dt.timedelta(microseconds=length.nanos // 1000)
+        if end is None:
+            raise ApiError(400, "give ends_at or duration")
+        try:
+            silence_id = await run(
+                silence, store, body.matchers, start, end, body.author, body.comment
+            )
+        except BadSilence as exc:
+            raise ApiError(400, str(exc)) from None
+        return {"id": silence_id}
+
+    @router.post("/alerts/silences/{silence_id}/expire")
+    async def expire(silence_id: str, body: AuthorBody) -> dict[str, Any]:
+        require_role("engineer")
+        try:
+            await run(unsilence, store, silence_id, body.author)
+        except SilenceNotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        return {"id": silence_id, "expired_by": body.author}
+
+    @router.get("/alerts/notifications")
+    async def notifications(limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
+        """Every delivery attempt, newest first."""
+        return {"items": jsonable(await run(notification_log, store, limit))}
+
+    return router

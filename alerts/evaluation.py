@@ -1,0 +1,78 @@
+"""One evaluation cycle: judge every SLO and rule, advance the lifecycle, notify.
+
+``evaluate_all`` is the plain function behind the scheduler job, the CLI's
+``alerts evaluate --once`` and the tests (which pass a fixed clock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from alerts.burn_rate import burn_rate_candidates
+from alerts.conditions import (
+    error_candidates,
+    error_rows,
+    feed_rows,
+    idle_candidates,
+    inhibited,
+    overdue_candidates,
+    overdue_rows,
+)
+from alerts.lifecycle import Candidate, Step, advance
+from alerts.notifier import MemoryNotifier, Notifier
+from alerts.objectives import SloStatus, slo_report
+from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
+from stitchboard.config.model import SlasConfig
+from stitchboard.store import Store
+
+log = logging.getLogger("stitchboard.alerts")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    statuses: tuple[SloStatus, ...]
+    candidates: tuple[Candidate, ...]
+    step: Step
+
+
+def candidates(
+    store: Store, config: SlasConfig, statuses: list[SloStatus], now: int
+) -> list[Candidate]:
+    rules = config.alerts
+    found = burn_rate_candidates(config, statuses)
+    if rules.overdue.enabled:
+        rows = overdue_rows(store, rules.overdue.amount, now)
+        found += overdue_candidates(rules.overdue, rows, rules.external_url)
+    if rules.idle_feeds.enabled:
+        found += idle_candidates(
+            config, rules.idle_feeds, feed_rows(store, config, rules.idle_feeds, now), now
+        )
+    if rules.error_spike.enabled:
+        found += error_candidates(config, error_rows(store, rules.error_spike.window.nanos, now))
+    return found
+
+
+def evaluate_all(
+    store: Store,
+    config: SlasConfig,
+    notifier: Notifier | None = None,
+    now: dt.datetime | None = None,
+) -> Evaluation:
+    now = now or dt.datetime.now(dt.UTC)
+    now_ns = to_ns(now) or 0
+    notifier = notifier or MemoryNotifier()
+    # One read-advance-write of alert state at a time in this process (scheduler, CLI,
+    # acknowledgements from the API).
+    with STATE_LOCK:
+        statuses = slo_report(store, config, now)
+        found = candidates(store, config, statuses, now_ns)
+        muted = inhibited(config, found)
+        previous = {r.fingerprint: r for r in live_records(store, now_ns)}
+        step = advance(previous, found, load_silences(store), muted, config.alerts.route, now_ns)
+        # State first: a crash after this line may lose a notification, never send one twice.
+        write_records(store, step.changed)
+    if step.notices:
+        notifier.notify(step.notices)
+    return Evaluation(tuple(statuses), tuple(found), step)

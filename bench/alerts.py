@@ -1,0 +1,208 @@
+"""Alerts figures: one evaluation cycle (every shipped SLO and rule) over 10M transactions.
+
+``BENCH_ALERTS_TXS`` sets the size (default 10,000,000). The transactions are
+generated in ClickHouse (INSERT … SELECT from ``numbers``) for the five shipped
+workflows and three facilities over 30 days, with the shipped mix of statuses.
+The in-run reference is one exact (FINAL) scan of two columns of the same table.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Iterator
+
+NS = 1_000_000_000
+
+
+def _generate_sql(table: str, config: object, count: int, now_s: int) -> str:
+    workflows = config.workflows  # type: ignore[attr-defined]
+    names = ", ".join(f"'{w.name}'" for w in workflows)
+    steps = ", ".join("[" + ", ".join(f"'{s.name}'" for s in w.steps) + "]" for w in workflows)
+    n_wf = len(workflows)
+    # Per row: a workflow, a facility, a start within 30 days, and a status mix of roughly
+    # 85 % complete, 4 % late (breach), 3 % late (warn), 5 % open, 2 % overdue, 1 % failed.
+    return f"""
+INSERT INTO {table} (id, workflow, id_time, facility, status, level, start_time, end_time,
+    last_time, warn_deadline, breach_deadline, amount, step_names, step_counts, step_first,
+    step_last, step_levels, version, deleted)
+SELECT
+    lower(hex(number)) AS id,
+    [{names}][number % {n_wf} + 1] AS workflow,
+    fromUnixTimestamp64Nano(toInt64(({now_s} - 30 * 86400 + (number * 7919) % (30 * 86400))
+        * 1000000000)) AS id_time,
+    ['NMC01', 'LCH02', 'MSC03'][intDiv(number, {n_wf}) % 3 + 1] AS facility,
+    multiIf(r < 85, 'complete', r < 92, 'late', r < 97, 'in_progress', r < 99, 'overdue',
+        'failed') AS status,
+    multiIf(r >= 85 AND r < 89, 'breach', r >= 89 AND r < 92, 'warn', r >= 97 AND r < 99,
+        'breach', '') AS level,
+    id_time AS start_time,
+    if(r < 92, id_time + toIntervalSecond(3600 + number % 86400), NULL) AS end_time,
+    id_time + toIntervalSecond(600) AS last_time,
+    if(r >= 92 AND r < 99, id_time + toIntervalSecond(1800), NULL) AS warn_deadline,
+    if(r >= 92 AND r < 99, id_time + toIntervalSecond(if(r < 97, 40 * 86400, 3600)), NULL)
+        AS breach_deadline,
+    toDecimal64((number % 50000) / 3, 2) AS amount,
+    [{steps}][number % {n_wf} + 1] AS step_names,
+    arrayMap(x -> toUInt32(1), step_names) AS step_counts,
+    arrayMap((x, i) -> if(i <= 2 OR r < 92,
+        toUnixTimestamp64Nano(id_time) + i * 600000000000, 0),
+        step_names, arrayEnumerate(step_names)) AS step_first,
+    step_first AS step_last,
+    arrayMap((x, i) -> if(i = 2 AND r >= 85 AND r < 92, if(r < 89, 'breach', 'warn'), ''),
+        step_names, arrayEnumerate(step_names)) AS step_levels,
+    1 AS version,
+    0 AS deleted
+FROM (SELECT number, number * 2654435761 % 100 AS r FROM numbers({count}))
+"""
+
+
+def run() -> Iterator[str]:
+    from alerts import MemoryNotifier, evaluate_all, slo_report
+    from stitchboard.config import load_config
+    from stitchboard.stages import open_store
+    from tests.conftest import engine_url
+    from tests.support import ROOT
+
+    config = load_config(ROOT / "slas.yaml")
+    count = int(os.environ.get("BENCH_ALERTS_TXS", "10000000"))
+    store = open_store(engine_url(), database="bench_alerts")
+    table = store.table("transactions")
+    try:
+        store.command(f"TRUNCATE TABLE {table}")
+        started = time.perf_counter()
+        store.command(_generate_sql(table, config, count, int(time.time())))
+        store.command(f"OPTIMIZE TABLE {table} FINAL")
+        yield f"generated {count:,} transactions in {time.perf_counter() - started:.1f} s"
+
+        refs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            store.scalar(
+                f"SELECT countIf(status = 'late'), sum(ifNull(amount, 0)) FROM {table} FINAL"
+                " WHERE deleted = 0 SETTINGS do_not_merge_across_partitions_select_final = 1"
+            )
+            refs.append(time.perf_counter() - started)
+        reference = statistics.median(refs)
+        yield (
+            f"reference: one FINAL scan (status, amount) of {count:,} rows:"
+            f" {reference * 1000:.0f} ms"
+        )
+
+        slo_times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            report = slo_report(store, config)
+            slo_times.append(time.perf_counter() - started)
+        judged = sum(s.total for s in report)
+        yield (
+            f"SLO report ({len(config.slos)} SLOs, {len(report)} groups, {judged:,} judged):"
+            f" median {statistics.median(slo_times) * 1000:.0f} ms"
+        )
+
+        cycle_times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            result = evaluate_all(store, config, MemoryNotifier())
+            cycle_times.append(time.perf_counter() - started)
+        cycle = statistics.median(cycle_times)
+        yield (
+            f"evaluation cycle (SLOs + overdue + idle feeds + error spikes + lifecycle):"
+            f" median {cycle * 1000:.0f} ms, {len(result.candidates)} conditions"
+            f" (target <= 1000 ms; {cycle / reference:.1f}x the reference scan)"
+        )
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
+        store.close()
+    yield from _latency()
+
+
+def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
+    """Deadline passed -> webhook received, with the shipped evaluation interval and route.
+
+    Each of ``count`` open high-value transactions (one per workflow x facility, so each
+    is its own alert group) passes its breach deadline at a different moment over
+    ``spread_s`` seconds while the evaluation loop runs as in ``stitchboard serve``.
+    """
+    import asyncio
+    import datetime as dt
+    from decimal import Decimal
+
+    from alerts import EvaluationLoop
+    from stitchboard.config import load_config
+    from stitchboard.config.slos import Channel
+    from stitchboard.stages import open_store
+    from tests.alerts_helpers import TX_COLUMNS, Receiver
+    from tests.conftest import engine_url
+    from tests.support import ROOT, make_runtime
+
+    shipped = load_config(ROOT / "slas.yaml")
+    store = open_store(engine_url(), database="bench_alerts_latency")
+    arrivals: dict[tuple[str, str], float] = {}
+    with Receiver() as receiver:
+        hook = Channel(name="hook", type="webhook", url=receiver.url, retries=0)
+        alerts = shipped.alerts.model_copy(update={"channels": [hook]})
+        config = shipped.model_copy(update={"alerts": alerts, "slos": []})
+        runtime = make_runtime(store, config=config)
+        now = time.time()
+        deadlines: dict[tuple[str, str], float] = {}
+        rows: list[tuple[object, ...]] = []
+        combos = [(w.name, f.id) for w in config.workflows for f in config.facilities][:count]
+        for i, (workflow, facility) in enumerate(combos):
+            due = now + 10 + spread_s * i / max(1, len(combos) - 1)
+            deadlines[(workflow, facility)] = due
+            start = dt.datetime.fromtimestamp(now - 3600, dt.UTC)
+            rows.append(
+                (
+                    f"lat{i}",
+                    workflow,
+                    start,
+                    facility,
+                    "in_progress",
+                    "",
+                    start,
+                    None,
+                    start,
+                    None,
+                    dt.datetime.fromtimestamp(due, dt.UTC),
+                    Decimal("50000.00"),
+                    [],
+                    [],
+                    [],
+                    [],
+                    [],
+                    1,
+                    0,
+                )
+            )
+        store.insert("transactions", TX_COLUMNS, rows)
+        loop = EvaluationLoop(runtime)
+        event_loop = asyncio.new_event_loop()
+        event_loop.run_until_complete(loop.start())
+        stop_at = now + 10 + spread_s + 40
+        try:
+            while time.time() < stop_at and len(arrivals) < len(deadlines):
+                for post in list(receiver.posts):
+                    for alert in post["json"]["alerts"]:  # type: ignore[index]
+                        key = (alert["labels"]["workflow"], alert["labels"]["facility"])
+                        arrivals.setdefault(key, float(post["at"]))  # type: ignore[arg-type]
+                time.sleep(0.05)
+        finally:
+            event_loop.run_until_complete(loop.stop())
+            event_loop.close()
+            runtime.writer.close()
+            store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
+            store.close()
+    latencies = sorted(arrivals[k] - deadlines[k] for k in arrivals)
+    missing = len(deadlines) - len(latencies)
+    if latencies:
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+        yield (
+            f"deadline passed -> webhook received ({len(latencies)} alerts, interval"
+            f" {shipped.alerts.evaluation_interval.text}, no ingest load): median"
+            f" {statistics.median(latencies):.1f} s, p95 {p95:.1f} s, max {latencies[-1]:.1f} s"
+            f" (target p95 <= 30 s){'; ' + str(missing) + ' never arrived' if missing else ''}"
+        )
+    else:
+        yield "deadline passed -> webhook received: no notification arrived"

@@ -1,0 +1,76 @@
+"""The alerts stage inside a real ``stitchboard serve``: API shapes, errors, silences."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support import serve_process
+
+pytestmark = pytest.mark.slow
+
+
+def test_slos_alerts_and_silences_over_http() -> None:
+    with serve_process() as server:
+        api = f"{server.api}/api/v1"
+        slos = httpx.get(f"{api}/slos", timeout=30).json()["items"]
+        # Seven shipped SLOs x three facilities, and an empty store: all no_data, never 100 %.
+        assert len(slos) == 21
+        assert {s["status"] for s in slos} == {"no_data"}
+        assert all(s["compliance"] is None for s in slos)
+        lakeside = httpx.get(f"{api}/slos", params={"facility": "LCH"}, timeout=30).json()
+        assert {s["group"]["facility"] for s in lakeside["items"]} == {"LCH02"}
+        detail = httpx.get(
+            f"{api}/slos/discharge_charges_posted",
+            params={"facility": "LCH02", "hours": 3},
+            timeout=30,
+        ).json()
+        [item] = detail["items"]
+        assert detail["objective"] == 0.97 and detail["window"] == "30d"
+        # Buckets start on the hour: three hours back spans four of them (three on the hour).
+        assert len(item["series"]) in (3, 4) and all(
+            p["compliance"] is None for p in item["series"]
+        )
+        assert item["burn_rates"] == {
+            "5m": None,
+            "30m": None,
+            "1h": None,
+            "2h": None,
+            "6h": None,
+            "1d": None,
+            "3d": None,
+        }
+        assert httpx.get(f"{api}/slos/nope", timeout=10).status_code == 404
+        assert httpx.get(f"{api}/slos", params={"facility": "XX"}, timeout=10).status_code == 400
+
+        assert httpx.get(f"{api}/alerts", timeout=10).json() == {"items": []}
+        bad = httpx.get(f"{api}/alerts", params={"state": "on fire"}, timeout=10)
+        assert bad.status_code == 400 and "bad state" in bad.json()["error"]["message"]
+        created = httpx.post(
+            f"{api}/alerts/silences",
+            json={
+                "matchers": {"facility": "LCH02"},
+                "duration": "2h",
+                "author": "dana",
+                "comment": "EHR upgrade",
+            },
+            timeout=10,
+        )
+        assert created.status_code == 201
+        sid = created.json()["id"]
+        [listed] = httpx.get(f"{api}/alerts/silences", timeout=10).json()["items"]
+        assert (listed["id"], listed["author"]) == (sid, "dana")
+        refused = httpx.post(
+            f"{api}/alerts/silences",
+            json={"matchers": {}, "duration": "1h", "author": "x"},
+            timeout=10,
+        )
+        assert refused.status_code in (400, 422)
+        expired = httpx.post(
+            f"{api}/alerts/silences/{sid}/expire", json={"author": "lee"}, timeout=10
+        )
+        assert expired.json() == {"id": sid, "expired_by": "lee"}
+        missing = httpx.post(f"{api}/alerts/ffff/ack", json={"author": "dana"}, timeout=10)
+        assert missing.status_code == 404
+        assert httpx.get(f"{api}/alerts/notifications", timeout=10).json() == {"items": []}
+    assert "7 SLOs every 15s; channels: log" in server.output  # the startup banner
