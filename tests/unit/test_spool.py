@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -279,4 +280,22 @@ def test_metrics_show_depth_syncs_and_loads(tmp_path):
     assert "stitchboard_spool_loaded_records_total 3.0" in text
     assert "stitchboard_spool_oldest_unloaded_age_seconds 0.0" in text
     assert 'stitchboard_inserted_rows_total{table="events"} 3.0' in text
+    w.close()
+
+
+def test_a_failed_write_is_not_acknowledged_and_the_next_segment_takes_over(tmp_path):
+    sink = MemorySink()
+    w = writer(tmp_path, sink)
+    w.write_sync(batch(0), timeout=5)
+    # The active segment stops taking writes (its descriptor now reads only: EBADF).
+    readonly = os.open(tmp_path / segment_name(segment_ids(tmp_path)[-1]), os.O_RDONLY)
+    os.dup2(readonly, w.journal._fd)
+    os.close(readonly)
+    with pytest.raises(StoreUnavailable, match="spool write failed"):
+        w.write_sync(batch(1), timeout=5)
+    w.write_sync(batch(2), timeout=5)  # a fresh segment took over
+    assert len(segment_ids(tmp_path)) == 2
+    w.start()
+    wait_for(lambda: w.journal.caught_up)
+    assert ids(sink) == ["e0", "e2"]
     w.close()
