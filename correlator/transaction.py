@@ -80,10 +80,12 @@ class StepResult(NamedTuple):
     events: int  # how many events the step has (not `count`: tuples have a count())
     first_time: int  # ns; 0 when the step has not happened
     last_time: int
-    anchor_time: int  # what the deadline counts from; 0 when not armed yet
+    # What the deadline counts from; 0 when not armed yet. For a repeat step anchored on
+    # a repeat step: the anchor's latest event at or before the step's latest event.
+    anchor_time: int
     warn_at: int  # 0 when the step has no such deadline (or it is not armed)
     breach_at: int
-    duration_ns: int  # first_time - anchor_time when both are known
+    duration_ns: int  # first_time - the anchor's first event time, when both are known
     level: Level  # worst deadline missed by this step
     late_by_ns: int
     amount: Decimal | None
@@ -216,6 +218,7 @@ class Plan:
                 )
             )
         self.optional = tuple(s.optional for s in workflow.steps)
+        self.repeat = tuple(s.repeat for s in workflow.steps)
         self.core_steps = frozenset(i for i, s in enumerate(workflow.steps) if not s.fan_in)
         self.required = tuple(i for i, s in enumerate(workflow.steps) if not s.optional)
         e2e = workflow.within
@@ -235,7 +238,9 @@ def summarize(
 
     Clocks: a step's deadline counts from its anchor step's first event (its event
     or its send time, per ``within.from``) and is not armed while the anchor is
-    pending; the end-to-end deadline counts from the first step. A required step
+    pending; a repeat step anchored on a repeat step judges its latest event from the
+    anchor's latest event at or before it (the first when none is); the end-to-end
+    deadline counts from the first step. A required step
     missing while a later step happened is flagged ``missing_step`` at once, or,
     with a ``grace``, once that grace after the earliest later event (and not
     before the start) has passed, which is then a missed breach deadline.
@@ -288,6 +293,7 @@ def summarize(
     last = -1
     at, at_step = 0, -1
     optional_steps = plan.optional
+    repeat_steps = plan.repeat
     for i in range(count - 1, -1, -1):
         later_time[i], later_step[i] = at, at_step
         if first[i]:
@@ -320,6 +326,7 @@ def summarize(
         events = by_step[i]
         anchor = 0
         since = ""
+        waited = 0  # the first anchor event's time: what the step's duration counts from
         if kind:
             # The anchor step: the first, the one before, or a named one; an optional
             # anchor that was skipped (a later step happened) hands it back.
@@ -333,6 +340,12 @@ def summarize(
                 else:
                     anchor = first[j]
                     since = names[j]
+                waited = anchor
+                if repeat and events and repeat_steps[j]:
+                    # A repeat step anchored on a repeat step (journals after charges):
+                    # its latest event counts from the anchor's latest event at or
+                    # before it; with none before it, from the anchor's first.
+                    anchor = _latest_anchor(by_step[j], events[-1].event_time, from_sent, anchor)
         if anchor:
             # Plain durations inline; business days go through the facility's calendar.
             if warn is None:
@@ -435,7 +448,7 @@ def summarize(
                 warn_at,
                 breach_at,
                 # A step that may come early has no negative duration: it was not waited for.
-                first[i] - anchor if events and anchor and first[i] > anchor else 0,
+                first[i] - waited if events and waited and first[i] > waited else 0,
                 level,
                 late_by,
                 amount,
@@ -514,6 +527,19 @@ def summarize(
 
 
 _LEVELS = (Level.NONE, Level.WARN, Level.BREACH)
+
+
+def _latest_anchor(anchors: list[Event], actual: int, from_sent: bool, first: int) -> int:
+    """The latest anchor event time (sent time with ``from: sent``) at or before ``actual``;
+    ``first`` (the anchor's first event) when none is."""
+    best = 0
+    for event in anchors:
+        at = (event.sent_time or event.event_time) if from_sent else event.event_time
+        if best < at <= actual:
+            best = at
+    return best or first
+
+
 _START, _PREVIOUS = int(Anchor.START), int(Anchor.PREVIOUS)
 
 

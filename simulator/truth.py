@@ -17,7 +17,10 @@ clocks start" and the step semantics documented in docs/slas.md:
   ``missing_step`` at once, or with a ``grace`` once that grace after the
   earliest such later event (never before the start) has passed, which is then
   its breach deadline (unless its own breach deadline comes first);
-- a step is judged by its first event, a repeating step by its latest; each
+- a step is judged by its first event, a repeating step by its latest; a
+  repeating step anchored on a repeating step (GL journals after charges) counts
+  its latest event from the anchor's latest event at or before it (the time
+  ``within.from`` names), from the anchor's first when none precedes it; each
   step and the end-to-end deadline report the worst level missed (breach, else warn);
 - ``bd`` deadlines end at local midnight after the Nth business day;
 - a step whose latest event is an error leaves the transaction ``failed``
@@ -201,11 +204,13 @@ def _judge(
     first: dict[str, int] = {}
     first_sent: dict[str, int] = {}
     actual: dict[str, int] = {}
+    stamps: dict[str, list[tuple[int, int]]] = {}  # step → (occurred, sent) of each event
     failed = False
     for step in workflow.steps:
         got = sorted(set(events.get(step.name, ())))
         if not got:
             continue
+        stamps[step.name] = [(e[0], e[3]) for e in got]
         first[step.name] = got[0][0]
         first_sent[step.name] = got[0][3]
         # A repeating step is judged by its latest event (a late charge is late).
@@ -250,6 +255,13 @@ def _judge(
                 j -= 1
             if j >= 0 and names[j] in first:
                 anchor = first_sent[names[j]] if within.from_ == "sent" else first[names[j]]
+                latest = actual.get(step.name)
+                if step.repeat and workflow.steps[j].repeat and latest is not None:
+                    # Journals after charges: the latest journal is due after the latest
+                    # charge at or before it (by the clock's time), not after the first.
+                    side = 1 if within.from_ == "sent" else 0
+                    before = [t[side] for t in stamps[names[j]] if t[side] <= latest]
+                    anchor = max(before, default=anchor)
         at = actual.get(step.name)
         if at is None and (step.optional or complete):
             continue

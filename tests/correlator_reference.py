@@ -86,6 +86,7 @@ def reference_summarize(
     for i, step in enumerate(steps):
         hops = by_step[i]
         anchor = 0
+        waited = 0  # the anchor's first event: what the step's duration counts from
         since = ""
         within = step.within
         if within is not None:
@@ -99,9 +100,16 @@ def reference_summarize(
             while j >= 0 and not happened[j] and steps[j].optional and last_happened > j:
                 j -= 1
             if j >= 0 and happened[j]:
-                event = by_step[j][0].event
-                anchor = event.sent if within.from_ == "sent" else event.event_time
-                since = steps[j].name + (" sent" if within.from_ == "sent" else "")
+                sent = within.from_ == "sent"
+                times = [h.event.sent if sent else h.event.event_time for h in by_step[j]]
+                anchor = waited = times[0]
+                since = steps[j].name + (" sent" if sent else "")
+                if step.repeat and steps[j].repeat and hops:
+                    # Repeat after repeat: the anchor's latest event at or before this
+                    # step's latest event, else its first.
+                    before = [t for t in times if t <= hops[-1].event.event_time]
+                    if before:
+                        anchor = max(before)
         warn_at = clock.add(anchor, within.warn) if anchor and within and within.warn else 0
         breach_at = clock.add(anchor, within.breach) if anchor and within and within.breach else 0
         step_level = ""
@@ -183,7 +191,7 @@ def reference_summarize(
                 anchor_time=anchor,
                 warn_at=warn_at,
                 breach_at=breach_at,
-                duration_ns=max(first[i] - anchor, 0) if hops and anchor else 0,
+                duration_ns=max(first[i] - waited, 0) if hops and waited else 0,
                 level=step_level,
                 late_by_ns=late_by,
                 amount=amount,

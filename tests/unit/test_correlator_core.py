@@ -67,7 +67,9 @@ def test_complete_with_a_late_step_is_late_with_its_level_and_margin() -> None:
 def test_gl_journal_deadline_is_the_next_business_day_in_facility_time() -> None:
     friday = at("2026-03-13T15:00:00-05:00")
     chain = discharge_chain(friday)
-    charge_time = friday + 2 * HOUR
+    # The chain's charges post at 17:00 and 18:00; the journal counts from the latest
+    # charge at or before it (a repeat step anchored on a repeat step).
+    charge_time = friday + 3 * HOUR
     on_monday = [e for e in chain if e.operation != "gl.journal.post"] + [
         ev(
             "ERP_GL",

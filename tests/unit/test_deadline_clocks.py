@@ -163,6 +163,116 @@ def test_charges_during_the_stay_and_reversals_are_not_late_or_out_of_order() ->
     assert explain(tx.missed[0]) == "breach 72h after discharge at 2026-03-09T14:00Z, missed by 1d"
 
 
+# -- repeat steps anchored on repeat steps: journals after charges -------------------------
+
+# An inpatient stay in February (Central Standard Time, UTC-6; Mon-Fri business days).
+SUN_CHARGE = at("2026-02-01T14:05:00-06:00")  # Sunday
+MON_JOURNAL = at("2026-02-02T05:01:00-06:00")  # the next business day: on time
+TUE_CHARGE = at("2026-02-03T10:00:00-06:00")
+
+
+def _stay(*journals: tuple[int, str]) -> list:
+    """A discharge (Tuesday) with its ACK, a charge on Sunday (batch B1) and on Tuesday
+    (batch B2), and GL journals at the given times for the given batches."""
+    discharge = at("2026-02-03T08:00:00-06:00")
+    return [
+        ev("EHR_ADT", "ADT^A03", discharge, msg="M9", visit="V9", account="A9"),
+        ev("IFENGINE", "ACK^A03", discharge + MINUTE, msg="M9"),
+        ev("LAB", "DFT^P03", SUN_CHARGE, visit="V9", account="A9", charge="C9a", charge_batch="B1"),
+        ev("RAD", "DFT^P03", TUE_CHARGE, visit="V9", account="A9", charge="C9b", charge_batch="B2"),
+        *(
+            ev("ERP_GL", "gl.journal.post", t, charge_batch=batch, journal=f"J{batch}")
+            for t, batch in journals
+        ),
+    ]
+
+
+def test_a_journal_is_due_the_business_day_after_its_own_charges() -> None:
+    # Sunday's charge journaled Monday, Tuesday's journaled Wednesday: both on time.
+    wed_journal = at("2026-02-04T05:01:00-06:00")
+    events = _stay((MON_JOURNAL, "B1"), (wed_journal, "B2"))
+    tx = one("discharge_to_revenue", events, now=at("2026-02-04T06:00:00-06:00"))
+    # Was "breach 1bd after charge at 2026-02-01T20:05Z, missed by 1d 5h": the Wednesday
+    # journal judged against Sunday's charge (due by the end of Monday).
+    assert (tx.status, tx.missed) == ("in_progress", ())
+    journal = step(tx, "gl_journal")
+    # Counted from Tuesday's charge, the latest at or before it: due by the end of Wednesday.
+    assert (journal.anchor_time, journal.breach_at, journal.level) == (
+        TUE_CHARGE,
+        at("2026-02-05T00:00:00-06:00"),
+        "",
+    )
+    # The step's duration still runs from the first charge to the first journal: 14h 56m.
+    assert journal.duration_ns == 14 * HOUR + 56 * MINUTE
+
+
+def test_a_journal_two_business_days_after_its_charges_is_late() -> None:
+    # Tuesday's charge journaled Thursday 05:01: due by Wednesday's end (Thu 00:00 CST).
+    thu_journal = at("2026-02-05T05:01:00-06:00")
+    events = _stay((MON_JOURNAL, "B1"), (thu_journal, "B2"))
+    tx = one("discharge_to_revenue", events, now=at("2026-02-05T06:00:00-06:00"))
+    assert tx.status == "overdue"  # open: coding and the final bill are still to come
+    assert tx.missed == (
+        Missed(
+            "gl_journal",
+            BREACH,
+            at("2026-02-05T00:00:00-06:00"),
+            thu_journal,
+            5 * HOUR + MINUTE,
+            "1bd",
+            "charge",
+            TUE_CHARGE,
+        ),
+    )
+    assert explain(tx.missed[0]) == (
+        "breach 1bd after charge at 2026-02-03T16:00Z, missed by 5h 1m"
+    )
+
+
+def test_a_journal_before_any_charge_counts_from_the_first_charge() -> None:
+    # A journal (may_precede) posted before the stay's first charge: nothing precedes it,
+    # so the first charge anchors it, as for any step (Sunday's charge: due Monday's end).
+    early = at("2026-02-01T10:00:00-06:00")
+    events = _stay((early, "B1"))
+    tx = one("discharge_to_revenue", events, now=at("2026-02-03T09:00:00-06:00"))
+    journal = step(tx, "gl_journal")
+    assert (journal.anchor_time, journal.breach_at, journal.level, journal.duration_ns) == (
+        SUN_CHARGE,
+        at("2026-02-03T00:00:00-06:00"),
+        "",
+        0,
+    )
+
+
+REPEATS = parse_config("""\
+keys: {k: {attributes: [k]}}
+workflows:
+  - name: repeats
+    steps:
+      - {name: a, match: {operation: a}, keys: [k], repeat: true}
+      - name: b
+        match: {operation: b}
+        keys: [k]
+        repeat: true
+        within: {from: sent, breach: 1h}
+""")
+
+
+def test_with_from_sent_the_anchor_events_are_chosen_by_their_send_times() -> None:
+    a1 = ev("S", "a", T0, sent_time=T0 + 10 * MINUTE, k="1")
+    a2 = ev("S", "a", T0 + 2 * HOUR, sent_time=T0 + 5 * HOUR, k="1")
+    b = ev("S", "b", T0 + 3 * HOUR, k="1")
+    # a2 occurred before b but was sent after it: a1's send (T0 + 10m) anchors b.
+    tx = one("repeats", [a1, a2, b], now=T0 + 6 * HOUR, config=REPEATS)
+    assert [(m.deadline, m.by_ns, m.since, m.since_time) for m in tx.missed] == [
+        (T0 + 70 * MINUTE, 110 * MINUTE, "a sent", T0 + 10 * MINUTE)
+    ]
+    # A b after a2's send counts from it: due T0 + 6h, on time.
+    b2 = ev("S", "b", T0 + 5 * HOUR + 30 * MINUTE, k="1")
+    tx = one("repeats", [a1, a2, b, b2], now=T0 + 6 * HOUR, config=REPEATS)
+    assert (tx.missed, step(tx, "b").breach_at) == ((), T0 + 6 * HOUR)
+
+
 # -- 6. how the numbers read ---------------------------------------------------------------
 
 
