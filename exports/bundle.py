@@ -32,7 +32,14 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from correlator import BadQuery, StoreTransactions, TransactionFilter, decode_cursor
+from correlator import (
+    FLAGS,
+    STATUSES,
+    BadQuery,
+    StoreTransactions,
+    TransactionFilter,
+    decode_cursor,
+)
 from exports.errors import ExportError
 from exports.signing import fingerprint, public_pem, sign
 from stitchboard import __version__
@@ -64,6 +71,8 @@ class Selection:
     facility: str | None = None
     since: str | None = None  # ISO 8601, on the start time
     until: str | None = None
+    status: str | None = None  # a transaction status (in_progress, late, overdue, ...)
+    flag: str | None = None  # a conformance flag (missing_step, ...)
 
     def describe(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -102,7 +111,13 @@ def _parse(text: str | None, name: str) -> int | None:
 def check_selection(selection: Selection, config: SlasConfig) -> None:
     """Raise ExportError naming every problem of a selection at once."""
     problems = []
-    filters = (selection.key, selection.workflow, selection.facility)
+    filters = (
+        selection.key,
+        selection.workflow,
+        selection.facility,
+        selection.status,
+        selection.flag,
+    )
     if selection.transaction_id is not None:
         if not selection.transaction_id.isalnum() or len(selection.transaction_id) > 64:
             problems.append(f"transaction_id: bad transaction id {selection.transaction_id!r}")
@@ -111,6 +126,10 @@ def check_selection(selection: Selection, config: SlasConfig) -> None:
     known = [w.name for w in config.workflows]
     if selection.workflow and selection.workflow not in known:
         problems.append(f"workflow: unknown {selection.workflow!r}; known: {', '.join(known)}")
+    if selection.status and selection.status not in STATUSES:
+        problems.append(f"status: unknown {selection.status!r}; known: {', '.join(STATUSES)}")
+    if selection.flag and selection.flag not in FLAGS:
+        problems.append(f"flag: unknown {selection.flag!r}; known: {', '.join(FLAGS)}")
     for name in ("since", "until"):
         try:
             _parse(getattr(selection, name), name)
@@ -142,6 +161,8 @@ def transaction_pages(
     where = TransactionFilter(
         workflow=selection.workflow,
         facility=config.facility_index().get(selection.facility or "", selection.facility),
+        status=selection.status,
+        flag=selection.flag,
         key_values=keys,
         since=_parse(selection.since, "since"),
         until=_parse(selection.until, "until"),

@@ -304,3 +304,18 @@ def test_a_bad_selection_is_refused_naming_every_problem(two_visits, tmp_path):
     assert "workflow: unknown 'dischrage'; known: discharge_to_revenue" in message
     assert "since: not an ISO 8601 time: 'last tuesday'" in message
     assert not (tmp_path / "b.zip").exists()
+
+
+def test_status_and_flag_narrow_a_filter_export(two_visits, tmp_path):
+    everything = lines(export(two_visits, tmp_path, Selection(), "all.zip"), "transactions.jsonl")
+    assert len(everything) == 4
+    for status in {t["status"] for t in everything}:
+        narrowed = export(two_visits, tmp_path, Selection(status=status), f"{status}.zip")
+        expected = sorted(t["id"] for t in everything if t["status"] == status)
+        assert sorted(t["id"] for t in lines(narrowed, "transactions.jsonl")) == expected
+    from exports.errors import ExportError
+
+    with pytest.raises(ExportError) as info:
+        export(two_visits, tmp_path, Selection(status="lost", flag="odd"), "bad.zip")
+    assert "status: unknown 'lost'; known: in_progress" in str(info.value)
+    assert "flag: unknown 'odd'; known: missing_step" in str(info.value)
