@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser run serve test test-fast bench lint format clean
+.PHONY: install browser run serve test test-fast stress bench lint format clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ test: install browser
 # Pure unit tests and the embedded-engine tests: no server subprocess, no browser.
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit tests/store
+
+# kill -9 of the server during mixed MLLP + OTLP load, 20 cycles (make test runs 3).
+stress: install
+	STITCHBOARD_KILL_CYCLES=20 $(BIN)/python -m pytest -q tests/e2e/test_spool_crash.py
 
 bench: install
 	$(BIN)/python -m bench

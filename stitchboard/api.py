@@ -156,6 +156,9 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             },
             "ingest_queue_rows": runtime.writer.pending_rows,
         }
+        spool = runtime.writer.health()
+        if spool is not None:
+            body["spool"] = spool
         try:
             body["store"].update(await asyncio.to_thread(probe))
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise

@@ -57,7 +57,7 @@ def _record_config(runtime: Runtime) -> None:
 
 
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    runtime = await asyncio.to_thread(build_runtime, settings)
+    runtime = await asyncio.to_thread(build_runtime, settings, True)
     password_file = settings.initial_admin_file
     first_admin = await asyncio.to_thread(ensure_first_admin, runtime.store, password_file)
     await asyncio.to_thread(_record_config, runtime)
@@ -71,6 +71,8 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for component in components:
             await component.start()
             started.append(component)
+        # Every stage has registered its raw inserters and listeners: start loading.
+        runtime.writer.start()
         # One write, so log lines from stage threads cannot land inside the banner.
         store = f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})"
         banner = ["Stitchboard is running", store, *(f"  {c.describe()}" for c in started)]

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     native_decode: bool = Field(
         True, description="Embedded store: let the engine decode OTLP protobuf trace requests"
     )
+    spool: bool = Field(
+        True, description="serve: acknowledge after fdatasync to a local spool, load behind it"
+    )
+    spool_dir: Path = Field(Path("spool"), description="Directory of the ingest spool")
+    spool_max_bytes: int = Field(
+        1 << 30, gt=0, description="Unloaded bytes the spool holds before 429/503 and AR"
+    )
+    spool_segment_bytes: int = Field(64 << 20, gt=0, description="Size of one spool segment file")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After on 429/503")
     pseudonym_key: str | None = Field(None, description="HMAC key for PHI pseudonyms")
     pseudonym_key_file: Path | None = Field(None, description="File holding the HMAC key")

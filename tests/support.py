@@ -194,14 +194,19 @@ class InProcess:
         self.loop.close()
 
 
-def make_runtime(store, sink=None, config=None, **settings):
-    """A Runtime on the test store (or another Sink) without starting a server."""
+def make_runtime(store, sink=None, config=None, spool: Path | None = None, **settings):
+    """A Runtime on the test store (or another Sink) without starting a server.
+
+    With ``spool`` the writer acknowledges from a spool in that directory; its loader
+    starts with ``runtime.writer.start()`` (after the raw inserters are registered).
+    """
     from stitchboard.config import load_config
     from stitchboard.metrics import Metrics
     from stitchboard.phi import Pseudonymizer
     from stitchboard.runtime import Runtime
     from stitchboard.settings import Settings
-    from stitchboard.writer import BatchWriter
+    from stitchboard.spool import Journal, SpooledWriter
+    from stitchboard.writer import BatchWriter, IngestWriter
 
     if sink is not None:
         settings.setdefault("native_decode", False)  # the engine decoder needs the real store
@@ -212,13 +217,26 @@ def make_runtime(store, sink=None, config=None, **settings):
     settings.setdefault("export_key_file", scratch / "export-signing-key.pem")
     cfg = Settings(clickhouse=store.url, database=store.database, **settings)
     metrics = Metrics()
-    writer = BatchWriter(
-        sink or store,
-        max_rows=cfg.queue_max_rows,
-        batch_max_rows=cfg.batch_max_rows,
-        metrics=metrics,
-        retry_after=cfg.retry_after_seconds,
-    )
+    writer: IngestWriter
+    if spool is not None:
+        journal = Journal(spool, max_bytes=cfg.spool_max_bytes, retry_after=cfg.retry_after_seconds)
+        writer = SpooledWriter(
+            sink or store,
+            journal,
+            batch_max_rows=cfg.batch_max_rows,
+            metrics=metrics,
+            retry_after=cfg.retry_after_seconds,
+            linger=0.02,
+            backoff=(0.05, 0.2),
+        )
+    else:
+        writer = BatchWriter(
+            sink or store,
+            max_rows=cfg.queue_max_rows,
+            batch_max_rows=cfg.batch_max_rows,
+            metrics=metrics,
+            retry_after=cfg.retry_after_seconds,
+        )
     return Runtime(
         settings=cfg,
         config=config or load_config(ROOT / "slas.yaml"),
