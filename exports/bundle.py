@@ -4,9 +4,10 @@ The bundle holds ``transactions.jsonl`` (each transaction with its steps,
 verdicts, deadlines and hops), ``events.jsonl`` (every hop with all its stored
 attributes), ``spans.jsonl`` and ``logs.jsonl`` (the stored OpenTelemetry rows
 of the hops' traces), ``audit.jsonl`` (who viewed or changed these
-transactions), ``slas.yaml`` (the file at export time) and
-``slas-versions/<sha256>.yaml`` (every version the server loaded while these
-transactions were judged), ``report.html`` (a
+transactions), ``messages.jsonl`` and ``dead_letters.jsonl`` (the masked
+message content the store keeps; see ``exports.messages``), ``slas.yaml``
+(the file at export time) and ``slas-versions/<sha256>.yaml`` (every version
+the server loaded while these transactions were judged), ``report.html`` (a
 readable timeline), ``manifest.json`` (every file's SHA-256 and size, the
 selection, the time, the exporter, the server version, the key fingerprint) and
 ``manifest.sig`` (Ed25519 over ``manifest.json``).
@@ -41,6 +42,7 @@ from correlator import (
     decode_cursor,
 )
 from exports.errors import ExportError
+from exports.messages import related_dead_letters, stored_message
 from exports.signing import fingerprint, public_pem, sign
 from stitchboard import __version__
 from stitchboard.config import SlasConfig
@@ -54,6 +56,8 @@ DATA_FILES = (
     "spans.jsonl",
     "logs.jsonl",
     "audit.jsonl",
+    "messages.jsonl",
+    "dead_letters.jsonl",
     "report.html",
 )
 MANIFEST = "manifest.json"
@@ -240,8 +244,9 @@ def write_bundle(
         try:
             out = {name: _Hashed(h) for name, h in handles.items()}
             out["report.html"].write(_report_head(selection, exporter, when))
+            letters: set[str] = set()  # dead letters written, across pages
             for page in transaction_pages(store, selection, config, pseudonymize, now_ns):
-                _write_page(store, page, out)
+                _write_page(store, page, out, letters)
                 count += len(page)
                 for tx in page:
                     span.add(tx)
@@ -304,7 +309,9 @@ class _Span:
             self.first = t if self.first is None or t < self.first else self.first
 
 
-def _write_page(store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Hashed]) -> None:
+def _write_page(
+    store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Hashed], letters: set[str]
+) -> None:
     ids = [t["id"] for t in page]
     event_ids = [e["event_id"] for t in page for e in t.get("events", [])]
     traces = sorted({e["trace_id"] for t in page for e in t.get("events", []) if e["trace_id"]})
@@ -319,6 +326,11 @@ def _write_page(store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Ha
             {"ids": event_ids},
         ):
             out["events.jsonl"].line(row)
+            message = stored_message(row)
+            if message is not None:
+                out["messages.jsonl"].line(message)
+    for letter in related_dead_letters(store, page, letters):
+        out["dead_letters.jsonl"].line(letter)
     if traces:
         for table, name in (("otel_traces", "spans.jsonl"), ("otel_logs", "logs.jsonl")):
             for row in _rows(

@@ -393,7 +393,7 @@ def test_an_auditor_exports_a_visit_from_the_console_and_the_bundle_verifies(
         # The bundle holds VISIT0001 with its 8 hops, and verifies with the server's key.
         [tx] = jsonl(bundle, "transactions.jsonl")
         assert (tx["id"], tx["keys"]["visit"], len(tx["events"])) == (tx_id, ["VISIT0001"], 8)
-        assert "(9 files, 1 transactions, signature good)" in verify(server, bundle, tmp_path)
+        assert "(11 files, 1 transactions, signature good)" in verify(server, bundle, tmp_path)
 
         # The Transactions page exports what it shows: the six discharges of the last 30 days.
         tab = auditor.open(f"/transactions?workflow={D2R}&range=30d")
