@@ -22,6 +22,8 @@ def export_action(page: str, selection: dict[str, str], who: Caller | None) -> A
     """The button and its status line, or nothing for a caller below auditor."""
     if who is None or not who.may(Need.AUDITOR):
         return html.Span(id=f"{page}-export-none", hidden=True)
+    # data-* props are open-ended in Dash, so they go in as a dict (typed Any).
+    data: dict[str, Any] = {"data-export": json.dumps(selection, sort_keys=True)}
     return html.Span(
         [
             html.Button(
@@ -29,7 +31,7 @@ def export_action(page: str, selection: dict[str, str], who: Caller | None) -> A
                 id=f"{page}-export",
                 className="button secondary",
                 title="A signed zip of these transactions, their hops and audit trail",
-                **{"data-export": json.dumps(selection, sort_keys=True)},
+                **data,
             ),
             html.Span(id=f"{page}-export-status", className="export-status", role="status"),
         ],
