@@ -22,6 +22,10 @@ or a filter.</p>
 <label>Key<input name="key" id="export-key"></label>
 <label>Workflow<input name="workflow" id="export-workflow"></label>
 <label>Facility<input name="facility" id="export-facility"></label>
+<label>Status<input name="status" id="export-status-filter"
+  placeholder="in_progress, complete, late, overdue, failed"></label>
+<label>Flag<input name="flag" id="export-flag"
+  placeholder="missing_step, out_of_order, duplicate_step, unexpected_step"></label>
 <label>Since (ISO 8601)<input name="since" id="export-since"></label>
 <label>Until (ISO 8601)<input name="until" id="export-until"></label>
 <button type="submit" id="export-start" class="button">Export</button>
