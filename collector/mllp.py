@@ -28,6 +28,7 @@ from collector.hl7.extract import Header
 from collector.hl7.framing import END, START, FrameTooLarge, MllpDecoder
 from collector.intake import Intake, Outcome, batch_of
 from collector.mllp_tls import context_from
+from stitchboard.config import SlasConfig
 from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.metrics import Metrics
@@ -231,7 +232,7 @@ class MllpListener:
 
 def listener(runtime: Runtime) -> MllpListener:
     settings = runtime.settings
-    return MllpListener(
+    server = MllpListener(
         Intake(runtime.config, runtime.pseudonymize),
         runtime.writer.write,
         settings.host,
@@ -241,3 +242,9 @@ def listener(runtime: Runtime) -> MllpListener:
         senders=SenderNetworks(settings.mllp_allow),
         tls=context_from(settings),
     )
+
+    def reconfigure(config: SlasConfig) -> None:
+        server.intake = Intake(config, runtime.pseudonymize)  # one assignment
+
+    runtime.on_config(reconfigure)
+    return server

@@ -101,7 +101,22 @@ def _steps_and_key_view(ctx: SchemaContext) -> list[str]:
     ]
 
 
+def _unmatched(ctx: SchemaContext) -> list[str]:
+    from correlator.unmatched import create
+
+    return create(ctx)
+
+
+def _step_durations(ctx: SchemaContext) -> list[str]:
+    # How long each step took from its anchor, as its deadline counts it (the send time
+    # for an interface, never negative for a step that may come early); -1 when not
+    # measured (the step or its anchor has not happened). Rewritten at every start.
+    return ctx.alter(TRANSACTIONS.name, "ADD COLUMN IF NOT EXISTS step_durations Array(Int64)")
+
+
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
+    Migration(12, "fan-in events no transaction carries", _unmatched),
+    Migration(13, "transaction step durations from their anchors", _step_durations),
 )
