@@ -27,7 +27,6 @@ from stitchboard.store import Store
 
 _FINAL = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 _RANK = "multiIf({col} = 'breach', 2, {col} = 'warn', 1, 0)"
-_NOW = "fromUnixTimestamp64Nano({now:Int64})"
 # Kinds are small integers and judgement times integer ns: every window below is a
 # countIf over the same rows, and integer comparisons keep that cheap.
 OPEN, GOOD, LATE, OVERDUE, FAILED = 0, 1, 2, 3, 4
@@ -62,6 +61,83 @@ class GroupCounts:
         return self.good + self.bad
 
 
+def _least_set(a: str, b: str) -> str:
+    """The earlier of two instants (ns) where 0 means none."""
+    return f"if({a} = 0, {b}, if({b} = 0, {a}, least({a}, {b})))"
+
+
+def _end_to_end(threshold: int) -> tuple[str, str, str]:
+    """Named subexpressions, kind and judgement time (ns) of a workflow end to end."""
+    if threshold == 2:
+        pending = "ifNull(toUnixTimestamp64Nano(breach_deadline), 0)"
+        missed = "breach_missed_at"
+    else:
+        pending = _least_set(
+            "ifNull(toUnixTimestamp64Nano(warn_deadline), 0)",
+            "ifNull(toUnixTimestamp64Nano(breach_deadline), 0)",
+        )
+        missed = "warn_missed_at"
+    named = (
+        f"{_RANK.format(col='level')} AS lvl_rank,"
+        " status IN ('complete', 'late') AS done,"
+        " toUnixTimestamp64Nano(last_time) AS last_ns,"
+        # The first moment the transaction was bad: a deadline it missed (recorded by
+        # the correlator, also after it completed) or a pending one that has passed
+        # (the filter on now decides); rows written before the missed instants were
+        # recorded fall back to their last hop.
+        f" {_least_set(missed, pending)} AS due_ns,"
+        f" if(due_ns = 0 AND lvl_rank >= {threshold}, last_ns, due_ns) AS bad_ns"
+    )
+    kind = (
+        f"multiIf(status = 'failed', {FAILED}, done,"
+        f" if(lvl_rank >= {threshold}, {LATE}, {GOOD}), bad_ns != 0, {OVERDUE}, {OPEN})"
+    )
+    end_ns = "toUnixTimestamp64Nano(ifNull(end_time, last_time))"
+    judged = (
+        f"multiIf(status = 'failed', if(bad_ns != 0, least(bad_ns, last_ns), last_ns),"
+        f" done, if(lvl_rank >= {threshold} AND {missed} != 0, {missed}, {end_ns}), bad_ns)"
+    )
+    return named, kind, judged
+
+
+def _step(threshold: int) -> tuple[str, str, str]:
+    """Named subexpressions, kind and judgement time (ns) of one step of a workflow."""
+    deadline = (
+        "step_breach[si]"
+        if threshold == 2
+        else "if(step_warn[si] != 0, step_warn[si], step_breach[si])"
+    )
+    # Rows written before step deadlines were recorded (no step_breach) keep the older
+    # approximation: a pending step past the transaction's earliest pending deadline.
+    legacy_due = (
+        "toUnixTimestamp64Nano(multiIf(breach_deadline IS NOT NULL, breach_deadline,"
+        " warn_deadline IS NOT NULL, warn_deadline, last_time))"
+    )
+    named = (
+        "indexOf(step_names, {step:String}) AS si,"
+        " (si > 0 AND step_first[si] != 0) AS happened,"
+        f" {_RANK.format(col='step_levels[si]')} AS lvl_rank,"
+        " length(step_breach) > 0 AS recorded,"
+        f" if(recorded, {deadline}, 0) AS step_due,"
+        " if(length(step_status) > 0, step_status[si] = 'error', status = 'failed')"
+        " AS step_failed"
+    )
+    kind = (
+        f"multiIf(si = 0, {OPEN}, happened AND step_failed, {FAILED},"
+        f" happened, if(lvl_rank >= {threshold}, {LATE}, {GOOD}),"
+        f" status IN ('complete', 'late'), {OPEN}, recorded, if(step_due != 0, {OVERDUE},"
+        f" {OPEN}), lvl_rank >= {threshold}, {OVERDUE}, {OPEN})"
+    )
+    last = "if(length(step_status) > 0, step_last[si], toUnixTimestamp64Nano(last_time))"
+    judged = (
+        f"multiIf(happened AND step_failed, if(lvl_rank >= {threshold} AND step_due != 0,"
+        f" least(step_due, {last}), {last}), happened,"
+        f" if(lvl_rank >= {threshold} AND step_due != 0, step_due, step_first[si]),"
+        f" recorded, step_due, {legacy_due})"
+    )
+    return named, kind, judged
+
+
 def judged_sql(slo: Slo) -> str:
     """A subquery: one row per judged transaction with its group, kind, time and amount."""
     threshold = 2 if slo.indicator.threshold == "breach" else 1
@@ -70,43 +146,10 @@ def judged_sql(slo: Slo) -> str:
         f" AS `label_{label}`"
         for label in slo.grouping[1:]
     )
-    open_at = (
-        f"multiIf(breach_deadline IS NOT NULL AND breach_deadline <= {_NOW}, breach_deadline,"
-        f" {threshold} = 1 AND warn_deadline IS NOT NULL AND warn_deadline <= {_NOW},"
-        " warn_deadline, last_time)"
-    )
-    # Subexpressions used more than once are named once (aliases in the same SELECT).
     if slo.indicator.step is None:
-        level_now = (
-            f"multiIf(status IN ('complete', 'late'), level, breach_deadline IS NOT NULL AND"
-            f" breach_deadline <= {_NOW}, 'breach', level = '' AND warn_deadline IS NOT NULL"
-            f" AND warn_deadline <= {_NOW}, 'warn', level)"
-        )
-        named = f"{_RANK.format(col=level_now)} AS lvl_rank"
-        kind = (
-            f"multiIf(status = 'failed', {FAILED}, status IN ('complete', 'late'),"
-            f" if(lvl_rank >= {threshold}, {LATE}, {GOOD}), lvl_rank >= {threshold},"
-            f" {OVERDUE}, {OPEN})"
-        )
-        judged = (
-            "toUnixTimestamp64Nano(multiIf(status IN ('complete', 'late'),"
-            f" ifNull(end_time, last_time), status = 'failed', last_time, {open_at}))"
-        )
+        named, kind, judged = _end_to_end(threshold)
     else:
-        named = (
-            "indexOf(step_names, {step:String}) AS si,"
-            " (si > 0 AND step_first[si] != 0) AS happened,"
-            f" {_RANK.format(col='step_levels[si]')} AS lvl_rank"
-        )
-        kind = (
-            f"multiIf(si = 0, {OPEN}, status = 'failed' AND happened, {FAILED},"
-            f" happened, if(lvl_rank >= {threshold}, {LATE}, {GOOD}),"
-            f" lvl_rank >= {threshold}, {OVERDUE}, {OPEN})"
-        )
-        judged = (
-            "if(happened, step_first[si],"
-            f" toUnixTimestamp64Nano(if(status = 'failed', last_time, {open_at})))"
-        )
+        named, kind, judged = _step(threshold)
     return (
         f"SELECT facility{labels}, {named}, toUInt8({kind}) AS kind,"
         f" toInt64({judged}) AS judged_ns,"

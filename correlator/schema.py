@@ -101,7 +101,27 @@ def _steps_and_key_view(ctx: SchemaContext) -> list[str]:
     ]
 
 
+# When each deadline falls and when the transaction first missed one, so an SLO can
+# count a late transaction the moment its deadline passed, not when it completed:
+# per step its warn and breach deadlines (ns, 0 = none or not armed yet) and the
+# status of its latest event; per transaction the earliest deadline of each level
+# missed so far (``warn_missed_at`` counts a missed breach deadline's step warn
+# deadline too: a transaction past its breach deadline is past its warn deadline).
+_JUDGEMENT_COLUMNS = (
+    "ADD COLUMN IF NOT EXISTS step_warn Array(Int64),"
+    " ADD COLUMN IF NOT EXISTS step_breach Array(Int64),"
+    " ADD COLUMN IF NOT EXISTS step_status Array(LowCardinality(String)),"
+    " ADD COLUMN IF NOT EXISTS warn_missed_at Int64 DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS breach_missed_at Int64 DEFAULT 0"
+)
+
+
+def _judgement_columns(ctx: SchemaContext) -> list[str]:
+    return ctx.alter(TRANSACTIONS.name, _JUDGEMENT_COLUMNS)
+
+
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
+    Migration(13, "step deadlines and first missed deadlines per transaction", _judgement_columns),
 )
