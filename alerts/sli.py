@@ -17,7 +17,7 @@ One scan of ``transactions`` per SLO computes every window's counts with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ _RANK = "multiIf({col} = 'breach', 2, {col} = 'warn', 1, 0)"
 # Kinds are small integers and judgement times integer ns: every window below is a
 # countIf over the same rows, and integer comparisons keep that cheap.
 OPEN, GOOD, LATE, OVERDUE, FAILED = 0, 1, 2, 3, 4
+MINUTE_NS = 60_000_000_000
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,11 @@ def _step(threshold: int) -> tuple[str, str, str]:
     return named, kind, judged
 
 
-def judged_sql(slo: Slo) -> str:
-    """A subquery: one row per judged transaction with its group, kind, time and amount."""
+def judged_sql(slo: Slo, source: str = "{transactions} FINAL") -> str:
+    """A subquery: one row per judged transaction with its group, kind, time and amount.
+
+    ``source``: where the transaction rows come from (one row per transaction).
+    """
     threshold = 2 if slo.indicator.threshold == "breach" else 1
     labels = "".join(
         f", if(has(key_names, '{label}'), key_values[indexOf(key_names, '{label}')], '')"
@@ -151,16 +155,41 @@ def judged_sql(slo: Slo) -> str:
     else:
         named, kind, judged = _step(threshold)
     return (
-        f"SELECT facility{labels}, {named}, toUInt8({kind}) AS kind,"
+        f"SELECT id, facility{labels}, {named}, toUInt8({kind}) AS kind,"
         f" toInt64({judged}) AS judged_ns,"
         " ifNull(amount, toDecimal64(0, 2)) AS amount_value"
-        " FROM {transactions} FINAL"
+        f" FROM {source}"
         " WHERE workflow = {workflow:String} AND deleted = 0"
     )
 
 
-def _params(slo: Slo, now: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"now": now, "workflow": slo.indicator.workflow}
+def judgements_sql(slo: Slo, source: str = "{transactions} FINAL") -> str:
+    """The judged transactions as the rollup keeps them: facility, labels (in the SLO's
+    grouping order), minute, kind, the exact instant of an overdue one, a count and
+    the amount at risk."""
+    labels = ", ".join(f"`label_{label}`" for label in slo.grouping[1:])
+    return (
+        f"SELECT id, facility, CAST([{labels}] AS Array(String)) AS labels,"
+        f" intDiv(judged_ns, {MINUTE_NS}) AS minute, kind,"
+        f" if(kind = {OVERDUE}, judged_ns, 0) AS due_ns, toInt64(1) AS n,"
+        f" toDecimal128(if(kind IN ({LATE}, {OVERDUE}), amount_value, 0), 2) AS amount"
+        f" FROM ({judged_sql(slo, source)}) WHERE kind != {OPEN}"
+    )
+
+
+# Where the counts are read from: an SQL relation with the columns of
+# ``judgements_sql`` and its parameters.
+Relation = Callable[[Store, Slo], tuple[str, dict[str, Any]]]
+
+
+def scan_relation(store: Store, slo: Slo) -> tuple[str, dict[str, Any]]:
+    """Straight from ``transactions`` (exact at any moment; one scan of the workflow)."""
+    sql = judgements_sql(slo).replace("{transactions}", store.table("transactions"))
+    return sql, _params(slo)
+
+
+def _params(slo: Slo) -> dict[str, Any]:
+    params: dict[str, Any] = {"workflow": slo.indicator.workflow}
     if slo.indicator.step is not None:
         params["step"] = slo.indicator.step
     return params
@@ -170,6 +199,15 @@ def _facility_filter(facilities: Sequence[str]) -> str:
     return " AND facility IN {facilities:Array(String)}" if facilities else ""
 
 
+# Judgements that count by now: every kind but overdue is judged at a moment already
+# past; an overdue transaction counts once its deadline has passed.
+_due = f"(kind != {OVERDUE} OR due_ns <= {{now:Int64}})"
+
+
+def _minute(ns: int) -> int:
+    return ns // MINUTE_NS
+
+
 def group_counts(
     store: Store,
     slo: Slo,
@@ -177,15 +215,19 @@ def group_counts(
     window_start: Mapping[str, int] | int,
     windows: Mapping[str, int],
     facilities: Sequence[str] = (),
+    relation: Relation = scan_relation,
 ) -> list[GroupCounts]:
     """Counts per group over the SLO window and each of ``windows`` (label -> length ns).
 
     ``window_start``: one start (ns) for every facility, or per facility (calendar month).
+    A window counts the judgements from the start of the minute its start falls in;
+    an overdue transaction counts from the instant its deadline passed (``<= now``).
     """
-    params = _params(slo, now)
+    inner, params = relation(store, slo)
+    params = {**params, "now": now}
     if isinstance(window_start, int):
         start = "{start:Int64}"
-        params["start"] = window_start
+        params["start"] = _minute(window_start)
         earliest = window_start
     else:
         start = (
@@ -193,45 +235,40 @@ def group_counts(
             " {start_values:Array(Int64)}, {start_default:Int64})"
         )
         params["start_keys"] = list(window_start)
-        params["start_values"] = list(window_start.values())
-        params["start_default"] = min(window_start.values())
+        params["start_values"] = [_minute(v) for v in window_start.values()]
+        params["start_default"] = _minute(min(window_start.values()))
         earliest = min(window_start.values())
     earliest = min([earliest, *(now - w for w in windows.values())])
-    params["earliest"] = earliest
+    params["earliest"] = _minute(earliest)
     if facilities:
         params["facilities"] = list(facilities)
-    label_cols = [f"`label_{label}`" for label in slo.grouping[1:]]
-    group_cols = ", ".join(["facility", *label_cols])
     per_window = []
-    for n, (label, length) in enumerate(windows.items()):
-        params[f"w{n}"] = now - length
-        since = f"judged_ns >= {{w{n}:Int64}}"
+    for n, length in enumerate(windows.values()):
+        params[f"w{n}"] = _minute(now - length)
+        since = f"minute >= {{w{n}:Int64}}"
         per_window.append(
-            f"countIf(kind = {GOOD} AND {since}) AS good_{n},"
-            f" countIf(kind != {GOOD} AND {since}) AS bad_{n}"
+            f"sumIf(n, kind = {GOOD} AND {since}) AS good_{n},"
+            f" sumIf(n, kind != {GOOD} AND {since}) AS bad_{n}"
         )
-        del label
-    in_window = f"judged_ns >= {start}"
-    inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
+    in_window = f"minute >= {start}"
     sql = (
-        f"SELECT {group_cols},"
-        f" countIf(kind = {GOOD} AND {in_window}) AS good,"
-        f" countIf(kind = {LATE} AND {in_window}) AS late,"
-        f" countIf(kind = {OVERDUE} AND {in_window}) AS overdue,"
-        f" countIf(kind = {FAILED} AND {in_window}) AS failed,"
-        f" sumIf(amount_value, kind IN ({LATE}, {OVERDUE}) AND {in_window}) AS at_risk"
+        "SELECT facility, labels,"
+        f" sumIf(n, kind = {GOOD} AND {in_window}) AS good,"
+        f" sumIf(n, kind = {LATE} AND {in_window}) AS late,"
+        f" sumIf(n, kind = {OVERDUE} AND {in_window}) AS overdue,"
+        f" sumIf(n, kind = {FAILED} AND {in_window}) AS failed,"
+        f" sumIf(amount, {in_window}) AS at_risk"
         + "".join(f", {w}" for w in per_window)
-        + f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != {OPEN}"
-        " AND judged_ns >= {earliest:Int64} AND judged_ns <= {now:Int64}"
-        f" GROUP BY {group_cols} ORDER BY {group_cols}" + _FINAL
+        + f" FROM ({inner}) WHERE {_due}{_facility_filter(facilities)}"
+        " AND minute >= {earliest:Int64}"
+        " GROUP BY facility, labels HAVING sum(n) != 0 ORDER BY facility, labels" + _FINAL
     )
     rows = store.dicts(sql, params)
-    slices = _slices(store, slo, now, start, params, facilities) if _sliced(slo) else {}
+    slices = _slices(store, slo, inner, start, params, facilities) if _sliced(slo) else {}
     result = []
     for row in rows:
-        group = {"facility": row["facility"]}
-        for label in slo.grouping[1:]:
-            group[label] = row[f"label_{label}"]
+        group = {"facility": str(row["facility"])}
+        group.update(zip(slo.grouping[1:], row["labels"], strict=True))
         counts = {
             label: WindowCounts(good=int(row[f"good_{n}"]), bad=int(row[f"bad_{n}"]))
             for n, label in enumerate(windows)
@@ -244,7 +281,7 @@ def group_counts(
                 late=int(row["late"]),
                 overdue=int(row["overdue"]),
                 failed=int(row["failed"]),
-                amount_at_risk=Decimal(row["at_risk"]),
+                amount_at_risk=Decimal(row["at_risk"]).quantize(Decimal("0.01")),
                 windows=counts,
                 good_slices=good_slices,
                 total_slices=total_slices,
@@ -260,32 +297,28 @@ def _sliced(slo: Slo) -> bool:
 def _slices(
     store: Store,
     slo: Slo,
-    now: int,
+    inner: str,
     start: str,
     params: dict[str, Any],
     facilities: Sequence[str],
 ) -> dict[tuple[str, ...], tuple[int, int]]:
     """Timeslice budgeting: per group, slices whose compliance reached the target, of all."""
-    label_cols = [f"`label_{label}`" for label in slo.grouping[1:]]
-    group_cols = ", ".join(["facility", *label_cols])
     params = {
         **params,
         "slice_ns": slo.timeslice.nanos,
         "target": slo.timeslice_target or slo.objective,
     }
-    inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
     sql = (
-        f"SELECT {group_cols}, countIf(good / total >= {{target:Float64}}) AS good_slices,"
+        "SELECT facility, labels, countIf(good / total >= {target:Float64}) AS good_slices,"
         " count() AS total_slices FROM ("
-        f"SELECT {group_cols}, intDiv(judged_ns, {{slice_ns:Int64}}) AS slice,"
-        f" countIf(kind = {GOOD}) AS good, count() AS total"
-        f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != {OPEN}"
-        f" AND judged_ns >= {start} AND judged_ns <= {{now:Int64}}"
-        f" GROUP BY {group_cols}, slice) GROUP BY {group_cols}" + _FINAL
+        f"SELECT facility, labels, intDiv(minute * {MINUTE_NS}, {{slice_ns:Int64}}) AS slice,"
+        f" sumIf(n, kind = {GOOD}) AS good, sum(n) AS total"
+        f" FROM ({inner}) WHERE {_due}{_facility_filter(facilities)} AND minute >= {start}"
+        " GROUP BY facility, labels, slice HAVING total != 0) GROUP BY facility, labels" + _FINAL
     )
     out: dict[tuple[str, ...], tuple[int, int]] = {}
-    for row in store.rows(sql, params):
-        out[tuple(str(v) for v in row[:-2])] = (int(row[-2]), int(row[-1]))
+    for facility, labels, good, total in store.rows(sql, params):
+        out[(str(facility), *(str(v) for v in labels))] = (int(good), int(total))
     return out
 
 
@@ -298,9 +331,14 @@ def compliance_series(
     step_s: int,
 ) -> dict[int, tuple[int, int]]:
     """Per bucket start (ns): (good, total) of transactions judged in that bucket."""
-    params = _params(slo, end)
+    params = _params(slo)
     params.update(
-        {"start": start, "step_ns": step_s * 1_000_000_000, "facility": group.get("facility", "")}
+        {
+            "now": end,
+            "start": start,
+            "step_ns": step_s * 1_000_000_000,
+            "facility": group.get("facility", ""),
+        }
     )
     where = ["facility = {facility:String}"]
     for n, label in enumerate(slo.grouping[1:]):

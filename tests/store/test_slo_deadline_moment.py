@@ -9,6 +9,10 @@ breach 1h of ``a``; end to end within warn 1h / breach 2h. At F1, from T0:
   or equal);
 - ``V2``: ``a`` at T0, ``b`` at T0+20m: good, judged at T0+20m;
 - ``V3``: ``a`` at T0 and ``b`` at T0+10m reported an error: failed at T0+10m.
+
+Windows start at whole minutes (a judgement at 12:00:00 is in a window from 12:00:59
+back), so "not earlier" is checked a minute later; an overdue transaction counts
+from the exact instant its deadline passes, checked a second before and at it.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def test_overdue_then_late_stays_counted_at_its_deadline(written: Store) -> None
     assert (mid.good, mid.late, mid.overdue, mid.failed) == (1, 0, 1, 1)
     # The warn SLO counts V1 from b's warn deadline, T0+30m.
     assert _bad_in(store, "e2e_warn", T0 + 45 * MINUTE, T0 + 30 * MINUTE) == (0, 1)
-    assert _bad_in(store, "e2e_warn", T0 + 45 * MINUTE, T0 + 30 * MINUTE + NS) == (0, 0)
+    assert _bad_in(store, "e2e_warn", T0 + 45 * MINUTE, T0 + 31 * MINUTE) == (0, 0)
 
     # b finally arrives at T0+3h: V1 becomes late, and stays counted at T0+1h.
     correlator.add([_hop("SYS_B", T0 + 3 * HOUR, "V1")])
@@ -111,9 +115,9 @@ def test_overdue_then_late_stays_counted_at_its_deadline(written: Store) -> None
     done = _counts(store, "e2e", later, T0)
     assert (done.good, done.late, done.overdue, done.failed) == (1, 1, 0, 1)
     assert _bad_in(store, "e2e", later, T0 + HOUR) == (0, 1)
-    assert _bad_in(store, "e2e", later, T0 + HOUR + NS) == (0, 0)  # not at T0+3h
+    assert _bad_in(store, "e2e", later, T0 + HOUR + MINUTE) == (0, 0)  # not at T0+3h
     assert _bad_in(store, "e2e_warn", later, T0 + 30 * MINUTE) == (0, 1)
-    assert _bad_in(store, "e2e_warn", later, T0 + 30 * MINUTE + NS) == (0, 0)
+    assert _bad_in(store, "e2e_warn", later, T0 + 31 * MINUTE) == (0, 0)
 
 
 def test_step_indicator_counts_at_the_steps_own_deadline(written: Store) -> None:
@@ -123,13 +127,13 @@ def test_step_indicator_counts_at_the_steps_own_deadline(written: Store) -> None
     # b of V1 late (breach T0+1h), of V2 on time (T0+20m), of V3 an error (T0+10m).
     assert (whole.good, whole.late, whole.overdue, whole.failed) == (1, 1, 0, 1)
     assert _bad_in(store, "b", later, T0 + HOUR) == (0, 1)
-    assert _bad_in(store, "b", later, T0 + HOUR + NS) == (0, 0)
+    assert _bad_in(store, "b", later, T0 + HOUR + MINUTE) == (0, 0)
     assert _bad_in(store, "b_warn", later, T0 + 30 * MINUTE) == (0, 1)
-    assert _bad_in(store, "b_warn", later, T0 + 30 * MINUTE + NS) == (0, 0)
+    assert _bad_in(store, "b_warn", later, T0 + 31 * MINUTE) == (0, 0)
     # The failure counts when b reported it, T0+10m; V2's good b at T0+20m.
     assert _bad_in(store, "b", later, T0 + 10 * MINUTE) == (1, 2)
-    assert _bad_in(store, "b", later, T0 + 10 * MINUTE + NS) == (1, 1)
-    assert _bad_in(store, "b", later, T0 + 20 * MINUTE + NS) == (0, 1)
+    assert _bad_in(store, "b", later, T0 + 11 * MINUTE) == (1, 1)
+    assert _bad_in(store, "b", later, T0 + 21 * MINUTE) == (0, 1)
 
 
 def test_step_overdue_before_a_rewrite(written: Store) -> None:
@@ -143,6 +147,6 @@ def test_step_overdue_before_a_rewrite(written: Store) -> None:
     assert _bad_in(store, "b", T0 + 59 * MINUTE, T0) == (0, 0)
     assert _bad_in(store, "b", T0 + HOUR, T0 + HOUR) == (0, 1)
     assert _bad_in(store, "b_warn", T0 + HOUR, T0 + 30 * MINUTE) == (0, 1)
-    assert _bad_in(store, "b_warn", T0 + HOUR, T0 + 30 * MINUTE + NS) == (0, 0)
+    assert _bad_in(store, "b_warn", T0 + HOUR, T0 + 31 * MINUTE) == (0, 0)
     overdue = _counts(store, "e2e", T0 + HOUR, T0)
     assert (overdue.overdue, overdue.total) == (1, 1)
