@@ -111,11 +111,17 @@ def refresh(store: Store, slos: list[Slo]) -> Refresh:
     removed = mark is not None and mark[2] != 0 and first_block != mark[2]
     rebuild = mark is None or mark[0] != wanted or removed
     since = 0 if rebuild or mark is None else mark[1]
-    upto = int(store.scalar(f"SELECT max(version) FROM {store.table('transactions')}") or 0)
+    upto, changed = store.rows(
+        "SELECT max(version), groupUniqArrayIf(workflow, version >= {since:UInt64})"
+        f" FROM {store.table('transactions')}",
+        {"since": since},
+    )[0]
     if rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP):
             store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
     for slo in slos:
+        if slo.indicator.workflow not in changed:
+            continue
         params: dict[str, Any] = {
             "slo": slo.name,
             "since": since,
@@ -127,9 +133,9 @@ def refresh(store: Store, slos: list[Slo]) -> Refresh:
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version"),
-        [(wanted, upto, first_block, time.time_ns())],
+        [(wanted, int(upto or 0), first_block, time.time_ns())],
     )
-    return Refresh(rebuild, since, upto, time.perf_counter() - started)
+    return Refresh(rebuild, since, int(upto or 0), time.perf_counter() - started)
 
 
 def rollup_relation(store: Store, slo: Slo) -> tuple[str, dict[str, Any]]:

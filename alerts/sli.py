@@ -242,47 +242,58 @@ def group_counts(
     params["earliest"] = _minute(earliest)
     if facilities:
         params["facilities"] = list(facilities)
-    per_window = []
-    for n, length in enumerate(windows.values()):
-        params[f"w{n}"] = _minute(now - length)
-        since = f"minute >= {{w{n}:Int64}}"
-        per_window.append(
-            f"sumIf(n, kind = {GOOD} AND {since}) AS good_{n},"
-            f" sumIf(n, kind != {GOOD} AND {since}) AS bad_{n}"
-        )
-    in_window = f"minute >= {start}"
+    # Windows all end now, so they nest: a judgement is in the k shortest ones (k =
+    # how many start at or before its minute). Rows are summed per (group, in the SLO
+    # window, k, kind) in ClickHouse, and the windows' counts added up here.
+    by_start = sorted(windows, key=lambda label: windows[label], reverse=True)
+    depth = []
+    for n, label in enumerate(by_start):
+        params[f"w{n}"] = _minute(now - windows[label])
+        depth.append(f"minute >= {{w{n}:Int64}}, {n + 1}")
+    depth_sql = f"multiIf({', '.join(reversed(depth))}, 0)" if depth else "0"
     sql = (
-        "SELECT facility, labels,"
-        f" sumIf(n, kind = {GOOD} AND {in_window}) AS good,"
-        f" sumIf(n, kind = {LATE} AND {in_window}) AS late,"
-        f" sumIf(n, kind = {OVERDUE} AND {in_window}) AS overdue,"
-        f" sumIf(n, kind = {FAILED} AND {in_window}) AS failed,"
-        f" sumIf(amount, {in_window}) AS at_risk"
-        + "".join(f", {w}" for w in per_window)
-        + f" FROM ({inner}) WHERE {_due}{_facility_filter(facilities)}"
+        f"SELECT facility, labels, minute >= {start} AS inside, {depth_sql} AS depth, kind,"
+        " sum(n) AS count, sum(amount) AS at_risk"
+        f" FROM ({inner}) WHERE {_due}{_facility_filter(facilities)}"
         " AND minute >= {earliest:Int64}"
-        " GROUP BY facility, labels HAVING sum(n) != 0 ORDER BY facility, labels" + _FINAL
+        " GROUP BY facility, labels, inside, depth, kind" + _FINAL
     )
-    rows = store.dicts(sql, params)
+    sums: dict[tuple[str, ...], dict[str, Any]] = {}
+    for facility, labels, inside, k, kind, count, at_risk in store.rows(sql, params):
+        key = (str(facility), *(str(v) for v in labels))
+        got = sums.setdefault(
+            key,
+            {"all": 0, "kinds": [0] * 5, "risk": Decimal(0), "good": [0] * len(by_start)}
+            | {"bad": [0] * len(by_start)},
+        )
+        got["all"] += int(count)
+        if inside:
+            got["kinds"][int(kind)] += int(count)
+            got["risk"] += Decimal(at_risk)
+        for n in range(int(k)):
+            got["good" if kind == GOOD else "bad"][n] += int(count)
     slices = _slices(store, slo, inner, start, params, facilities) if _sliced(slo) else {}
     result = []
-    for row in rows:
-        group = {"facility": str(row["facility"])}
-        group.update(zip(slo.grouping[1:], row["labels"], strict=True))
+    for key in sorted(sums):
+        got = sums[key]
+        if got["all"] == 0:
+            continue
+        group = {"facility": key[0]}
+        group.update(zip(slo.grouping[1:], key[1:], strict=True))
         counts = {
-            label: WindowCounts(good=int(row[f"good_{n}"]), bad=int(row[f"bad_{n}"]))
-            for n, label in enumerate(windows)
+            label: WindowCounts(good=got["good"][n], bad=got["bad"][n])
+            for n, label in enumerate(by_start)
         }
-        good_slices, total_slices = slices.get(tuple(group.values()), (0, 0))
+        good_slices, total_slices = slices.get(key, (0, 0))
         result.append(
             GroupCounts(
                 group=group,
-                good=int(row["good"]),
-                late=int(row["late"]),
-                overdue=int(row["overdue"]),
-                failed=int(row["failed"]),
-                amount_at_risk=Decimal(row["at_risk"]).quantize(Decimal("0.01")),
-                windows=counts,
+                good=got["kinds"][GOOD],
+                late=got["kinds"][LATE],
+                overdue=got["kinds"][OVERDUE],
+                failed=got["kinds"][FAILED],
+                amount_at_risk=got["risk"].quantize(Decimal("0.01")),
+                windows={label: counts[label] for label in windows},
                 good_slices=good_slices,
                 total_slices=total_slices,
             )
