@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run serve test test-fast bench lint format clean
+.PHONY: install browser run serve test test-fast stress bench lint format clean
 
 install: $(STAMP)
 
@@ -26,12 +26,25 @@ run: install
 serve: install
 	$(BIN)/stitchboard serve
 
-test: install
+# The browser tests drive the system Chromium (Playwright never downloads one).
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "installing chromium for the browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 # Pure unit tests and the embedded-engine tests: no server subprocess, no browser.
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit tests/store
+
+# kill -9 of the server during mixed MLLP + OTLP load, 20 cycles (make test runs 3).
+stress: install
+	STITCHBOARD_KILL_CYCLES=20 $(BIN)/python -m pytest -q tests/e2e/test_spool_crash.py
 
 bench: install
 	$(BIN)/python -m bench

@@ -1,7 +1,8 @@
 """``/api/v1/slos`` and ``/api/v1/alerts``: SLO compliance, alerts, silences, acknowledgements.
 
-Writes (silence, unsilence, acknowledge) take a JSON body with the author; a
-role check goes in front of them once logins exist (``require_role``).
+Writes (silence, unsilence, acknowledge) need the ``engineer`` role and are written
+to the audit log; their author is the logged-in user or token (a body's ``author``
+is used only where no one is logged in, e.g. a test app without the access layer).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.actions import (
@@ -28,6 +29,7 @@ from alerts.errors import AlertNotFound, BadSilence, SilenceNotFound
 from alerts.objectives import SloStatus, evaluate_slo, slo_report, slo_series
 from stitchboard.api import ApiError
 from stitchboard.config.workflows import Duration
+from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
 
 STATES = ("pending", "firing", "resolved")
@@ -42,16 +44,22 @@ class SilenceBody(_Body):
     starts_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
     duration: str | None = Field(default=None, description="Instead of ends_at, e.g. 2h")
-    author: str = Field(min_length=1)
+    author: str | None = Field(default=None, min_length=1)
     comment: str = ""
 
 
 class AuthorBody(_Body):
-    author: str = Field(min_length=1)
+    author: str | None = Field(default=None, min_length=1)
 
 
-def require_role(role: str) -> None:
-    """Where the role check goes when logins land (engineer for writes)."""
+def author_of(request: Request, body_author: str | None) -> str:
+    """The authenticated caller, else the author the body names."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None:
+        return str(principal.name)
+    if body_author:
+        return body_author
+    raise ApiError(400, "author: field required")
 
 
 def jsonable(value: Any) -> Any:
@@ -168,11 +176,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         return {"items": jsonable(views)}
 
     @router.post("/alerts/{fingerprint}/ack")
-    async def ack(fingerprint: str, body: AuthorBody) -> dict[str, Any]:
+    @requires(Need.ENGINEER, audit="alert.ack")
+    async def ack(fingerprint: str, request: Request, body: AuthorBody) -> dict[str, Any]:
         """Acknowledge: no repeats until the alert resolves or worsens."""
-        require_role("engineer")
+        author = author_of(request, body.author)
         try:
-            view = await run(acknowledge, store, fingerprint, body.author)
+            view = await run(acknowledge, store, fingerprint, author)
         except AlertNotFound as exc:
             raise ApiError(404, str(exc)) from None
         answer: dict[str, Any] = jsonable(view)
@@ -183,9 +192,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         return {"items": jsonable(await run(list_silences, store))}
 
     @router.post("/alerts/silences", status_code=201)
-    async def create_silence(body: SilenceBody) -> dict[str, Any]:
+    @requires(Need.ENGINEER, audit="alert.silence")
+    async def create_silence(request: Request, body: SilenceBody) -> dict[str, Any]:
         """Silence every alert whose labels equal all matchers, from starts_at to ends_at."""
-        require_role("engineer")
+        author = author_of(request, body.author)
         start = body.starts_at or dt.datetime.now(dt.UTC)
         end = body.ends_at
         if end is None and body.duration:
@@ -197,21 +207,20 @@ def build_router(runtime: Runtime) -> APIRouter:
         if end is None:
             raise ApiError(400, "give ends_at or duration")
         try:
-            silence_id = await run(
-                silence, store, body.matchers, start, end, body.author, body.comment
-            )
+            silence_id = await run(silence, store, body.matchers, start, end, author, body.comment)
         except BadSilence as exc:
             raise ApiError(400, str(exc)) from None
         return {"id": silence_id}
 
     @router.post("/alerts/silences/{silence_id}/expire")
-    async def expire(silence_id: str, body: AuthorBody) -> dict[str, Any]:
-        require_role("engineer")
+    @requires(Need.ENGINEER, audit="alert.unsilence")
+    async def expire(silence_id: str, request: Request, body: AuthorBody) -> dict[str, Any]:
+        author = author_of(request, body.author)
         try:
-            await run(unsilence, store, silence_id, body.author)
+            await run(unsilence, store, silence_id, author)
         except SilenceNotFound as exc:
             raise ApiError(404, str(exc)) from None
-        return {"id": silence_id, "expired_by": body.author}
+        return {"id": silence_id, "expired_by": author}
 
     @router.get("/alerts/notifications")
     async def notifications(limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:

@@ -14,11 +14,14 @@ import os
 import queue
 import random
 import resource
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import cast
 
 from bench.correlator_traffic import transactions
@@ -114,10 +117,14 @@ def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
     from correlator import StoreTransactions, TransactionFilter
     from stitchboard.errors import Overloaded
     from stitchboard.events import EVENT_COLUMNS
-    from stitchboard.writer import Batch, BatchWriter
+    from stitchboard.spool import Journal, SpooledWriter
+    from stitchboard.writer import Batch
 
-    writer = BatchWriter(store, max_rows=400_000, batch_max_rows=100_000)
+    # The spool is in the path, as in ``stitchboard serve``: acknowledged = fdatasync'd.
+    spool_dir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-spool-"))
+    writer = SpooledWriter(store, Journal(spool_dir), batch_max_rows=100_000)
     writer.add_listener(service.on_batch)
+    writer.start()
     service.recent_delays.clear()
     service.start()
     service.ready.wait()
@@ -167,11 +174,13 @@ def _freshness(store, service, rate: int = 10_000, seconds: int = 30) -> str:
             time.sleep(pause)
     achieved = sent / (time.monotonic() - started)
     writer.close()
+    shutil.rmtree(spool_dir, ignore_errors=True)
     asked.put(None)
     prober.join()
     delays = list(service.recent_delays)
     return (
-        f"freshness at {achieved:,.0f} events/s offered for {seconds}s: durable -> transaction"
+        f"freshness at {achieved:,.0f} events/s offered for {seconds}s, spool in the path:"
+        " loaded -> transaction"
         f" written p50 {_p(delays, 0.5):.2f}s p95 {_p(delays, 0.95):.2f}s (target 5s);"
         f" ack -> visible to an API query p95 {_p(probes, 0.95) if probes else float('nan'):.2f}s"
         f" over {len(probes)} probes"

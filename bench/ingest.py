@@ -3,7 +3,9 @@
 A real ``stitchboard serve`` subprocess receives pre-built export requests of
 realistic spans (a resource plus ~10 attributes, ~400 bytes each on the wire)
 from several concurrent senders; the clock stops when every request has been
-answered 200, i.e. is durable. The reference is the same engine's
+answered 200, i.e. is durable in the server's spool (fdatasync'd). A second
+clock stops when the spool's loader has moved every span into ``otel_traces``
+and ``events`` (the sustained rate). The reference is the same engine's
 ``INSERT … SELECT`` rate into the same tables, measured in this run.
 """
 
@@ -69,6 +71,16 @@ def send_all(url: str, bodies: list[bytes]) -> tuple[float, int]:
     return time.perf_counter() - started, retries
 
 
+def loaded_at(server: ServeProcess, timeout: float = 600) -> float:
+    """The moment the server's spool has nothing left to load."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if server.health()["spool"]["unloaded_records"] == 0:
+            return time.perf_counter()
+        time.sleep(0.05)
+    raise RuntimeError("the spool did not drain")
+
+
 def engine_rate(rows: int = 500_000) -> dict[str, float]:
     """INSERT … SELECT rows/s into otel_traces and events with comparable maps."""
     from stitchboard.stages import open_store
@@ -123,21 +135,29 @@ def run() -> list[str]:
     try:
         server.start()
         send_all(f"{server.otlp_http}/v1/traces", bodies[:10])  # warm-up
+        loaded_at(server)
+        started = time.perf_counter()
         elapsed, retries = send_all(f"{server.otlp_http}/v1/traces", bodies[10:])
+        loaded = loaded_at(server) - started
         spans = (REQUESTS - 10) * SPANS_PER_REQUEST
+        spool = server.health()["spool"]
         server.stop()
     finally:
         if server.proc and server.proc.poll() is None:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     ingest = spans / elapsed
+    sustained = spans / loaded
     engine = engine_rate()
     return [
         f"spans on the wire: {wire:.0f} bytes each, {SPANS_PER_REQUEST} per request,"
         f" {SENDERS} concurrent senders, {REQUESTS - 10} requests",
-        f"OTLP/HTTP protobuf ingest, durable: {ingest:,.0f} spans/s"
-        f" ({retries} retries after 429/503)   target >= 100,000",
+        f"OTLP/HTTP protobuf, acknowledged after the spool's fdatasync: {ingest:,.0f} spans/s"
+        f" ({retries} retries after 429/503; {spool['synced_records'] / spool['syncs']:.1f}"
+        " requests per sync over the run)   target >= 100,000",
+        f"sustained: every span loaded into otel_traces and events {loaded:.1f}s after the"
+        f" first request: {sustained:,.0f} spans/s",
         f"engine INSERT ... SELECT: otel_traces {engine['otel_traces']:,.0f} rows/s,"
         f" events {engine['events']:,.0f} rows/s, both tables {engine['spans']:,.0f} spans/s",
-        f"ratio ingest / engine: {ingest / engine['spans']:.1%}   target >= 30%",
+        f"ratio sustained load / engine: {sustained / engine['spans']:.1%}   target >= 70%",
     ]

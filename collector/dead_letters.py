@@ -29,6 +29,7 @@ from stitchboard import times
 from stitchboard.api import ApiError
 from stitchboard.config import load_config
 from stitchboard.errors import ConfigError
+from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
 from stitchboard.writer import Batch
 
@@ -224,6 +225,7 @@ def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(tags=["dead letters"])
 
     @api.get("/dead-letters")
+    @requires(Need.ENGINEER)
     async def get_dead_letters(
         since: str | None = None,
         reason: str | None = None,
@@ -240,6 +242,7 @@ def router(runtime: Runtime) -> APIRouter:
         return JSONResponse(jsonable_encoder({"dead_letters": rows}))
 
     @api.post("/dead-letters/replay")
+    @requires(Need.ENGINEER, audit="dead_letters.replay")
     async def post_replay(body: ReplayRequest) -> JSONResponse:
         """Re-ingest dead letters under slas.yaml as it is on disk now; idempotent."""
         try:

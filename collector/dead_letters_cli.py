@@ -17,7 +17,7 @@ from rich.table import Table
 
 from collector.dead_letters import Filter, list_dead_letters, parse_since, replay
 from collector.importer import running_server
-from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
+from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail, server_headers
 from stitchboard.errors import ConfigError, StitchboardError
 from stitchboard.settings import load_settings
 
@@ -73,7 +73,9 @@ def list_command(
             params.update(
                 {k: v for k, v in (("since", since), ("reason", reason), ("source", source)) if v}
             )
-            response = httpx.get(f"{url}/api/v1/dead-letters", params=params, timeout=60)
+            response = httpx.get(
+                f"{url}/api/v1/dead-letters", params=params, timeout=60, headers=server_headers()
+            )
             response.raise_for_status()
             rows = response.json()["dead_letters"]
         else:
@@ -128,7 +130,12 @@ def replay_command(
         if url:
             pairs = (("since", since), ("reason", reason), ("source", source))
             body = {k: v for k, v in pairs if v}
-            response = httpx.post(f"{url}/api/v1/dead-letters/replay", json=body, timeout=600)
+            response = httpx.post(
+                f"{url}/api/v1/dead-letters/replay",
+                json=body,
+                timeout=600,
+                headers=server_headers(),
+            )
             if response.status_code != 200:
                 fail(response.json().get("error", {}).get("message", response.text), 1)
             report = response.json()

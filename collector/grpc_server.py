@@ -18,6 +18,7 @@ from collector.errors import UndecodableBody
 from collector.ingest import LOGS, TRACES, OtlpIngest, Signal
 from collector.otlp import PROTOBUF
 from stitchboard.errors import Overloaded, StoreUnavailable
+from stitchboard.ingest_auth import IngestGuard
 from stitchboard.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class OtlpGrpc:
         self.port = port
         self.ingest = ingest or OtlpIngest(runtime)
         self.server: grpc.aio.Server | None = None
+        settings = runtime.settings
+        self.guard = IngestGuard(runtime.store, settings.ingest_auth, settings.bootstrap_token)
 
     def _handler(self, signal: Signal):
         retry_after = self.runtime.settings.retry_after_seconds
@@ -49,6 +52,16 @@ class OtlpGrpc:
 
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             outcome = "ok"
+            metadata = dict(context.invocation_metadata() or ())
+            authorization = metadata.get("authorization")
+            if isinstance(authorization, bytes):
+                authorization = authorization.decode("latin-1")
+            if not await self.guard.allowed(authorization):
+                metrics.requests.labels(signal.name, "unauthenticated").inc()
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing or invalid ingest token (authorization: Bearer)",
+                )
             try:
                 decoded = await self.ingest.ingest_bytes(signal, body, PROTOBUF)
                 if decoded.rejected:

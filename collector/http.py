@@ -23,12 +23,13 @@ from collector.ingest import LOGS, TRACES, OtlpIngest, Signal
 from collector.otlp import JSON, PROTOBUF, Decoded, media_type
 from collector.otlp_json import to_json
 from stitchboard.errors import Overloaded, StoreUnavailable
+from stitchboard.ingest_auth import IngestGuard
 from stitchboard.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 # Google's rpc codes, used in the Status body of error responses.
-INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL = 3, 8, 14, 13
+INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, INTERNAL, UNAUTHENTICATED = 3, 8, 14, 13, 16
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -97,12 +98,22 @@ def build_app(runtime: Runtime, ingest: OtlpIngest | None = None) -> Starlette:
     ingest = ingest or OtlpIngest(runtime)
     settings = runtime.settings
     retry = {"Retry-After": str(settings.retry_after_seconds)}
+    guard = IngestGuard(runtime.store, settings.ingest_auth, settings.bootstrap_token)
 
     def endpoint(signal: Signal):
         async def handle(request: Request) -> Response:
             encoding = _encoding_of(request)
             outcome = "ok"
             try:
+                if not await guard.allowed(request.headers.get("authorization")):
+                    outcome = "unauthenticated"
+                    return status_response(
+                        401,
+                        UNAUTHENTICATED,
+                        "missing or invalid ingest token (Authorization: Bearer)",
+                        encoding,
+                        {"WWW-Authenticate": 'Bearer realm="stitchboard-ingest"'},
+                    )
                 encoding = media_type(request.headers.get("content-type"))
                 body = await read_body(request, settings.max_body_bytes)
                 decoded = await ingest.ingest_bytes(signal, body, encoding)

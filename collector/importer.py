@@ -25,6 +25,7 @@ from collector.files import Record, csv_header, detect_format, judge, records
 from collector.import_state import add_checkpoint, file_id, resume_offset
 from collector.intake import Intake, batch_of
 from collector.mllp import frame
+from stitchboard.cli_options import server_headers
 from stitchboard.errors import StitchboardError
 from stitchboard.runtime import Runtime
 from stitchboard.settings import Settings
@@ -117,7 +118,7 @@ class ServerTarget:
 
     def __init__(self, url: str, retries: int = 30):
         self.url = url.rstrip("/")
-        self.client = httpx.Client(timeout=120)
+        self.client = httpx.Client(timeout=120, headers=server_headers())
         self.retries = retries
         self.label = f"server {self.url}"
 

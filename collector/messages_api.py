@@ -26,6 +26,7 @@ from collector.import_state import add_checkpoint, resume_offset
 from collector.intake import Intake, Outcome, batch_of
 from stitchboard.api import ApiError
 from stitchboard.errors import Overloaded, StoreUnavailable
+from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
 from stitchboard.writer import Batch
 
@@ -103,6 +104,7 @@ def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(tags=["messages"])
 
     @api.post("/messages")
+    @requires(Need.INGEST)
     async def post_messages(request: Request) -> JSONResponse:
         """Ingest HL7 v2 messages, JSON Lines or CSV rows; 200 once all are durable."""
         try:
@@ -143,6 +145,7 @@ def router(runtime: Runtime) -> APIRouter:
         return JSONResponse(result)
 
     @api.get("/messages/imports/{file_id}")
+    @requires(Need.INGEST)
     async def import_checkpoint(file_id: str) -> JSONResponse:
         """How far an earlier ``stitchboard import`` of this file got (byte offset)."""
         offset = await asyncio.to_thread(resume_offset, runtime.store, file_id)

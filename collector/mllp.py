@@ -26,6 +26,7 @@ from collector.hl7.extract import Header
 from collector.hl7.framing import END, START, FrameTooLarge, MllpDecoder
 from collector.intake import Intake, Outcome, batch_of
 from stitchboard.errors import Overloaded, StoreUnavailable
+from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
 from stitchboard.writer import Batch
@@ -56,6 +57,7 @@ class MllpListener:
         idle_timeout: float | None = None,
         read_size: int = 64 * 1024,
         metrics: Metrics | None = None,
+        senders: SenderNetworks | None = None,
     ):
         self.intake = intake
         self.write = write
@@ -71,6 +73,7 @@ class MllpListener:
         self.messages = 0
         self.rejected = 0
         self.metrics = metrics or Metrics()
+        self.senders = senders or SenderNetworks(())
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -109,6 +112,12 @@ class MllpListener:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}" if peer else "mllp"
+        if not self.senders.allows(peer[0] if peer else ""):
+            # No credentials in MLLP: a sender outside the allowed networks is cut off unread.
+            log.warning("refused MLLP connection from %s (not in mllp_allow)", source)
+            self._connections.discard(task)
+            writer.close()
+            return
         decoder = MllpDecoder(self.max_frame)
         try:
             while True:
@@ -216,4 +225,5 @@ def listener(runtime: Runtime) -> MllpListener:
         settings.mllp_port,
         max_frame=settings.max_body_bytes,
         metrics=runtime.metrics,
+        senders=SenderNetworks(settings.mllp_allow),
     )

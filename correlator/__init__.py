@@ -4,14 +4,14 @@ What other stages may use (nothing else in this package is public):
 
 - reading transactions: ``TransactionReader`` (a Protocol), ``StoreTransactions``
   (ClickHouse), ``MemoryTransactions`` (in memory, for tests), ``TransactionFilter``,
-  ``BadQuery``;
+  ``BadQuery``, ``decode_cursor`` (a page's ``next_cursor`` as ``TransactionFilter.after``);
 - the vocabulary: ``Status``, ``Level``, ``Flag`` (with ``STATUSES``, ``LEVELS``, ``FLAGS``);
 - the pure core and its loop, for tools that drive them (benchmarks): ``Correlator``,
   ``CorrelatorService``.
 """
 
 from correlator.engine import Correlator
-from correlator.queries import BadQuery, TransactionFilter
+from correlator.queries import BadQuery, TransactionFilter, decode_cursor
 from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
 from correlator.service import CorrelatorService
 from correlator.transaction import FLAGS, LEVELS, STATUSES, Flag, Level, Status
@@ -30,4 +30,5 @@ __all__ = [
     "StoreTransactions",
     "TransactionFilter",
     "TransactionReader",
+    "decode_cursor",
 ]

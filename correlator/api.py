@@ -18,6 +18,7 @@ from correlator.queries import (
 )
 from correlator.transaction import FLAGS, STATUSES
 from stitchboard.api import ApiError
+from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
 
 
@@ -28,6 +29,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     facilities = config.facility_index()
 
     @router.get("/transactions")
+    @requires(Need.VIEWER, audit="transaction.search", audit_params=("key",))
     async def transactions(
         workflow: Annotated[str | None, Query(description="Workflow name")] = None,
         facility: Annotated[str | None, Query(description="Facility id or alias")] = None,
@@ -65,6 +67,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         return {"transactions": items, "next_cursor": next_cursor}
 
     @router.get("/transactions/{transaction_id}")
+    @requires(Need.VIEWER, audit="transaction.view")
     async def transaction(transaction_id: str) -> dict[str, Any]:
         """The whole transaction: steps with times and deadlines, every hop event, flags."""
         if not transaction_id.isalnum() or len(transaction_id) > 64:

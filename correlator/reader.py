@@ -9,7 +9,7 @@ tests of the stages that read transactions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from correlator.queries import (
     encode_cursor,
     event_detail,
     get_transaction,
+    get_transactions,
     iso,
     list_transactions,
     missed_detail,
@@ -57,6 +58,10 @@ class StoreTransactions:
 
     def get_transaction(self, transaction_id: str, now: int) -> dict[str, Any] | None:
         return get_transaction(self.store, transaction_id, now, self.config)
+
+    def get_transactions(self, transaction_ids: Sequence[str], now: int) -> list[dict[str, Any]]:
+        """Several transactions as ``get_transaction`` gives each, in two reads (exports)."""
+        return get_transactions(self.store, transaction_ids, now, self.config)
 
 
 class MemoryTransactions:

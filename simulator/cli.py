@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -192,15 +193,19 @@ def demo(
     ):
         if value is not None:
             command += [flag, str(value)]
-    server = subprocess.Popen(command, env=os.environ.copy())
+    # The demo reads the server's health details with an admin token of its own.
+    env = os.environ.copy()
+    token = env.setdefault("STITCHBOARD_BOOTSTRAP_TOKEN", secrets.token_urlsafe(32))
+    server = subprocess.Popen(command, env=env)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         api = f"http://{settings.host}:{settings.port}"
-        health = wait_ready(api, server)
+        health = wait_ready(api, server, headers={"Authorization": f"Bearer {token}"})
         if health is None:
             fail("stitchboard serve did not become ready; see its output above", 1)
             return
+        _print_first_login(settings.initial_admin_file, api)
         empty = int(health.get("store", {}).get("tables", {}).get("events", 0)) == 0
         options = SimulateOptions(
             rate=rate,
@@ -231,6 +236,21 @@ def demo(
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def _print_first_login(password_file: Path, api: str) -> None:
+    """Show the generated admin password once (first start), then remove its file."""
+    if not password_file.is_file():
+        err.print(f"Console: {api}/login (log in with your user; first-start admin: admin)")
+        return
+    password = password_file.read_text().strip()
+    password_file.unlink()
+    err.print(
+        f"Console: {api}/login  user [bold]admin[/]  password [bold]{password}[/]"
+        " (shown once: it is not stored anywhere in clear; add users with"
+        " `stitchboard users add`)",
+        highlight=False,
+    )
 
 
 def register(cli: typer.Typer) -> None:

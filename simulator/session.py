@@ -47,15 +47,21 @@ class SimulateOptions:
 
 
 def wait_ready(
-    api: str, server: subprocess.Popen | None = None, timeout: float = 120.0
+    api: str,
+    server: subprocess.Popen | None = None,
+    timeout: float = 120.0,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
-    """Poll ``GET /api/v1/health`` until it answers 200; None if the server died."""
+    """Poll ``GET /api/v1/health`` until it answers 200; None if the server died.
+
+    Without credentials (``headers``) the answer says only ``ok``.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server is not None and server.poll() is not None:
             return None
         try:
-            response = httpx.get(f"{api}/api/v1/health", timeout=2.0)
+            response = httpx.get(f"{api}/api/v1/health", timeout=2.0, headers=headers)
             if response.status_code == 200:
                 return response.json()
         except httpx.HTTPError:

@@ -18,7 +18,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stitchboard import __version__
+from stitchboard.access import Access, AccessMiddleware
 from stitchboard.errors import StoreUnavailable
+from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
 from stitchboard.store.schema import schema_version
 
@@ -76,7 +78,12 @@ a{color:#0b6bcb}li{margin:.4rem 0}</style></head>
  (OpenAPI: <a href="/api/v1/openapi.json">openapi.json</a>)</li>
 <li><a href="/api/v1/health">Health</a>: store, schema version, row counts</li>
 <li><a href="/metrics">Metrics</a> in Prometheus format</li>
-</ul></body></html>
+<li>Auditors: <a href="/audit">audit log</a>, <a href="/exports">exports</a></li>
+</ul>
+<form method="post" action="/logout"><input type="hidden" name="csrf_token" id="csrf">
+<button type="submit">Log out</button></form>
+<script>document.getElementById("csrf").value =
+(document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || "";</script></body></html>
 """
 
 
@@ -120,8 +127,17 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
         return error_response(503, f"store unavailable: {exc}", {"Retry-After": retry})
 
     @app.get(f"{API_PREFIX}/health", tags=["health"])
-    async def health() -> JSONResponse:
-        """Store reachable, schema version, row counts, ingest buffer."""
+    @requires(Need.PUBLIC)
+    async def health(request: Request) -> JSONResponse:
+        """Store reachable, schema version, row counts, ingest buffer.
+
+        Without credentials (liveness and readiness probes) only ``ok`` or not.
+        """
+        if request.state.principal is None:
+            up = await asyncio.to_thread(runtime.store.ping)
+            return JSONResponse(
+                {"status": "ok" if up else "unavailable"}, status_code=200 if up else 503
+            )
 
         def probe() -> dict[str, Any]:
             return {
@@ -140,6 +156,9 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             },
             "ingest_queue_rows": runtime.writer.pending_rows,
         }
+        spool = runtime.writer.health()
+        if spool is not None:
+            body["spool"] = spool
         try:
             body["store"].update(await asyncio.to_thread(probe))
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
@@ -157,6 +176,15 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
     async def metrics() -> Response:
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    from stitchboard import access_api, audit_page, login  # they use this module's ApiError
+
+    access = Access(runtime)
+    app.state.access = access
+    app.include_router(login.build_router(access))
+    app.include_router(audit_page.build_router(access))
+    app.include_router(access_api.build_router(access), prefix=API_PREFIX)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    # Outermost: every route and mount, including those stages add after this, is covered.
+    app.add_middleware(AccessMiddleware, access=access, routes=lambda: app.router.routes)
     return app

@@ -104,8 +104,10 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 def _add_stage_commands(cli: typer.Typer) -> None:
+    from stitchboard import access_cli
     from stitchboard.stages import all_stages
 
+    access_cli.register(cli)
     for stage in all_stages():
         stage.commands(cli)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -27,6 +28,12 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def server_headers() -> dict[str, str]:
+    """Credentials for commands that call a running server: ``STITCHBOARD_TOKEN``."""
+    token = os.environ.get("STITCHBOARD_TOKEN") or os.environ.get("STITCHBOARD_BOOTSTRAP_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

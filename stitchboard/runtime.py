@@ -10,7 +10,7 @@ from stitchboard.phi import Pseudonymizer, load_key
 from stitchboard.settings import Settings
 from stitchboard.stages import open_store
 from stitchboard.store import Store
-from stitchboard.writer import BatchWriter
+from stitchboard.writer import BatchWriter, IngestWriter
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Runtime:
     settings: Settings
     config: SlasConfig
     store: Store
-    writer: BatchWriter
+    writer: IngestWriter
     metrics: Metrics
     pseudonymize: Pseudonymizer
 
@@ -27,18 +27,38 @@ class Runtime:
         self.store.close()
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Load slas.yaml, open the store and apply every stage's migrations, start the writer."""
+def build_runtime(settings: Settings, spool: bool = False) -> Runtime:
+    """Load slas.yaml, open the store and apply every stage's migrations, set up the writer.
+
+    With ``spool`` (``stitchboard serve``, unless ``settings.spool`` is off) senders are
+    acknowledged from the spool and a loader moves their batches into the store, started
+    by ``writer.start()`` once every stage has registered its raw inserters; otherwise
+    (command-line tools) the writer inserts directly and acknowledges after the insert.
+    """
     config = load_config(settings.config)
     store = open_store(settings.clickhouse, database=settings.database, cluster=settings.cluster)
     metrics = Metrics()
-    writer = BatchWriter(
-        store,
-        max_rows=settings.queue_max_rows,
-        batch_max_rows=settings.batch_max_rows,
-        metrics=metrics,
-        retry_after=settings.retry_after_seconds,
-    )
+    writer: IngestWriter
+    if spool and settings.spool:
+        from stitchboard.spool import open_spooled_writer
+
+        writer = open_spooled_writer(
+            store,
+            settings.spool_dir,
+            max_bytes=settings.spool_max_bytes,
+            segment_bytes=settings.spool_segment_bytes,
+            batch_max_rows=settings.batch_max_rows,
+            metrics=metrics,
+            retry_after=settings.retry_after_seconds,
+        )
+    else:
+        writer = BatchWriter(
+            store,
+            max_rows=settings.queue_max_rows,
+            batch_max_rows=settings.batch_max_rows,
+            metrics=metrics,
+            retry_after=settings.retry_after_seconds,
+        )
     pseudonymize = Pseudonymizer(load_key(settings.pseudonym_key, settings.pseudonym_key_file))
     return Runtime(
         settings=settings,

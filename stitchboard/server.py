@@ -9,12 +9,17 @@ acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
+import socket
 import sys
 
 from stitchboard.api import build_api
+from stitchboard.audit import AuditEntry, AuditLog
 from stitchboard.components import Component, HttpComponent
+from stitchboard.config_history import record_config
+from stitchboard.credentials import ensure_first_admin
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
 from stitchboard.stages import served_stages
@@ -40,8 +45,22 @@ def build_components(runtime: Runtime) -> list[Component]:
     return components
 
 
+def _record_config(runtime: Runtime) -> None:
+    """Keep this slas.yaml among the versions in force, and audit the load."""
+    settings = runtime.settings
+    sha, new = record_config(runtime.store, settings.config)
+    chain = settings.audit_chain or socket.gethostname()
+    entry = AuditEntry("server", "admin", "config.load", (sha,), "", detail=str(settings.config))
+    AuditLog(runtime.store, chain).record(
+        entry if new else dataclasses.replace(entry, outcome="unchanged")
+    )
+
+
 async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    runtime = await asyncio.to_thread(build_runtime, settings)
+    runtime = await asyncio.to_thread(build_runtime, settings, True)
+    password_file = settings.initial_admin_file
+    first_admin = await asyncio.to_thread(ensure_first_admin, runtime.store, password_file)
+    await asyncio.to_thread(_record_config, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -52,9 +71,16 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for component in components:
             await component.start()
             started.append(component)
+        # Every stage has registered its raw inserters and listeners: start loading.
+        runtime.writer.start()
         # One write, so log lines from stage threads cannot land inside the banner.
         store = f"  {'Store':<22} {runtime.store.display_url} (database {runtime.store.database})"
         banner = ["Stitchboard is running", store, *(f"  {c.describe()}" for c in started)]
+        if first_admin:
+            banner.append(
+                f"  First start: console user 'admin', password in {password_file}"
+                " (delete the file after logging in)"
+            )
         sys.stdout.write("\n".join(banner) + "\n")
         sys.stdout.flush()
         if ready is not None:

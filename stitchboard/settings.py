@@ -45,10 +45,46 @@ class Settings(BaseSettings):
     native_decode: bool = Field(
         True, description="Embedded store: let the engine decode OTLP protobuf trace requests"
     )
+    spool: bool = Field(
+        True, description="serve: acknowledge after fdatasync to a local spool, load behind it"
+    )
+    spool_dir: Path = Field(Path("spool"), description="Directory of the ingest spool")
+    spool_max_bytes: int = Field(
+        1 << 30, gt=0, description="Unloaded bytes the spool holds before 429/503 and AR"
+    )
+    spool_segment_bytes: int = Field(64 << 20, gt=0, description="Size of one spool segment file")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After on 429/503")
     pseudonym_key: str | None = Field(None, description="HMAC key for PHI pseudonyms")
     pseudonym_key_file: Path | None = Field(None, description="File holding the HMAC key")
     log_level: str = Field("INFO", description="Python log level")
+    bootstrap_token: str | None = Field(
+        None, description="An admin API token given by the environment (automation, tests)"
+    )
+    session_key: str | None = Field(
+        None, description="Key signing console sessions (default: a new one per start)"
+    )
+    session_minutes: int = Field(480, gt=0, description="Console session lifetime after login")
+    ingest_auth: bool = Field(False, description="Ingest needs an ingest token (OTLP, messages)")
+    metrics_allow: list[str] = Field(
+        default_factory=list, description="Networks that may scrape /metrics without a token"
+    )
+    mllp_allow: list[str] = Field(
+        default_factory=list, description="Sender networks MLLP accepts (empty: any)"
+    )
+    audit_chain: str | None = Field(None, description="This process's audit chain (host name)")
+    retention_days: dict[str, int] = Field(
+        default_factory=dict,
+        description="Days kept per table (events, otel_traces, otel_logs, dead_letters)",
+    )
+    export_key_file: Path = Field(
+        Path("export-signing-key.pem"),
+        description="Ed25519 key signing export manifests (created on first use)",
+    )
+    exports_dir: Path = Field(Path("exports"), description="Where export bundles are written")
+    initial_admin_file: Path = Field(
+        Path("initial-admin-password"),
+        description="Where the first start writes the generated admin password",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from stitchboard.store import Store
     from stitchboard.store.schema import Migration
 
-STAGES: tuple[str, ...] = ("collector.stage", "correlator.stage", "alerts.stage")
+STAGES: tuple[str, ...] = (
+    "collector.stage",
+    "correlator.stage",
+    "alerts.stage",
+    "exports.stage",
+    "retention.stage",
+    "dashboards.stage",
+)
 TOOLS: tuple[str, ...] = ("simulator.stage",)
 
 

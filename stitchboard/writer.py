@@ -1,9 +1,12 @@
 """The ingest writer: a bounded buffer in front of ClickHouse, drained by one thread.
 
-Every source (OTLP, MLLP, files, HTTP) hands the writer a ``Batch`` and waits
-for it to be durable before it acknowledges. The writer coalesces whatever is
-queued into one insert per table (ClickHouse wants few, large inserts), and
-refuses new batches with ``Overloaded`` once ``max_rows`` are buffered or in
+Every source (OTLP, MLLP, files, HTTP) hands an ``IngestWriter`` a ``Batch`` and
+waits for it to be durable before it acknowledges. ``stitchboard serve`` uses
+``stitchboard.spool.SpooledWriter`` (durable = synced to the local spool, loaded
+behind it through the same ``Inserter``); ``BatchWriter`` here, used by the
+command-line tools, makes a batch durable by inserting it. It coalesces
+whatever is queued into one insert per table (ClickHouse wants few, large
+inserts), and refuses new batches with ``Overloaded`` once ``max_rows`` are buffered or in
 flight: memory stays bounded whatever the input rate. A failed insert fails
 every batch in it with ``StoreUnavailable``; nothing was acknowledged, so the
 senders retry, and deterministic ids plus ReplacingMergeTree make the retry safe.
@@ -16,9 +19,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.metrics import Metrics
@@ -73,6 +77,89 @@ class Batch:
         return tables + sum(n for payloads in self.raw.values() for _, n in payloads)
 
 
+def merge(batches: Iterable[Batch]) -> Batch:
+    """One batch holding the rows and raw payloads of ``batches``, in order."""
+    merged = Batch()
+    for batch in batches:
+        for table, (columns, rows) in batch.tables.items():
+            merged.add(table, columns, rows)
+        for kind, payloads in batch.raw.items():
+            merged.raw.setdefault(kind, []).extend(payloads)
+    return merged
+
+
+class Inserter:
+    """The insert path every writer shares: tables in ``TABLE_ORDER``, then raw payloads."""
+
+    def __init__(self, sink: Sink, metrics: Metrics):
+        self.sink = sink
+        self.metrics = metrics
+        self.raw: dict[str, RawInserter] = {}
+        self._last_stamp = 0
+
+    def check(self, batch: Batch) -> None:
+        """Raise ValueError for a raw kind no inserter is registered for."""
+        unknown = [kind for kind in batch.raw if kind not in self.raw]
+        if unknown:
+            raise ValueError(f"no raw inserter registered for {unknown[0]!r}")
+
+    def insert(self, merged: Batch) -> None:
+        """Insert every row of ``merged``; fills ``merged.stamps`` for its raw payloads."""
+        self.check(merged)
+        order = [t for t in TABLE_ORDER if t in merged.tables]
+        order += [t for t in merged.tables if t not in TABLE_ORDER]
+        for table in order:
+            columns, rows = merged.tables[table]
+            started = time.perf_counter()
+            self.sink.insert(table, columns, rows)
+            self.metrics.insert_latency.labels(table).observe(time.perf_counter() - started)
+            self.metrics.inserted_rows.labels(table).inc(len(rows))
+        for kind, payloads in merged.raw.items():
+            inserter = self.raw[kind]
+            self._last_stamp = max(self._last_stamp + 1, time.time_ns() // 1000)
+            started = time.perf_counter()
+            inserter.insert(self.sink, [payload for payload, _ in payloads], self._last_stamp)
+            self.metrics.insert_latency.labels(kind).observe(time.perf_counter() - started)
+            self.metrics.inserted_rows.labels(kind).inc(sum(n for _, n in payloads))
+            for table in inserter.tables:
+                merged.stamps.setdefault(table, []).append(self._last_stamp)
+
+
+def notify(listeners: Iterable[Callable[[Batch], None]], merged: Batch) -> None:
+    """Hand a durable batch to each listener; a failing listener is logged, never raised."""
+    for listener in listeners:
+        try:
+            listener(merged)
+        except Exception:  # noqa: BLE001 - rows are durable; a listener cannot undo that
+            log.exception("writer listener failed")
+
+
+class IngestWriter(Protocol):
+    """What the receivers use: hand over a batch, wait until it is durable."""
+
+    metrics: Metrics
+    retry_after: int
+
+    def submit(self, batch: Batch) -> Future[None]: ...
+
+    async def write(self, batch: Batch) -> None: ...
+
+    def write_sync(self, batch: Batch, timeout: float | None = None) -> None: ...
+
+    def add_listener(self, listener: Callable[[Batch], None]) -> None: ...
+
+    def register_raw(self, kind: str, inserter: RawInserter) -> None: ...
+
+    @property
+    def pending_rows(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def health(self) -> dict[str, object] | None: ...
+
+    def close(self, timeout: float = 30.0) -> None: ...
+
+
 class BatchWriter:
     def __init__(
         self,
@@ -93,8 +180,7 @@ class BatchWriter:
         self._cond = threading.Condition()
         self._closing = False
         self._listeners: list[Callable[[Batch], None]] = []
-        self._raw: dict[str, RawInserter] = {}
-        self._last_stamp = 0
+        self._inserter = Inserter(sink, self.metrics)
         self._thread = threading.Thread(target=self._run, name="stitchboard-writer", daemon=True)
         self._thread.start()
 
@@ -108,7 +194,13 @@ class BatchWriter:
 
     def register_raw(self, kind: str, inserter: RawInserter) -> None:
         """Accept ``Batch.add_raw(kind, …)`` payloads, written by ``inserter``."""
-        self._raw[kind] = inserter
+        self._inserter.raw[kind] = inserter
+
+    def start(self) -> None:
+        """Nothing to do: the writer thread runs from construction."""
+
+    def health(self) -> dict[str, object] | None:
+        return None
 
     # -- producers ------------------------------------------------------------------
 
@@ -119,9 +211,7 @@ class BatchWriter:
         if n == 0:
             future.set_result(None)
             return future
-        unknown = [kind for kind in batch.raw if kind not in self._raw]
-        if unknown:
-            raise ValueError(f"no raw inserter registered for {unknown[0]!r}")
+        self._inserter.check(batch)
         with self._cond:
             if self._closing:
                 raise StoreUnavailable("the server is shutting down")
@@ -167,15 +257,10 @@ class BatchWriter:
             taken = self._take()
             if taken is None:
                 return
-            merged = Batch()
-            for batch, _ in taken:
-                for table, (columns, rows) in batch.tables.items():
-                    merged.add(table, columns, rows)
-                for kind, payloads in batch.raw.items():
-                    merged.raw.setdefault(kind, []).extend(payloads)
+            merged = merge(batch for batch, _ in taken)
             error: BaseException | None = None
             try:
-                self._insert(merged)
+                self._inserter.insert(merged)
             except StoreUnavailable as exc:
                 error = exc
             except Exception as exc:  # noqa: BLE001 - a write must never kill the writer
@@ -187,35 +272,12 @@ class BatchWriter:
                 self._pending_rows -= merged.rows
                 self.metrics.queue_rows.set(self._pending_rows)
             if error is None:
-                for listener in self._listeners:
-                    try:
-                        listener(merged)
-                    except Exception:  # noqa: BLE001 - rows are durable; a listener cannot undo that
-                        log.exception("writer listener failed")
+                notify(self._listeners, merged)
             for _, future in taken:
                 if error is None:
                     future.set_result(None)
                 else:
                     future.set_exception(error)
-
-    def _insert(self, merged: Batch) -> None:
-        order = [t for t in TABLE_ORDER if t in merged.tables]
-        order += [t for t in merged.tables if t not in TABLE_ORDER]
-        for table in order:
-            columns, rows = merged.tables[table]
-            started = time.perf_counter()
-            self.sink.insert(table, columns, rows)
-            self.metrics.insert_latency.labels(table).observe(time.perf_counter() - started)
-            self.metrics.inserted_rows.labels(table).inc(len(rows))
-        for kind, payloads in merged.raw.items():
-            inserter = self._raw[kind]
-            self._last_stamp = max(self._last_stamp + 1, time.time_ns() // 1000)
-            started = time.perf_counter()
-            inserter.insert(self.sink, [payload for payload, _ in payloads], self._last_stamp)
-            self.metrics.insert_latency.labels(kind).observe(time.perf_counter() - started)
-            self.metrics.inserted_rows.labels(kind).inc(sum(n for _, n in payloads))
-            for table in inserter.tables:
-                merged.stamps.setdefault(table, []).append(self._last_stamp)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the thread."""

@@ -24,6 +24,11 @@ from stitchboard.components import Component
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+# Every test server accepts this admin token (STITCHBOARD_BOOTSTRAP_TOKEN); send AUTH with
+# requests to the console port, and TOKEN_ENV to CLI commands that call a server.
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef-0123456789"
+AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+TOKEN_ENV = {"STITCHBOARD_TOKEN": TEST_ADMIN_TOKEN}
 
 
 _handed_out: set[int] = set()
@@ -78,7 +83,12 @@ class ServeProcess:
         return f"chdb://{self.data_dir}"
 
     def start(self, timeout: float = 60) -> ServeProcess:
-        env = {**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **self.extra_env}
+        env = {
+            **os.environ,
+            "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY,
+            "STITCHBOARD_BOOTSTRAP_TOKEN": TEST_ADMIN_TOKEN,
+            **self.extra_env,
+        }
         cmd = [
             sys.executable,
             "-m",
@@ -120,7 +130,7 @@ class ServeProcess:
         raise RuntimeError(f"stitchboard serve not ready in {timeout}s:\n{self.output}")
 
     def health(self) -> dict:
-        return httpx.get(f"{self.api}/api/v1/health", timeout=10).json()
+        return httpx.get(f"{self.api}/api/v1/health", timeout=10, headers=AUTH).json()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         assert self.proc is not None
@@ -184,26 +194,49 @@ class InProcess:
         self.loop.close()
 
 
-def make_runtime(store, sink=None, config=None, **settings):
-    """A Runtime on the test store (or another Sink) without starting a server."""
+def make_runtime(store, sink=None, config=None, spool: Path | None = None, **settings):
+    """A Runtime on the test store (or another Sink) without starting a server.
+
+    With ``spool`` the writer acknowledges from a spool in that directory; its loader
+    starts with ``runtime.writer.start()`` (after the raw inserters are registered).
+    """
     from stitchboard.config import load_config
     from stitchboard.metrics import Metrics
     from stitchboard.phi import Pseudonymizer
     from stitchboard.runtime import Runtime
     from stitchboard.settings import Settings
-    from stitchboard.writer import BatchWriter
+    from stitchboard.spool import Journal, SpooledWriter
+    from stitchboard.writer import BatchWriter, IngestWriter
 
     if sink is not None:
         settings.setdefault("native_decode", False)  # the engine decoder needs the real store
+    settings.setdefault("bootstrap_token", TEST_ADMIN_TOKEN)
+    # Files a console writes (export bundles, the signing key) go to a temporary directory.
+    scratch = Path(tempfile.mkdtemp(prefix="stitchboard-runtime-"))
+    settings.setdefault("exports_dir", scratch / "exports")
+    settings.setdefault("export_key_file", scratch / "export-signing-key.pem")
     cfg = Settings(clickhouse=store.url, database=store.database, **settings)
     metrics = Metrics()
-    writer = BatchWriter(
-        sink or store,
-        max_rows=cfg.queue_max_rows,
-        batch_max_rows=cfg.batch_max_rows,
-        metrics=metrics,
-        retry_after=cfg.retry_after_seconds,
-    )
+    writer: IngestWriter
+    if spool is not None:
+        journal = Journal(spool, max_bytes=cfg.spool_max_bytes, retry_after=cfg.retry_after_seconds)
+        writer = SpooledWriter(
+            sink or store,
+            journal,
+            batch_max_rows=cfg.batch_max_rows,
+            metrics=metrics,
+            retry_after=cfg.retry_after_seconds,
+            linger=0.02,
+            backoff=(0.05, 0.2),
+        )
+    else:
+        writer = BatchWriter(
+            sink or store,
+            max_rows=cfg.queue_max_rows,
+            batch_max_rows=cfg.batch_max_rows,
+            metrics=metrics,
+            retry_after=cfg.retry_after_seconds,
+        )
     return Runtime(
         settings=cfg,
         config=config or load_config(ROOT / "slas.yaml"),

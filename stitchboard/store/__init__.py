@@ -1,7 +1,7 @@
 """The ClickHouse store: client construction, schema migrations, typed inserts and queries."""
 
 from stitchboard.store.client import Store, connect
-from stitchboard.store.memory import MemorySink
+from stitchboard.store.memory import MemorySink, OutageSink
 from stitchboard.store.sink import Sink
 
-__all__ = ["MemorySink", "Sink", "Store", "connect"]
+__all__ = ["MemorySink", "OutageSink", "Sink", "Store", "connect"]

@@ -23,6 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from stitchboard.audit import AUDIT_LOG
+from stitchboard.config_history import CONFIG_VERSIONS
+from stitchboard.credentials import API_TOKEN_USAGE, API_TOKENS, USERS
 from stitchboard.store.ddl import SchemaContext, Table
 
 if TYPE_CHECKING:
@@ -189,6 +192,9 @@ KERNEL_MIGRATIONS: tuple[Migration, ...] = (
         "otel tables, events, dead letters",
         _tables(OTEL_TRACES, OTEL_LOGS, EVENTS, DEAD_LETTERS),
     ),
+    Migration(40, "users and api tokens", _tables(USERS, API_TOKENS, API_TOKEN_USAGE)),
+    Migration(41, "hash-chained audit log", _tables(AUDIT_LOG)),
+    Migration(43, "slas.yaml versions", _tables(CONFIG_VERSIONS)),
 )
 
 

@@ -21,7 +21,7 @@ from simulator.send import Dispatcher, Endpoints
 from simulator.traffic import estate_from_config
 from simulator.truth import evaluate
 from stitchboard.config import load_config
-from tests.support import ROOT, serve_process
+from tests.support import AUTH, ROOT, serve_process
 
 # The key that names a transaction of each workflow in both worlds.
 NAMING_KEY = {
@@ -43,7 +43,9 @@ def _all_transactions(api: str) -> list[dict]:
     items, cursor = [], None
     while True:
         params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        body = httpx.get(f"{api}/api/v1/transactions", params=params, timeout=60).json()
+        body = httpx.get(
+            f"{api}/api/v1/transactions", params=params, timeout=60, headers=AUTH
+        ).json()
         items += body["transactions"]
         cursor = body.get("next_cursor")
         if not cursor:
@@ -141,7 +143,10 @@ def test_every_transaction_matches_the_ground_truth() -> None:
                 )
                 continue
             pairs.append((truth, found[0]["id"]))
-        with httpx.Client(base_url=server.api, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+        with (
+            httpx.Client(base_url=server.api, timeout=30, headers=AUTH) as client,
+            ThreadPoolExecutor(8) as pool,
+        ):
             details = list(
                 pool.map(lambda pair: client.get(f"/api/v1/transactions/{pair[1]}").json(), pairs)
             )

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.alerts_helpers import Receiver
-from tests.support import ServeProcess
+from tests.support import AUTH, ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,9 @@ def test_restart_while_firing_neither_pages_twice_nor_forgets() -> None:
             server.stop()
         server = ServeProcess(workdir / "data", config=config, env=env).start()
         try:
-            firing = httpx.get(f"{server.api}/api/v1/alerts?state=firing", timeout=10).json()
+            firing = httpx.get(
+                f"{server.api}/api/v1/alerts?state=firing", timeout=10, headers=AUTH
+            ).json()
             assert [a["fingerprint"] for a in firing["items"]] == [fingerprint]
             time.sleep(5)  # five evaluation cycles after the restart
             assert len(receiver.posts) == 1

@@ -5,22 +5,24 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import serve_process
+from tests.support import AUTH, serve_process
 
 pytestmark = pytest.mark.slow
 
 
 def test_slos_alerts_and_silences_over_http() -> None:
-    with serve_process() as server:
+    with serve_process() as server, httpx.Client(headers=AUTH) as client:
         api = f"{server.api}/api/v1"
-        slos = httpx.get(f"{api}/slos", timeout=30).json()["items"]
+        # Writes are recorded under the caller's identity, whatever author a body names.
+        me = client.get(f"{api}/whoami", timeout=10).json()["name"]
+        slos = client.get(f"{api}/slos", timeout=30).json()["items"]
         # Seven shipped SLOs x three facilities, and an empty store: all no_data, never 100 %.
         assert len(slos) == 21
         assert {s["status"] for s in slos} == {"no_data"}
         assert all(s["compliance"] is None for s in slos)
-        lakeside = httpx.get(f"{api}/slos", params={"facility": "LCH"}, timeout=30).json()
+        lakeside = client.get(f"{api}/slos", params={"facility": "LCH"}, timeout=30).json()
         assert {s["group"]["facility"] for s in lakeside["items"]} == {"LCH02"}
-        detail = httpx.get(
+        detail = client.get(
             f"{api}/slos/discharge_charges_posted",
             params={"facility": "LCH02", "hours": 3},
             timeout=30,
@@ -40,13 +42,13 @@ def test_slos_alerts_and_silences_over_http() -> None:
             "1d": None,
             "3d": None,
         }
-        assert httpx.get(f"{api}/slos/nope", timeout=10).status_code == 404
-        assert httpx.get(f"{api}/slos", params={"facility": "XX"}, timeout=10).status_code == 400
+        assert client.get(f"{api}/slos/nope", timeout=10).status_code == 404
+        assert client.get(f"{api}/slos", params={"facility": "XX"}, timeout=10).status_code == 400
 
-        assert httpx.get(f"{api}/alerts", timeout=10).json() == {"items": []}
-        bad = httpx.get(f"{api}/alerts", params={"state": "on fire"}, timeout=10)
+        assert client.get(f"{api}/alerts", timeout=10).json() == {"items": []}
+        bad = client.get(f"{api}/alerts", params={"state": "on fire"}, timeout=10)
         assert bad.status_code == 400 and "bad state" in bad.json()["error"]["message"]
-        created = httpx.post(
+        created = client.post(
             f"{api}/alerts/silences",
             json={
                 "matchers": {"facility": "LCH02"},
@@ -58,19 +60,27 @@ def test_slos_alerts_and_silences_over_http() -> None:
         )
         assert created.status_code == 201
         sid = created.json()["id"]
-        [listed] = httpx.get(f"{api}/alerts/silences", timeout=10).json()["items"]
-        assert (listed["id"], listed["author"]) == (sid, "dana")
-        refused = httpx.post(
+        [listed] = client.get(f"{api}/alerts/silences", timeout=10).json()["items"]
+        assert (listed["id"], listed["author"]) == (sid, me)
+        refused = client.post(
             f"{api}/alerts/silences",
             json={"matchers": {}, "duration": "1h", "author": "x"},
             timeout=10,
         )
         assert refused.status_code in (400, 422)
-        expired = httpx.post(
+        expired = client.post(
             f"{api}/alerts/silences/{sid}/expire", json={"author": "lee"}, timeout=10
         )
-        assert expired.json() == {"id": sid, "expired_by": "lee"}
-        missing = httpx.post(f"{api}/alerts/ffff/ack", json={"author": "dana"}, timeout=10)
+        assert expired.json() == {"id": sid, "expired_by": me}
+        missing = client.post(f"{api}/alerts/ffff/ack", json={"author": "dana"}, timeout=10)
         assert missing.status_code == 404
-        assert httpx.get(f"{api}/alerts/notifications", timeout=10).json() == {"items": []}
+        assert client.get(f"{api}/alerts/notifications", timeout=10).json() == {"items": []}
+        # Without credentials nothing is answered; the audit log names both silence attempts,
+        # newest first: the refused one, then the created one.
+        assert httpx.get(f"{api}/alerts", timeout=10).status_code == 401
+        audit = client.get(f"{api}/audit", params={"action": "alert.silence"}, timeout=10).json()
+        assert [(row["actor"], row["outcome"]) for row in audit["audit"]] == [
+            (me, "failed 400"),
+            (me, "ok"),
+        ]
     assert "7 SLOs every 15s; channels: log" in server.output  # the startup banner

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import serve_process
+from tests.support import AUTH, serve_process
 
 DATA = Path(__file__).parents[1] / "data" / "hl7"
 VISIT = "VN20250310-000917"
@@ -95,7 +95,9 @@ def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
         assert response.status_code == 200, response.text
 
         def by_visit():
-            return httpx.get(f"{api}/transactions", params={"key": VISIT}, timeout=10).json()
+            return httpx.get(
+                f"{api}/transactions", params={"key": VISIT}, timeout=10, headers=AUTH
+            ).json()
 
         found = wait_for(by_visit, lambda b: any(t["event_count"] >= 4 for t in b["transactions"]))
         [tx] = [t for t in found["transactions"] if t["workflow"] == "discharge_to_revenue"]
@@ -105,11 +107,13 @@ def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
         assert "out_of_order" in tx["flags"]  # the sample charge was posted before discharge
 
         # PHI: the MRN is stored as a pseudonym; searching by the raw MRN still finds it.
-        by_mrn = httpx.get(f"{api}/transactions", params={"key": "MRN00482917"}).json()
+        by_mrn = httpx.get(
+            f"{api}/transactions", params={"key": "MRN00482917"}, headers=AUTH
+        ).json()
         assert tx["id"] in {t["id"] for t in by_mrn["transactions"]}
         assert all("MRN00482917" not in v for vs in tx["keys"].values() for v in vs)
 
-        detail = httpx.get(f"{api}/transactions/{tx['id']}").json()
+        detail = httpx.get(f"{api}/transactions/{tx['id']}", headers=AUTH).json()
         assert [(e["step"], e["system"]) for e in detail["events"]] == [
             ("charge", "PERIOP"),
             ("discharge", "EHR_ADT"),
@@ -123,10 +127,12 @@ def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
         assert {m["step"] for m in detail["missed"]} >= {"coding_complete", "final_bill"}
 
         listing = httpx.get(
-            f"{api}/transactions", params={"workflow": "discharge_to_revenue", "status": "overdue"}
+            f"{api}/transactions",
+            params={"workflow": "discharge_to_revenue", "status": "overdue"},
+            headers=AUTH,
         ).json()
         assert tx["id"] in {t["id"] for t in listing["transactions"]}
-        names = {w["name"] for w in httpx.get(f"{api}/workflows").json()["workflows"]}
+        names = {w["name"] for w in httpx.get(f"{api}/workflows", headers=AUTH).json()["workflows"]}
         assert "timecard_to_labor_gl" in names
 
         for params, words in (
@@ -135,10 +141,10 @@ def test_hops_from_hl7_and_otlp_become_one_transaction() -> None:
             ({"cursor": "%%%"}, "bad cursor"),
             ({"status": "stuck"}, "unknown status 'stuck'"),
         ):
-            bad = httpx.get(f"{api}/transactions", params=params)
+            bad = httpx.get(f"{api}/transactions", params=params, headers=AUTH)
             assert bad.status_code == 400
             assert words in bad.json()["error"]["message"]
-        missing = httpx.get(f"{api}/transactions/0123abcd")
+        missing = httpx.get(f"{api}/transactions/0123abcd", headers=AUTH)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
         # A restart rebuilds the state from events: same transaction, same id.

@@ -13,7 +13,7 @@ import hl7
 import pytest
 from hl7.client import MLLPClient
 
-from tests.support import ROOT, TEST_KEY, ServeProcess, sql
+from tests.support import ROOT, TEST_KEY, TOKEN_ENV, ServeProcess, sql
 
 DATA = Path(__file__).parents[1] / "data" / "hl7"
 
@@ -25,7 +25,7 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
         text=True,
         timeout=300,
         cwd=cwd or ROOT,
-        env={**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **(env or {})},
+        env={**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **TOKEN_ENV, **(env or {})},
     )
 
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.support import ROOT, ServeProcess, serve_process, sql
+from tests.support import AUTH, ROOT, ServeProcess, serve_process, sql
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_sdk_exporters_over_http_and_grpc_then_sigterm_keeps_everything():
         health = server.health()
         assert health["status"] == "ok"
         assert health["store"]["schema_version"] >= 1
-        metrics = httpx.get(f"{server.api}/metrics").text
+        metrics = httpx.get(f"{server.api}/metrics", headers=AUTH).text
         assert 'stitchboard_accepted_records_total{signal="traces"} 200.0' in metrics
         assert 'stitchboard_accepted_records_total{signal="logs"} 50.0' in metrics
         assert server.stop() == 0
@@ -147,10 +147,10 @@ def test_a_port_of_zero_disables_that_listener(tmp_path):
 
 def test_console_port_serves_index_openapi_and_common_errors():
     with serve_process() as server:
-        index = httpx.get(f"{server.api}/")
+        index = httpx.get(f"{server.api}/", headers=AUTH)
         assert index.status_code == 200 and "Stitchboard" in index.text
-        spec = httpx.get(f"{server.api}/api/v1/openapi.json").json()
+        spec = httpx.get(f"{server.api}/api/v1/openapi.json", headers=AUTH).json()
         assert "/api/v1/health" in spec["paths"]
-        missing = httpx.get(f"{server.api}/api/v1/nope")
+        missing = httpx.get(f"{server.api}/api/v1/nope", headers=AUTH)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"

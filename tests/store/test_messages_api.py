@@ -16,7 +16,7 @@ from collector import dead_letters, messages_api
 from stitchboard.api import build_api
 from stitchboard.components import HttpComponent
 from stitchboard.store import MemorySink
-from tests.support import InProcess, free_port, make_runtime
+from tests.support import AUTH, InProcess, free_port, make_runtime
 
 DATA = Path(__file__).parents[1] / "data" / "hl7"
 HL7 = "x-application/hl7-v2+er7"
@@ -229,7 +229,7 @@ def test_store_down_is_503_and_overload_is_429(store):
 
 
 def test_metrics_count_records(api):
-    text = httpx.get(f"{api}/metrics").text
+    text = httpx.get(f"{api}/metrics", headers=AUTH).text
     received = re.search(r'stitchboard_received_records_total{signal="messages.http"} (\S+)', text)
     assert received and float(received.group(1)) > 0
     assert 'stitchboard_requests_total{outcome="ok",signal="messages.http"}' in text

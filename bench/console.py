@@ -1,0 +1,275 @@
+"""The console's page queries at 10 million transactions, and first render in Chromium.
+
+Part one (in a child process, which owns its embedded data directory): generate
+``BENCH_CONSOLE_TXS`` transactions (default 10,000,000) shaped like the
+correlator's (5 workflows, 3 facilities, 90 days of starts, step arrays,
+amounts, flags, deadlines) plus a day of feed events, then time every query a
+page makes on one refresh, 15 times each, and report p50/p95 per page against
+the 500 ms target, beside an in-run reference (one full scan of the table).
+
+Part two: a real ``stitchboard serve`` over the same data directory; headless
+Chromium opens each page five times and the time from navigation until no Dash
+callback is pending is the first render (target 2 s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+NS = 1_000_000_000
+DAY = 86_400
+D2R = "discharge_to_revenue"
+PAGES = ("/", "/workflow", "/transactions", "/alerts", "/data-health")
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _generate(store: Any, count: int, now: int) -> None:
+    tx = store.table("transactions")
+    span = 90 * DAY
+    chunk = 1_000_000
+    for first in range(0, count, chunk):
+        n = min(chunk, count - first)
+        store.command(
+            f"""
+            INSERT INTO {tx} (id, workflow, id_time, facility, status, level, start_time,
+                end_time, last_time, duration_ns, warn_deadline, breach_deadline, flags,
+                amount, event_ids, event_steps, key_names, key_values, event_count, version,
+                step_names, step_counts, step_first, step_last, step_levels)
+            SELECT
+                concat(leftPad(lower(hex(start_ns)), 16, '0'),
+                       substring(lower(hex(MD5(toString(number)))), 1, 16)) AS id,
+                ['discharge_to_revenue','claim_to_cash','implant_use_to_replenishment',
+                 'requisition_to_payment','timecard_to_labor_gl'][number % 5 + 1],
+                fromUnixTimestamp64Nano(start_ns),
+                ['NMC01','LCH02','MSC03'][intDiv(number, 5) % 3 + 1],
+                st, if(st IN ('late', 'overdue'), 'warn', ''), fromUnixTimestamp64Nano(start_ns),
+                if(st IN ('complete', 'late'), fromUnixTimestamp64Nano(start_ns + took), NULL),
+                fromUnixTimestamp64Nano(start_ns + took),
+                if(st IN ('complete', 'late'), took, NULL),
+                if(st IN ('in_progress', 'overdue'),
+                   fromUnixTimestamp64Nano(start_ns + 5 * 86400000000000), NULL),
+                if(st IN ('in_progress', 'overdue'),
+                   fromUnixTimestamp64Nano(start_ns + 7 * 86400000000000), NULL),
+                if(cityHash64(number, 5) % 40 = 0, ['missing_step'], []),
+                toDecimal64(cityHash64(number, 4) % 2000000 / 100, 2),
+                [concat('e', toString(number))], ['discharge'],
+                ['visit', 'account'],
+                [concat('V', toString(number)), concat('A', toString(number))],
+                reached + 1, 1,
+                ['discharge','engine_ack','charge','gl_journal','coding_complete','final_bill'],
+                arrayMap(i -> toUInt32(i <= reached), range(1, 7)),
+                arrayMap(i -> if(i <= reached, start_ns + (i - 1) * 3600000000000, 0),
+                         range(1, 7)),
+                arrayMap(i -> if(i <= reached, start_ns + (i - 1) * 3600000000000, 0),
+                         range(1, 7)),
+                arrayMap(i -> '', range(1, 7))
+            FROM (
+                SELECT number,
+                    {now} - toInt64(cityHash64(number, 1) % {span}) * 1000000000 AS start_ns,
+                    toInt64(cityHash64(number, 2) % (8 * 86400)) * 1000000000 AS took,
+                    multiIf(cityHash64(number, 3) % 100 < 70, 'complete',
+                            cityHash64(number, 3) % 100 < 80, 'late',
+                            cityHash64(number, 3) % 100 < 90, 'in_progress',
+                            cityHash64(number, 3) % 100 < 97, 'overdue', 'failed') AS st,
+                    if(st IN ('complete', 'late'), 6, 1 + cityHash64(number, 6) % 5) AS reached
+                FROM numbers({first}, {n}))"""
+        )
+    events = store.table("events")
+    store.command(
+        f"""
+        INSERT INTO {events} (event_id, event_time, observed_time, source_kind, source,
+            facility, system, operation, status, keys)
+        SELECT lower(hex(MD5(concat('ev', toString(number))))),
+            fromUnixTimestamp64Nano({now} - toInt64(number % 86400) * 1000000000),
+            fromUnixTimestamp64Nano({now} - toInt64(number % 86400) * 1000000000),
+            'span', 'bench', ['NMC01','LCH02','MSC03'][number % 3 + 1],
+            ['EHR_ADT','IFENGINE','LAB_LIS','PATACCT','ERP_GL','PERIOP'][intDiv(number, 3) % 6 + 1],
+            'op', 'ok', map('visit', concat('V', toString(number)))
+        FROM numbers(1000000)"""
+    )
+
+
+def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Callable[[], object]]:
+    from alerts import slo_report
+    from correlator import StoreTransactions, TransactionFilter
+    from dashboards import queries as q
+
+    week = q.Scope(now - 7 * DAY * NS, now + 60 * NS)
+    wf = q.Scope(now - 7 * DAY * NS, now + 60 * NS, workflow=D2R)
+    moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
+    reader = StoreTransactions(store, config)
+    steps = [s.name for s in config.workflows[0].steps]
+    visit = f"V{count // 2}"
+
+    def slo() -> object:
+        return slo_report(store, config, now=moment, window="7d")
+
+    def overview() -> object:
+        return (
+            q.outcomes(store, week, now),
+            q.outcomes(store, week, now, decided=True),
+            q.overdue_now(store, now, None, None),
+            q.dnfb(store, now),
+            q.trend(store, week, now, 6 * 3600),
+        )
+
+    def workflow() -> object:
+        return (
+            q.funnel(store, wf, now, steps),
+            q.step_latency(store, wf, now, "engine_ack", "discharge"),
+            q.aging(store, now, D2R, None),
+            q.flag_counts(store, wf, now),
+            q.slowest(store, wf, now),
+            q.most_overdue(store, now, D2R, None),
+        )
+
+    def transactions() -> object:
+        since = now - 7 * DAY * NS
+        first, cursor = reader.list_transactions(TransactionFilter(since=since), 100, now)
+        return first, reader.list_transactions(
+            TransactionFilter(workflow=D2R, facility="LCH02", status="overdue", since=since),
+            100,
+            now,
+        )
+
+    def search() -> object:
+        return reader.list_transactions(TransactionFilter(key_values=(visit,)), 100, now)
+
+    def detail() -> object:
+        [item], _ = reader.list_transactions(TransactionFilter(key_values=(visit,)), 1, now)
+        return reader.get_transaction(item["id"], now)
+
+    def data_health() -> object:
+        return q.feeds(store, now), q.dead_letter_reasons(store)
+
+    return {
+        "overview: the alerts stage's SLO report (cached 30 s by the page)": slo,
+        "overview: the console's own queries": overview,
+        "workflow": workflow,
+        "transactions (newest page, filtered page)": transactions,
+        "transactions (key search)": search,
+        "transaction detail": detail,
+        "data health": data_health,
+    }
+
+
+def seed_and_time(data_dir: str, count: int) -> None:
+    """Child process: generate the store, time the page queries, print JSON lines."""
+    from stitchboard.config import load_config
+    from stitchboard.stages import open_store
+
+    config = load_config(Path(__file__).resolve().parent.parent / "slas.yaml")
+    store = open_store(f"chdb://{data_dir}")
+    now = time.time_ns()
+    started = time.perf_counter()
+    _generate(store, count, now)
+    tx = store.table("transactions")
+    store.command(f"OPTIMIZE TABLE {tx} FINAL")
+    print(json.dumps({"generated": count, "seconds": time.perf_counter() - started}), flush=True)
+    started = time.perf_counter()
+    store.scalar(f"SELECT sum(length(id)) FROM {tx}")
+    reference = time.perf_counter() - started
+    for page, run in _page_queries(store, config, now, count).items():
+        run()  # warm
+        times = []
+        for _ in range(15):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        print(
+            json.dumps(
+                {
+                    "page": page,
+                    "p50": statistics.median(times),
+                    "p95": _p(times, 0.95),
+                    "reference": reference,
+                }
+            ),
+            flush=True,
+        )
+    # Serve replays no events on start: the synthetic feed events are not correlatable.
+    store.command(f"TRUNCATE TABLE {store.table('events')}")
+    store.close()
+
+
+def _first_render(data_dir: str) -> Iterator[str]:
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.support import ServeProcess
+
+    server = ServeProcess(Path(data_dir)).start(timeout=180)
+    try:
+        httpx.get(server.api + "/", timeout=30)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for path in PAGES:
+                times = []
+                for _ in range(5):
+                    started = time.perf_counter()
+                    tab.goto(server.api + path)
+                    tab.wait_for_load_state("networkidle")
+                    tab.wait_for_function(
+                        "() => !document.querySelector('[data-dash-is-loading=\"true\"]')"
+                    )
+                    times.append(time.perf_counter() - started)
+                yield (
+                    f"first render {path}: median {statistics.median(times) * 1000:,.0f} ms,"
+                    f" worst {max(times) * 1000:,.0f} ms of 5 (target 2,000 ms)"
+                )
+            browser.close()
+    finally:
+        server.stop()
+
+
+def run() -> Iterator[str]:
+    count = int(os.environ.get("BENCH_CONSOLE_TXS", "10000000"))
+    data_dir = tempfile.mkdtemp(prefix="stitchboard-bench-console-")
+    try:
+        yield from _measure(data_dir, count)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _measure(data_dir: str, count: int) -> Iterator[str]:
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.console", data_dir, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(child.stderr[-2000:])
+    for line in child.stdout.splitlines():
+        row = json.loads(line)
+        if "generated" in row:
+            yield f"{row['generated']:,} transactions generated in {row['seconds']:.0f} s"
+            continue
+        ms = 1000
+        yield (
+            f"{row['page']}: p50 {row['p50'] * ms:,.0f} ms, p95 {row['p95'] * ms:,.0f} ms"
+            f" (target 500 ms); reference full scan of ids {row['reference'] * ms:,.0f} ms"
+        )
+    yield from _first_render(data_dir)
+
+
+if __name__ == "__main__":
+    seed_and_time(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,391 @@
+"""Plotly figures of the console: plain data in, ``go.Figure`` out (no Dash, no store).
+
+Colours are the Okabe–Ito palette, which stays readable with the common forms of
+colour blindness; compliance is coloured against its objective on a diverging
+vermillion → grey → blue scale (below objective warm, at or above cool), and the
+number is always written in the cell, so colour is never the only cue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+
+from dashboards.formatting import count, duration, money_short, percent
+from dashboards.queries import AgingBucket, FunnelStep, Latency
+
+BLUE, ORANGE, VERMILLION = "#0072B2", "#E69F00", "#D55E00"
+SKY, GREEN, PURPLE, GREY = "#56B4E9", "#009E73", "#CC79A7", "#999999"
+PALETTE = (BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION, "#F0E442", GREY)
+# Below objective → vermillion, at objective → pale grey, above → blue.
+COMPLIANCE_SCALE = [[0.0, VERMILLION], [0.45, "#F4C7A9"], [0.5, "#EEEEEE"], [1.0, BLUE]]
+
+
+def _base(fig: go.Figure, title: str = "", height: int = 320) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "font": {"size": 15}},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font={"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
+        colorway=list(PALETTE),
+    )
+    fig.update_xaxes(automargin=True, gridcolor="#eeeeee")
+    fig.update_yaxes(automargin=True, gridcolor="#eeeeee")
+    return fig
+
+
+def empty(message: str, height: int = 240) -> go.Figure:
+    fig = _base(go.Figure(), height=height)
+    fig.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#555"})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    """One facility × workflow cell: the SLO judged there and its compliance."""
+
+    facility: str
+    workflow: str
+    slo: str
+    compliance: float | None  # None = nothing judged (no data)
+    objective: float
+    judged: int
+    step: str | None = None  # the step the SLO judges; None = end to end
+
+
+def compliance_heatmap(
+    facilities: Sequence[tuple[str, str]], workflows: Sequence[str], cells: Sequence[HeatCell]
+) -> go.Figure:
+    """Facility (rows) × workflow (columns): SLO compliance, coloured against its objective.
+
+    ``facilities`` are (id, label). The colour value is the distance to the objective,
+    clipped to ±10 points, so 99.5% against a 99% objective is blue and 97% is warm;
+    cells with nothing judged say "no data" and stay blank.
+    """
+    found = {(c.facility, c.workflow): c for c in cells}
+    z: list[list[float | None]] = []
+    text: list[list[str]] = []
+    custom: list[list[list[str]]] = []
+    for fid, _ in facilities:
+        zrow: list[float | None] = []
+        trow: list[str] = []
+        crow: list[list[str]] = []
+        for wf in workflows:
+            cell = found.get((fid, wf))
+            rate = cell.compliance if cell else None
+            if cell is None or rate is None:
+                zrow.append(None)
+                trow.append("no data")
+            else:
+                zrow.append(max(-0.1, min(0.1, rate - cell.objective)))
+                trow.append(f"{percent(rate)}<br>{count(cell.judged)} judged")
+            crow.append(
+                [fid, wf, percent(cell.objective) if cell else "—", cell.slo if cell else "no SLO"]
+            )
+        z.append(zrow)
+        text.append(trow)
+        custom.append(crow)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[_column(w, cells) for w in workflows],
+            y=[label for _, label in facilities],
+            text=text,
+            texttemplate="%{text}",
+            customdata=custom,
+            hovertemplate="%{y} · %{x}<br>%{text}<br>SLO %{customdata[3]},"
+            " objective %{customdata[2]}<br>click for the workflow<extra></extra>",
+            colorscale=COMPLIANCE_SCALE,
+            zmin=-0.1,
+            zmax=0.1,
+            zmid=0,
+            xgap=3,
+            ygap=3,
+            colorbar={
+                "title": {"text": "vs objective"},
+                "tickvals": [-0.1, 0, 0.1],
+                "ticktext": ["−10 pts", "at objective", "+10 pts"],
+            },
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _base(fig, height=140 + 70 * max(1, len(facilities)))
+
+
+def _column(workflow: str, cells: Sequence[HeatCell]) -> str:
+    """A column's label: the workflow, and the step when its SLO judges one step."""
+    step = next((c.step for c in cells if c.workflow == workflow and c.step), None)
+    name = workflow.replace("_", " ")
+    return f"{name}<br>({step.replace('_', ' ')} step)" if step else name
+
+
+def trend(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, float]) -> go.Figure:
+    """On-time share per workflow over time, objectives dotted."""
+    if not rows:
+        return empty("No decided transactions in this range")
+    fig = go.Figure()
+    by_workflow: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_workflow.setdefault(row["workflow"], []).append(row)
+    for index, (wf, points) in enumerate(sorted(by_workflow.items())):
+        colour = PALETTE[index % len(PALETTE)]
+        xs = [_utc(p["bucket_s"]) for p in points]
+        ys = [p["ok"] / p["decided"] * 100 if p["decided"] else None for p in points]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name=wf.replace("_", " "),
+                mode="lines+markers",
+                line={"color": colour},
+                connectgaps=False,
+                hovertemplate="%{x}<br>%{y:.1f}% on time<extra>" + wf + "</extra>",
+            )
+        )
+        if wf in objectives:
+            fig.add_hline(y=objectives[wf] * 100, line={"dash": "dot", "color": colour})
+    fig.update_yaxes(title="% on time", ticksuffix="%", rangemode="tozero")
+    fig.update_xaxes(title="UTC")
+    return _base(fig, "On time end to end, per workflow (by when each outcome was decided)")
+
+
+def funnel(steps: Sequence[FunnelStep]) -> go.Figure:
+    if not steps or not steps[0].reached:
+        return empty("No transactions in this range")
+    names = [s.step.replace("_", " ") for s in steps]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            y=names,
+            x=[s.reached for s in steps],
+            orientation="h",
+            name="reached",
+            marker_color=BLUE,
+            text=[count(s.reached) for s in steps],
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            y=names,
+            x=[s.stopped_here for s in steps],
+            orientation="h",
+            name="open, stopped here",
+            marker_color=ORANGE,
+            text=[count(s.stopped_here) if s.stopped_here else "" for s in steps],
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.15})
+    return _base(fig, "Step funnel: how many reached each step, where open ones stand")
+
+
+def latency(result: Latency, warn: float | None, breach: float | None) -> go.Figure:
+    """Histogram of a step's durations with p50/p90/p99 and the warn/breach limits."""
+    if not result.count:
+        return empty(f"No {result.step.replace('_', ' ')} step in this range")
+    hours = _unit(max(result.p99 or 0, breach or 0, warn or 0))
+    scale, unit = hours
+    width = result.bin_seconds
+    fig = go.Figure(
+        go.Bar(
+            x=[start / scale for start, _ in result.histogram],
+            y=[n for _, n in result.histogram],
+            width=[width / scale] * len(result.histogram),
+            offset=0,
+            marker_color=SKY,
+            hovertemplate="%{x:.1f} " + unit + ": %{y} transactions<extra></extra>",
+            name="transactions",
+        )
+    )
+    quantiles = (
+        ("p50", result.p50, "dot"),
+        ("p90", result.p90, "dash"),
+        ("p99", result.p99, "longdash"),
+    )
+    for _, seconds, dash in quantiles:
+        if seconds is not None:
+            fig.add_vline(x=seconds / scale, line={"color": GREY, "dash": dash, "width": 2})
+    for label, seconds, colour in (("warn", warn, ORANGE), ("breach", breach, VERMILLION)):
+        if seconds is not None:
+            fig.add_vline(
+                x=seconds / scale,
+                line={"color": colour, "width": 2},
+                annotation_text=f"{label} {duration(seconds)}",
+                annotation_position="top right",
+                annotation_font={"color": colour},
+            )
+    summary = " · ".join(f"{name} {duration(s)}" for name, s, _ in quantiles)
+    fig.update_xaxes(title=f"{unit} from the step's clock start")
+    fig.update_yaxes(title="transactions")
+    title = f"{result.step.replace('_', ' ')}: {count(result.count)} transactions"
+    return _base(fig, f"{title}<br><sup>{summary} (grey lines)</sup>", height=340)
+
+
+def aging(buckets: Sequence[AgingBucket]) -> go.Figure:
+    if not any(b.count for b in buckets):
+        return empty("No open transactions")
+    fig = go.Figure(
+        go.Bar(
+            x=[b.label for b in buckets],
+            y=[b.count for b in buckets],
+            text=[
+                f"{count(b.count)} · {money_short(b.amount)}" if b.count else "" for b in buckets
+            ],
+            textposition="outside",
+            textangle=0,
+            cliponaxis=False,
+            marker_color=[BLUE, SKY, "#F0E442", ORANGE, VERMILLION, PURPLE][: len(buckets)],
+            hovertemplate="%{x}: %{y} open<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title="open transactions")
+    return _base(fig, "Open transactions by age (count and $)")
+
+
+def flags(counts: Mapping[str, int]) -> go.Figure:
+    if not counts:
+        return empty("No conformance flags in this range")
+    names = list(counts)
+    fig = go.Figure(
+        go.Bar(
+            x=[counts[n] for n in names],
+            y=[n.replace("_", " ") for n in names],
+            orientation="h",
+            marker_color=PURPLE,
+            text=[count(counts[n]) for n in names],
+            textposition="auto",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _base(fig, "Conformance flags", height=260)
+
+
+def sparkline(per_minute: Sequence[int], idle: bool) -> go.Figure:
+    fig = go.Figure(
+        go.Scatter(
+            y=list(per_minute),
+            mode="lines",
+            line={"color": VERMILLION if idle else BLUE, "width": 1.5},
+            fill="tozeroy",
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        height=36,
+        width=180,
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        showlegend=False,
+    )
+    fig.update_xaxes(visible=False, fixedrange=True)
+    fig.update_yaxes(visible=False, fixedrange=True, rangemode="tozero")
+    return fig
+
+
+def timeline(
+    hops: Sequence[Mapping[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
+    zone: str,
+) -> go.Figure:
+    """One lane per system, a marker per hop; each step's warn/breach deadline drawn;
+    hops of a step that missed a deadline, and failed hops, marked in vermillion."""
+    if not hops:
+        return empty("No hops")
+    late_steps = {s["name"]: s["missed"] for s in steps if s.get("missed")}
+    systems = list(dict.fromkeys(h["system"] for h in hops))
+    fig = go.Figure()
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for hop in hops:
+        kind = (
+            "failed"
+            if hop["status"] == "error"
+            else ("late step" if hop["step"] in late_steps else "on time")
+        )
+        groups.setdefault(kind, []).append(hop)
+    style = {
+        "on time": (BLUE, "circle"),
+        "late step": (VERMILLION, "diamond"),
+        "failed": (VERMILLION, "x"),
+    }
+    for kind, items in groups.items():
+        colour, symbol = style[kind]
+        fig.add_trace(
+            go.Scatter(
+                x=[h["local"] for h in items],
+                y=[h["system"] for h in items],
+                mode="markers+text",
+                text=[(h["step"] or "—").replace("_", " ") for h in items],
+                textposition="top center",
+                marker={
+                    "color": colour,
+                    "symbol": symbol,
+                    "size": 13,
+                    "line": {"width": 1, "color": "white"},
+                },
+                name=kind,
+                customdata=[[h["operation"], h["status"]] for h in items],
+                hovertemplate="%{y} · %{customdata[0]}<br>%{x}<br>%{text} · %{customdata[1]}"
+                "<extra></extra>",
+            )
+        )
+    for step in steps:
+        for level, colour, dash in (("warn", ORANGE, "dash"), ("breach", VERMILLION, "solid")):
+            when = step.get(f"{level}_local")
+            if when:
+                fig.add_shape(
+                    type="line",
+                    x0=when,
+                    x1=when,
+                    y0=0,
+                    y1=1,
+                    yref="paper",
+                    line={"color": colour, "dash": dash, "width": 1},
+                )
+                fig.add_annotation(
+                    x=when,
+                    y=1,
+                    yref="paper",
+                    showarrow=False,
+                    yanchor="bottom",
+                    xanchor="left",
+                    text=f"{step['name'].replace('_', ' ')} {level}",
+                    textangle=-40,
+                    font={"size": 10, "color": colour},
+                )
+    fig.update_yaxes(categoryorder="array", categoryarray=systems[::-1], title="system")
+    fig.update_xaxes(title=f"time ({zone})")
+    fig.update_layout(legend={"orientation": "h", "y": -0.25})
+    fig = _base(fig, height=300 + 45 * len(systems))
+    # Room above the plot for the deadline labels.
+    fig.update_layout(margin={"t": 120, "r": 120})
+    return fig
+
+
+def _unit(seconds: float) -> tuple[float, str]:
+    if seconds >= 2 * 86400:
+        return 86400.0, "days"
+    if seconds >= 2 * 3600:
+        return 3600.0, "hours"
+    if seconds >= 120:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def _utc(epoch_s: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,286 @@
+"""Overview for leaders: SLO compliance by facility × workflow, KPIs, trends and DNFB.
+
+Compliance, objectives and error budgets come from the alerts stage's ``slo_report``
+(the same figures the burn-rate alerts judge); counts, $ at risk and the on-time
+trend from ``dashboards.queries``. A cell opens the workflow page for that facility.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import dash
+from dash import Input, Output, State, callback, dcc, html, no_update
+
+from alerts import SloStatus, slo_report
+from dashboards import figures, queries, view
+from dashboards.cache import TtlCache
+from dashboards.context import Console, console
+from dashboards.figures import HeatCell
+from dashboards.formatting import NS, count, money_short, percent
+
+PAGE = "ov"
+# The SLO report is shared by every viewer for this long (the evaluator's cycle is 15 s).
+SLO_REPORT = TtlCache(ttl=30.0)
+DNFB_WORKFLOW = "discharge_to_revenue"
+
+
+def heat_cells(statuses: list[SloStatus]) -> list[HeatCell]:
+    """One cell per facility × workflow: the workflow's end-to-end SLO, else its first."""
+    chosen: dict[str, SloStatus] = {}
+    for s in statuses:
+        current = chosen.get(s.workflow)
+        if current is None or (s.step is None and current.step is not None):
+            chosen[s.workflow] = s
+    cells = []
+    for s in statuses:
+        if chosen[s.workflow].slo != s.slo:
+            continue
+        cells.append(
+            HeatCell(
+                facility=s.group.get("facility", ""),
+                workflow=s.workflow,
+                slo=s.slo,
+                compliance=s.compliance,
+                objective=s.objective,
+                judged=s.total,
+                step=s.step,
+            )
+        )
+    return cells
+
+
+@dataclass(frozen=True)
+class Budget:
+    slo: str
+    facility: str
+    remaining: float
+
+
+def worst_budget(statuses: list[SloStatus]) -> Budget | None:
+    """The SLO × facility with the least error budget left (judged groups only)."""
+    judged = [s for s in statuses if s.budget_remaining is not None]
+    if not judged:
+        return None
+    worst = min(judged, key=lambda s: s.budget_remaining or 0.0)
+    return Budget(worst.slo, worst.group.get("facility", ""), worst.budget_remaining or 0.0)
+
+
+def kpis(
+    ctx: Console, rng: str, facility: str | None, now: int, statuses: list[SloStatus]
+) -> list[Any]:
+    store = ctx.runtime.store
+    since, until = view.window(rng, now)
+    scope = queries.Scope(since, until, facility=facility)
+    started = queries.total_outcome(queries.outcomes(store, scope, now))
+    decided = queries.total_outcome(queries.outcomes(store, scope, now, decided=True))
+    overdue = queries.overdue_now(store, now, None, facility)
+    budget = worst_budget(
+        [s for s in statuses if not facility or s.group.get("facility") == facility]
+    )
+    on_time = decided.on_time
+    budget_tone = ""
+    if budget:
+        budget_tone = (
+            "bad" if budget.remaining < 0 else "warn" if budget.remaining < 0.25 else "good"
+        )
+    cards = [
+        view.card(
+            "Transactions",
+            count(started.total),
+            f"started in the range · {count(started.in_progress)} still in progress",
+            card_id="ov-kpi-transactions",
+        ),
+        view.card(
+            "On time",
+            percent(on_time),
+            f"{count(decided.complete)} of {count(decided.decided)} decided in the range",
+            "good" if on_time is not None and on_time >= 0.95 else "warn",
+            "ov-kpi-on-time",
+        ),
+        view.card(
+            "Overdue now",
+            count(overdue),
+            "open and past a deadline",
+            "bad" if overdue else "good",
+            "ov-kpi-overdue",
+        ),
+        view.card(
+            "$ at risk",
+            money_short(decided.amount_at_risk),
+            "in transactions that went late or overdue in the range",
+            "bad" if decided.amount_at_risk else "good",
+            "ov-kpi-at-risk",
+        ),
+        view.card(
+            "Error budget left",
+            percent(budget.remaining, 0) if budget else "—",
+            f"lowest: {budget.slo.replace('_', ' ')} at {budget.facility}"
+            if budget
+            else "no SLO judged",
+            budget_tone,
+            "ov-kpi-budget",
+        ),
+    ]
+    if any(w.name == DNFB_WORKFLOW for w in ctx.runtime.config.workflows):
+        d = queries.dnfb(store, now, facility=facility, workflow=DNFB_WORKFLOW)
+        days = f"{d.average_days:.1f} days on average · " if d.average_days is not None else ""
+        cards.append(
+            view.card(
+                "DNFB",
+                money_short(d.amount),
+                f"{count(d.count)} discharged, not final billed · {days}"
+                f"{count(d.over_threshold)} over 3 days",
+                "bad" if d.over_threshold else "good",
+                "ov-kpi-dnfb",
+            )
+        )
+    return cards
+
+
+def layout(**kwargs: Any) -> Any:
+    ctx = console()
+    config = ctx.runtime.config
+    rng = view.one_of(kwargs.get("range"), list(view.RANGES)) or view.DEFAULT_RANGE
+    facility = view.one_of(kwargs.get("facility"), [f.id for f in config.facilities])
+    return html.Div(
+        [
+            view.page_header(
+                PAGE,
+                "SLA overview",
+                "Are transactions meeting their deadlines at every facility?"
+                " Click a cell to see that workflow at that facility.",
+            ),
+            html.Div(
+                [
+                    view.dropdown(
+                        PAGE, "range", view.range_options(), rng, clearable=False, label="Range"
+                    ),
+                    view.dropdown(
+                        PAGE,
+                        "facility",
+                        view.facility_options(config),
+                        facility,
+                        placeholder="All facilities",
+                    ),
+                ],
+                className="filters",
+            ),
+            html.Div(id="ov-kpis", className="kpis"),
+            html.Div(
+                [
+                    html.H2("SLO compliance by facility and workflow"),
+                    dcc.Graph(id="ov-heatmap", config={"displaylogo": False}),
+                ],
+                className="panel",
+            ),
+            html.Div(dcc.Graph(id="ov-trend", config={"displaylogo": False}), className="panel"),
+        ]
+    )
+
+
+@callback(
+    Output("ov-url", "search"),
+    Input("ov-range", "value"),
+    Input("ov-facility", "value"),
+    prevent_initial_call=True,
+)
+def _to_url(rng: str, facility: str | None) -> str:
+    return view.query_string({"range": rng, "facility": facility}, {"range": view.DEFAULT_RANGE})
+
+
+def _statuses(ctx: Console, rng: str, now: int) -> list[SloStatus]:
+    moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
+    config = ctx.runtime.config
+    return list(
+        SLO_REPORT.get(rng, lambda: slo_report(ctx.runtime.store, config, now=moment, window=rng))
+    )
+
+
+def _range(rng: str | None) -> str:
+    return rng if rng in view.RANGES else view.DEFAULT_RANGE
+
+
+# Three callbacks, not one: the browser asks for them at once, so the cards, the
+# heatmap and the trend are computed side by side and each shows as soon as it is ready.
+@callback(
+    Output("ov-kpis", "children"),
+    Output("ov-updated", "children"),
+    Input("ov-tick", "n_intervals"),
+    State("ov-range", "value"),
+    State("ov-facility", "value"),
+)
+def _refresh_kpis(_: int | None, rng: str, facility: str | None) -> tuple:
+    ctx = console()
+    now = ctx.now()
+    rng = _range(rng)
+    zone = view.facility_zone(ctx.runtime.config, facility)
+    return kpis(ctx, rng, facility, now, _statuses(ctx, rng, now)), view.updated_at(now, zone)
+
+
+@callback(
+    Output("ov-heatmap", "figure"),
+    Input("ov-tick", "n_intervals"),
+    State("ov-range", "value"),
+    State("ov-facility", "value"),
+)
+def _refresh_heatmap(_: int | None, rng: str, facility: str | None) -> Any:
+    ctx = console()
+    config = ctx.runtime.config
+    statuses = _statuses(ctx, _range(rng), ctx.now())
+    facilities = [
+        (f.id, f"{f.name or f.id}") for f in config.facilities if not facility or f.id == facility
+    ]
+    workflows = [w.name for w in config.workflows]
+    return figures.compliance_heatmap(facilities, workflows, heat_cells(statuses))
+
+
+@callback(
+    Output("ov-trend", "figure"),
+    Input("ov-tick", "n_intervals"),
+    State("ov-range", "value"),
+    State("ov-facility", "value"),
+)
+def _refresh_trend(_: int | None, rng: str, facility: str | None) -> Any:
+    ctx = console()
+    now = ctx.now()
+    rng = _range(rng)
+    objectives = {c.workflow: c.objective for c in heat_cells(_statuses(ctx, rng, now))}
+    since, until = view.window(rng, now)
+    scope = queries.Scope(since, until, facility=facility)
+    rows = queries.trend(ctx.runtime.store, scope, now, view.bucket_seconds(rng))
+    return figures.trend(rows, objectives)
+
+
+def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:
+    """The workflow page for a clicked heatmap cell (its labels are display names)."""
+    label = str(point.get("x", "")).split("<br>")[0]
+    workflow = next((w.name for w in config.workflows if w.name.replace("_", " ") == label), None)
+    facility = next((f.id for f in config.facilities if (f.name or f.id) == point.get("y")), None)
+    if workflow is None:
+        return None
+    search = view.query_string(
+        {"workflow": workflow, "facility": facility, "range": rng},
+        {"range": view.DEFAULT_RANGE},
+    )
+    return f"/workflow{search}"
+
+
+@callback(
+    Output("ov-url", "href"),
+    Input("ov-heatmap", "clickData"),
+    State("ov-range", "value"),
+    prevent_initial_call=True,
+)
+def _drill(click: dict[str, Any] | None, rng: str) -> Any:
+    if not click or not click.get("points"):
+        return no_update
+    target = drill_target(console().runtime.config, click["points"][0], rng)
+    return target or no_update
+
+
+def register() -> None:
+    """Add this page to the Dash app (called by ``dashboards.app.build_dash``)."""
+    dash.register_page(__name__, path="/", name="Overview", order=1, layout=layout)

@@ -1,0 +1,507 @@
+"""Every read behind the console's pages, in one module, with bound parameters.
+
+User input never becomes SQL text: filter values travel as ClickHouse query
+parameters (``{name:Type}``), and the only names spliced into statements are
+table names from the store. Reads of ``transactions`` filter on its sorting key
+``(workflow, id_time, id)``: a window is a range of ``id_time`` (a transaction's
+earliest event), so a page over a week of one workflow reads that week's
+granules, not the table.
+
+A transaction's status "now" follows the transactions API: an open transaction
+whose deadline has passed is overdue from that instant, even between two
+correlator sweeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from stitchboard.store import Store
+
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+
+# Same rule as the transactions API: an open transaction past a deadline is overdue.
+_STATUS_NOW = """multiIf(
+    status IN ('in_progress', 'overdue')
+      AND ((breach_deadline IS NOT NULL AND breach_deadline <= {now:DateTime64(9, 'UTC')})
+        OR (warn_deadline IS NOT NULL AND warn_deadline <= {now:DateTime64(9, 'UTC')})),
+    'overdue', status)"""
+
+_FINAL = " SETTINGS do_not_merge_across_partitions_select_final = 1"
+
+# Aging buckets of open transactions (upper bound in days; None = no bound).
+AGING_BUCKETS: tuple[tuple[str, float | None], ...] = (
+    ("< 1 d", 1),
+    ("1–3 d", 3),
+    ("3–7 d", 7),
+    ("7–14 d", 14),
+    ("14–30 d", 30),
+    ("> 30 d", None),
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which transactions a view covers: workflow, facility and a window on id_time."""
+
+    since: int  # ns, inclusive
+    until: int  # ns, exclusive
+    workflow: str | None = None
+    facility: str | None = None
+
+    def where(self, now: int) -> tuple[str, dict[str, Any]]:
+        clauses = [
+            "deleted = 0",
+            "id_time >= fromUnixTimestamp64Nano({since:Int64})",
+            "id_time < fromUnixTimestamp64Nano({until:Int64})",
+        ]
+        params: dict[str, Any] = {"since": self.since, "until": self.until, "now": now}
+        if self.workflow:
+            clauses.append("workflow = {workflow:String}")
+            params["workflow"] = self.workflow
+        if self.facility:
+            clauses.append("facility = {facility:String}")
+            params["facility"] = self.facility
+        return " AND ".join(clauses), params
+
+
+# -- overview -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Transactions of one group by status now; on time = complete of the decided ones."""
+
+    total: int = 0
+    complete: int = 0
+    late: int = 0
+    overdue: int = 0
+    failed: int = 0
+    in_progress: int = 0
+    amount_at_risk: Decimal = Decimal("0")
+
+    @property
+    def decided(self) -> int:
+        return self.complete + self.late + self.overdue + self.failed
+
+    @property
+    def on_time(self) -> float | None:
+        """Complete within every deadline / decided; None when nothing is decided yet."""
+        return self.complete / self.decided if self.decided else None
+
+
+_OUTCOME_COLUMNS = """count() AS total,
+    countIf(s = 'complete') AS complete, countIf(s = 'late') AS late,
+    countIf(s = 'overdue') AS overdue, countIf(s = 'failed') AS failed,
+    countIf(s = 'in_progress') AS in_progress,
+    toString(sumIf(ifNull(amount, 0), s IN ('late', 'overdue'))) AS at_risk"""
+
+
+def _outcome(row: dict[str, Any]) -> Outcome:
+    return Outcome(
+        total=int(row["total"]),
+        complete=int(row["complete"]),
+        late=int(row["late"]),
+        overdue=int(row["overdue"]),
+        failed=int(row["failed"]),
+        in_progress=int(row["in_progress"]),
+        amount_at_risk=Decimal(row["at_risk"]),
+    )
+
+
+# When a transaction's outcome was decided: finished (complete or late) at its end,
+# overdue from the first deadline it passed, failed at its last hop.
+_DECIDED_AT = """multiIf(
+    s IN ('complete', 'late'), toUnixTimestamp64Nano(assumeNotNull(end_time)),
+    s = 'overdue', toUnixTimestamp64Nano(assumeNotNull(coalesce(warn_deadline, breach_deadline))),
+    s = 'failed', toUnixTimestamp64Nano(last_time), 0)"""
+# How far back a transaction decided in a window may have started (sort-key bound).
+DECIDED_LOOKBACK_NS = 90 * DAY_NS
+
+
+def _decided_rows(store: Store, scope: Scope, now: int, columns: str) -> tuple[str, dict]:
+    """A subquery of the transactions decided in the scope's window, with ``s`` and
+    ``decided_at``; ``columns`` are the extra columns it keeps."""
+    wide = Scope(scope.since - DECIDED_LOOKBACK_NS, scope.until, scope.workflow, scope.facility)
+    where, params = wide.where(now)
+    params["d_since"], params["d_until"] = scope.since, scope.until
+    sql = (
+        f"SELECT * FROM (SELECT {columns}, s, {_DECIDED_AT} AS decided_at FROM (SELECT"
+        f" {columns}, end_time, warn_deadline, breach_deadline, last_time, {_STATUS_NOW} AS s"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}))"
+        " WHERE decided_at >= {d_since:Int64} AND decided_at < {d_until:Int64}"
+    )
+    return sql, params
+
+
+def outcomes(
+    store: Store, scope: Scope, now: int, decided: bool = False
+) -> dict[tuple[str, str], Outcome]:
+    """(facility, workflow) → outcome of the transactions started in the scope's window,
+    or, with ``decided``, of those whose outcome was decided in it (see ``_DECIDED_AT``;
+    then nothing is in progress)."""
+    if decided:
+        inner, params = _decided_rows(store, scope, now, "facility, workflow, amount")
+    else:
+        where, params = scope.where(now)
+        inner = (
+            f"SELECT facility, workflow, amount, {_STATUS_NOW} AS s"
+            f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+        )
+    rows = store.dicts(
+        f"SELECT facility, workflow, {_OUTCOME_COLUMNS} FROM ({inner})"
+        " GROUP BY facility, workflow ORDER BY facility, workflow",
+        params,
+    )
+    return {(r["facility"], r["workflow"]): _outcome(r) for r in rows}
+
+
+def total_outcome(cells: dict[tuple[str, str], Outcome]) -> Outcome:
+    """The sum of several groups' outcomes."""
+    fields = ("total", "complete", "late", "overdue", "failed", "in_progress")
+    sums = {f: sum(getattr(o, f) for o in cells.values()) for f in fields}
+    risk = sum((o.amount_at_risk for o in cells.values()), Decimal("0"))
+    return Outcome(**sums, amount_at_risk=risk)
+
+
+def overdue_now(store: Store, now: int, workflow: str | None, facility: str | None) -> int:
+    """Open transactions past a deadline right now, whenever they started."""
+    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+    where, params = scope.where(now)
+    return int(
+        store.scalar(
+            f"SELECT count() FROM (SELECT {_STATUS_NOW} AS s FROM {store.table('transactions')}"
+            f" FINAL WHERE {where} AND status IN ('in_progress', 'overdue'){_FINAL})"
+            " WHERE s = 'overdue'",
+            params,
+        )
+        or 0
+    )
+
+
+def trend(store: Store, scope: Scope, now: int, bucket_seconds: int) -> list[dict[str, Any]]:
+    """On-time share per workflow per time bucket of when outcomes were decided."""
+    inner, params = _decided_rows(store, scope, now, "workflow")
+    params["bucket"] = bucket_seconds * NS
+    return store.dicts(
+        "SELECT workflow, intDiv(decided_at, {bucket:Int64}) * {bucket:Int64} DIV 1000000000"
+        " AS bucket_s, countIf(s = 'complete') AS ok, count() AS decided"
+        f" FROM ({inner}) GROUP BY workflow, bucket_s ORDER BY workflow, bucket_s",
+        params,
+    )
+
+
+@dataclass(frozen=True)
+class Dnfb:
+    """Discharged, not final billed (HFMA): open discharges with no final bill yet."""
+
+    count: int
+    amount: Decimal
+    average_days: float | None
+    over_threshold: int  # older than the threshold in days (AHIMA's common 3 days)
+
+
+def dnfb(
+    store: Store,
+    now: int,
+    facility: str | None = None,
+    workflow: str = "discharge_to_revenue",
+    discharge_step: str = "discharge",
+    bill_step: str = "final_bill",
+    threshold_days: int = 3,
+) -> Dnfb:
+    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+    where, params = scope.where(now)
+    params.update(
+        discharge=discharge_step, bill=bill_step, threshold=threshold_days * DAY_NS, now_ns=now
+    )
+    row = store.dicts(
+        "SELECT count() AS n, toString(sum(ifNull(amount, 0))) AS amount,"
+        # toFloat64 first: avg(const - column) on Int64 is rewritten to const - avg(column),
+        # whose Int64 sum overflows on a few thousand nanosecond timestamps.
+        " avg(toFloat64({now_ns:Int64} - discharged)) / 86400e9 AS avg_days,"
+        " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over FROM ("
+        " SELECT amount,"
+        " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
+        " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
+        " WHERE discharged > 0 AND billed = 0",
+        params,
+    )[0]
+    n = int(row["n"])
+    return Dnfb(
+        count=n,
+        amount=Decimal(row["amount"]),
+        average_days=float(row["avg_days"]) if n else None,
+        over_threshold=int(row["over"]),
+    )
+
+
+# -- workflow -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    step: str
+    reached: int  # transactions with this step
+    stopped_here: int  # open transactions whose last step so far is this one
+
+
+def funnel(store: Store, scope: Scope, now: int, steps: Sequence[str]) -> list[FunnelStep]:
+    where, params = scope.where(now)
+    table = store.table("transactions")
+    reached = dict(
+        store.rows(
+            "SELECT step, count() FROM (SELECT arrayJoin(arrayFilter((n, c) -> c > 0,"
+            f" step_names, step_counts)) AS step FROM {table} FINAL WHERE {where}{_FINAL})"
+            " GROUP BY step",
+            params,
+        )
+    )
+    stopped = dict(
+        store.rows(
+            "SELECT last, count() FROM (SELECT arrayElement(arrayFilter((n, c) -> c > 0,"
+            f" step_names, step_counts), -1) AS last, {_STATUS_NOW} AS s FROM {table} FINAL"
+            f" WHERE {where}{_FINAL}) WHERE s IN ('in_progress', 'overdue') GROUP BY last",
+            params,
+        )
+    )
+    return [FunnelStep(s, int(reached.get(s, 0)), int(stopped.get(s, 0))) for s in steps]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """How long a step took from its anchor, over the transactions that reached it."""
+
+    step: str
+    count: int
+    p50: float | None  # seconds
+    p90: float | None
+    p99: float | None
+    histogram: tuple[tuple[float, int], ...] = field(default=())  # (bin start s, count)
+    bin_seconds: float = 1.0
+
+
+def step_latency(
+    store: Store, scope: Scope, now: int, step: str, anchor: str | None, bins: int = 30
+) -> Latency:
+    """Seconds from ``anchor`` (a step name; None = the transaction's start) to ``step``.
+
+    ``anchor`` follows the step's ``within.after`` in slas.yaml; for ``previous``
+    pass the step before it in the workflow.
+    """
+    where, params = scope.where(now)
+    params.update(step=step, anchor=anchor or "")
+    start = (
+        "arrayElement(step_first, indexOf(step_names, {anchor:String}))"
+        if anchor
+        else "toUnixTimestamp64Nano(start_time)"
+    )
+    inner = (
+        f"SELECT (arrayElement(step_first, indexOf(step_names, {{step:String}})) - {start}) / 1e9"
+        f" AS seconds, arrayElement(step_first, indexOf(step_names, {{step:String}})) AS done,"
+        f" {start} AS began FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+    )
+    sub = f"SELECT seconds FROM ({inner}) WHERE done > 0 AND began > 0"
+    row = store.dicts(
+        "SELECT count() AS n, quantileExact(0.5)(seconds) AS p50,"
+        " quantileExact(0.9)(seconds) AS p90, quantileExact(0.99)(seconds) AS p99,"
+        f" max(seconds) AS top FROM ({sub})",
+        params,
+    )[0]
+    n = int(row["n"])
+    if not n:
+        return Latency(step, 0, None, None, None)
+    width = max(float(row["top"]), 1.0) / bins
+    params["width"] = width
+    hist = store.rows(
+        f"SELECT floor(seconds / {{width:Float64}}) AS b, count() FROM ({sub})"
+        " GROUP BY b ORDER BY b",
+        params,
+    )
+    return Latency(
+        step,
+        n,
+        float(row["p50"]),
+        float(row["p90"]),
+        float(row["p99"]),
+        tuple((float(b) * width, int(c)) for b, c in hist),
+        width,
+    )
+
+
+@dataclass(frozen=True)
+class AgingBucket:
+    label: str
+    count: int
+    amount: Decimal
+
+
+def aging(store: Store, now: int, workflow: str | None, facility: str | None) -> list[AgingBucket]:
+    """Open transactions (in progress or overdue) by age since their start, with $."""
+    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+    where, params = scope.where(now)
+    params["now_ns"] = now
+    bounds = [b for _, b in AGING_BUCKETS if b is not None]
+    params["bounds"] = [int(b * DAY_NS) for b in bounds]
+    rows = store.rows(
+        "SELECT arrayFirstIndex(b -> age < b, {bounds:Array(Int64)}) AS i, count(),"
+        " toString(sum(ifNull(amount, 0))) FROM (SELECT amount,"
+        " {now_ns:Int64} - toUnixTimestamp64Nano(start_time) AS age"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}"
+        f" AND status IN ('in_progress', 'overdue'){_FINAL}) GROUP BY i",
+        params,
+    )
+    found = {int(i): (int(n), Decimal(a)) for i, n, a in rows}
+    result = []
+    for index, (label, _) in enumerate(AGING_BUCKETS, start=1):
+        # arrayFirstIndex is 0 past the last bound: the open-ended bucket.
+        key = index if index <= len(bounds) else 0
+        n, amount = found.get(key, (0, Decimal("0")))
+        result.append(AgingBucket(label, n, amount))
+    return result
+
+
+def flag_counts(store: Store, scope: Scope, now: int) -> dict[str, int]:
+    where, params = scope.where(now)
+    rows = store.rows(
+        f"SELECT flag, count() FROM (SELECT arrayJoin(flags) AS flag"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
+        " GROUP BY flag ORDER BY count() DESC, flag",
+        params,
+    )
+    return {str(f): int(n) for f, n in rows}
+
+
+_ROW = f"""id, workflow, facility, {_STATUS_NOW} AS status_now,
+    toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
+    if(breach_deadline IS NULL, NULL,
+       toUnixTimestamp64Nano(assumeNotNull(breach_deadline))) AS breach_ns,
+    if(warn_deadline IS NULL, NULL, toUnixTimestamp64Nano(assumeNotNull(warn_deadline))) AS warn_ns,
+    toString(amount) AS amount_text"""
+
+
+def slowest(store: Store, scope: Scope, now: int, limit: int = 10) -> list[dict[str, Any]]:
+    """Finished transactions that took longest, start to end."""
+    where, params = scope.where(now)
+    params["limit"] = limit
+    return store.dicts(
+        f"SELECT {_ROW} FROM {store.table('transactions')} FINAL WHERE {where}"
+        " AND status IN ('complete', 'late') AND duration_ns IS NOT NULL"
+        " ORDER BY duration_ns DESC, id LIMIT {limit:UInt32}" + _FINAL,
+        params,
+    )
+
+
+def most_overdue(
+    store: Store, now: int, workflow: str | None, facility: str | None, limit: int = 10
+) -> list[dict[str, Any]]:
+    """Open transactions longest past the first deadline they passed (warn or breach)."""
+    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+    where, params = scope.where(now)
+    params.update(limit=limit, now_ns=now)
+    due = (
+        "toUnixTimestamp64Nano(assumeNotNull(least(ifNull(warn_deadline, breach_deadline),"
+        " ifNull(breach_deadline, warn_deadline))))"
+    )
+    return store.dicts(
+        f"SELECT {_ROW}, {due} AS due_ns,"
+        " ifNull(breach_ns <= {now_ns:Int64}, 0) AS past_breach"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}"
+        f" AND status IN ('in_progress', 'overdue') AND {_STATUS_NOW} = 'overdue'"
+        " ORDER BY due_ns, id LIMIT {limit:UInt32}" + _FINAL,
+        params,
+    )
+
+
+# -- transaction detail ----------------------------------------------------------
+
+
+def event_attributes(store: Store, event_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """event id → its attributes (PHI already pseudonymized at ingest)."""
+    if not event_ids:
+        return {}
+    rows = store.rows(
+        f"SELECT event_id, attributes FROM {store.table('events')}"
+        " WHERE event_id IN {ids:Array(String)}",
+        {"ids": list(event_ids)},
+    )
+    return {str(i): dict(a) for i, a in rows}
+
+
+def related_dead_letters(
+    store: Store, values: Sequence[str], since: int, until: int, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Dead letters received in [since, until) whose payload mentions one of the key values."""
+    needles = [v for v in dict.fromkeys(values) if len(v) >= 3][:200]
+    if not needles:
+        return []
+    return store.dicts(
+        "SELECT id, toUnixTimestamp64Nano(received_time) AS received_ns, source, reason,"
+        f" replayed FROM {store.table('dead_letters')} FINAL"
+        " WHERE received_time >= fromUnixTimestamp64Nano({since:Int64})"
+        " AND received_time < fromUnixTimestamp64Nano({until:Int64})"
+        " AND multiSearchAny(payload, {needles:Array(String)})"
+        " ORDER BY received_time DESC LIMIT {limit:UInt32}",
+        {"since": since, "until": until, "needles": needles, "limit": limit},
+    )
+
+
+# -- data health -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One source of hops: a system at a facility."""
+
+    system: str
+    facility: str
+    last_ns: int  # newest receipt (observed time)
+    last_hour: int
+    per_minute: tuple[int, ...]  # oldest first, one count per minute of the last hour
+
+
+def feeds(store: Store, now: int, lookback_days: int = 7, minutes: int = 60) -> list[Feed]:
+    """Every feed seen in the lookback, its newest receipt and its last hour by minute."""
+    params = {"since": now - lookback_days * DAY_NS, "hour": now - minutes * 60 * NS, "now": now}
+    table = store.table("events")
+    rows = store.rows(
+        "SELECT system, facility, toUnixTimestamp64Nano(max(observed_time)),"
+        " countIf(observed_time >= fromUnixTimestamp64Nano({hour:Int64}))"
+        f" FROM {table} WHERE observed_time >= fromUnixTimestamp64Nano({{since:Int64}})"
+        " AND observed_time <= fromUnixTimestamp64Nano({now:Int64})"
+        " GROUP BY system, facility ORDER BY system, facility",
+        params,
+    )
+    minute_rows = store.rows(
+        "SELECT system, facility,"
+        " intDiv(toUnixTimestamp64Nano(observed_time) - {hour:Int64}, 60000000000) AS m,"
+        f" count() FROM {table} WHERE observed_time >= fromUnixTimestamp64Nano({{hour:Int64}})"
+        " AND observed_time < fromUnixTimestamp64Nano({now:Int64})"
+        " GROUP BY system, facility, m",
+        params,
+    )
+    series: dict[tuple[str, str], list[int]] = {}
+    for system, facility, minute, n in minute_rows:
+        counts = series.setdefault((system, facility), [0] * minutes)
+        if 0 <= minute < minutes:
+            counts[int(minute)] = int(n)
+    return [
+        Feed(s, f, int(last), int(n), tuple(series.get((s, f), [0] * minutes)))
+        for s, f, last, n in rows
+    ]
+
+
+def dead_letter_reasons(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """Unreplayed dead letters grouped by reason, most frequent first."""
+    return store.dicts(
+        "SELECT reason, count() AS count, toUnixTimestamp64Nano(max(received_time)) AS last_ns,"
+        " groupUniqArray(5)(source) AS sources"
+        f" FROM {store.table('dead_letters')} FINAL WHERE replayed = 0"
+        " GROUP BY reason ORDER BY count DESC, reason LIMIT {limit:UInt32}",
+        {"limit": limit},
+    )
