@@ -82,22 +82,46 @@ def _changed_source(store: Store) -> str:
     )
 
 
-def _diff_sql(store: Store, slo: Slo, rebuild: bool) -> str:
+_COLS = "id, facility, labels, minute, kind, due_ns, amount"
+
+
+def _branch(store: Store, slo: Slo, n: int, rebuild: bool) -> tuple[str, dict[str, Any]]:
+    """One SLO's judgements of the changed transactions (+1) and what the ledger
+    holds for them (-1), with parameters of its own (``_n``)."""
     ledger = store.table(SLO_LEDGER.name)
-    cols = "id, facility, labels, minute, kind, due_ns, amount"
-    source = f"{store.table('transactions')} FINAL" if rebuild else _changed_source(store)
-    new = judgements_sql(slo, source).replace("{transactions}", store.table("transactions"))
+    transactions = store.table("transactions")
+    source = f"{transactions} FINAL" if rebuild else _changed_source(store)
+    new = judgements_sql(slo, source).replace("{transactions}", transactions)
     old = (
-        f"SELECT {cols}, -held AS n FROM (SELECT {cols}, sum(n) AS held FROM {ledger}"
-        f" WHERE slo = {{slo:String}} AND id IN (SELECT id FROM {store.table('transactions')}"
+        f"SELECT {_COLS}, -held AS n FROM (SELECT {_COLS}, sum(n) AS held FROM {ledger}"
+        f" WHERE slo = {{slo:String}} AND id IN (SELECT id FROM {transactions}"
         " WHERE version >= {since:UInt64} AND workflow = {workflow:String})"
-        f" GROUP BY {cols} HAVING held != 0)"
+        f" GROUP BY {_COLS} HAVING held != 0)"
     )
-    both = f"SELECT {cols}, n FROM ({new})" + ("" if rebuild else f" UNION ALL {old}")
-    return (
-        f"INSERT INTO {ledger} (slo, {cols}, n)"
-        f" SELECT {{slo:String}}, {cols}, sum(n) AS net FROM ({both})"
-        f" GROUP BY {cols} HAVING net != 0"
+    sql = f"SELECT {{slo:String}} AS slo, {_COLS}, n FROM ({new})"
+    if not rebuild:
+        sql += f" UNION ALL SELECT {{slo:String}} AS slo, {_COLS}, n FROM ({old})"
+    params: dict[str, Any] = {"slo": slo.name, "workflow": slo.indicator.workflow}
+    if slo.indicator.step is not None:
+        params["step"] = slo.indicator.step
+    for name in params:
+        sql = sql.replace(f"{{{name}:String}}", f"{{{name}_{n}:String}}")
+    return sql, {f"{name}_{n}": value for name, value in params.items()}
+
+
+def _insert_diff(store: Store, slos: list[Slo], since: int, rebuild: bool) -> None:
+    """Insert the net change of these SLOs' judgements into the ledger."""
+    params: dict[str, Any] = {"since": since}
+    branches = []
+    for n, slo in enumerate(slos):
+        sql, more = _branch(store, slo, n, rebuild)
+        branches.append(sql)
+        params.update(more)
+    store.command(
+        f"INSERT INTO {store.table(SLO_LEDGER.name)} (slo, {_COLS}, n)"
+        f" SELECT slo, {_COLS}, sum(n) AS net FROM ({' UNION ALL '.join(branches)})"
+        f" GROUP BY slo, {_COLS} HAVING net != 0",
+        params,
     )
 
 
@@ -116,20 +140,13 @@ def refresh(store: Store, slos: list[Slo]) -> Refresh:
         f" FROM {store.table('transactions')}",
         {"since": since},
     )[0]
+    due = [slo for slo in slos if slo.indicator.workflow in changed]
     if rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP):
             store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
-    for slo in slos:
-        if slo.indicator.workflow not in changed:
-            continue
-        params: dict[str, Any] = {
-            "slo": slo.name,
-            "since": since,
-            "workflow": slo.indicator.workflow,
-        }
-        if slo.indicator.step is not None:
-            params["step"] = slo.indicator.step
-        store.command(_diff_sql(store, slo, rebuild), params)
+    # One statement per SLO: measured faster than one for all (a UNION ALL of them).
+    for slo in due:
+        _insert_diff(store, [slo], since, rebuild)
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version"),

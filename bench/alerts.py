@@ -143,8 +143,10 @@ def run() -> Iterator[str]:
         changed_times = []
         for round_ in range(3):
             every = max(1, count // 10_000)
+            version = f"{time.time_ns()} + rowNumberInAllBlocks()"
             store.command(
-                f"INSERT INTO {table} SELECT * REPLACE (version + {count + 1 + round_} AS version,"
+                # A new version above every earlier one, as the correlator's writes.
+                f"INSERT INTO {table} SELECT * REPLACE ({version} AS version,"
                 " if(status = 'in_progress', 'complete', status) AS status,"
                 " if(status = 'in_progress', last_time + toIntervalHour(1), end_time)"
                 f" AS end_time) FROM {table} FINAL WHERE cityHash64(id, {round_}) % {every} = 0"
