@@ -2,8 +2,8 @@
 
 Counting every SLO straight from ``transactions`` costs a scan of the table per
 SLO. The evaluator instead keeps ``slo_rollup`` current and counts from it
-(``rollup_relation``); the figures are the same as the scan's (``sli.scan_relation``)
-at any moment, because both count the rows of ``sli.judgements_sql``.
+(``rollup_relation``); right after a refresh the figures are the scan's
+(``sli.scan_relation``) exactly, because both count the rows of ``sli.judgements_sql``.
 
 ``transactions`` is a ReplacingMergeTree rewritten on every change, so a view on
 its inserts would count every version. ``refresh`` works from versions instead:
@@ -17,6 +17,9 @@ feeds ``slo_rollup`` through a materialized view in the same insert.
 The rollup is rebuilt from scratch when the SLO definitions it was built for
 change (indicator or grouping), or when transaction rows went away without a new
 version (the table was truncated or a partition dropped).
+
+One process refreshes a store (the server's evaluation, under the alerts state
+lock): two refreshing the same store at once could both insert one difference.
 """
 
 from __future__ import annotations
