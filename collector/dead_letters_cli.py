@@ -23,7 +23,9 @@ from stitchboard.settings import load_settings
 
 console = Console()
 dead_letters_app = typer.Typer(
-    help="Rejected records: list them, replay them after fixing slas.yaml.", no_args_is_help=True
+    help="Rejected records: list them, replay them after fixing slas.yaml.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 SinceOpt = Annotated[

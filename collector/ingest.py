@@ -24,6 +24,7 @@ from collector.otlp import (
     traces_to_batch,
 )
 from collector.otlp_native import NATIVE_KIND, NativeTraces
+from stitchboard.config import SlasConfig
 from stitchboard.runtime import Runtime
 from stitchboard.writer import RawInserter
 
@@ -78,6 +79,13 @@ class OtlpIngest:
         self.metrics = runtime.metrics
         self.normalizer = Normalizer(runtime.config, runtime.pseudonymize)
         self.native = native_traces(runtime, self.normalizer)
+        runtime.on_config(self._reconfigure)
+
+    def _reconfigure(self, config: SlasConfig) -> None:
+        normalizer = Normalizer(config, self.runtime.pseudonymize)
+        if self.native is not None:
+            self.native.reconfigure(config, normalizer)
+        self.normalizer = normalizer  # one assignment: a request uses the old or the new
 
     async def ingest_bytes(self, signal: Signal, body: bytes, content_type: str) -> Decoded:
         decoded = await asyncio.to_thread(

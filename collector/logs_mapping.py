@@ -90,13 +90,8 @@ class LogExtractor:
                     f"no facility: none of the fields {', '.join(m.facility)} is set;"
                     " slas.yaml declares facilities, so every row must name one"
                 )
-            canonical = self.facilities.get(facility)
-            if canonical is None:
-                raise RowRejected(
-                    f"unknown facility {facility!r}: add it, or an alias, to"
-                    " facilities in slas.yaml, then replay the dead letters"
-                )
-            facility = canonical
+            # Undeclared: kept as sent (a gap in slas.yaml, not a bad row).
+            facility = self.facilities.get(facility, facility)
         event_time = self._time(row, self.zones.get(facility))
         status_text = self._first(row, m.status)
         status = (

@@ -25,6 +25,7 @@ from collector.http import read_body
 from collector.import_state import add_checkpoint, resume_offset
 from collector.intake import Intake, Outcome, batch_of
 from stitchboard.api import ApiError
+from stitchboard.config import SlasConfig
 from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
@@ -99,8 +100,13 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def router(runtime: Runtime) -> APIRouter:
-    intake = Intake(runtime.config, runtime.pseudonymize)
-    delimiter = runtime.config.messages.logs.csv_delimiter
+    # Rebuilt when slas.yaml is reloaded; each request reads the pair once.
+    current = [(Intake(runtime.config, runtime.pseudonymize), runtime.config)]
+
+    def reconfigure(config: SlasConfig) -> None:
+        current[0] = (Intake(config, runtime.pseudonymize), config)
+
+    runtime.on_config(reconfigure)
     api = APIRouter(tags=["messages"])
 
     @api.post("/messages")
@@ -122,6 +128,8 @@ def router(runtime: Runtime) -> APIRouter:
             source, dead_letter_source = named.removeprefix("file:"), named
         else:
             source, dead_letter_source = named or f"http:{client}", "http.messages"
+        intake, config = current[0]
+        delimiter = config.messages.logs.csv_delimiter
         outcomes = await asyncio.to_thread(
             judge_body, intake, body, fmt, source, dead_letter_source, delimiter
         )

@@ -25,6 +25,7 @@ from collector.hl7.ack import ACCEPT, ERROR, REJECT, ack_bytes
 from collector.hl7.extract import Header
 from collector.hl7.framing import END, START, FrameTooLarge, MllpDecoder
 from collector.intake import Intake, Outcome, batch_of
+from stitchboard.config import SlasConfig
 from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.metrics import Metrics
@@ -218,7 +219,7 @@ class MllpListener:
 
 def listener(runtime: Runtime) -> MllpListener:
     settings = runtime.settings
-    return MllpListener(
+    server = MllpListener(
         Intake(runtime.config, runtime.pseudonymize),
         runtime.writer.write,
         settings.host,
@@ -227,3 +228,9 @@ def listener(runtime: Runtime) -> MllpListener:
         metrics=runtime.metrics,
         senders=SenderNetworks(settings.mllp_allow),
     )
+
+    def reconfigure(config: SlasConfig) -> None:
+        server.intake = Intake(config, runtime.pseudonymize)  # one assignment
+
+    runtime.on_config(reconfigure)
+    return server

@@ -68,16 +68,16 @@ class Normalizer:
         return ""
 
     def facility(self, record: dict[str, str], resource: dict[str, str]) -> str:
+        """The canonical id of a declared facility (id or alias), else the name as sent.
+
+        An undeclared facility is a gap in slas.yaml, not a bad record: the record is
+        kept under the name it was sent with, listed in health, and takes the facility's
+        id once slas.yaml declares it (the correlator resolves names when it reads).
+        """
         raw = self._first(self._facility_attrs, record, resource)
         if not raw or not self._facilities:
             return raw
-        facility = self._facilities.get(raw)
-        if facility is None:
-            raise RecordProblem(
-                f"unknown facility {raw!r} (attribute {self._facility_attrs[0]}); declared in"
-                f" slas.yaml: {', '.join(sorted(self._facilities))}"
-            )
-        return facility
+        return self._facilities.get(raw, raw)
 
     def system(self, record: dict[str, str], resource: dict[str, str]) -> str:
         return self._first(self._system_attrs, record, resource)

@@ -28,6 +28,7 @@ from stitchboard.events import (
     STATUS_UNSET,
     DeadLetter,
     event_id,
+    event_row,
 )
 from stitchboard.writer import Batch
 
@@ -146,7 +147,7 @@ def traces_to_batch(
     now = now or time.time_ns()
     out = Decoded()
     trace_rows: list[tuple] = []
-    event_rows: list[tuple] = []
+    event_rows: list[tuple[object, ...]] = []
     dead: list[tuple] = []
     for r_index, rs in enumerate(request.resource_spans):
         resource = norm.mask(to_dict(rs.resource.attributes))
@@ -217,24 +218,25 @@ def traces_to_batch(
                     )
                 )
                 keys = {**resource_keys, **norm.keys(attrs), "trace": trace_id}
+                # A span's clock time is its end (its start is the end less the duration).
                 event_rows.append(
-                    (
-                        event_id("span", trace_id, span_id),
-                        end or start,
-                        now,
-                        "span",
-                        service,
-                        facility,
-                        norm.system(attrs, resource),
-                        norm.operation(attrs, span.name),
-                        EVENT_STATUS[code],
-                        span.status.message,
-                        duration,
-                        amount,
-                        trace_id,
-                        span_id,
-                        keys,
-                        attrs,
+                    event_row(
+                        event_id=event_id("span", trace_id, span_id),
+                        event_time=end or start,
+                        observed_time=now,
+                        source_kind="span",
+                        source=service,
+                        facility=facility,
+                        system=norm.system(attrs, resource),
+                        operation=norm.operation(attrs, span.name),
+                        status=EVENT_STATUS[code],
+                        status_message=span.status.message,
+                        duration_ns=duration,
+                        amount=amount,
+                        trace_id=trace_id,
+                        span_id=span_id,
+                        keys=keys,
+                        attributes=attrs,
                     )
                 )
     out.accepted = len(trace_rows)
@@ -250,7 +252,7 @@ def logs_to_batch(
     now = now or time.time_ns()
     out = Decoded()
     log_rows: list[tuple] = []
-    event_rows: list[tuple] = []
+    event_rows: list[tuple[object, ...]] = []
     dead: list[tuple] = []
     for r_index, rl in enumerate(request.resource_logs):
         resource = norm.mask(to_dict(rl.resource.attributes))
@@ -309,23 +311,22 @@ def logs_to_batch(
                 operation = norm.operation(attrs, record.event_name or attrs.get("event.name", ""))
                 identity = record.SerializeToString(deterministic=True)
                 event_rows.append(
-                    (
-                        event_id("log", service, identity),
-                        timestamp,
-                        now,
-                        "log",
-                        service,
-                        facility,
-                        norm.system(attrs, resource),
-                        operation,
-                        STATUS_ERROR if failed else STATUS_OK,
-                        body if failed else "",
-                        0,
-                        amount,
-                        trace_id,
-                        span_id,
-                        keys,
-                        attrs,
+                    event_row(
+                        event_id=event_id("log", service, identity),
+                        event_time=timestamp,
+                        observed_time=now,
+                        source_kind="log",
+                        source=service,
+                        facility=facility,
+                        system=norm.system(attrs, resource),
+                        operation=operation,
+                        status=STATUS_ERROR if failed else STATUS_OK,
+                        status_message=body if failed else "",
+                        amount=amount,
+                        trace_id=trace_id,
+                        span_id=span_id,
+                        keys=keys,
+                        attributes=attrs,
                     )
                 )
     out.accepted = len(log_rows)

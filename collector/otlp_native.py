@@ -124,6 +124,16 @@ class NativeTraces:
         self._sql = self._build_sql()
         self._lock = threading.Lock()
 
+    def reconfigure(self, config: SlasConfig, normalizer: Normalizer) -> None:
+        """A reloaded slas.yaml: new statements; the views are recreated before the next
+        insert (under the insert lock, so no insert runs against half of them)."""
+        with self._lock:
+            self.config, self.norm = config, normalizer
+            otel = config.otel
+            self._special = frozenset(otel.facility_attributes) | frozenset(otel.amount_attributes)
+            self._sql = self._build_sql()
+            self._prepared = False
+
     # -- which requests may take this path ------------------------------------------------
 
     def eligible(self, request: ExportTraceServiceRequest) -> bool:
@@ -212,8 +222,10 @@ class NativeTraces:
         index = self.config.facility_index()
         if index:
             names = list(index)
+            # An undeclared facility keeps the name it was sent with (as collector.normalize).
             facility = (
-                f"transform({facility}, {_array(names)}, {_array([index[n] for n in names])}, '')"
+                f"transform({facility}, {_array(names)}, {_array([index[n] for n in names])},"
+                f" {facility})"
             )
         system = first(otel.system_attributes, "sa", "ra")
         operation = first(otel.operation_attributes, "sa", default="name")
@@ -276,6 +288,9 @@ class NativeTraces:
             " if(end_ns > start_ns, end_ns - start_ns, 0) AS duration_ns,"
             f" {amount} AS amount, trace_hex AS trace_id, span_hex AS span_id,"
             f" {keys} AS keys, sa AS attributes,"
+            # A span's send time is its clock time, the end (as collector.otlp).
+            " fromUnixTimestamp64Nano(toInt64(if(end_ns != 0, end_ns, start_ns)), 'UTC')"
+            " AS sent_time,"
             f" fromUnixTimestamp64Micro(stamp, 'UTC') AS inserted_at FROM {self._landing}"
         )
         return insert, traces, events
@@ -326,7 +341,7 @@ class NativeTraces:
             with self._lock:
                 if not self._prepared:
                     self.prepare(store)
-            store.command(self._sql[0], parameters=params, settings=self.settings())
+                store.command(self._sql[0], parameters=params, settings=self.settings())
         finally:
             os.unlink(path)
 

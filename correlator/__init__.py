@@ -7,7 +7,10 @@ What other stages may use (nothing else in this package is public):
   ``BadQuery``, ``decode_cursor`` (a page's ``next_cursor`` as ``TransactionFilter.after``);
 - the vocabulary: ``Status``, ``Level``, ``Flag`` (with ``STATUSES``, ``LEVELS``, ``FLAGS``);
 - the pure core and its loop, for tools that drive them (benchmarks): ``Correlator``,
-  ``CorrelatorService``.
+  ``CorrelatorService``;
+- fan-in events no transaction carries (a GL journal whose charge batch is unknown),
+  with their age, for alerts on "unmatched for longer than N": ``list_unmatched``,
+  ``UnmatchedFilter``.
 """
 
 from correlator.engine import Correlator
@@ -15,6 +18,7 @@ from correlator.queries import BadQuery, TransactionFilter, decode_cursor
 from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
 from correlator.service import CorrelatorService
 from correlator.transaction import FLAGS, LEVELS, STATUSES, Flag, Level, Status
+from correlator.unmatched import UnmatchedFilter, list_unmatched
 
 __all__ = [
     "FLAGS",
@@ -30,5 +34,7 @@ __all__ = [
     "StoreTransactions",
     "TransactionFilter",
     "TransactionReader",
+    "UnmatchedFilter",
+    "list_unmatched",
     "decode_cursor",
 ]

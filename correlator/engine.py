@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 from correlator.deadlines import clocks_for
 from correlator.matching import UNEXPECTED, Router
-from correlator.stitching import Changes, Retired, WorkflowStitcher
+from correlator.stitching import Changes, FanInState, Retired, WorkflowStitcher
 from correlator.transaction import Hop, Plan, Transaction, summarize
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
@@ -21,13 +22,17 @@ class Correlator:
         self.router = Router(config.workflows)
         self.stitchers = [WorkflowStitcher(w) for w in config.workflows]
         self.clocks = clocks_for(config.facilities)
+        self.renamed = renamed_facilities(config)
         self.events_seen = 0
 
     def add(self, events: Iterable[Event]) -> None:
         route = self.router.route
         stitchers = self.stitchers
+        renamed = self.renamed
         for event in events:
             self.events_seen += 1
+            if event.facility in renamed:
+                event = replace(event, facility=renamed[event.facility])
             for wi, si in route(event.system, event.operation, event.attributes):
                 stitchers[wi].add(event, si)
 
@@ -35,11 +40,13 @@ class Correlator:
         now = time.time_ns() if now is None else now
         upserts: list[Transaction] = []
         retired: list[Retired] = []
+        fan_in: list[FanInState] = []
         for stitcher in self.stitchers:
             changes = stitcher.flush(self.clocks, now)
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
-        return Changes(tuple(upserts), tuple(retired))
+            fan_in.extend(changes.fan_in)
+        return Changes(tuple(upserts), tuple(retired), tuple(fan_in))
 
     def touch_all(self) -> None:
         """Recompute every transaction on the next flush."""
@@ -56,11 +63,13 @@ class Correlator:
         now = time.time_ns() if now is None else now
         upserts: list[Transaction] = []
         retired: list[Retired] = []
+        fan_in: list[FanInState] = []
         for stitcher in self.stitchers:
             changes = stitcher.sweep(self.clocks, now)
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
-        return Changes(tuple(upserts), tuple(retired))
+            fan_in.extend(changes.fan_in)
+        return Changes(tuple(upserts), tuple(retired), tuple(fan_in))
 
     def feed(self, events: Iterable[Event], now: int | None = None) -> Changes:
         self.add(events)
@@ -78,6 +87,21 @@ class Correlator:
     @property
     def transaction_count(self) -> int:
         return sum(len(s) for s in self.stitchers)
+
+    def unmatched(self) -> dict[str, tuple[int, int]]:
+        """Per workflow: how many fan-in events no transaction carries, and the time of
+        the oldest (0 when none)."""
+        return {
+            s.workflow.name: (len(s.unmatched), min(s.unmatched.values(), default=0))
+            for s in self.stitchers
+        }
+
+
+def renamed_facilities(config: SlasConfig) -> dict[str, str]:
+    """Facility names stored on events that now stand for a declared facility's id: its
+    aliases. An event stored under a name slas.yaml did not declare then (kept as sent)
+    takes the facility's id once that name is declared, without a re-send."""
+    return {name: fid for name, fid in config.facility_index().items() if name != fid}
 
 
 def correlate(config: SlasConfig, events: Iterable[Event], now: int) -> list[Transaction]:
@@ -100,8 +124,11 @@ def resummarize(
         return None
     plan = Plan(found)
     index = {name: i for i, name in enumerate(plan.names)}
+    renamed = renamed_facilities(config)
     core, attached = [], []
     for event, step_name in events:
+        if event.facility in renamed:
+            event = replace(event, facility=renamed[event.facility])
         step = index.get(step_name, UNEXPECTED)
         hop = Hop(event, step)
         if step == UNEXPECTED or found.steps[step].fan_in:

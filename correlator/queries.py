@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from correlator.engine import resummarize
+from correlator.explanations import explain, money
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
-from correlator.transaction import Missed, StepResult, id_time_of
+from correlator.transaction import Missed, StepResult, Transaction, id_time_of
 from stitchboard import times
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
@@ -172,7 +173,7 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "breach_deadline": iso(row["breach_ns"]),
         "flags": list(row["flags"]),
         "missed_steps": list(row["missed_steps"]),
-        "amount": row["amount_text"],
+        "amount": money(row["amount_text"]),
         "event_count": row["event_count"],
         "error_count": row["error_count"],
         "keys": keys,
@@ -180,6 +181,7 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _EVENT_FIELDS = """event_id, toUnixTimestamp64Nano(event_time) AS time_ns,
+    toUnixTimestamp64Nano(sent_time) AS sent_ns,
     toUnixTimestamp64Nano(observed_time) AS observed_ns, source_kind, source, facility, system,
     operation, status, status_message, duration_ns, amount, trace_id, span_id, keys"""
 
@@ -209,8 +211,20 @@ def get_transaction(
     body["missed"] = [missed_detail(m) for m in tx.missed] if tx else []
     if tx is not None:
         body["status"], body["level"] = tx.status, tx.level or None
+    body["awaiting"] = awaiting(config, tx) if tx is not None else None
     body["events"] = [event_detail(e, step_of.get(e["event_id"], "")) for e in stored]
     return body
+
+
+def awaiting(config: SlasConfig, tx: Transaction) -> str | None:
+    """The first required step an open transaction still waits for ("awaiting discharge")."""
+    if tx.end_time:
+        return None
+    workflow = next((w for w in config.workflows if w.name == tx.workflow), None)
+    if workflow is None:
+        return None
+    happened = {s.name for s in tx.steps if s.events}
+    return next((s.name for s in workflow.steps if not s.optional and s.name not in happened), None)
 
 
 def get_transactions(
@@ -242,6 +256,7 @@ def get_transactions(
         body["missed"] = [missed_detail(m) for m in tx.missed] if tx else []
         if tx is not None:
             body["status"], body["level"] = tx.status, tx.level or None
+        body["awaiting"] = awaiting(config, tx) if tx is not None else None
         body["events"] = [event_detail(e, step_of.get(e["event_id"], "")) for e in mine]
         by_id[row["id"]] = body
     return [by_id[i] for i in tx_ids if i in by_id]
@@ -250,11 +265,51 @@ def get_transactions(
 def events_by_id(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    return store.dicts(
+    rows = store.dicts(
         f"SELECT {_EVENT_FIELDS} FROM {store.table('events')} FINAL"
         " WHERE event_id IN {ids:Array(String)} ORDER BY time_ns, event_id",
         {"ids": list(ids)},
     )
+    return with_sources(store, rows)
+
+
+def with_sources(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event row with every source that delivered it, first delivery first.
+
+    A copy received later (an MLLP message re-imported from a file) replaces the
+    event row; its provenance is kept in ``event_sources``: the event's source is
+    its first delivery, and every later one is listed with its time.
+    """
+    if not rows:
+        return rows
+    found = store.rows(
+        "SELECT event_id, source_kind, source, toUnixTimestamp64Nano(min(received_time))"
+        f" AS first FROM {store.table('event_sources')}"
+        " WHERE event_id IN {ids:Array(String)}"
+        " GROUP BY event_id, source_kind, source ORDER BY event_id, first, source",
+        {"ids": [r["event_id"] for r in rows]},
+    )
+    sources: dict[str, list[dict[str, Any]]] = {}
+    for event_id, kind, source, first in found:
+        sources.setdefault(event_id, []).append(
+            {"source_kind": kind, "source": source, "received_time": iso(first)}
+        )
+    out = []
+    for row in rows:
+        delivered = sources.get(row["event_id"])
+        if delivered:
+            row = {**row, "source_kind": delivered[0]["source_kind"]}
+            row["source"] = delivered[0]["source"]
+        else:  # stored before deliveries were recorded: the event row is all there is
+            delivered = [
+                {
+                    "source_kind": row["source_kind"],
+                    "source": row["source"],
+                    "received_time": iso(row["observed_ns"]),
+                }
+            ]
+        out.append({**row, "sources": delivered})
+    return out
 
 
 def _as_event(row: dict[str, Any]) -> Event:
@@ -274,6 +329,7 @@ def _as_event(row: dict[str, Any]) -> Event:
         trace_id=row["trace_id"],
         span_id=row["span_id"],
         keys=dict(row["keys"]),
+        sent_time=row["sent_ns"] if row["sent_ns"] != row["time_ns"] else 0,
     )
 
 
@@ -291,7 +347,7 @@ def step_detail(step: StepResult) -> dict[str, Any]:
         else None,
         "missed": step.level or None,
         "late_by_seconds": step.late_by_ns / 1e9 if step.level else None,
-        "amount": str(step.amount) if step.amount is not None else None,
+        "amount": money(step.amount),
         "status": step.status or None,
     }
 
@@ -303,7 +359,48 @@ def missed_detail(missed: Missed) -> dict[str, Any]:
         "deadline": iso(missed.deadline),
         "actual": iso(missed.actual),
         "by_seconds": missed.by_ns / 1e9,
+        "explanation": explain(missed),
     }
+
+
+def facility_seen(store: Store, name: str) -> bool:
+    """Whether any transaction carries this facility name (an undeclared one, kept as sent)."""
+    table = store.table(TRANSACTIONS.name)
+    return bool(
+        store.rows(f"SELECT 1 FROM {table} WHERE facility = {{f:String}} LIMIT 1", {"f": name})
+    )
+
+
+def events_by_key(store: Store, values: Sequence[str], limit: int = 1000) -> list[dict[str, Any]]:
+    """Every hop carrying one of these key values, oldest first, each with the
+    transactions it belongs to (and as which step): matched or not."""
+    rows = store.dicts(
+        f"SELECT {_EVENT_FIELDS} FROM {store.table('events')} FINAL"
+        " WHERE hasAny(mapValues(keys), {values:Array(String)})"
+        " ORDER BY time_ns, event_id LIMIT {limit:UInt32}",
+        {"values": list(values), "limit": limit},
+    )
+    if not rows:
+        return []
+    ids = [r["event_id"] for r in rows]
+    table = store.table(TRANSACTIONS.name)
+    # The transactions that hold these events, with each event's step in them.
+    member_rows = store.rows(
+        f"SELECT id, workflow, event_id, step FROM {table} FINAL"
+        " ARRAY JOIN event_ids AS event_id, event_steps AS step"
+        " WHERE deleted = 0 AND hasAny(event_ids, {ids:Array(String)})"
+        " AND event_id IN {ids:Array(String)}" + _FINAL_SETTINGS,
+        {"ids": ids},
+    )
+    members: dict[str, list[dict[str, str]]] = {}
+    for tx_id, workflow, event_id, step in member_rows:
+        members.setdefault(event_id, []).append(
+            {"transaction_id": tx_id, "workflow": workflow, "step": step}
+        )
+    return [
+        {**event_detail(r, ""), "transactions": sorted(members.get(r["event_id"], []), key=str)}
+        for r in with_sources(store, rows)
+    ]
 
 
 def event_detail(row: dict[str, Any], step: str) -> dict[str, Any]:
@@ -311,15 +408,17 @@ def event_detail(row: dict[str, Any], step: str) -> dict[str, Any]:
         "event_id": row["event_id"],
         "step": step,
         "time": iso(row["time_ns"]),
+        "sent_time": iso(row["sent_ns"]),
         "facility": row["facility"],
         "system": row["system"],
         "operation": row["operation"],
         "status": row["status"],
         "status_message": row["status_message"] or None,
-        "source_kind": row["source_kind"],
+        "source_kind": row["source_kind"],  # of the first delivery
         "source": row["source"],
+        "sources": row.get("sources", []),  # every delivery, first one first
         "trace_id": row["trace_id"] or None,
         "span_id": row["span_id"] or None,
-        "amount": str(row["amount"]) if row["amount"] is not None else None,
+        "amount": money(row["amount"]),
         "keys": dict(row["keys"]),
     }

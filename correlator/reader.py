@@ -10,12 +10,13 @@ tests of the stages that read transactions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Any, Protocol
 
 from correlator.engine import Correlator, resummarize
+from correlator.explanations import money
 from correlator.queries import (
     TransactionFilter,
+    awaiting,
     encode_cursor,
     event_detail,
     get_transaction,
@@ -113,6 +114,9 @@ class MemoryTransactions:
         )
         body["steps"] = [step_detail(s) for s in again.steps] if again else []
         body["missed"] = [missed_detail(m) for m in again.missed] if again else []
+        if again is not None:
+            body["status"], body["level"] = str(again.status), str(again.level) or None
+        body["awaiting"] = awaiting(self.config, again) if again is not None else None
         body["events"] = [event_detail(_stored(e), step_of[e.event_id]) for e in events]
         return body
 
@@ -154,19 +158,11 @@ def transaction_summary(tx: Transaction) -> dict[str, Any]:
         "breach_deadline": iso(tx.breach_deadline),
         "flags": [str(f) for f in tx.flags],
         "missed_steps": sorted({m.step for m in tx.missed}),
-        "amount": _decimal_text(tx.amount),
+        "amount": money(tx.amount),
         "event_count": len(tx.event_ids),
         "error_count": tx.error_count,
         "keys": keys,
     }
-
-
-def _decimal_text(amount: Decimal | None) -> str | None:
-    """As ClickHouse's toString prints a Decimal: no trailing zeros, no exponent."""
-    if amount is None:
-        return None
-    text = format(amount, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _stored(event: Event) -> dict[str, Any]:
@@ -174,6 +170,8 @@ def _stored(event: Event) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
         "time_ns": event.event_time,
+        "sent_ns": event.sent,
+        "observed_ns": event.observed_time,
         "facility": event.facility,
         "system": event.system,
         "operation": event.operation,
@@ -185,4 +183,12 @@ def _stored(event: Event) -> dict[str, Any]:
         "span_id": event.span_id,
         "amount": event.amount,
         "keys": dict(event.keys),
+        # One delivery: the event as it was received (``queries.with_sources``).
+        "sources": [
+            {
+                "source_kind": event.source_kind,
+                "source": event.source,
+                "received_time": iso(event.observed_time),
+            }
+        ],
     }

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any, cast
 
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
 from correlator.transaction import Level, Transaction
+from correlator.unmatched import write_states
 from stitchboard.events import Event
 from stitchboard.store import Store
 
@@ -40,6 +42,7 @@ TX_COLUMNS = (
     "step_first",
     "step_last",
     "step_levels",
+    "step_durations",
     "step_warn",
     "step_breach",
     "step_status",
@@ -97,6 +100,7 @@ def transaction_row(tx: Transaction, version: int) -> tuple:
         [s.first_time for s in steps],
         [s.last_time for s in steps],
         [s.level for s in steps],
+        [s.duration_ns if s.first_time and s.anchor_time else -1 for s in steps],
         [s.warn_at for s in steps],
         [s.breach_at for s in steps],
         [s.status for s in steps],
@@ -137,6 +141,7 @@ def deleted_row(gone: Retired, version: int) -> tuple:
         [],
         [],
         [],
+        [],
         0,
         0,
         version,
@@ -158,9 +163,11 @@ class TransactionSink:
             return self._last
 
     def write(self, changes: Changes, chunk: int = 50_000) -> int:
-        if not changes.upserts and not changes.retired:
+        if not changes.upserts and not changes.retired and not changes.fan_in:
             return 0
         version = self.version()
+        # Fan-in states first: a failed write is redone whole, and rewriting is idempotent.
+        write_states(self.store, changes.fan_in, version)
         upserts = changes.upserts
         for i in range(0, len(upserts), chunk):
             part = upserts[i : i + chunk]
@@ -198,9 +205,39 @@ class TransactionSink:
 # Only what correlation reads: the rest of an event stays in ClickHouse (the detail
 # view reads it there), which keeps millions of in-memory hops small.
 _SELECT_EVENTS = (
-    "SELECT event_id, toUnixTimestamp64Nano(event_time), facility, system, operation, status,"
-    " amount, keys, {attributes} FROM {table}"
+    "SELECT event_id, toUnixTimestamp64Nano(event_time), toUnixTimestamp64Nano(sent_time),"
+    " facility, system, operation, status, amount, keys, {attributes} FROM {table}"
 )
+
+
+def correlation_event(
+    *,
+    event_id: str,
+    event_time: int,
+    sent_time: int,
+    facility: str,
+    system: str,
+    operation: str,
+    status: str,
+    amount: Decimal | None,
+    keys: dict[str, str],
+    attributes: dict[str, str],
+) -> Event:
+    """An event with only what correlation reads (the one builder for both readers)."""
+    return Event(
+        event_id=event_id,
+        event_time=event_time,
+        observed_time=event_time,
+        source_kind="",
+        facility=facility,
+        system=system,
+        operation=operation,
+        status=status,
+        amount=amount,
+        keys=keys,
+        attributes=attributes,
+        sent_time=sent_time if sent_time != event_time else 0,
+    )
 
 
 def read_events(
@@ -237,25 +274,19 @@ def read_events(
     settings = {"max_block_size": block}
     for rows in store.stream_rows(sql, params or None, settings):
         yield [
-            Event(
-                i,
-                t,
-                t,
-                "",
-                "",
-                facility,
-                system,
-                operation,
-                status,
-                "",
-                0,
-                amount,
-                "",
-                "",
-                keys,
-                attrs,
+            correlation_event(
+                event_id=i,
+                event_time=t,
+                sent_time=sent,
+                facility=facility,
+                system=system,
+                operation=operation,
+                status=status,
+                amount=amount,
+                keys=keys,
+                attributes=attrs,
             )
-            for i, t, facility, system, operation, status, amount, keys, attrs in rows
+            for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
         ]
 
 
@@ -264,31 +295,27 @@ def events_from_batch(
 ) -> list[Event]:
     """Events from rows the writer just made durable, with only what correlation reads
     (as ``read_events``), whatever column order the sink used."""
-    at = {name: list(columns).index(name) for name in _NEEDED}
+    names_at = list(columns)
+    at = {name: names_at.index(name) for name in _NEEDED}
     i, t, f, s, o, st, am, k, a = (at[name] for name in _NEEDED)
+    sent_at = names_at.index("sent_time") if "sent_time" in names_at else t
     names = tuple(attributes)
     events = []
     for row in rows:
         attrs = cast(dict, row[a])
         kept = {n: attrs[n] for n in names if n in attrs} if names and attrs else {}
         events.append(
-            Event(
-                cast(str, row[i]),
-                cast(int, row[t]),
-                cast(int, row[t]),
-                "",
-                "",
-                cast(str, row[f]),
-                cast(str, row[s]),
-                cast(str, row[o]),
-                cast(str, row[st]),
-                "",
-                0,
-                cast(Any, row[am]),
-                "",
-                "",
-                cast(dict, row[k]),
-                kept,
+            correlation_event(
+                event_id=cast(str, row[i]),
+                event_time=cast(int, row[t]),
+                sent_time=cast(int, row[sent_at]),
+                facility=cast(str, row[f]),
+                system=cast(str, row[s]),
+                operation=cast(str, row[o]),
+                status=cast(str, row[st]),
+                amount=cast(Any, row[am]),
+                keys=cast(dict, row[k]),
+                attributes=kept,
             )
         )
     return events

@@ -101,6 +101,19 @@ def _steps_and_key_view(ctx: SchemaContext) -> list[str]:
     ]
 
 
+def _unmatched(ctx: SchemaContext) -> list[str]:
+    from correlator.unmatched import create
+
+    return create(ctx)
+
+
+def _step_durations(ctx: SchemaContext) -> list[str]:
+    # How long each step took from its anchor, as its deadline counts it (the send time
+    # for an interface, never negative for a step that may come early); -1 when not
+    # measured (the step or its anchor has not happened). Rewritten at every start.
+    return ctx.alter(TRANSACTIONS.name, "ADD COLUMN IF NOT EXISTS step_durations Array(Int64)")
+
+
 # When each deadline falls and when the transaction first missed one, so an SLO can
 # count a late transaction the moment its deadline passed, not when it completed:
 # per step its warn and breach deadlines (ns, 0 = none or not armed yet) and the
@@ -129,5 +142,7 @@ def _judgement_columns(ctx: SchemaContext) -> list[str]:
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
-    Migration(13, "step deadlines and first missed deadlines per transaction", _judgement_columns),
+    Migration(12, "fan-in events no transaction carries", _unmatched),
+    Migration(13, "transaction step durations from their anchors", _step_durations),
+    Migration(14, "step deadlines and first missed deadlines per transaction", _judgement_columns),
 )

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from correlator.engine import Correlator
 from correlator.repository import TransactionSink, events_from_batch, read_events
 from correlator.stitching import Changes
+from correlator.unmatched import retire_older_than as retire_unmatched
 from stitchboard.config.model import SlasConfig
 from stitchboard.errors import StoreUnavailable
 from stitchboard.events import Event
@@ -74,6 +75,18 @@ class CorrelatorMetrics:
             "Batches dropped by a full correlator queue (re-read from events)",
             registry=r,
         )
+        self.unmatched = Gauge(
+            "stitchboard_unmatched_events",
+            "Fan-in events (GL journals, cash postings) no transaction carries",
+            ["workflow"],
+            registry=r,
+        )
+        self.unmatched_oldest = Gauge(
+            "stitchboard_unmatched_oldest_timestamp_seconds",
+            "Event time of the oldest unmatched fan-in event (0: none); age = now - this",
+            ["workflow"],
+            registry=r,
+        )
         self.failures = Counter(
             "stitchboard_correlator_failures",
             "Correlator passes and steps that failed (store errors included) and were retried",
@@ -112,6 +125,7 @@ class CorrelatorService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()  # set once the startup pass is written
+        self._new_config: SlasConfig | None = None  # a reloaded slas.yaml to apply
         self.loaded = False  # a full pass has run (the thread then skips its own)
         self.correlated_through = 0.0  # monotonic time of the newest batch already written
         # Seconds from each batch being durable to its transactions being written.
@@ -163,6 +177,7 @@ class CorrelatorService:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
+                self._apply_config()
                 self.step()
                 if time.monotonic() >= next_sweep:
                     self._write_or_redo(self.correlator.sweep())
@@ -175,6 +190,27 @@ class CorrelatorService:
             self.step()
         except Exception:  # noqa: BLE001 - best effort on shutdown
             log.exception("final correlator step failed")
+
+    def reconfigure(self, config: SlasConfig) -> None:
+        """A reloaded slas.yaml: the thread rebuilds the correlator and re-correlates
+        every stored event under it before its next step."""
+        with self._lock:
+            self._new_config = config
+        self._wake.set()
+
+    def _apply_config(self) -> None:
+        with self._lock:
+            config, self._new_config = self._new_config, None
+        if config is None:
+            return
+        self.correlator = Correlator(config)
+        self._attributes = self.correlator.router.attribute_names
+        try:
+            self.full_pass()
+        except BaseException:
+            with self._lock:  # try again on the next loop
+                self._new_config = self._new_config or config
+            raise
 
     def _failed(self, what: str, exc: Exception) -> None:
         """Count a failure, log the first of a streak, and wait before the next try:
@@ -216,6 +252,7 @@ class CorrelatorService:
             if collecting:
                 gc.enable()
         retired = self.sink.retire_older_than(started)
+        retire_unmatched(self.store, started, self.sink.version())
         self.loaded = True
         self.metrics.events.inc(count)
         log.info(
@@ -287,3 +324,6 @@ class CorrelatorService:
         written = self.sink.write(changes)
         self.metrics.writes.inc(written)
         self.metrics.transactions.set(self.correlator.transaction_count)
+        for workflow, (count, oldest) in self.correlator.unmatched().items():
+            self.metrics.unmatched.labels(workflow).set(count)
+            self.metrics.unmatched_oldest.labels(workflow).set(oldest / 1e9)

@@ -30,6 +30,7 @@ class CorrelatorComponent:
         runtime = self.runtime
         service = CorrelatorService(runtime.store, runtime.config, runtime.metrics.registry)
         runtime.writer.add_listener(service.on_batch)
+        runtime.on_config(service.reconfigure)
         service.start()
         self.service = service
 

@@ -30,11 +30,26 @@ Node = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
+class FanInState:
+    """A fan-in event (a GL journal for a charge batch) and whether any transaction
+    carries one of the values it looks up. Unmatched, it is a reconciliation
+    exception of its own: listed, aged and alertable until a carrier arrives."""
+
+    workflow: str
+    step: str
+    event: Event
+    lookup: tuple[Node, ...]  # the (key, value) pairs it joins transactions by
+    matched: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Changes:
-    """What one feed changed: transactions to (re)write and ids that no longer exist."""
+    """What one feed changed: transactions to (re)write and ids that no longer exist,
+    and the fan-in events whose matched state may have changed."""
 
     upserts: tuple[Transaction, ...]
     retired: tuple[Retired, ...]
+    fan_in: tuple[FanInState, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -76,7 +91,16 @@ class WorkflowStitcher:
         # itself (a warn or breach deadline passes); ``sweep`` recomputes it then.
         self._deadlines: list[tuple[int, Node]] = []
         self._retired: set[tuple[str, int]] = set()
-        self._last_flush: tuple[set[Node], set[tuple[str, int]]] = (set(), set())
+        self._last_flush: tuple[set[Node], set[tuple[str, int]], set[str]] = (
+            set(),
+            set(),
+            set(),
+        )
+        # Fan-in hops by event id with their lookup values; the ones whose matched state
+        # may have changed since the last flush; the unmatched ones with their time.
+        self._fanin_hops: dict[str, tuple[Hop, tuple[Node, ...]]] = {}
+        self._fanin_changed: set[str] = set()
+        self.unmatched: dict[str, int] = {}  # event id -> event time
         self.unstitchable = 0  # hops of a step that carried none of its keys
 
     # -- union-find ------------------------------------------------------------------
@@ -144,6 +168,8 @@ class WorkflowStitcher:
                 carriers = self._carriers.get(value)
                 if carriers:
                     self._dirty.update(carriers)
+            self._fanin_hops[event_id] = (hop, tuple(values))
+            self._fanin_changed.add(event_id)
             return
         nodes = [(k, v) for k in self._chain[step] if (v := keys.get(k))]
         if not nodes:
@@ -164,14 +190,23 @@ class WorkflowStitcher:
         for k in self._carried[step]:
             carried = keys.get(k)
             if carried:
-                self._carriers.setdefault((k, carried), set()).add(anchor)
+                value = (k, carried)
+                holders = self._carriers.get(value)
+                if holders is None:
+                    self._carriers[value] = {anchor}
+                    # The first carrier of this value: fan-in events waiting for it match.
+                    for waiting in self._fanin.get(value, ()):
+                        self._fanin_changed.add(waiting[0].event_id)
+                else:
+                    holders.add(anchor)
         self._dirty.add(anchor)
 
     def flush(self, clocks: dict[str, FacilityClock], now: int) -> Changes:
         """Recompute every transaction touched since the last flush."""
         roots = {self._find(node) for node in self._dirty}
         self._dirty.clear()
-        self._last_flush = (roots, set(self._retired))
+        fan_in = self._fan_in_states()
+        self._last_flush = (roots, set(self._retired), {f.event.event_id for f in fan_in})
         upserts = []
         for root in roots:
             tx = self.transaction(root, clocks, now)
@@ -187,16 +222,32 @@ class WorkflowStitcher:
         name = self.workflow.name
         retired = tuple(sorted(Retired(name, i, t) for i, t in self._retired if i not in live))
         self._retired.clear()
-        return Changes(tuple(upserts), retired)
+        return Changes(tuple(upserts), retired, fan_in)
+
+    def _fan_in_states(self) -> tuple[FanInState, ...]:
+        changed, self._fanin_changed = self._fanin_changed, set()
+        states = []
+        carriers, names, name = self._carriers, self.plan.names, self.workflow.name
+        for event_id in sorted(changed):
+            hop, values = self._fanin_hops[event_id]
+            matched = any(value in carriers for value in values)
+            if matched:
+                self.unmatched.pop(event_id, None)
+            else:
+                self.unmatched[event_id] = hop[0].event_time
+            states.append(FanInState(name, names[hop[1]], hop[0], values, matched))
+        return tuple(states)
 
     def touch_all(self) -> None:
         self._dirty.update(self._members)
+        self._fanin_changed.update(self._fanin_hops)
 
     def redo(self) -> None:
         """The last flush's changes were not stored: include them in the next flush."""
-        roots, retired = self._last_flush
+        roots, retired, fan_in = self._last_flush
         self._dirty.update(roots)
         self._retired.update(retired)
+        self._fanin_changed.update(fan_in)
 
     def sweep(self, clocks: dict[str, FacilityClock], now: int) -> Changes:
         """Recompute the transactions whose deadline has passed (they become overdue)."""

@@ -96,6 +96,10 @@ class Missed(NamedTuple):
     deadline: int
     actual: int  # 0 while the step is still awaited
     by_ns: int
+    limit: str = ""  # the duration that was missed, as written in slas.yaml
+    since: str = ""  # what the clock counted from: a step name, "<step> sent"
+    since_time: int = 0
+    missing: bool = False  # the step never came within its grace after a later step
 
 
 class Transaction(NamedTuple):
@@ -158,9 +162,9 @@ class Anchor(IntEnum):
     """What a step's deadline counts from."""
 
     NONE = 0  # the step has no deadline
-    START = 1  # the transaction's start
-    PREVIOUS = 2  # the previous step that happened (else the start)
-    STEP = 3  # a named step (``StepPlan.index``)
+    START = 1  # the workflow's first step
+    PREVIOUS = 2  # the step just before (a skipped optional one hands it back)
+    STEP = 3  # a named step (``StepPlan.anchor_step``)
 
 
 class StepPlan(NamedTuple):
@@ -173,6 +177,9 @@ class StepPlan(NamedTuple):
     breach: Duration | None
     repeat: bool
     optional: bool
+    from_sent: bool  # the clock counts from the anchor's send time, not its event time
+    grace: Duration | None  # how long it may be missing after a later step happened
+    may_precede: bool  # may happen before earlier steps: never out of order
 
 
 class Plan:
@@ -203,8 +210,12 @@ class Plan:
                     breach=within.breach if within else None,
                     repeat=step.repeat,
                     optional=step.optional,
+                    from_sent=within is not None and within.from_ == "sent",
+                    grace=step.grace if step.grace is not None else workflow.grace,
+                    may_precede=step.may_precede,
                 )
             )
+        self.optional = tuple(s.optional for s in workflow.steps)
         self.core_steps = frozenset(i for i, s in enumerate(workflow.steps) if not s.fan_in)
         self.required = tuple(i for i, s in enumerate(workflow.steps) if not s.optional)
         e2e = workflow.within
@@ -221,6 +232,13 @@ def summarize(
     now: int,
 ) -> Transaction:
     """One transaction from its core (chained) hops and its attached (fan-in, unexpected) hops.
+
+    Clocks: a step's deadline counts from its anchor step's first event (its event
+    or its send time, per ``within.from``) and is not armed while the anchor is
+    pending; the end-to-end deadline counts from the first step. A required step
+    missing while a later step happened is flagged ``missing_step`` at once, or,
+    with a ``grace``, once that grace after the earliest later event (and not
+    before the start) has passed, which is then a missed breach deadline.
 
     The hot loop of the correlator: written for speed (locals, tuples), with
     tests/correlator_reference.py as the plain version it must agree with.
@@ -262,6 +280,23 @@ def summarize(
     if not complete:
         end_time = 0
 
+    # Per step, the earliest event of a later required step (what shows the step is
+    # missing; an optional step proves nothing), and the last step that happened (for
+    # skipped optional anchors).
+    later_time = [0] * count
+    later_step = [-1] * count
+    last = -1
+    at, at_step = 0, -1
+    optional_steps = plan.optional
+    for i in range(count - 1, -1, -1):
+        later_time[i], later_step[i] = at, at_step
+        if first[i]:
+            if last < 0:
+                last = i
+            if not optional_steps[i] and (not at or first[i] <= at):
+                at, at_step = first[i], i
+
+    names = plan.names
     results: list[StepResult] = []
     missed: list[Missed] = []
     warn_pending = 0
@@ -269,17 +304,35 @@ def summarize(
     rank = 0
     failed = False
     error_count = 0
-    previous = 0
-    for i, (name, kind, index, warn, breach, repeat, optional) in enumerate(plan.steps):
+    missing = False
+    for i, (
+        name,
+        kind,
+        named_anchor,
+        warn,
+        breach,
+        repeat,
+        optional,
+        from_sent,
+        grace,
+        _,
+    ) in enumerate(plan.steps):
         events = by_step[i]
-        if kind == Anchor.NONE:
-            anchor = 0
-        elif kind == Anchor.START:
-            anchor = start
-        elif kind == Anchor.PREVIOUS:
-            anchor = previous or start
-        else:
-            anchor = first[index]
+        anchor = 0
+        since = ""
+        if kind:
+            # The anchor step: the first, the one before, or a named one; an optional
+            # anchor that was skipped (a later step happened) hands it back.
+            j = 0 if kind == _START else (i - 1 if kind == _PREVIOUS else named_anchor)
+            while j >= 0 and not first[j] and optional_steps[j] and last > j:
+                j -= 1
+            if j >= 0 and first[j]:
+                if from_sent:
+                    anchor = by_step[j][0].sent_time or first[j]
+                    since = names[j] + " sent"
+                else:
+                    anchor = first[j]
+                    since = names[j]
         if anchor:
             # Plain durations inline; business days go through the facility's calendar.
             if warn is None:
@@ -304,10 +357,32 @@ def summarize(
             actual = events[-1].event_time if repeat else events[0].event_time
             if breach_at and actual > breach_at:
                 level, late_by = BREACH, actual - breach_at
-                missed.append(Missed(name, BREACH, breach_at, actual, late_by))
+                missed.append(
+                    Missed(
+                        name,
+                        BREACH,
+                        breach_at,
+                        actual,
+                        late_by,
+                        breach.text if breach else "",
+                        since,
+                        anchor,
+                    )
+                )
             elif warn_at and actual > warn_at:
                 level, late_by = WARN, actual - warn_at
-                missed.append(Missed(name, WARN, warn_at, actual, late_by))
+                missed.append(
+                    Missed(
+                        name,
+                        WARN,
+                        warn_at,
+                        actual,
+                        late_by,
+                        warn.text if warn else "",
+                        since,
+                        anchor,
+                    )
+                )
             for event in events:
                 if event.amount is not None:
                     amount = event.amount if amount is None else amount + event.amount
@@ -316,18 +391,38 @@ def summarize(
             status = events[-1].status
             if status == STATUS_ERROR:
                 failed = True
-            previous = events[0].event_time
         elif not optional and not complete:
+            limit = breach.text if breach else ""
+            since_time = anchor
+            gone = False  # missing past its grace
+            if later_time[i]:
+                if grace is None:
+                    missing = True
+                elif not kind or anchor:
+                    # A step whose own anchor is pending waits on that anchor's deadline.
+                    later = later_time[i] if later_time[i] > start else start
+                    grace_at = later + grace.nanos if not grace.business_days else add(later, grace)
+                    if not breach_at or grace_at < breach_at:
+                        breach_at, limit = grace_at, grace.text
+                        since, since_time, gone = names[later_step[i]], later, True
+                    if now >= breach_at:
+                        missing = True
             if breach_at and (not breach_pending or breach_at < breach_pending):
                 breach_pending = breach_at
             if warn_at and (not warn_pending or warn_at < warn_pending):
                 warn_pending = warn_at
             if breach_at and now >= breach_at:
                 level, late_by = BREACH, now - breach_at
-                missed.append(Missed(name, BREACH, breach_at, 0, late_by))
+                missed.append(
+                    Missed(name, BREACH, breach_at, 0, late_by, limit, since, since_time, gone)
+                )
             elif warn_at and now >= warn_at:
                 level, late_by = WARN, now - warn_at
-                missed.append(Missed(name, WARN, warn_at, 0, late_by))
+                missed.append(
+                    Missed(
+                        name, WARN, warn_at, 0, late_by, warn.text if warn else "", since, anchor
+                    )
+                )
         if level and _RANK[level] > rank:
             rank = _RANK[level]
         results.append(
@@ -339,7 +434,8 @@ def summarize(
                 anchor,
                 warn_at,
                 breach_at,
-                first[i] - anchor if events and anchor else 0,
+                # A step that may come early has no negative duration: it was not waited for.
+                first[i] - anchor if events and anchor and first[i] > anchor else 0,
                 level,
                 late_by,
                 amount,
@@ -364,19 +460,21 @@ def summarize(
             )
         )
 
-    if plan.e2e_warn is not None or plan.e2e_breach is not None:
+    # End to end from the first step: without it, no clock runs from an unrelated event.
+    e2e_from = first[0]
+    if e2e_from and (plan.e2e_warn is not None or plan.e2e_breach is not None):
         e2e_level, e2e_missed = _end_to_end(
-            clock, start, end_time, now, plan.e2e_warn, plan.e2e_breach
+            clock, e2e_from, names[0], end_time, now, plan.e2e_warn, plan.e2e_breach
         )
         if e2e_missed is not None:
             missed.append(e2e_missed)
             rank = max(rank, _RANK[e2e_level])
         if not complete:
             if plan.e2e_warn is not None:
-                at = add(start, plan.e2e_warn)
+                at = add(e2e_from, plan.e2e_warn)
                 warn_pending = min(warn_pending, at) if warn_pending else at
             if plan.e2e_breach is not None:
-                at = add(start, plan.e2e_breach)
+                at = add(e2e_from, plan.e2e_breach)
                 breach_pending = min(breach_pending, at) if breach_pending else at
 
     level = _LEVELS[rank]
@@ -391,7 +489,6 @@ def summarize(
     keys: set[tuple[str, str]] = set()
     for event, _ in ordered:
         keys.update(event.keys.items())
-    names = plan.names
     return Transaction(
         transaction_id(plan.name, head_core[0].event_id, head_core[0].event_time),
         plan.name,
@@ -405,7 +502,7 @@ def summarize(
         end_time - start if complete else 0,
         warn_pending if not complete else 0,
         breach_pending if not complete else 0,
-        _flags(plan, by_step, first, bool(unexpected)),
+        _flags(plan, by_step, first, missing, bool(unexpected)),
         tuple(results),
         tuple(missed),
         amount,
@@ -417,11 +514,13 @@ def summarize(
 
 
 _LEVELS = (Level.NONE, Level.WARN, Level.BREACH)
+_START, _PREVIOUS = int(Anchor.START), int(Anchor.PREVIOUS)
 
 
 def _end_to_end(
     clock: FacilityClock,
     start: int,
+    start_name: str,
     end_time: int,
     now: int,
     warn: Duration | None,
@@ -433,29 +532,32 @@ def _end_to_end(
             continue
         deadline = clock.add(start, duration)
         if (end_time and end_time > deadline) or (not end_time and now >= deadline):
-            return name, Missed(END_TO_END, name, deadline, end_time, actual - deadline)
+            return name, Missed(
+                END_TO_END,
+                name,
+                deadline,
+                end_time,
+                actual - deadline,
+                duration.text,
+                start_name,
+                start,
+            )
     return Level.NONE, None
 
 
 def _flags(
-    plan: Plan, by_step: list[list[Event]], first: list[int], has_unexpected: bool
+    plan: Plan, by_step: list[list[Event]], first: list[int], missing: bool, has_unexpected: bool
 ) -> tuple[Flag, ...]:
     flags: list[Flag] = []
     steps = plan.steps
-    last = -1
-    for i in range(len(steps) - 1, -1, -1):
-        if first[i]:
-            last = i
-            break
-    for i in range(last):
-        if not first[i] and not steps[i].optional:
-            flags.append(MISSING_STEP)
-            break
+    if missing:
+        flags.append(MISSING_STEP)
     skew = plan.skew
     latest = None
     for i in range(len(steps)):
         at = first[i]
-        if not at:
+        # Steps that may come early (charges during the stay) are outside the order check.
+        if not at or steps[i].may_precede:
             continue
         if latest is not None and at + skew < latest:
             flags.append(OUT_OF_ORDER)

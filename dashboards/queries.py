@@ -289,10 +289,13 @@ class Latency:
 def step_latency(
     store: Store, scope: Scope, now: int, step: str, anchor: str | None, bins: int = 30
 ) -> Latency:
-    """Seconds from ``anchor`` (a step name; None = the transaction's start) to ``step``.
+    """Seconds from the step's anchor to ``step``, as its deadline clock counts them.
 
-    ``anchor`` follows the step's ``within.after`` in slas.yaml; for ``previous``
-    pass the step before it in the workflow.
+    The correlator stores each step's duration from its anchor (``step_durations``):
+    from the anchor's send time for an interface (``within.from: sent``), from the
+    step before a skipped optional one, never negative for a step that may come early.
+    ``anchor`` (the step its clock starts from, None = the start) is what the page
+    names; rows written before durations were stored fall back to the first times.
     """
     where, params = scope.where(now)
     params.update(step=step, anchor=anchor or "")
@@ -301,12 +304,16 @@ def step_latency(
         if anchor
         else "toUnixTimestamp64Nano(start_time)"
     )
+    position = "indexOf(step_names, {step:String})"
+    stored = f"arrayElement(step_durations, {position})"
     inner = (
-        f"SELECT (arrayElement(step_first, indexOf(step_names, {{step:String}})) - {start}) / 1e9"
-        f" AS seconds, arrayElement(step_first, indexOf(step_names, {{step:String}})) AS done,"
-        f" {start} AS began FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+        f"SELECT if(length(step_durations) > 0, {stored} / 1e9,"
+        f" (arrayElement(step_first, {position}) - {start}) / 1e9) AS seconds,"
+        f" arrayElement(step_first, {position}) AS done,"
+        f" if(length(step_durations) > 0, {stored} >= 0, {start} > 0) AS measured"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
     )
-    sub = f"SELECT seconds FROM ({inner}) WHERE done > 0 AND began > 0"
+    sub = f"SELECT seconds FROM ({inner}) WHERE done > 0 AND measured"
     row = store.dicts(
         "SELECT count() AS n, quantileExact(0.5)(seconds) AS p50,"
         " quantileExact(0.9)(seconds) AS p90, quantileExact(0.99)(seconds) AS p99,"

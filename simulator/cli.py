@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -153,7 +154,11 @@ def simulate(
 def demo(
     rate: Annotated[float, typer.Option(help="Hop events per second (history and live).")] = 0.2,
     backfill: Annotated[
-        str, typer.Option(help="History sent on first start (empty store), e.g. 5d.")
+        str,
+        typer.Option(
+            help="History sent on first start (empty store), e.g. 5d; extended to the latest"
+            " pay-period close."
+        ),
     ] = "5d",
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
     clickhouse: ClickhouseOpt = None,
@@ -173,6 +178,7 @@ def demo(
     dashboards have data within a minute. Ctrl-C stops both.
     """
     from simulator.session import SimulateOptions, run_simulation, wait_ready
+    from simulator.supply import history_with_a_pay_period_close
 
     settings = load_settings(
         clickhouse=clickhouse,
@@ -211,7 +217,8 @@ def demo(
             rate=rate,
             facilities=None,
             seed=seed,
-            backfill_ns=_duration_ns(backfill),
+            # Long enough for a pay-period close too: every workflow has transactions.
+            backfill_ns=history_with_a_pay_period_close(_duration_ns(backfill), time.time_ns()),
             live=True,
             count=None,
             workflows=None,
@@ -221,7 +228,7 @@ def demo(
         )
         err.print(
             f"Simulated health system: {rate} events/s live"
-            + (f", {backfill} of history first" if empty else "")
+            + (f", {options.backfill_ns // 86_400_000_000_000}d of history first" if empty else "")
             + f". Console: {api}",
             highlight=False,
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from simulator import catalog, hl7_messages
-from simulator.estate import Site, business_hours, lognormal_ns, next_business_day
+from simulator.estate import Site, business_hours, lognormal_ns, next_business_day, skewed
 from simulator.hl7_messages import ChargeLine, Patient
 from simulator.hops import Emitter
 from simulator.records import DAY, HOUR, MINUTE, NS
@@ -170,7 +170,12 @@ def encounter(seed: str, site: Site, serial: str, discharge: int) -> tuple[Emitt
             tag=("dft", serial, n),
             amount=sum((c.amount for c in drop), Decimal(0)),
             lines=tuple(
-                {"charge": c.charge_id, "charge_batch": c.batch_id, "amount": f"{c.amount:.2f}"}
+                {
+                    "charge": c.charge_id,
+                    "charge_batch": c.batch_id,
+                    "amount": f"{c.amount:.2f}",
+                    "charge.type": c.kind,  # FT1-6: CG charge, CD credit (reversal)
+                }
                 for c in drop
             ),
             body=lambda t, h: hl7_messages.dft(
@@ -261,7 +266,9 @@ def _discharge(
     em, d2r, site, which, at, patient, visit, pclass, unit, attending, admit, diagnosis, keys
 ) -> None:
     rng = em.rng
-    sent = at + int(rng.uniform(5, 90) * NS)
+    # The discharge is documented (EVN-6) minutes to hours before the ADT is sent
+    # (MSH-7): a nurse charts it, the clerk completes it later (DOMAIN "When clocks start").
+    sent = at + min(lognormal_ns(rng, 12 * MINUTE, 0.9), 6 * HOUR)
     control = em.control_id("ADT", em.ident("adt", visit, which), sent)
     em.emit(
         members=((*d2r, "discharge"),),
@@ -277,7 +284,7 @@ def _discharge(
             site,
             trigger="A03",
             control_id=control,
-            sent_ns=sent,
+            sent_ns=skewed("EHR_ADT", sent),  # MSH-7 by the EHR's clock, like EVN-6
             event_ns=t,
             patient=patient,
             visit=visit,

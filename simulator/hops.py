@@ -98,10 +98,12 @@ class Emitter:
         """Emit one hop. ``at`` is the true instant; ``body(stamp_ns, hop_id)`` builds HL7 text.
 
         ``time`` overrides the reported time (an HL7 message reports EVN-6, which
-        the system may set to an earlier instant than the send).
+        the system may set to an earlier instant than the send): the hop then also
+        keeps ``at`` as its stamped send time (MSH-7).
         """
         hop_id = self.ident(tag)
         stamped = precision(channel, skewed(system, at if time is None else time))
+        message_time = precision(channel, skewed(system, at)) if time is not None else 0
         if latency is None:
             latency = int(self.rng.uniform(0.2, 8) * NS)
         sent = at + latency
@@ -129,6 +131,7 @@ class Emitter:
             attributes=dict(attributes or {}),
             body=text,
             lines=lines,
+            message_time=message_time,
         )
         self.hops.append(hop)
         if status == "error":
@@ -158,4 +161,5 @@ def _resend(hop: Hop, sent: int) -> Hop:
         body=hop.body,
         lines=hop.lines,
         resend=True,
+        message_time=hop.message_time,
     )

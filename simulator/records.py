@@ -49,6 +49,13 @@ class Hop:
     body: str = ""  # the HL7 message (segments joined by \r) or a log body
     lines: tuple[Mapping[str, str], ...] = ()
     resend: bool = False  # a duplicate send after a timeout: same ids, same content
+    # When the system stamped the message as sent (HL7 MSH-7), by its clock; 0 = ``time``.
+    # A discharge is documented (EVN-6, ``time``) minutes to hours before its ADT is sent.
+    message_time: int = 0
+
+    @property
+    def sent_stamp(self) -> int:
+        return self.message_time or self.time
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +75,7 @@ class Hop:
             "body": self.body,
             "lines": [dict(line) for line in self.lines],
             "resend": self.resend,
+            "message_time": self.message_time,
         }
 
     @classmethod
@@ -90,6 +98,7 @@ class Hop:
             body=data["body"],
             lines=tuple(dict(line) for line in data["lines"]),
             resend=bool(data["resend"]),
+            message_time=int(data.get("message_time", 0)),
         )
 
     @property

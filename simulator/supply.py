@@ -9,7 +9,7 @@ from decimal import Decimal
 from simulator import catalog
 from simulator.estate import Site, local, lognormal_ns, next_business_day, to_ns
 from simulator.hops import Emitter
-from simulator.records import DAY, HOUR, MINUTE
+from simulator.records import DAY, HOUR, MINUTE, NS
 
 R2P = "requisition_to_payment"
 T2L = "timecard_to_labor_gl"
@@ -193,6 +193,15 @@ def period_ends(site: Site, since: int, until: int) -> list[tuple[str, int]]:
             number = (end - dt.date(end.year, 1, 1)).days // 14 + 1
             out.append((f"{site.id}-{end.year}-PP{number:02d}", close))
         n += 1
+
+
+def history_with_a_pay_period_close(backfill_ns: int, now_ns: int) -> int:
+    """At least ``backfill_ns``, and long enough to hold the latest pay-period close (plus a
+    day for every time zone): a short demo history then has a payroll transaction too."""
+    today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).date()
+    since_anchor = (today - (PERIOD_ANCHOR + dt.timedelta(days=1))).days % 14
+    needed = (since_anchor + 2) * DAY
+    return max(backfill_ns, needed)
 
 
 def pay_period(seed: str, site: Site, period: str, closed: int) -> Emitter:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stitchboard import __version__
@@ -98,14 +99,34 @@ def table_counts(runtime: Runtime) -> dict[str, int]:
     return {name: int(count or 0) for name, count in rows if not name.startswith((".", "_"))}
 
 
+def undeclared_facilities(runtime: Runtime) -> list[dict[str, Any]]:
+    """Facility names events were sent with that slas.yaml does not declare (as an id or
+    an alias), with how many events name each: stored all the same, shown here so the
+    gap can be closed (declaring one later applies to its past events)."""
+    store = runtime.store
+    declared = sorted(runtime.config.facility_index())
+    if not declared:
+        return []  # no facilities declared: every name is taken as sent
+    rows = store.rows(
+        f"SELECT facility, count() FROM {store.table('events')}"
+        " WHERE facility != '' AND facility NOT IN {declared:Array(String)}"
+        " GROUP BY facility ORDER BY facility",
+        {"declared": declared},
+    )
+    return [{"name": name, "events": int(count)} for name, count in rows]
+
+
 def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI from assets shipped in a package, not a CDN: the docs work offline.
+    app = FastAPIOffline(
         title="Stitchboard API",
         version=__version__,
         description="Business-SLA observability for healthcare integration.",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        static_url=f"{API_PREFIX}/docs-assets",
+        swagger_ui_oauth2_redirect_url=f"{API_PREFIX}/docs/oauth2-redirect",
     )
     started = time.time()
 
@@ -143,6 +164,7 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             return {
                 "schema_version": schema_version(runtime.store),
                 "tables": table_counts(runtime),
+                "undeclared_facilities": undeclared_facilities(runtime),
             }
 
         body: dict[str, Any] = {
@@ -167,6 +189,32 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
             body["store"]["error"] = str(exc)
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
+
+    @app.post(f"{API_PREFIX}/admin/reload-config", tags=["admin"])
+    @requires(Need.ADMIN, audit="config.reload")
+    async def reload_config() -> JSONResponse:
+        """Re-read slas.yaml without a restart (as SIGHUP does). A file with problems is
+        refused with every problem listed (422), and the running configuration stays."""
+        problems = await asyncio.to_thread(runtime.reload_config)
+        if problems:
+            body = {
+                "error": {
+                    "status": 422,
+                    "code": "invalid_config",
+                    "message": "slas.yaml not reloaded; the running configuration stays",
+                    "problems": problems,
+                }
+            }
+            return JSONResponse(body, status_code=422)
+        config = runtime.config
+        return JSONResponse(
+            {
+                "reloaded": True,
+                "facilities": len(config.facilities),
+                "keys": len(config.keys),
+                "workflows": len(config.workflows),
+            }
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stitchboard.cli_options import ClickhouseOpt, ConfigOpt, fail
-from stitchboard.errors import ConfigError, StitchboardError
+from stitchboard.errors import ConfigError, PortInUse, StitchboardError
 from stitchboard.settings import load_settings
 
 app = typer.Typer(
@@ -16,7 +17,29 @@ app = typer.Typer(
     help="Business-SLA observability for healthcare integration.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: the rich formatter labels every flag ``<bool>`` with current Click.
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from stitchboard import __version__
+
+        print(f"stitchboard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Business-SLA observability for healthcare integration."""
 
 
 @app.command()
@@ -35,7 +58,7 @@ def serve(
         int | None, typer.Option(help="HL7 v2 MLLP port (default 2575); 0 disables.")
     ] = None,
 ) -> None:
-    """Run every stage in one process: collectors, correlator, alerts, API, dashboards."""
+    """Run every stage in one process: the collectors, the correlator and the JSON API."""
     from stitchboard.server import serve as run_server
 
     try:
@@ -49,18 +72,26 @@ def serve(
             mllp_port=mllp_port,
         )
         run_server(settings)
-    except ConfigError as exc:
+    except (ConfigError, PortInUse) as exc:
         fail(str(exc))
     except StitchboardError as exc:
         fail(str(exc), 1)
 
 
 @app.command("check-config")
-def check_config(config: ConfigOpt = None) -> None:
-    """Validate slas.yaml and list every problem with its path."""
+def check_config(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The slas.yaml to check (default: --config, else ./slas.yaml).", show_default=False
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate slas.yaml and list every problem with its path, all in one run."""
     from stitchboard.config import load_config
 
-    settings = load_settings(config=config)
+    settings = load_settings(config=path or config)
     try:
         loaded = load_config(settings.config)
     except ConfigError as exc:
@@ -79,24 +110,58 @@ def sql(
 ) -> None:
     """Run a read-only query on the store and print one JSON object per row.
 
-    With the embedded store, stop the server first: one process owns a data directory.
+    The query runs with the engine's readonly setting: INSERT, CREATE, DROP and
+    other changes are refused. The embedded store can be read only while no
+    server holds it (one process owns a data directory).
     """
     import json
 
     from stitchboard.store import Store
 
     settings = load_settings(clickhouse=clickhouse)
+    held = _embedded_store_in_use(settings.clickhouse)
+    if held is not None:
+        fail(
+            f"the store {held} is held by a running server (one process owns a data"
+            " directory): read through its API (/api/v1/transactions, /api/v1/health),"
+            " or stop it and run this again"
+        )
     store = Store(settings.clickhouse, database=settings.database, cluster=settings.cluster)
     try:
-        result = store.query(
-            query.replace("{db}", store.database),
-            settings={"readonly": 1} if not store.embedded else None,
-        )
+        result = store.query(query.replace("{db}", store.database), settings={"readonly": 1})
     except Exception as exc:  # noqa: BLE001 - report any query error as a CLI error
-        fail(str(exc).strip().splitlines()[0])
+        message = str(exc).strip().splitlines()[0]
+        if "READONLY" in message or "readonly mode" in message:
+            message = "stitchboard sql is read-only: only SELECT, SHOW, DESCRIBE and EXPLAIN run"
+        fail(message)
         return
     for row in result.named_results():
         print(json.dumps(row, default=str))
+
+
+def _embedded_store_in_use(url: str) -> Path | None:
+    """The data directory of a ``chdb://`` store another process holds, else None.
+
+    The engine holds an exclusive lock on ``<dir>/status`` while it runs; probing it
+    (and letting go at once) tells before the engine fails with a raw error.
+    """
+    import fcntl
+    from urllib.parse import unquote, urlsplit
+
+    if not url.startswith("chdb://"):
+        return None
+    parts = urlsplit(url)
+    directory = Path(unquote(parts.netloc + parts.path) or "./data").resolve()
+    status = directory / "status"
+    if not status.exists():
+        return None
+    with status.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return directory
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 def main() -> None:  # pragma: no cover - console entry point

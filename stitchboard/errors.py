@@ -18,6 +18,10 @@ class ConfigError(StitchboardError):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
+class PortInUse(StitchboardError):
+    """A listening port is taken by another process; the message names the flag to change it."""
+
+
 class StoreUnavailable(StitchboardError):
     """ClickHouse cannot be reached or refused a write; the caller may retry later."""
 

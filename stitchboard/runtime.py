@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from stitchboard.config import SlasConfig, load_config
+from stitchboard.errors import ConfigError
 from stitchboard.metrics import Metrics
 from stitchboard.phi import Pseudonymizer, load_key
 from stitchboard.settings import Settings
 from stitchboard.stages import open_store
 from stitchboard.store import Store
 from stitchboard.writer import BatchWriter, IngestWriter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,10 +27,39 @@ class Runtime:
     writer: IngestWriter
     metrics: Metrics
     pseudonymize: Pseudonymizer
+    # Called with the new slas.yaml after a reload: parts that compile it rebuild.
+    config_listeners: list[Callable[[SlasConfig], None]] = field(default_factory=list)
+
+    def on_config(self, listener: Callable[[SlasConfig], None]) -> None:
+        self.config_listeners.append(listener)
+
+    def reload_config(self) -> list[str]:
+        """Re-read slas.yaml; every problem of a bad file, and the running one stays.
+
+        The new configuration replaces the old in one assignment, then every part
+        that compiled the old one (decoders, intake, correlator) is told. Returns
+        the problems (empty when reloaded).
+        """
+        with _RELOAD:
+            try:
+                config = load_config(self.settings.config)
+            except ConfigError as exc:
+                return str(exc).splitlines()
+            self.config = config
+            for listener in self.config_listeners:
+                try:
+                    listener(config)
+                except Exception:  # noqa: BLE001 - one part failing must not stop the rest
+                    log.exception("applying the reloaded slas.yaml failed in %r", listener)
+            log.info("slas.yaml reloaded from %s", self.settings.config)
+            return []
 
     def close(self) -> None:
         self.writer.close()
         self.store.close()
+
+
+_RELOAD = threading.Lock()
 
 
 def build_runtime(settings: Settings, spool: bool = False) -> Runtime:

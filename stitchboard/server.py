@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import signal
 import socket
@@ -20,6 +21,7 @@ from stitchboard.audit import AuditEntry, AuditLog
 from stitchboard.components import Component, HttpComponent
 from stitchboard.config_history import record_config
 from stitchboard.credentials import ensure_first_admin
+from stitchboard.errors import PortInUse
 from stitchboard.runtime import Runtime, build_runtime
 from stitchboard.settings import Settings
 from stitchboard.stages import served_stages
@@ -61,10 +63,20 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
     password_file = settings.initial_admin_file
     first_admin = await asyncio.to_thread(ensure_first_admin, runtime.store, password_file)
     await asyncio.to_thread(_record_config, runtime)
+    # A reloaded slas.yaml is a version in force too (auditors ask which one judged what).
+    runtime.on_config(lambda _config: _record_config(runtime))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload_on_hangup() -> None:
+        task = loop.create_task(_reload(runtime))
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)
     components = build_components(runtime)
     started: list[Component] = []
     try:
@@ -98,9 +110,48 @@ async def run(settings: Settings, ready: asyncio.Event | None = None) -> None:
         print("Stitchboard stopped", flush=True)
 
 
+# Each listening port with the flag that changes it.
+_PORTS = (
+    ("port", "--port"),
+    ("otlp_http_port", "--otlp-http-port"),
+    ("otlp_grpc_port", "--otlp-grpc-port"),
+    ("mllp_port", "--mllp-port"),
+)
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start, before anything is created on disk, when a port is taken."""
+    for name, flag in _PORTS:
+        port = getattr(settings, name)
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+            # As the servers bind: a port in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.host, port))
+            except OSError as exc:
+                why = "is already in use" if exc.errno == errno.EADDRINUSE else f"({exc.strerror})"
+                disable = " (or 0 to disable it)" if name != "port" else ""
+                raise PortInUse(
+                    f"cannot listen on port {port} of {settings.host}: it {why};"
+                    f" choose another with {flag}{disable}"
+                ) from None
+
+
+async def _reload(runtime: Runtime) -> None:
+    """SIGHUP: re-read slas.yaml; a bad file is refused with every problem logged."""
+    problems = await asyncio.to_thread(runtime.reload_config)
+    if problems:
+        log.error(
+            "slas.yaml not reloaded, the running configuration stays:\n%s", "\n".join(problems)
+        )
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    check_ports(settings)
     asyncio.run(run(settings))

@@ -36,6 +36,7 @@ def ev(
     amount: str | None = None,
     attributes: dict[str, str] | None = None,
     tag: str = "",
+    sent_time: int = 0,
     **keys: str,
 ) -> Event:
     return Event(
@@ -51,6 +52,7 @@ def ev(
         amount=Decimal(amount) if amount is not None else None,
         keys=keys,
         attributes=attributes or {},
+        sent_time=sent_time,
     )
 
 

@@ -81,20 +81,29 @@ def reference_summarize(
     level = ""
     failed = False
     error_count = 0
+    missing = False
+    last_happened = max((i for i, h in enumerate(happened) if h), default=-1)
     for i, step in enumerate(steps):
         hops = by_step[i]
         anchor = 0
-        if step.within is not None:
-            after = step.within.after
-            if after == "start":
-                anchor = start
-            elif after == "previous":
-                anchor = next((first[j] for j in range(i - 1, -1, -1) if happened[j]), start)
+        since = ""
+        within = step.within
+        if within is not None:
+            if within.after == "start":
+                j = 0
+            elif within.after == "previous":
+                j = i - 1
             else:
-                j = next(k for k, s in enumerate(steps) if s.name == after)
-                anchor = first[j] if happened[j] else 0
-        warn_at = clock.add(anchor, step.within.warn) if anchor and step.within.warn else 0
-        breach_at = clock.add(anchor, step.within.breach) if anchor and step.within.breach else 0
+                j = next(k for k, s in enumerate(steps) if s.name == within.after)
+            # A skipped optional anchor (a later step happened) passes the anchor back.
+            while j >= 0 and not happened[j] and steps[j].optional and last_happened > j:
+                j -= 1
+            if j >= 0 and happened[j]:
+                event = by_step[j][0].event
+                anchor = event.sent if within.from_ == "sent" else event.event_time
+                since = steps[j].name + (" sent" if within.from_ == "sent" else "")
+        warn_at = clock.add(anchor, within.warn) if anchor and within and within.warn else 0
+        breach_at = clock.add(anchor, within.breach) if anchor and within and within.breach else 0
         step_level = ""
         late_by = 0
         amount: Decimal | None = None
@@ -107,7 +116,12 @@ def reference_summarize(
                 if deadline and actual > deadline:
                     step_level = name
                     late_by = actual - deadline
-                    missed.append(Missed(step.name, name, deadline, actual, late_by))
+                    limit = getattr(within, name)
+                    missed.append(
+                        Missed(
+                            step.name, name, deadline, actual, late_by, limit.text, since, anchor
+                        )
+                    )
                     break
             for hop in hops:
                 if hop.event.amount is not None:
@@ -117,6 +131,25 @@ def reference_summarize(
             status = hops[-1].event.status
             failed = failed or status == STATUS_ERROR
         elif not step.optional and not complete:
+            limits = {
+                BREACH: (within.breach.text if within and within.breach else "", since, anchor),
+                WARN: (within.warn.text if within and within.warn else "", since, anchor),
+            }
+            gone = False
+            later = [j for j in range(i + 1, len(steps)) if happened[j] and not steps[j].optional]
+            if later:
+                grace = step.grace if step.grace is not None else workflow.grace
+                if grace is None:
+                    missing = True
+                elif within is None or anchor:
+                    earliest = min(later, key=lambda j: first[j])
+                    grace_from = max(first[earliest], start)
+                    grace_at = clock.add(grace_from, grace)
+                    if not breach_at or grace_at < breach_at:
+                        breach_at = grace_at
+                        limits[BREACH] = (grace.text, steps[earliest].name, grace_from)
+                        gone = True
+                    missing = missing or now >= breach_at
             if breach_at:
                 breach_pending.append(breach_at)
             if warn_at:
@@ -125,7 +158,20 @@ def reference_summarize(
                 if deadline and now >= deadline:
                     step_level = name
                     late_by = now - deadline
-                    missed.append(Missed(step.name, name, deadline, 0, late_by))
+                    limit, since_name, since_time = limits[name]
+                    missed.append(
+                        Missed(
+                            step.name,
+                            name,
+                            deadline,
+                            0,
+                            late_by,
+                            limit,
+                            since_name,
+                            since_time,
+                            gone and name == BREACH,
+                        )
+                    )
                     break
         level = _worse(level, step_level)
         results.append(
@@ -137,7 +183,7 @@ def reference_summarize(
                 anchor_time=anchor,
                 warn_at=warn_at,
                 breach_at=breach_at,
-                duration_ns=first[i] - anchor if hops and anchor else 0,
+                duration_ns=max(first[i] - anchor, 0) if hops and anchor else 0,
                 level=step_level,
                 late_by_ns=late_by,
                 amount=amount,
@@ -163,18 +209,21 @@ def reference_summarize(
         )
 
     e2e = workflow.within
-    if e2e is not None:
-        e2e_level, e2e_missed = _end_to_end(clock, start, end_time, now, e2e.warn, e2e.breach)
+    if e2e is not None and happened[0]:
+        e2e_from = first[0]
+        e2e_level, e2e_missed = _end_to_end(
+            clock, e2e_from, steps[0].name, end_time, now, e2e.warn, e2e.breach
+        )
         if e2e_missed is not None:
             missed.append(e2e_missed)
         level = _worse(level, e2e_level)
         if not complete:
             if e2e.warn is not None:
-                warn_pending.append(clock.add(start, e2e.warn))
+                warn_pending.append(clock.add(e2e_from, e2e.warn))
             if e2e.breach is not None:
-                breach_pending.append(clock.add(start, e2e.breach))
+                breach_pending.append(clock.add(e2e_from, e2e.breach))
 
-    flags = _flags(workflow, by_step, first, happened, bool(unexpected))
+    flags = _flags(workflow, by_step, first, happened, missing, bool(unexpected))
     if failed:
         status = FAILED
     elif complete:
@@ -213,6 +262,7 @@ def reference_summarize(
 def _end_to_end(
     clock: FacilityClock,
     start: int,
+    start_name: str,
     end_time: int,
     now: int,
     warn: Duration | None,
@@ -224,7 +274,17 @@ def _end_to_end(
             continue
         deadline = clock.add(start, duration)
         if (end_time and end_time > deadline) or (not end_time and now >= deadline):
-            return name, Missed(END_TO_END, name, deadline, end_time, actual - deadline)
+            missed = Missed(
+                END_TO_END,
+                name,
+                deadline,
+                end_time,
+                actual - deadline,
+                duration.text,
+                start_name,
+                start,
+            )
+            return name, missed
     return "", None
 
 
@@ -233,17 +293,17 @@ def _flags(
     by_step: list[list[Hop]],
     first: list[int],
     happened: list[bool],
+    missing: bool,
     has_unexpected: bool,
 ) -> tuple[str, ...]:
     flags = []
     steps = workflow.steps
-    last_happened = max((i for i, h in enumerate(happened) if h), default=-1)
-    if any(not happened[i] and not steps[i].optional for i in range(last_happened)):
+    if missing:
         flags.append(MISSING_STEP)
     skew = workflow.clock_skew.nanos
     latest = None
     for i in range(len(steps)):
-        if not happened[i]:
+        if not happened[i] or steps[i].may_precede:
             continue
         if latest is not None and first[i] + skew < latest:
             flags.append(OUT_OF_ORDER)

@@ -107,6 +107,7 @@ class Hl7Extractor:
         mapping = config.messages.hl7
         paths = lambda texts: [FieldPath.parse(t) for t in texts]  # noqa: E731
         self.event_time = paths(mapping.event_time)
+        self.sent_time = paths(mapping.sent_time)
         self.facility = paths(mapping.facility)
         self.system = paths(mapping.system)
         self.operation = paths(mapping.operation)
@@ -159,7 +160,13 @@ class Hl7Extractor:
         return ""
 
     def _resolve_facility(self, message: Hl7Message) -> str:
-        seen = []
+        """The first value naming a declared facility (its id), else the first value as sent.
+
+        An undeclared facility is a gap in slas.yaml, not a bad message: it is stored
+        (and answered AA) under the name it was sent with, listed in health, and takes
+        the facility's id once slas.yaml declares it.
+        """
+        first = ""
         for path in self.facility:
             value = message.value(path)
             if not value:
@@ -169,21 +176,30 @@ class Hl7Extractor:
             canonical = self.facilities.get(value)
             if canonical:
                 return canonical
-            seen.append(f"{value!r} ({path})")
+            first = first or value
         if not self.facilities:
             return ""
-        if not seen:
+        if not first:
             where = ", ".join(str(p) for p in self.facility)
             raise Hl7Error(
                 f"no facility: {where} empty; slas.yaml declares facilities, so every"
                 " message must name one",
                 "101",
             )
-        raise Hl7Error(
-            f"unknown facility {', '.join(seen)}: add it, or an alias, to facilities"
-            " in slas.yaml, then replay the dead letters",
-            "103",
-        )
+        return first
+
+    def _sent_time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
+        """The send time (MSH-7), or 0 (= the event time) when absent or unreadable:
+        a message is never refused for its send time."""
+        for path in self.sent_time:
+            value = message.value(path)
+            if not value:
+                continue
+            try:
+                return parse_dtm(value.split(message.encoding.component, 1)[0], zone)
+            except ValueError:
+                continue
+        return 0
 
     def _time(self, message: Hl7Message, zone: dt.tzinfo | None) -> int:
         problems = []
@@ -203,7 +219,9 @@ class Hl7Extractor:
         self, message: Hl7Message, masked: str, header: Header, source: str, observed_time: int
     ) -> list[Event]:
         facility = self._resolve_facility(message)
-        event_time = self._time(message, self.zones.get(facility))
+        zone = self.zones.get(facility)
+        event_time = self._time(message, zone)
+        sent_time = self._sent_time(message, zone)
         system = self._first(message, self.system)
         operation = ""
         for path in self.operation:
@@ -260,6 +278,7 @@ class Hl7Extractor:
                         "hl7", header.sending_application, header.sending_facility, identity, part
                     ),
                     event_time=event_time,
+                    sent_time=sent_time,
                     observed_time=observed_time,
                     source_kind="hl7",
                     source=source,

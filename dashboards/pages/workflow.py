@@ -102,7 +102,9 @@ def panels(ctx: Console, v: WorkflowView, now: int) -> dict[str, Any]:
     wf = _workflow(ctx, v.workflow)
     since, until = view.window(v.range, now)
     scope = queries.Scope(since=since, until=until, workflow=v.workflow, facility=v.facility)
-    steps = [s.name for s in wf.steps]
+    # The funnel is the path every transaction takes: optional steps (an ASN, a charge
+    # reversal) are not stages of it.
+    steps = [s.name for s in wf.steps if not s.optional]
     anchor, warn, breach = anchor_and_limits(wf, v.step)
     latency = queries.step_latency(store, scope, now, v.step, anchor)
     return {

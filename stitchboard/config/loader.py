@@ -9,9 +9,9 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from stitchboard.config.model import SlasConfig
+from stitchboard.config.model import KeyRule, SlasConfig
 from stitchboard.config.slos import slo_problems
-from stitchboard.config.workflows import workflow_problems
+from stitchboard.config.workflows import Workflow, workflow_problems
 from stitchboard.errors import ConfigError
 
 
@@ -60,13 +60,36 @@ def parse_config(text: str, source: str = "slas.yaml") -> SlasConfig:
     try:
         config = SlasConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, validation_problems(exc)) from exc
-    problems = workflow_problems(config)
-    if not problems:
-        problems = slo_problems(config)
+        problems = validation_problems(exc) + _cross_problems(data)
+        raise ConfigError(source, list(dict.fromkeys(problems))) from exc
+    # Every problem in one run: the workflows' and the SLOs' cross-checks together.
+    problems = workflow_problems(config) + slo_problems(config)
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def _cross_problems(data: dict[str, Any]) -> list[str]:
+    """The cross-checks (undeclared keys, anchors) of every workflow that is valid on its
+    own, when another part of the file is not: every problem in one run."""
+    keys = data.get("keys")
+    workflows = data.get("workflows")
+    if not isinstance(workflows, list):
+        return []
+    # Only the names matter to the cross-checks; each key's own problems are listed already.
+    rule = KeyRule(attributes=["-"])
+    declared = {str(k): rule for k in keys} if isinstance(keys, dict) else {}
+    problems: list[str] = []
+    for index, raw in enumerate(workflows):
+        try:
+            workflow = Workflow.model_validate(raw)
+        except ValidationError:
+            continue  # its own problems are already listed
+        alone = SlasConfig.model_construct(keys=declared, workflows=[workflow])
+        problems += [
+            f"workflows[{index}]" + p.removeprefix("workflows[0]") for p in workflow_problems(alone)
+        ]
+    return problems
 
 
 def load_config(path: str | Path) -> SlasConfig:

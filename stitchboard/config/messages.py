@@ -77,6 +77,9 @@ class Hl7Mapping(Strict):
     """Where an HL7 v2 message keeps the event fields and business keys."""
 
     event_time: list[Hl7Path] = Field(default_factory=lambda: ["EVN-6", "EVN-2", "MSH-7"])
+    # When the sending system sent the message (a step's clock may count from it:
+    # ``within.from: sent``); none set, or unreadable: the event time.
+    sent_time: list[Hl7Path] = Field(default_factory=lambda: ["MSH-7"])
     facility: list[Hl7Path] = Field(default_factory=lambda: ["MSH-4", "PV1-3.4"])
     system: list[Hl7Path] = Field(default_factory=lambda: ["MSH-3"])
     # Message type and trigger joined with ``^`` (``ADT^A03``).

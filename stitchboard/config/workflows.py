@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from stitchboard.config.base import Strict
 from stitchboard.times import parse_duration
@@ -121,11 +121,22 @@ class StepMatch(Strict):
 class Deadline(Strict):
     """Warn and breach limits measured from ``after``.
 
-    ``after``: ``previous`` (the nearest earlier step that happened; default),
-    ``start`` (the workflow's start), or the name of an earlier step.
+    ``after``: ``previous`` (the step just before; default), ``start`` (the
+    workflow's first step), or the name of an earlier step. The clock starts
+    when that anchor step happens: while it is pending, this step is not due
+    (the anchor's own deadline is what can be missed). Only an ``optional``
+    anchor that was skipped (a later step happened) passes the anchor back to
+    the step before it. ``from``: which time of the anchor's first event the
+    clock counts from: ``occurred`` (when the business event happened, HL7
+    EVN-6; default) or ``sent`` (when the message was sent, HL7 MSH-7): an
+    interface is judged from the send.
     """
 
+    # Written and shown as ``from`` (a Python keyword, hence the attribute name).
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
     after: str = "previous"
+    from_: Literal["occurred", "sent"] = Field(default="occurred", alias="from")
     warn: Duration | None = None
     breach: Duration | None = None
 
@@ -146,6 +157,12 @@ class Step(Strict):
     within: Deadline | None = None
     repeat: bool = False
     optional: bool = False
+    # The step may legitimately happen before the steps listed before it (inpatient
+    # charges post during the stay, before the discharge): never ``out_of_order``.
+    may_precede: bool = False
+    # How long this step may be missing after a later step happened before the
+    # transaction is flagged ``missing_step`` and overdue (the workflow's by default).
+    grace: Duration | None = None
 
     @field_validator("name")
     @classmethod
@@ -179,6 +196,9 @@ class Workflow(Strict):
     # Events that chain to a transaction of this workflow but should not happen
     # in it (an A13 discharge cancel): recorded and flagged ``unexpected_step``.
     unexpected: list[StepMatch] = Field(default_factory=list)
+    # How long a required step may be missing after a later step happened (a charge
+    # with no discharge yet is a visit in progress); none: flagged at once.
+    grace: Duration | None = None
 
     @field_validator("name")
     @classmethod

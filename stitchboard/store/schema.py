@@ -182,6 +182,39 @@ def _tables(*tables: Table) -> Callable[[SchemaContext], list[str]]:
     return lambda ctx: [sql for table in tables for sql in ctx.create(table)]
 
 
+EVENT_SOURCES = Table(
+    name="event_sources",
+    columns="""\
+    event_id String,
+    source_kind LowCardinality(String),
+    source LowCardinality(String),
+    received_time DateTime64(9, 'UTC')""",
+    engine="MergeTree",
+    tail="""PARTITION BY toYYYYMM(received_time)
+ORDER BY (event_id, received_time)""",
+    shard_key="cityHash64(event_id)",
+)
+
+
+def _event_sources(ctx: SchemaContext) -> list[str]:
+    """Every delivery of an event, by source and time, filled by ClickHouse from each
+    ``events`` insert (a later copy replaces the event row, never its provenance)."""
+    db = ctx.database
+    local = "_local" if ctx.cluster else ""
+    on_cluster = f" ON CLUSTER `{ctx.cluster}`" if ctx.cluster else ""
+    select = (
+        "SELECT event_id, source_kind, source, observed_time AS received_time"
+        f" FROM `{db}`.`events{local}`"
+    )
+    # Events stored before this migration have no rows here: readers fall back to the
+    # event row, all that is known of them.
+    return [
+        *ctx.create(EVENT_SOURCES),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`event_sources_mv`{on_cluster}"
+        f" TO `{db}`.`event_sources{local}` AS {select}",
+    ]
+
+
 # Versions are grouped by stage so stages can add theirs independently:
 # 1-9 kernel and collector, 10-19 correlator, 20-29 message logs, 30-39 alerts,
 # 40-49 audit and access, 50-59 dashboards. Stages hand theirs over through
@@ -192,6 +225,16 @@ KERNEL_MIGRATIONS: tuple[Migration, ...] = (
         "otel tables, events, dead letters",
         _tables(OTEL_TRACES, OTEL_LOGS, EVENTS, DEAD_LETTERS),
     ),
+    Migration(
+        2,
+        "events: the hop's send time beside its event time",
+        # Rows stored before keep their event time as the send time.
+        lambda ctx: ctx.alter(
+            "events",
+            "ADD COLUMN IF NOT EXISTS sent_time DateTime64(9, 'UTC') DEFAULT event_time",
+        ),
+    ),
+    Migration(3, "event sources: every delivery of an event, first one kept", _event_sources),
     Migration(40, "users and api tokens", _tables(USERS, API_TOKENS, API_TOKEN_USAGE)),
     Migration(41, "hash-chained audit log", _tables(AUDIT_LOG)),
     Migration(43, "slas.yaml versions", _tables(CONFIG_VERSIONS)),

@@ -33,10 +33,12 @@ NAMING_KEY = {
 }
 # About 2,400 hops in 300 transactions. This seed at this scale yields every workflow,
 # status and flag whatever the hour the test starts (the traffic follows the clock):
-# checked for 96 start times spread over two weeks with the simulator alone.
+# checked for 18 start times spread over two weeks with the simulator alone (seed 4,
+# used before charges could precede the discharge and grace periods, no longer showed a
+# missing step).
 WINDOW = 30 * DAY
 SCALE = 0.02
-SEED = 4
+SEED = 2
 
 
 def _all_transactions(api: str) -> list[dict]:

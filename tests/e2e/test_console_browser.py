@@ -217,7 +217,7 @@ def test_csv_download_holds_the_filtered_transactions(page: Page) -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert sorted(r["visit"] for r in rows) == [f"VISIT000{n}" for n in range(1, 7)]
     late = next(r for r in rows if r["visit"] == "VISIT0003")
-    assert (late["status"], late["facility"], late["amount"]) == ("late", "LCH02", "150.5")
+    assert (late["status"], late["facility"], late["amount"]) == ("late", "LCH02", "150.50")
     page.assert_clean()
 
 

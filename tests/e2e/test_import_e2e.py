@@ -42,7 +42,12 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
             + b"\n"
             for n in range(200)  # in chunks of 50 (several requests), then sent again
         )
-        + (DATA / "v23_adt_a01.hl7").read_bytes()
+        + (DATA / "v23_adt_a01.hl7").read_bytes()  # an undeclared facility: kept as sent
+        + b"\n"
+        + (DATA / "adt_a03.hl7")  # unreadable: dead-lettered
+        .read_bytes()
+        .replace(b"ADT20250314162210004417", b"BROKEN-1")
+        .replace(b"EVN|", b"EVN-BROKEN|")
     )
     server = ServeProcess(tmp_path / "data", config=config).start()
     try:
@@ -55,24 +60,19 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
         first = cli("import", str(adt_file), "--chunk", "50", env=env, cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         assert f"server http://127.0.0.1:{server.port}" in first.stderr
-        assert "unknown facility 'GOOD HEALTH HOSPITAL'" in first.stderr
+        assert "is not an HL7 segment" in first.stderr
+        assert "unknown facility" not in first.stderr
         second = cli("import", str(adt_file), env=env, cwd=tmp_path)
         assert second.returncode == 0, second.stderr
 
         listed = cli("dead-letters", "list", env=env, cwd=tmp_path)
-        assert listed.returncode == 0 and "GOOD HEALTH" in listed.stdout
-        config.write_text(
-            config.read_text().replace(
-                "facilities:\n",
-                "facilities:\n  - {id: GHH01, aliases: [GOOD HEALTH HOSPITAL]}\n",
-                1,
-            )
-        )
+        assert listed.returncode == 0 and "1 dead letters" in listed.stdout
+        assert "GOOD HEALTH" not in listed.stdout
         replayed = cli(
-            "dead-letters", "replay", "--reason", "unknown facility", env=env, cwd=tmp_path
+            "dead-letters", "replay", "--reason", "not an HL7 segment", env=env, cwd=tmp_path
         )
         assert replayed.returncode == 0, replayed.stderr
-        assert "1 replayed" in replayed.stdout
+        assert "0 replayed" in replayed.stdout  # still unreadable: nothing to fix in slas.yaml
         health = server.health()
         assert health["status"] == "ok"
     finally:
@@ -95,8 +95,8 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
         server.clickhouse,
         "SELECT countIf(startsWith(keys['msg'], 'E2E-')) AS imported,"
         " countIf(keys['msg'] = 'DFT20250312110545000188') AS mllp,"
-        " countIf(facility = 'GHH01') AS replayed,"
+        " countIf(facility = 'GOOD HEALTH HOSPITAL') AS undeclared,"
         " countIf(keys['charge'] = 'CHG-88120457-R1') AS direct"
         " FROM {db}.events FINAL",
     )
-    assert rows == [{"imported": 200, "mllp": 1, "replayed": 1, "direct": 1}]
+    assert rows == [{"imported": 200, "mllp": 1, "undeclared": 1, "direct": 1}]

@@ -80,7 +80,8 @@ def test_csv_export_of_the_filtered_search(ctx) -> None:
     text = transactions.export_csv(ctx, Search(workflow=D2R, range="30d"), NOW)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert visits(rows) == [f"VISIT000{n}" for n in (5, 4, 3, 2, 1)]
-    assert rows[2]["amount"] == "150.5" and rows[2]["status"] == "late"
+    # One amount format everywhere: a decimal string with two places.
+    assert rows[2]["amount"] == "150.50" and rows[2]["status"] == "late"
     limited = transactions.export_csv(ctx, Search(workflow=D2R, range="30d"), NOW, limit=2)
     assert len(list(csv.DictReader(io.StringIO(limited)))) == 2
 

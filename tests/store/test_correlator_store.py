@@ -55,18 +55,26 @@ def test_full_pass_writes_transactions_and_details(clean) -> None:
     # The journal is shared by both visits: a lookup by journal id finds both.
     assert len(d2r(store, key_values=("JB1",))) == 2
     detail = get_transaction(store, by_charge["id"], LATER, CONFIG)
-    assert [s["name"] for s in detail["steps"]][:3] == ["discharge", "engine_ack", "charge"]
+    assert [s["name"] for s in detail["steps"]][:4] == [
+        "discharge",
+        "engine_ack",
+        "charge_reversal",
+        "charge",
+    ]
     assert {e["step"] for e in detail["events"]} >= {"discharge", "charge", "gl_journal"}
     assert len(detail["events"]) == 7
     assert detail["events"][0]["operation"] == "ADT^A03"
-    assert detail["amount"] == "150.5"
+    # One amount format: a decimal string with two places, in the listing and the detail.
+    assert (detail["amount"], by_charge["amount"]) == ("150.50", "150.50")
+    assert [s["amount"] for s in detail["steps"] if s["amount"]] == ["150.50"]
+    assert detail["awaiting"] is None
     # Step figures are plain arrays too, for SQL readers (dashboards, SLOs).
     [(names, counts)] = store.rows(
         f"SELECT step_names, step_counts FROM {store.table('transactions')} FINAL"
         " WHERE id = {id:String}",
         {"id": by_charge["id"]},
     )
-    assert (names[2], counts[2]) == ("charge", 2)
+    assert (names[3], counts[3]) == ("charge", 2)
 
 
 def test_incremental_batches_merge_and_retire(clean) -> None:
@@ -194,3 +202,24 @@ def test_a_second_full_pass_keeps_every_transaction(clean) -> None:
     service.full_pass()
     service.full_pass()  # same state, nothing new: everything is rewritten, nothing retired
     assert len(d2r(store)) == 1
+
+
+def test_step_durations_are_stored_from_each_steps_anchor(clean) -> None:
+    """The interface is measured from the send: a discharge documented 22 minutes before
+    its ADT was sent, acknowledged 2 s after the send, took 2 s at the engine."""
+    import dataclasses
+
+    adt = dataclasses.replace(
+        ev("EHR_ADT", "ADT^A03", T0 - 22 * MINUTE, msg="MD", visit="VD", account="AD"),
+        sent_time=T0,
+    )
+    ack = ev("IFENGINE", "ACK^A03", T0 + 2 * 1_000_000_000, msg="MD")
+    insert(clean, [adt, ack])
+    CorrelatorService(clean, CONFIG).full_pass()
+    [(names, durations)] = clean.rows(
+        f"SELECT step_names, step_durations FROM {clean.table('transactions')} FINAL"
+        " WHERE deleted = 0 AND has(key_values, 'VD')"
+    )
+    by_step = dict(zip(names, durations, strict=True))
+    assert by_step["engine_ack"] == 2 * 1_000_000_000
+    assert by_step["discharge"] == -1 and by_step["charge"] == -1  # not measured

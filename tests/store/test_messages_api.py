@@ -49,17 +49,20 @@ def test_hl7_messages_are_durable_before_200_with_per_record_rejections(api, sto
         [
             (DATA / "adt_a03.hl7").read_bytes(),
             (DATA / "v26_dft_p03_three_lines.hl7").read_bytes(),
-            (DATA / "v23_adt_a01.hl7").read_bytes(),  # facility not declared in slas.yaml
+            b"MSH|^~\\&|EHR|NMC01|X|Y|||ADT^A03|NO-TIME-1|P|2.5.1\rEVN|A03\rPID|1||M1",
+            (DATA / "v23_adt_a01.hl7").read_bytes(),  # facility not declared: kept as sent
         ]
     )
     response = httpx.post(f"{api}/api/v1/messages", content=body, headers={"Content-Type": HL7})
     assert response.status_code == 200
     result = response.json()
-    assert result["received"] == 3 and result["accepted"] == 2 and result["rejected"] == 1
-    assert result["events"] == 4  # one ADT, three charge lines
+    assert result["received"] == 4 and result["accepted"] == 3 and result["rejected"] == 1
+    assert result["events"] == 5  # two ADTs, three charge lines
     (rejection,) = result["rejections"]
-    assert rejection["index"] == 2 and rejection["control_id"] == "MSG00001"
-    assert "unknown facility 'GOOD HEALTH HOSPITAL'" in rejection["reason"]
+    assert rejection["index"] == 2 and rejection["control_id"] == "NO-TIME-1"
+    assert "no usable event time" in rejection["reason"]
+    assert count(store, "events", "keys['msg'] = 'MSG00001'") == 1
+    assert count(store, "events", "facility = 'GOOD HEALTH HOSPITAL'") == 1
     assert count(store, "events", "keys['msg'] = 'LCH-DFT-000777'") == 3
     assert count(store, "dead_letters", "source = 'http.messages'") == 1
     # Sending the same body again stores nothing twice.

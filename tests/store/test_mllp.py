@@ -135,24 +135,30 @@ def test_a_stuck_client_never_blocks_the_others(listener):
 
 
 def test_unusable_message_gets_ae_with_reason_and_err_and_is_dead_lettered(listener, store):
-    bad = message("BAD-FAC").replace(b"|NMC01|IFENGINE|NMC01|", b"|NOWHERE|IFENGINE|NMC01|")
-    bad = bad.replace(b"4W^412^B^NMC01", b"4W^412^B^NOWHERE")
+    # No usable event time: EVN-6, EVN-2 and MSH-7 all unreadable.
+    bad = message("BAD-TIME").replace(b"|20260314162210|", b"|2026-03-14|")
+    bad = bad.replace(b"EVN|A03|20260314162205", b"EVN|A03")
+    # A facility slas.yaml does not declare is a configuration gap: AA, stored as sent.
+    elsewhere = message("ELSEWHERE-1").replace(b"|NMC01|IFENGINE|", b"|NOWHERE|IFENGINE|")
+    elsewhere = elsewhere.replace(b"4W^412^B^NMC01", b"4W^412^B^NOWHERE")
     with connect(listener) as sock:
-        sock.sendall(frame(bad) + frame(b"this is not hl7"))
-        acks = read_acks(sock, 2)
-    first, second = acks
-    assert str(first["MSA.F1"]) == "AE" and str(first["MSA.F2"]) == "BAD-FAC"
-    assert "unknown facility 'NOWHERE'" in first.unescape(str(first.segment("MSA")(3)))
-    assert str(first["ERR.F3.R1.C1"]) == "103"
+        sock.sendall(frame(bad) + frame(b"this is not hl7") + frame(elsewhere))
+        acks = read_acks(sock, 3)
+    first, second, third = acks
+    assert str(first["MSA.F1"]) == "AE" and str(first["MSA.F2"]) == "BAD-TIME"
+    assert "no usable event time" in first.unescape(str(first.segment("MSA")(3)))
+    assert str(first["ERR.F3.R1.C1"]) == "102"
     assert str(second["MSA.F1"]) == "AE" and "MSH" in str(second.segment("MSA")(3))
+    assert str(third["MSA.F1"]) == "AA" and str(third["MSA.F2"]) == "ELSEWHERE-1"
+    assert events_with(store, "msg", "ELSEWHERE-1") == 1
     rows = store.dicts(
         f"SELECT source, content_type, reason, payload FROM {store.table('dead_letters')} FINAL"
-        " WHERE positionUTF8(payload, 'BAD-FAC') > 0"
+        " WHERE positionUTF8(payload, 'BAD-TIME') > 0"
     )
     assert len(rows) == 1
     assert rows[0]["source"] == "mllp" and rows[0]["content_type"] == "x-application/hl7-v2+er7"
-    assert "unknown facility" in rows[0]["reason"]
-    assert "MRN-BAD-FAC" not in rows[0]["payload"]  # PHI masked in the dead letter too
+    assert "no usable event time" in rows[0]["reason"]
+    assert "MRN-BAD-TIME" not in rows[0]["payload"]  # PHI masked in the dead letter too
 
 
 def test_many_concurrent_library_clients(listener, store):

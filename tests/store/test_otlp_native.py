@@ -189,10 +189,6 @@ def test_random_requests_give_identical_rows(pair, request):
         ),
         (lambda s: setattr(s, "start_time_unix_nano", 0), "invalid: dead letter"),
         (
-            lambda s: s.attributes.add(key="facility.id").value.__setattr__("string_value", "ZZZ"),
-            "unknown facility: dead letter",
-        ),
-        (
             lambda s: s.attributes.add(key="stitchboard.amount").value.__setattr__(
                 "string_value", "1.005"
             ),
@@ -205,3 +201,18 @@ def test_requests_the_engine_does_not_take(change, why):
     change(request.resource_spans[0].scope_spans[0].spans[0])
     native = NativeTraces(CONFIG, NORM, "unused")
     assert not native.eligible(request), why
+
+
+def test_an_undeclared_facility_is_kept_as_sent_by_both_paths(pair):
+    request = spans_request(2, seed=1)
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    span.attributes.add(key="facility.id").value.string_value = "ZZZ"
+    span = request.resource_spans[0].scope_spans[0].spans[1]
+    span.attributes.add(key="facility.id").value.string_value = "LCH"  # an alias
+    assert pair[2].eligible(request)
+    both_paths(pair, request)
+    facilities = pair[1].rows(
+        f"SELECT facility FROM {pair[1].table('events')} FINAL"
+        " WHERE facility IN ('ZZZ', 'LCH02') ORDER BY facility"
+    )
+    assert [f for (f,) in facilities] == ["LCH02", "ZZZ"]

@@ -133,9 +133,12 @@ def test_attribute_match_keeps_bill_only_pos_out_of_requisitions() -> None:
 
 
 def test_conformance_flags() -> None:
+    # A charge with no discharge is a visit in progress until the 3d grace passes.
     charge_only = [ev("PERIOP", "DFT^P03", T0, visit="V5", account="A5", charge="C5")]
     [tx] = d2r(charge_only, now=T0)
-    assert tx.flags == ("missing_step",)
+    assert (tx.status, tx.flags) == ("in_progress", ())
+    [tx] = d2r(charge_only, now=T0 + 3 * DAY)
+    assert (tx.status, tx.flags) == ("overdue", ("missing_step",))
     # The ACK stamped 10 minutes before the discharge (more than the 5m clock skew).
     early_ack = discharge_chain(T0)
     early_ack[1] = ev("IFENGINE", "ACK", T0 - 10 * MINUTE, msg="M1")

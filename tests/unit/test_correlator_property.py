@@ -29,7 +29,10 @@ def workflows(draw) -> SlasConfig:
             "keys": draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=2, unique=True)),
             "repeat": draw(st.booleans()),
             "optional": i > 0 and draw(st.booleans()),
+            "may_precede": i > 0 and draw(st.booleans()),
         }
+        if draw(st.booleans()):
+            step["grace"] = draw(st.sampled_from(["30m", "3h", "1bd"]))
         if fan_in:
             step["fan_in"] = ["k4"]
         elif draw(st.booleans()):
@@ -38,6 +41,7 @@ def workflows(draw) -> SlasConfig:
             after = draw(st.sampled_from(["previous", "start", *[f"s{j}" for j in range(i)]]))
             step["within"] = {
                 "after": after if i > 0 or after in ("previous", "start") else "start",
+                "from": draw(st.sampled_from(["occurred", "sent"])),
                 "warn": f"{draw(st.integers(1, 90))}m",
                 "breach": draw(st.sampled_from(["2h", "1bd", "3h"])),
             }
@@ -50,6 +54,8 @@ def workflows(draw) -> SlasConfig:
         "clock_skew": "1m",
         "unexpected": [{"system": "S", "operation": "cancel"}],
     }
+    if draw(st.booleans()):
+        workflow["grace"] = draw(st.sampled_from(["1h", "2h"]))
     config = SlasConfig.model_validate(
         {
             "facilities": [{"id": "F", "timezone": "America/Chicago"}],
@@ -69,11 +75,15 @@ def streams(draw, config: SlasConfig):
         i = draw(st.integers(-1, len(steps) - 1))
         names = KEYS if i < 0 else (*steps[i].keys, *steps[i].carries, *steps[i].fan_in)
         keys = {k: f"{k}-{draw(st.integers(0, 5))}" for k in names if draw(st.integers(0, 9)) < 8}
+        occurred = draw(st.integers(0, 48)) * 17 * MINUTE + NOW - 30 * HOUR
+        # Sent at once, or minutes to hours after the event was documented.
+        sent = occurred + draw(st.sampled_from([0, 0, 7 * MINUTE, 3 * HOUR]))
         events.append(
             ev(
                 "S",
                 "cancel" if i < 0 else f"op{i}",
-                draw(st.integers(0, 48)) * 17 * MINUTE + NOW - 30 * HOUR,
+                occurred,
+                sent_time=sent if sent != occurred else 0,
                 facility="F",
                 status=draw(st.sampled_from(["ok", "ok", "error"])),
                 amount=draw(st.sampled_from([None, "10.00", "2.50"])),

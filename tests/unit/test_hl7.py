@@ -128,12 +128,12 @@ def test_older_versions_and_missing_optional_fields_without_facilities() -> None
     assert oru.event_time == parse_dtm("200202150930")  # no EVN: MSH-7
 
 
-def test_unknown_facility_and_missing_time_are_rejected_with_actionable_reasons() -> None:
+def test_undeclared_facility_is_kept_and_missing_time_is_rejected() -> None:
     intake = Intake(repo_config(), PSEUDO)
+    # A facility slas.yaml does not declare is a configuration gap: kept as sent.
     unknown = intake.hl7(sample("v23_adt_a01.hl7"), "x", "mllp")
-    assert not unknown.accepted
-    assert "unknown facility 'GOOD HEALTH HOSPITAL' (MSH-4)" in unknown.reason
-    assert "slas.yaml" in unknown.reason
+    assert unknown.accepted and unknown.reason == ""
+    assert {e.facility for e in unknown.events} == {"GOOD HEALTH HOSPITAL"}
     assert unknown.header is not None and unknown.header.control_id == "MSG00001"
 
     no_time = "MSH|^~\\&|EHR|NMC01|X|Y|||ADT^A03|T1|P|2.5.1\rEVN|A03\rPID|1||M1\r"

@@ -117,13 +117,13 @@ def test_unusable_records_become_dead_letters_with_reasons(norm):
     spans = request.resource_spans[0].scope_spans[0].spans
     spans[0].start_time_unix_nano = 0
     spans[1].trace_id = b"\x00" * 16
-    spans[2].attributes.add(key="facility.id").value.string_value = "ATLANTIS"
+    spans[2].attributes.add(key="stitchboard.amount").value.string_value = "lots"
     decoded = traces_to_batch(request, norm, now=1)
     assert decoded.accepted == 1 and decoded.rejected == 3
     reasons = decoded.reasons
     assert reasons[0] == "resourceSpans[0].scopeSpans[0].spans[0]: no startTimeUnixNano"
     assert "traceId must be 16 bytes" in reasons[1]
-    assert "unknown facility 'ATLANTIS'" in reasons[2]
+    assert "'lots' is not an amount" in reasons[2]
     dead = decoded.batch.tables["dead_letters"][1]
     assert [d[5] for d in dead] == reasons
     # each payload is a one-record OTLP/JSON request, replayable through the same decoder
@@ -132,8 +132,22 @@ def test_unusable_records_become_dead_letters_with_reasons(norm):
     assert "3 spans rejected" in decoded.summary("spans")
 
 
+def test_an_undeclared_facility_is_stored_as_sent_not_dead_lettered(norm):
+    request = spans_request(2, seed=3)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].attributes.add(key="facility.id").value.string_value = "ATLANTIS"
+    decoded = traces_to_batch(request, norm, now=1)
+    assert (decoded.accepted, decoded.rejected) == (2, 0)
+    assert len(decoded.batch.tables["otel_traces"][1]) == 2
+    assert decoded.batch.tables.get("dead_letters", ("", []))[1] == []
+    events = rows(decoded, "events", EVENT_COLUMNS)
+    assert "ATLANTIS" in {e["facility"] for e in events}
+
+
 def test_dead_letter_payload_has_no_raw_phi(norm):
-    request = spans_request(1, seed=4, extra={"patient.mrn": "MRN-SECRET-1", "facility.id": "X"})
+    request = spans_request(
+        1, seed=4, extra={"patient.mrn": "MRN-SECRET-1", "stitchboard.amount": "lots"}
+    )
     decoded = traces_to_batch(request, norm, now=1)
     assert decoded.rejected == 1
     assert b"MRN-SECRET-1" not in decoded.batch.tables["dead_letters"][1][0][4]

@@ -52,7 +52,7 @@ def test_statuses_flags_and_keys() -> None:
         ("V2", "late"),
     ]
     [late] = reader.list_transactions(TransactionFilter(status="late"), 10, NOW)[0]
-    assert (late["level"], late["amount"], late["event_count"]) == ("breach", "150.5", 7)
+    assert (late["level"], late["amount"], late["event_count"]) == ("breach", "150.50", 7)
 
 
 def test_pages_follow_the_cursor() -> None:

@@ -49,7 +49,9 @@ def test_a_plan_names_each_steps_anchor_and_deadlines() -> None:
     assert ack.breach is not None and ack.breach.nanos == 900 * NS
     charge = by_name["charge"]
     assert (charge.anchor, charge.repeat, charge.optional) == (Anchor.START, True, False)
+    # The interface is judged from the send; charges may post during the stay.
+    assert (ack.from_sent, charge.from_sent, charge.may_precede) == (True, False, True)
     journal = by_name["gl_journal"]
-    assert (journal.anchor, journal.anchor_step) == (Anchor.STEP, 2)  # index of "charge"
+    assert (journal.anchor, journal.anchor_step) == (Anchor.STEP, 3)  # index of "charge"
     assert journal.warn is None
     assert journal.breach is not None and journal.breach.business_days == 1
