@@ -21,6 +21,10 @@ across stages. ``store`` is ``stitchboard.store.Store``, ``config`` the loaded
   channels of slas.yaml), ``MemoryNotifier`` (in memory, for tests);
   ``EvaluationLoop`` (the scheduler job of ``stitchboard serve``), for tools that
   drive them (benchmarks).
+- ``refresh_rollup(store, slos) -> Refresh``: bring the SLI rollup up to date
+  (the evaluation does it every cycle); ``rollup_relation``: pass as
+  ``slo_report(..., relation=rollup_relation)`` to count from the rollup instead
+  of scanning ``transactions`` (the same figures, as of the last refresh).
 """
 
 from alerts.actions import (
@@ -36,6 +40,8 @@ from alerts.errors import AlertNotFound, AlertsError, BadSilence, SilenceNotFoun
 from alerts.evaluation import evaluate_all
 from alerts.notifier import ChannelNotifier, MemoryNotifier, Notifier
 from alerts.objectives import SloState, SloStatus, slo_report, slo_series
+from alerts.rollup import Refresh, rollup_relation
+from alerts.rollup import refresh as refresh_rollup
 from alerts.stage import EvaluationLoop
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "EvaluationLoop",
     "MemoryNotifier",
     "Notifier",
+    "Refresh",
     "SilenceNotFound",
     "SloState",
     "SloStatus",
@@ -55,6 +62,8 @@ __all__ = [
     "list_alerts",
     "list_silences",
     "notification_log",
+    "refresh_rollup",
+    "rollup_relation",
     "silence",
     "slo_report",
     "slo_series",

@@ -24,6 +24,7 @@ from alerts.lifecycle import Candidate, Step, advance
 from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
 from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
+from alerts.rollup import refresh, rollup_relation
 from stitchboard.config.model import SlasConfig
 from stitchboard.store import Store
 
@@ -66,7 +67,9 @@ def evaluate_all(
     # One read-advance-write of alert state at a time in this process (scheduler, CLI,
     # acknowledgements from the API).
     with STATE_LOCK:
-        statuses = slo_report(store, config, now)
+        # The rollup is brought up to date first; the SLOs are then counted from it.
+        refresh(store, list(config.slos))
+        statuses = slo_report(store, config, now, relation=rollup_relation)
         found = candidates(store, config, statuses, now_ns)
         muted = inhibited(config, found)
         previous = {r.fingerprint: r for r in live_records(store, now_ns)}

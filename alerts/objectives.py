@@ -13,7 +13,14 @@ from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from alerts.sli import GroupCounts, WindowCounts, compliance_series, group_counts
+from alerts.sli import (
+    GroupCounts,
+    Relation,
+    WindowCounts,
+    compliance_series,
+    group_counts,
+    scan_relation,
+)
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.slos import Slo
 from stitchboard.config.workflows import Duration
@@ -159,9 +166,17 @@ def _facilities(config: SlasConfig, slo: Slo) -> list[str]:
 
 
 def evaluate_slo(
-    store: Store, config: SlasConfig, slo: Slo, now: dt.datetime, window: str | None = None
+    store: Store,
+    config: SlasConfig,
+    slo: Slo,
+    now: dt.datetime,
+    window: str | None = None,
+    relation: Relation = scan_relation,
 ) -> list[SloStatus]:
-    """Every group of one SLO (declared facilities without transactions are ``no_data``)."""
+    """Every group of one SLO (declared facilities without transactions are ``no_data``).
+
+    ``relation``: where the counts come from (``transactions`` itself, or the rollup).
+    """
     now_ns = _ns(now)
     windows = burn_windows(slo)
     start: dict[str, int] | int
@@ -179,7 +194,7 @@ def evaluate_slo(
     else:
         start = now_ns - slo.window_ns
     facilities = list(slo.facilities)
-    rows = group_counts(store, slo, now_ns, start, windows, facilities)
+    rows = group_counts(store, slo, now_ns, start, windows, facilities, relation)
     if window is not None:
         slo = slo.model_copy(update={"window": Duration.model_validate(window), "calendar": None})
     result = [judge(slo, row, windows) for row in rows]
@@ -204,12 +219,13 @@ def slo_report(
     config: SlasConfig,
     now: dt.datetime | None = None,
     window: str | None = None,
+    relation: Relation = scan_relation,
 ) -> list[SloStatus]:
     """One entry per SLO x group, in slas.yaml order then by group."""
     now = now or dt.datetime.now(dt.UTC)
     out: list[SloStatus] = []
     for slo in config.slos:
-        out.extend(evaluate_slo(store, config, slo, now, window))
+        out.extend(evaluate_slo(store, config, slo, now, window, relation))
     return out
 
 

@@ -74,10 +74,77 @@ NOTIFICATION_LOG = Table(
 )
 
 
+# The SLI rollup (alerts/rollup.py). ``slo_ledger``: what each transaction contributes
+# to each SLO (one row per judgement, with n = +1; a change of judgement adds -1 for
+# the old one and +1 for the new); ``slo_rollup``: the same summed per SLO, group,
+# minute and kind, filled from the ledger by a materialized view; ``slo_rollup_marks``:
+# which transaction versions the ledger has seen, for which SLO definitions.
+SLO_LEDGER = Table(
+    name="slo_ledger",
+    columns="""\
+    slo LowCardinality(String),
+    id String,
+    facility LowCardinality(String),
+    labels Array(String),
+    minute Int64,
+    kind UInt8,
+    due_ns Int64,
+    amount Decimal(38, 2),
+    n Int64""",
+    engine="SummingMergeTree(n)",
+    tail="ORDER BY (slo, id, facility, labels, minute, kind, due_ns, amount)",
+    shard_key="cityHash64(id)",
+)
+
+SLO_ROLLUP = Table(
+    name="slo_rollup",
+    columns="""\
+    slo LowCardinality(String),
+    facility LowCardinality(String),
+    labels Array(String),
+    minute Int64,
+    kind UInt8,
+    due_ns Int64,
+    n Int64,
+    amount Decimal(38, 2)""",
+    engine="SummingMergeTree((n, amount))",
+    tail="ORDER BY (slo, minute, facility, labels, kind, due_ns)",
+    shard_key="cityHash64(slo, facility)",
+)
+
+SLO_ROLLUP_MARKS = Table(
+    name="slo_rollup_marks",
+    columns="""\
+    signature String,
+    watermark UInt64,
+    first_block Int64,
+    version UInt64""",
+    engine="ReplacingMergeTree(version)",
+    tail="ORDER BY tuple()",
+    shard_key="0",
+)
+
+
+def _rollup(ctx: SchemaContext) -> list[str]:
+    db = ctx.database
+    local = "_local" if ctx.cluster else ""
+    on_cluster = f" ON CLUSTER `{ctx.cluster}`" if ctx.cluster else ""
+    return [
+        *ctx.create(SLO_LEDGER),
+        *ctx.create(SLO_ROLLUP),
+        *ctx.create(SLO_ROLLUP_MARKS),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`slo_rollup_mv`{on_cluster}"
+        f" TO `{db}`.`{SLO_ROLLUP.name}{local}` AS"
+        " SELECT slo, facility, labels, minute, kind, due_ns, n, amount * n AS amount"
+        f" FROM `{db}`.`{SLO_LEDGER.name}{local}`",
+    ]
+
+
 def _create(ctx: SchemaContext) -> list[str]:
     return [*ctx.create(ALERT_STATE), *ctx.create(SILENCES), *ctx.create(NOTIFICATION_LOG)]
 
 
 MIGRATIONS: Sequence[Migration] = (
     Migration(30, "alert state, silences, notification log", _create),
+    Migration(31, "SLI rollup: ledger, rollup per minute, marks", _rollup),
 )

@@ -17,7 +17,7 @@ One scan of ``transactions`` per SLO computes every window's counts with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,10 +27,10 @@ from stitchboard.store import Store
 
 _FINAL = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 _RANK = "multiIf({col} = 'breach', 2, {col} = 'warn', 1, 0)"
-_NOW = "fromUnixTimestamp64Nano({now:Int64})"
 # Kinds are small integers and judgement times integer ns: every window below is a
 # countIf over the same rows, and integer comparisons keep that cheap.
 OPEN, GOOD, LATE, OVERDUE, FAILED = 0, 1, 2, 3, 4
+MINUTE_NS = 60_000_000_000
 
 
 @dataclass(frozen=True)
@@ -62,62 +62,134 @@ class GroupCounts:
         return self.good + self.bad
 
 
-def judged_sql(slo: Slo) -> str:
-    """A subquery: one row per judged transaction with its group, kind, time and amount."""
+def _least_set(a: str, b: str) -> str:
+    """The earlier of two instants (ns) where 0 means none."""
+    return f"if({a} = 0, {b}, if({b} = 0, {a}, least({a}, {b})))"
+
+
+def _end_to_end(threshold: int) -> tuple[str, str, str]:
+    """Named subexpressions, kind and judgement time (ns) of a workflow end to end."""
+    if threshold == 2:
+        pending = "ifNull(toUnixTimestamp64Nano(breach_deadline), 0)"
+        missed = "breach_missed_at"
+    else:
+        pending = _least_set(
+            "ifNull(toUnixTimestamp64Nano(warn_deadline), 0)",
+            "ifNull(toUnixTimestamp64Nano(breach_deadline), 0)",
+        )
+        missed = "warn_missed_at"
+    named = (
+        f"{_RANK.format(col='level')} AS lvl_rank,"
+        " status IN ('complete', 'late') AS done,"
+        " toUnixTimestamp64Nano(last_time) AS last_ns,"
+        # The first moment the transaction was bad: a deadline it missed (recorded by
+        # the correlator, also after it completed) or a pending one that has passed
+        # (the filter on now decides); rows written before the missed instants were
+        # recorded fall back to their last hop.
+        f" {_least_set(missed, pending)} AS due_ns,"
+        f" if(due_ns = 0 AND lvl_rank >= {threshold}, last_ns, due_ns) AS bad_ns"
+    )
+    kind = (
+        f"multiIf(status = 'failed', {FAILED}, done,"
+        f" if(lvl_rank >= {threshold}, {LATE}, {GOOD}), bad_ns != 0, {OVERDUE}, {OPEN})"
+    )
+    end_ns = "toUnixTimestamp64Nano(ifNull(end_time, last_time))"
+    judged = (
+        f"multiIf(status = 'failed', if(bad_ns != 0, least(bad_ns, last_ns), last_ns),"
+        f" done, if(lvl_rank >= {threshold} AND {missed} != 0, {missed}, {end_ns}), bad_ns)"
+    )
+    return named, kind, judged
+
+
+def _step(threshold: int) -> tuple[str, str, str]:
+    """Named subexpressions, kind and judgement time (ns) of one step of a workflow."""
+    deadline = (
+        "step_breach[si]"
+        if threshold == 2
+        else "if(step_warn[si] != 0, step_warn[si], step_breach[si])"
+    )
+    # Rows written before step deadlines were recorded (no step_breach) keep the older
+    # approximation: a pending step past the transaction's earliest pending deadline.
+    legacy_due = (
+        "toUnixTimestamp64Nano(multiIf(breach_deadline IS NOT NULL, breach_deadline,"
+        " warn_deadline IS NOT NULL, warn_deadline, last_time))"
+    )
+    named = (
+        "indexOf(step_names, {step:String}) AS si,"
+        " (si > 0 AND step_first[si] != 0) AS happened,"
+        f" {_RANK.format(col='step_levels[si]')} AS lvl_rank,"
+        " length(step_breach) > 0 AS recorded,"
+        f" if(recorded, {deadline}, 0) AS step_due,"
+        " if(length(step_status) > 0, step_status[si] = 'error', status = 'failed')"
+        " AS step_failed"
+    )
+    kind = (
+        f"multiIf(si = 0, {OPEN}, happened AND step_failed, {FAILED},"
+        f" happened, if(lvl_rank >= {threshold}, {LATE}, {GOOD}),"
+        f" status IN ('complete', 'late'), {OPEN}, recorded, if(step_due != 0, {OVERDUE},"
+        f" {OPEN}), lvl_rank >= {threshold}, {OVERDUE}, {OPEN})"
+    )
+    last = "if(length(step_status) > 0, step_last[si], toUnixTimestamp64Nano(last_time))"
+    judged = (
+        f"multiIf(happened AND step_failed, if(lvl_rank >= {threshold} AND step_due != 0,"
+        f" least(step_due, {last}), {last}), happened,"
+        f" if(lvl_rank >= {threshold} AND step_due != 0, step_due, step_first[si]),"
+        f" recorded, step_due, {legacy_due})"
+    )
+    return named, kind, judged
+
+
+def judged_sql(slo: Slo, source: str = "{transactions} FINAL") -> str:
+    """A subquery: one row per judged transaction with its group, kind, time and amount.
+
+    ``source``: where the transaction rows come from (one row per transaction).
+    """
     threshold = 2 if slo.indicator.threshold == "breach" else 1
     labels = "".join(
         f", if(has(key_names, '{label}'), key_values[indexOf(key_names, '{label}')], '')"
         f" AS `label_{label}`"
         for label in slo.grouping[1:]
     )
-    open_at = (
-        f"multiIf(breach_deadline IS NOT NULL AND breach_deadline <= {_NOW}, breach_deadline,"
-        f" {threshold} = 1 AND warn_deadline IS NOT NULL AND warn_deadline <= {_NOW},"
-        " warn_deadline, last_time)"
-    )
-    # Subexpressions used more than once are named once (aliases in the same SELECT).
     if slo.indicator.step is None:
-        level_now = (
-            f"multiIf(status IN ('complete', 'late'), level, breach_deadline IS NOT NULL AND"
-            f" breach_deadline <= {_NOW}, 'breach', level = '' AND warn_deadline IS NOT NULL"
-            f" AND warn_deadline <= {_NOW}, 'warn', level)"
-        )
-        named = f"{_RANK.format(col=level_now)} AS lvl_rank"
-        kind = (
-            f"multiIf(status = 'failed', {FAILED}, status IN ('complete', 'late'),"
-            f" if(lvl_rank >= {threshold}, {LATE}, {GOOD}), lvl_rank >= {threshold},"
-            f" {OVERDUE}, {OPEN})"
-        )
-        judged = (
-            "toUnixTimestamp64Nano(multiIf(status IN ('complete', 'late'),"
-            f" ifNull(end_time, last_time), status = 'failed', last_time, {open_at}))"
-        )
+        named, kind, judged = _end_to_end(threshold)
     else:
-        named = (
-            "indexOf(step_names, {step:String}) AS si,"
-            " (si > 0 AND step_first[si] != 0) AS happened,"
-            f" {_RANK.format(col='step_levels[si]')} AS lvl_rank"
-        )
-        kind = (
-            f"multiIf(si = 0, {OPEN}, status = 'failed' AND happened, {FAILED},"
-            f" happened, if(lvl_rank >= {threshold}, {LATE}, {GOOD}),"
-            f" lvl_rank >= {threshold}, {OVERDUE}, {OPEN})"
-        )
-        judged = (
-            "if(happened, step_first[si],"
-            f" toUnixTimestamp64Nano(if(status = 'failed', last_time, {open_at})))"
-        )
+        named, kind, judged = _step(threshold)
     return (
-        f"SELECT facility{labels}, {named}, toUInt8({kind}) AS kind,"
+        f"SELECT id, facility{labels}, {named}, toUInt8({kind}) AS kind,"
         f" toInt64({judged}) AS judged_ns,"
         " ifNull(amount, toDecimal64(0, 2)) AS amount_value"
-        " FROM {transactions} FINAL"
+        f" FROM {source}"
         " WHERE workflow = {workflow:String} AND deleted = 0"
     )
 
 
-def _params(slo: Slo, now: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"now": now, "workflow": slo.indicator.workflow}
+def judgements_sql(slo: Slo, source: str = "{transactions} FINAL") -> str:
+    """The judged transactions as the rollup keeps them: facility, labels (in the SLO's
+    grouping order), minute, kind, the exact instant of an overdue one, a count and
+    the amount at risk."""
+    labels = ", ".join(f"`label_{label}`" for label in slo.grouping[1:])
+    return (
+        f"SELECT id, facility, CAST([{labels}] AS Array(String)) AS labels,"
+        f" intDiv(judged_ns, {MINUTE_NS}) AS minute, kind,"
+        f" if(kind = {OVERDUE}, judged_ns, 0) AS due_ns, toInt64(1) AS n,"
+        f" toDecimal128(if(kind IN ({LATE}, {OVERDUE}), amount_value, 0), 2) AS amount"
+        f" FROM ({judged_sql(slo, source)}) WHERE kind != {OPEN}"
+    )
+
+
+# Where the counts are read from: an SQL relation with the columns of
+# ``judgements_sql`` and its parameters.
+Relation = Callable[[Store, Slo], tuple[str, dict[str, Any]]]
+
+
+def scan_relation(store: Store, slo: Slo) -> tuple[str, dict[str, Any]]:
+    """Straight from ``transactions`` (exact at any moment; one scan of the workflow)."""
+    sql = judgements_sql(slo).replace("{transactions}", store.table("transactions"))
+    return sql, _params(slo)
+
+
+def _params(slo: Slo) -> dict[str, Any]:
+    params: dict[str, Any] = {"workflow": slo.indicator.workflow}
     if slo.indicator.step is not None:
         params["step"] = slo.indicator.step
     return params
@@ -127,6 +199,15 @@ def _facility_filter(facilities: Sequence[str]) -> str:
     return " AND facility IN {facilities:Array(String)}" if facilities else ""
 
 
+# Judgements that count by now: every kind but overdue is judged at a moment already
+# past; an overdue transaction counts once its deadline has passed.
+_due = f"(kind != {OVERDUE} OR due_ns <= {{now:Int64}})"
+
+
+def _minute(ns: int) -> int:
+    return ns // MINUTE_NS
+
+
 def group_counts(
     store: Store,
     slo: Slo,
@@ -134,15 +215,19 @@ def group_counts(
     window_start: Mapping[str, int] | int,
     windows: Mapping[str, int],
     facilities: Sequence[str] = (),
+    relation: Relation = scan_relation,
 ) -> list[GroupCounts]:
     """Counts per group over the SLO window and each of ``windows`` (label -> length ns).
 
     ``window_start``: one start (ns) for every facility, or per facility (calendar month).
+    A window counts the judgements from the start of the minute its start falls in;
+    an overdue transaction counts from the instant its deadline passed (``<= now``).
     """
-    params = _params(slo, now)
+    inner, params = relation(store, slo)
+    params = {**params, "now": now}
     if isinstance(window_start, int):
         start = "{start:Int64}"
-        params["start"] = window_start
+        params["start"] = _minute(window_start)
         earliest = window_start
     else:
         start = (
@@ -150,59 +235,65 @@ def group_counts(
             " {start_values:Array(Int64)}, {start_default:Int64})"
         )
         params["start_keys"] = list(window_start)
-        params["start_values"] = list(window_start.values())
-        params["start_default"] = min(window_start.values())
+        params["start_values"] = [_minute(v) for v in window_start.values()]
+        params["start_default"] = _minute(min(window_start.values()))
         earliest = min(window_start.values())
     earliest = min([earliest, *(now - w for w in windows.values())])
-    params["earliest"] = earliest
+    params["earliest"] = _minute(earliest)
     if facilities:
         params["facilities"] = list(facilities)
-    label_cols = [f"`label_{label}`" for label in slo.grouping[1:]]
-    group_cols = ", ".join(["facility", *label_cols])
-    per_window = []
-    for n, (label, length) in enumerate(windows.items()):
-        params[f"w{n}"] = now - length
-        since = f"judged_ns >= {{w{n}:Int64}}"
-        per_window.append(
-            f"countIf(kind = {GOOD} AND {since}) AS good_{n},"
-            f" countIf(kind != {GOOD} AND {since}) AS bad_{n}"
-        )
-        del label
-    in_window = f"judged_ns >= {start}"
-    inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
+    # Windows all end now, so they nest: a judgement is in the k shortest ones (k =
+    # how many start at or before its minute). Rows are summed per (group, in the SLO
+    # window, k, kind) in ClickHouse, and the windows' counts added up here.
+    by_start = sorted(windows, key=lambda label: windows[label], reverse=True)
+    depth = []
+    for n, label in enumerate(by_start):
+        params[f"w{n}"] = _minute(now - windows[label])
+        depth.append(f"minute >= {{w{n}:Int64}}, {n + 1}")
+    depth_sql = f"multiIf({', '.join(reversed(depth))}, 0)" if depth else "0"
     sql = (
-        f"SELECT {group_cols},"
-        f" countIf(kind = {GOOD} AND {in_window}) AS good,"
-        f" countIf(kind = {LATE} AND {in_window}) AS late,"
-        f" countIf(kind = {OVERDUE} AND {in_window}) AS overdue,"
-        f" countIf(kind = {FAILED} AND {in_window}) AS failed,"
-        f" sumIf(amount_value, kind IN ({LATE}, {OVERDUE}) AND {in_window}) AS at_risk"
-        + "".join(f", {w}" for w in per_window)
-        + f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != {OPEN}"
-        " AND judged_ns >= {earliest:Int64} AND judged_ns <= {now:Int64}"
-        f" GROUP BY {group_cols} ORDER BY {group_cols}" + _FINAL
+        f"SELECT facility, labels, minute >= {start} AS inside, {depth_sql} AS depth, kind,"
+        " sum(n) AS count, sum(amount) AS at_risk"
+        f" FROM ({inner}) WHERE {_due}{_facility_filter(facilities)}"
+        " AND minute >= {earliest:Int64}"
+        " GROUP BY facility, labels, inside, depth, kind" + _FINAL
     )
-    rows = store.dicts(sql, params)
-    slices = _slices(store, slo, now, start, params, facilities) if _sliced(slo) else {}
+    sums: dict[tuple[str, ...], dict[str, Any]] = {}
+    for facility, labels, inside, k, kind, count, at_risk in store.rows(sql, params):
+        key = (str(facility), *(str(v) for v in labels))
+        got = sums.setdefault(
+            key,
+            {"all": 0, "kinds": [0] * 5, "risk": Decimal(0), "good": [0] * len(by_start)}
+            | {"bad": [0] * len(by_start)},
+        )
+        got["all"] += int(count)
+        if inside:
+            got["kinds"][int(kind)] += int(count)
+            got["risk"] += Decimal(at_risk)
+        for n in range(int(k)):
+            got["good" if kind == GOOD else "bad"][n] += int(count)
+    slices = _slices(store, slo, inner, start, params, facilities) if _sliced(slo) else {}
     result = []
-    for row in rows:
-        group = {"facility": row["facility"]}
-        for label in slo.grouping[1:]:
-            group[label] = row[f"label_{label}"]
+    for key in sorted(sums):
+        got = sums[key]
+        if got["all"] == 0:
+            continue
+        group = {"facility": key[0]}
+        group.update(zip(slo.grouping[1:], key[1:], strict=True))
         counts = {
-            label: WindowCounts(good=int(row[f"good_{n}"]), bad=int(row[f"bad_{n}"]))
-            for n, label in enumerate(windows)
+            label: WindowCounts(good=got["good"][n], bad=got["bad"][n])
+            for n, label in enumerate(by_start)
         }
-        good_slices, total_slices = slices.get(tuple(group.values()), (0, 0))
+        good_slices, total_slices = slices.get(key, (0, 0))
         result.append(
             GroupCounts(
                 group=group,
-                good=int(row["good"]),
-                late=int(row["late"]),
-                overdue=int(row["overdue"]),
-                failed=int(row["failed"]),
-                amount_at_risk=Decimal(row["at_risk"]),
-                windows=counts,
+                good=got["kinds"][GOOD],
+                late=got["kinds"][LATE],
+                overdue=got["kinds"][OVERDUE],
+                failed=got["kinds"][FAILED],
+                amount_at_risk=got["risk"].quantize(Decimal("0.01")),
+                windows={label: counts[label] for label in windows},
                 good_slices=good_slices,
                 total_slices=total_slices,
             )
@@ -217,32 +308,28 @@ def _sliced(slo: Slo) -> bool:
 def _slices(
     store: Store,
     slo: Slo,
-    now: int,
+    inner: str,
     start: str,
     params: dict[str, Any],
     facilities: Sequence[str],
 ) -> dict[tuple[str, ...], tuple[int, int]]:
     """Timeslice budgeting: per group, slices whose compliance reached the target, of all."""
-    label_cols = [f"`label_{label}`" for label in slo.grouping[1:]]
-    group_cols = ", ".join(["facility", *label_cols])
     params = {
         **params,
         "slice_ns": slo.timeslice.nanos,
         "target": slo.timeslice_target or slo.objective,
     }
-    inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
     sql = (
-        f"SELECT {group_cols}, countIf(good / total >= {{target:Float64}}) AS good_slices,"
+        "SELECT facility, labels, countIf(good / total >= {target:Float64}) AS good_slices,"
         " count() AS total_slices FROM ("
-        f"SELECT {group_cols}, intDiv(judged_ns, {{slice_ns:Int64}}) AS slice,"
-        f" countIf(kind = {GOOD}) AS good, count() AS total"
-        f" FROM ({inner}{_facility_filter(facilities)}) WHERE kind != {OPEN}"
-        f" AND judged_ns >= {start} AND judged_ns <= {{now:Int64}}"
-        f" GROUP BY {group_cols}, slice) GROUP BY {group_cols}" + _FINAL
+        f"SELECT facility, labels, intDiv(minute * {MINUTE_NS}, {{slice_ns:Int64}}) AS slice,"
+        f" sumIf(n, kind = {GOOD}) AS good, sum(n) AS total"
+        f" FROM ({inner}) WHERE {_due}{_facility_filter(facilities)} AND minute >= {start}"
+        " GROUP BY facility, labels, slice HAVING total != 0) GROUP BY facility, labels" + _FINAL
     )
     out: dict[tuple[str, ...], tuple[int, int]] = {}
-    for row in store.rows(sql, params):
-        out[tuple(str(v) for v in row[:-2])] = (int(row[-2]), int(row[-1]))
+    for facility, labels, good, total in store.rows(sql, params):
+        out[(str(facility), *(str(v) for v in labels))] = (int(good), int(total))
     return out
 
 
@@ -255,9 +342,14 @@ def compliance_series(
     step_s: int,
 ) -> dict[int, tuple[int, int]]:
     """Per bucket start (ns): (good, total) of transactions judged in that bucket."""
-    params = _params(slo, end)
+    params = _params(slo)
     params.update(
-        {"start": start, "step_ns": step_s * 1_000_000_000, "facility": group.get("facility", "")}
+        {
+            "now": end,
+            "start": start,
+            "step_ns": step_s * 1_000_000_000,
+            "facility": group.get("facility", ""),
+        }
     )
     where = ["facility = {facility:String}"]
     for n, label in enumerate(slo.grouping[1:]):

@@ -11,6 +11,7 @@ Each connection is its own task, so a slow, stuck or broken client only ever
 holds itself up. Engines keep connections open for days and go quiet at night,
 so idle connections stay open (TCP keepalive finds dead peers) unless
 ``idle_timeout`` is set. On shutdown, messages being stored still get their ACK.
+With a TLS context (``collector.mllp_tls``) the listener accepts only TLS.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 
 from collector.hl7.ack import ACCEPT, ERROR, REJECT, ack_bytes
 from collector.hl7.extract import Header
 from collector.hl7.framing import END, START, FrameTooLarge, MllpDecoder
 from collector.intake import Intake, Outcome, batch_of
+from collector.mllp_tls import context_from
 from stitchboard.config import SlasConfig
 from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.ingest_auth import SenderNetworks
@@ -59,6 +62,7 @@ class MllpListener:
         read_size: int = 64 * 1024,
         metrics: Metrics | None = None,
         senders: SenderNetworks | None = None,
+        tls: ssl.SSLContext | None = None,
     ):
         self.intake = intake
         self.write = write
@@ -75,10 +79,17 @@ class MllpListener:
         self.rejected = 0
         self.metrics = metrics or Metrics()
         self.senders = senders or SenderNetworks(())
+        self.tls = tls
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=self.read_size
+            self._serve,
+            self.host,
+            self.port,
+            limit=self.read_size,
+            ssl=self.tls,
+            # A sender that connects and never finishes the handshake is dropped.
+            ssl_handshake_timeout=30.0 if self.tls is not None else None,
         )
         sockets = self._server.sockets or ()
         if sockets and self.port == 0:
@@ -101,6 +112,8 @@ class MllpListener:
         await self._server.wait_closed()
 
     def describe(self) -> str:
+        if self.tls is not None:
+            return f"{'HL7 v2 over MLLP+TLS':<22} mllps://{self.host}:{self.port}"
         return f"{'HL7 v2 over MLLP':<22} mllp://{self.host}:{self.port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -227,6 +240,7 @@ def listener(runtime: Runtime) -> MllpListener:
         max_frame=settings.max_body_bytes,
         metrics=runtime.metrics,
         senders=SenderNetworks(settings.mllp_allow),
+        tls=context_from(settings),
     )
 
     def reconfigure(config: SlasConfig) -> None:

@@ -53,6 +53,13 @@ _SUMMARY = f"""id, workflow, facility, {_STATUS_NOW} AS status_now, {_LEVEL_NOW}
 _FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
 
+def count_transactions(store: Store) -> int:
+    """How many transactions the listing can return: current versions, not retired ids."""
+    table = store.table("transactions")
+    value = store.scalar(f"SELECT count() FROM {table} FINAL WHERE deleted = 0" + _FINAL_SETTINGS)
+    return int(value or 0)
+
+
 class BadQuery(ValueError):
     """A filter value that cannot be used; the message says which and why."""
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
-from correlator.transaction import Transaction
+from correlator.transaction import Level, Transaction
 from correlator.unmatched import write_states
 from stitchboard.events import Event
 from stitchboard.store import Store
@@ -43,9 +43,32 @@ TX_COLUMNS = (
     "step_last",
     "step_levels",
     "step_durations",
+    "step_warn",
+    "step_breach",
+    "step_status",
+    "warn_missed_at",
+    "breach_missed_at",
     "version",
     "deleted",
 )
+
+
+def first_missed(tx: Transaction) -> tuple[int, int]:
+    """The earliest warn-or-worse and breach deadline the transaction missed (ns, 0 = none).
+
+    A missed breach deadline of a step also means its warn deadline was missed
+    (when it has one); an end-to-end miss counts at the deadline recorded.
+    """
+    warn_at = {s.name: s.warn_at for s in tx.steps}
+    warn = breach = 0
+    for m in tx.missed:
+        if m.level == Level.BREACH:
+            breach = m.deadline if not breach else min(breach, m.deadline)
+            at = warn_at.get(m.step, 0) or m.deadline
+        else:
+            at = m.deadline
+        warn = at if not warn else min(warn, at)
+    return warn, breach
 
 
 def transaction_row(tx: Transaction, version: int) -> tuple:
@@ -78,6 +101,10 @@ def transaction_row(tx: Transaction, version: int) -> tuple:
         [s.last_time for s in steps],
         [s.level for s in steps],
         [s.duration_ns if s.first_time and s.anchor_time else -1 for s in steps],
+        [s.warn_at for s in steps],
+        [s.breach_at for s in steps],
+        [s.status for s in steps],
+        *first_missed(tx),
         version,
         0,
     )
@@ -112,6 +139,11 @@ def deleted_row(gone: Retired, version: int) -> tuple:
         [],
         [],
         [],
+        [],
+        [],
+        [],
+        0,
+        0,
         version,
         1,
     )

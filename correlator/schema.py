@@ -114,9 +114,35 @@ def _step_durations(ctx: SchemaContext) -> list[str]:
     return ctx.alter(TRANSACTIONS.name, "ADD COLUMN IF NOT EXISTS step_durations Array(Int64)")
 
 
+# When each deadline falls and when the transaction first missed one, so an SLO can
+# count a late transaction the moment its deadline passed, not when it completed:
+# per step its warn and breach deadlines (ns, 0 = none or not armed yet) and the
+# status of its latest event; per transaction the earliest deadline of each level
+# missed so far (``warn_missed_at`` counts a missed breach deadline's step warn
+# deadline too: a transaction past its breach deadline is past its warn deadline).
+_JUDGEMENT_COLUMNS = (
+    "ADD COLUMN IF NOT EXISTS step_warn Array(Int64),"
+    " ADD COLUMN IF NOT EXISTS step_breach Array(Int64),"
+    " ADD COLUMN IF NOT EXISTS step_status Array(LowCardinality(String)),"
+    " ADD COLUMN IF NOT EXISTS warn_missed_at Int64 DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS breach_missed_at Int64 DEFAULT 0,"
+    # Versions grow with every write: readers of "what changed since version v" (the
+    # SLI rollup) skip every granule written before it.
+    " ADD INDEX IF NOT EXISTS idx_version version TYPE minmax GRANULARITY 1"
+)
+
+
+def _judgement_columns(ctx: SchemaContext) -> list[str]:
+    return [
+        *ctx.alter(TRANSACTIONS.name, _JUDGEMENT_COLUMNS),
+        *ctx.alter(TRANSACTIONS.name, "MATERIALIZE INDEX idx_version"),
+    ]
+
+
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
     Migration(12, "fan-in events no transaction carries", _unmatched),
     Migration(13, "transaction step durations from their anchors", _step_durations),
+    Migration(14, "step deadlines and first missed deadlines per transaction", _judgement_columns),
 )

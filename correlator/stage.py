@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 from fastapi import APIRouter
 
 from correlator.api import build_router
+from correlator.queries import count_transactions
 from correlator.schema import MIGRATIONS
 from correlator.service import CorrelatorService
 from stitchboard.components import Component
@@ -54,6 +56,9 @@ class CorrelatorStage(Stage):
 
     def routers(self, runtime: Runtime) -> list[APIRouter]:
         return [build_router(runtime)]
+
+    def health(self, runtime: Runtime) -> dict[str, Any]:
+        return {"transactions": count_transactions(runtime.store)}
 
     def commands(self, cli: typer.Typer) -> None:
         from correlator import cli as correlator_cli

@@ -20,8 +20,9 @@ from fastapi import FastAPI
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from dashboards.context import Console, install
+from dashboards.context import Console, caller, install
 from stitchboard.api import API_PREFIX, error_response
+from stitchboard.console_shell import csrf_of, nav_items, who
 from stitchboard.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent
@@ -69,12 +70,41 @@ def _shell() -> Any:
                     html.Span("Stitchboard", className="brand"),
                     *links,
                     html.A("API", href=f"{API_PREFIX}/docs", className="nav-link nav-right"),
+                    *_account(),
                 ],
                 className="nav",
             ),
             html.Main(dash.page_container, className="main"),
         ]
     )
+
+
+def _account() -> list[Any]:
+    """The auditor's pages (plain links: they are served beside Dash), who, and log out."""
+    current = caller()
+    if current is None:
+        return []
+    principal = current.principal
+    parts: list[Any] = [
+        html.A(item.label, href=item.href, className="nav-link") for item in nav_items(principal)
+    ]
+    parts.append(html.Span(who(principal), id="nav-user", className="nav-user"))
+    csrf = csrf_of(principal)
+    if csrf is not None:
+        parts.append(
+            html.Form(
+                [
+                    dcc.Input(type="hidden", name="csrf_token", value=csrf),
+                    html.Button(
+                        "Log out", id="nav-logout", type="submit", className="nav-link link-button"
+                    ),
+                ],
+                action="/logout",
+                method="post",
+                className="nav-logout",
+            )
+        )
+    return parts
 
 
 class _ConsoleApp:

@@ -26,6 +26,8 @@ class ExportRequest(BaseModel):
     key: str | None = None
     workflow: str | None = None
     facility: str | None = None
+    status: str | None = None
+    flag: str | None = None
     since: str | None = None
     until: str | None = None
 

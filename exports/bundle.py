@@ -4,9 +4,10 @@ The bundle holds ``transactions.jsonl`` (each transaction with its steps,
 verdicts, deadlines and hops), ``events.jsonl`` (every hop with all its stored
 attributes), ``spans.jsonl`` and ``logs.jsonl`` (the stored OpenTelemetry rows
 of the hops' traces), ``audit.jsonl`` (who viewed or changed these
-transactions), ``slas.yaml`` (the file at export time) and
-``slas-versions/<sha256>.yaml`` (every version the server loaded while these
-transactions were judged), ``report.html`` (a
+transactions), ``messages.jsonl`` and ``dead_letters.jsonl`` (the masked
+message content the store keeps; see ``exports.messages``), ``slas.yaml``
+(the file at export time) and ``slas-versions/<sha256>.yaml`` (every version
+the server loaded while these transactions were judged), ``report.html`` (a
 readable timeline), ``manifest.json`` (every file's SHA-256 and size, the
 selection, the time, the exporter, the server version, the key fingerprint) and
 ``manifest.sig`` (Ed25519 over ``manifest.json``).
@@ -32,8 +33,16 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from correlator import BadQuery, StoreTransactions, TransactionFilter, decode_cursor
+from correlator import (
+    FLAGS,
+    STATUSES,
+    BadQuery,
+    StoreTransactions,
+    TransactionFilter,
+    decode_cursor,
+)
 from exports.errors import ExportError
+from exports.messages import related_dead_letters, stored_message
 from exports.signing import fingerprint, public_pem, sign
 from stitchboard import __version__
 from stitchboard.config import SlasConfig
@@ -47,6 +56,8 @@ DATA_FILES = (
     "spans.jsonl",
     "logs.jsonl",
     "audit.jsonl",
+    "messages.jsonl",
+    "dead_letters.jsonl",
     "report.html",
 )
 MANIFEST = "manifest.json"
@@ -64,6 +75,8 @@ class Selection:
     facility: str | None = None
     since: str | None = None  # ISO 8601, on the start time
     until: str | None = None
+    status: str | None = None  # a transaction status (in_progress, late, overdue, ...)
+    flag: str | None = None  # a conformance flag (missing_step, ...)
 
     def describe(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -102,7 +115,13 @@ def _parse(text: str | None, name: str) -> int | None:
 def check_selection(selection: Selection, config: SlasConfig) -> None:
     """Raise ExportError naming every problem of a selection at once."""
     problems = []
-    filters = (selection.key, selection.workflow, selection.facility)
+    filters = (
+        selection.key,
+        selection.workflow,
+        selection.facility,
+        selection.status,
+        selection.flag,
+    )
     if selection.transaction_id is not None:
         if not selection.transaction_id.isalnum() or len(selection.transaction_id) > 64:
             problems.append(f"transaction_id: bad transaction id {selection.transaction_id!r}")
@@ -111,6 +130,10 @@ def check_selection(selection: Selection, config: SlasConfig) -> None:
     known = [w.name for w in config.workflows]
     if selection.workflow and selection.workflow not in known:
         problems.append(f"workflow: unknown {selection.workflow!r}; known: {', '.join(known)}")
+    if selection.status and selection.status not in STATUSES:
+        problems.append(f"status: unknown {selection.status!r}; known: {', '.join(STATUSES)}")
+    if selection.flag and selection.flag not in FLAGS:
+        problems.append(f"flag: unknown {selection.flag!r}; known: {', '.join(FLAGS)}")
     for name in ("since", "until"):
         try:
             _parse(getattr(selection, name), name)
@@ -142,6 +165,8 @@ def transaction_pages(
     where = TransactionFilter(
         workflow=selection.workflow,
         facility=config.facility_index().get(selection.facility or "", selection.facility),
+        status=selection.status,
+        flag=selection.flag,
         key_values=keys,
         since=_parse(selection.since, "since"),
         until=_parse(selection.until, "until"),
@@ -219,8 +244,9 @@ def write_bundle(
         try:
             out = {name: _Hashed(h) for name, h in handles.items()}
             out["report.html"].write(_report_head(selection, exporter, when))
+            letters: set[str] = set()  # dead letters written, across pages
             for page in transaction_pages(store, selection, config, pseudonymize, now_ns):
-                _write_page(store, page, out)
+                _write_page(store, page, out, letters)
                 count += len(page)
                 for tx in page:
                     span.add(tx)
@@ -283,7 +309,9 @@ class _Span:
             self.first = t if self.first is None or t < self.first else self.first
 
 
-def _write_page(store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Hashed]) -> None:
+def _write_page(
+    store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Hashed], letters: set[str]
+) -> None:
     ids = [t["id"] for t in page]
     event_ids = [e["event_id"] for t in page for e in t.get("events", [])]
     traces = sorted({e["trace_id"] for t in page for e in t.get("events", []) if e["trace_id"]})
@@ -298,6 +326,11 @@ def _write_page(store: Store, page: Sequence[dict[str, Any]], out: dict[str, _Ha
             {"ids": event_ids},
         ):
             out["events.jsonl"].line(row)
+            message = stored_message(row)
+            if message is not None:
+                out["messages.jsonl"].line(message)
+    for letter in related_dead_letters(store, page, letters):
+        out["dead_letters.jsonl"].line(letter)
     if traces:
         for table, name in (("otel_traces", "spans.jsonl"), ("otel_logs", "logs.jsonl")):
             for row in _rows(

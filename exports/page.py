@@ -6,29 +6,29 @@ token), shows its progress and links the bundle when it is done.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
+from stitchboard.console_shell import page_html
 from stitchboard.roles import Need, requires
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Exports</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#1f2933;max-width:46rem}
-label{display:block;margin:.3rem 0}input{margin-left:.4rem}</style></head>
-<body><h1>Export transactions</h1>
-<p><a href="/">Stitchboard</a> · <a href="/audit">Audit log</a> ·
-<a href="/api/v1/exports/public-key">public key</a> (verify a bundle with
+BODY = """<h1>Export transactions</h1>
+<p class="subtitle"><a href="/api/v1/exports/public-key">The public key</a> (verify a bundle with
 <code>stitchboard export verify BUNDLE --public-key KEY</code>)</p>
-<form id="export-form">
+<form id="export-form" class="stack panel">
 <p>One transaction, every transaction with a key (a visit, charge, claim, MRN...),
 or a filter.</p>
 <label>Transaction id<input name="transaction_id" id="export-transaction"></label>
 <label>Key<input name="key" id="export-key"></label>
 <label>Workflow<input name="workflow" id="export-workflow"></label>
 <label>Facility<input name="facility" id="export-facility"></label>
+<label>Status<input name="status" id="export-status-filter"
+  placeholder="in_progress, complete, late, overdue, failed"></label>
+<label>Flag<input name="flag" id="export-flag"
+  placeholder="missing_step, out_of_order, duplicate_step, unexpected_step"></label>
 <label>Since (ISO 8601)<input name="since" id="export-since"></label>
 <label>Until (ISO 8601)<input name="until" id="export-until"></label>
-<button type="submit" id="export-start">Export</button>
+<button type="submit" id="export-start" class="button">Export</button>
 </form>
 <p id="export-status" role="status"></p>
 <p><a id="export-download" hidden download>Download the bundle</a></p>
@@ -59,13 +59,13 @@ form.addEventListener("submit", async (event) => {
   link.href = job.download;
   link.hidden = false;
 });
-</script></body></html>
+</script>
 """
 
 
 def mount(app: FastAPI) -> None:
     @requires(Need.AUDITOR)
-    async def exports_page() -> HTMLResponse:
-        return HTMLResponse(PAGE)
+    async def exports_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(page_html("Exports", BODY, request.state.principal))
 
     app.add_api_route("/exports", exports_page, methods=["GET"], include_in_schema=False)

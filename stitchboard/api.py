@@ -23,6 +23,7 @@ from stitchboard.access import Access, AccessMiddleware
 from stitchboard.errors import StoreUnavailable
 from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
+from stitchboard.stages import served_stages
 from stitchboard.store.schema import schema_version
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,15 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
         def probe() -> dict[str, Any]:
             return {
                 "schema_version": schema_version(runtime.store),
+                # Rows stored per table (a rewritten transaction counts until merged);
+                # each stage's own figures, e.g. transactions as listed, are in "stages".
                 "tables": table_counts(runtime),
                 "undeclared_facilities": undeclared_facilities(runtime),
+                "stages": {
+                    name: figures
+                    for stage in served_stages()
+                    if (figures := stage.health(runtime)) and (name := stage.name)
+                },
             }
 
         body: dict[str, Any] = {

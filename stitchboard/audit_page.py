@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 import html
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from stitchboard.access import Access
 from stitchboard.audit import AuditFilter, query
+from stitchboard.console_shell import page_html
 from stitchboard.roles import Need, requires
-
-STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2rem;color:#1f2933}"
-    "table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #d0d5dd;"
-    "padding:.2rem .4rem;text-align:left;vertical-align:top}input{margin-right:.5rem}"
-)
 
 
 def build_router(access: Access) -> APIRouter:
@@ -25,7 +20,10 @@ def build_router(access: Access) -> APIRouter:
     @router.get("/audit")
     @requires(Need.AUDITOR, audit="audit.read")
     async def audit_page(
-        user: str | None = None, action: str | None = None, target: str | None = None
+        request: Request,
+        user: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
     ) -> HTMLResponse:
         targets: tuple[str, ...] = ()
         if target:
@@ -47,17 +45,16 @@ def build_router(access: Access) -> APIRouter:
             )
 
         page = (
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>Audit log</title><style>{STYLE}</style></head><body>"
-            "<h1>Audit log</h1><p><a href='/'>Stitchboard</a> · <a href='/exports'>Exports</a>"
-            " · hash chains are checked with <code>stitchboard audit verify</code></p>"
-            f"<form method='get'>{field('user', user)}{field('action', action)}"
-            f"{field('target', target)}<button type='submit'>Filter</button></form>"
-            f"<p>{len(rows)} rows, newest first (at most 500).</p>"
-            "<table id='audit-rows'><tr><th>time (UTC)</th><th>who</th><th>role</th>"
-            "<th>action</th><th>targets</th><th>from</th><th>outcome</th><th>chain:seq</th></tr>"
-            f"{body}</table></body></html>"
+            "<h1>Audit log</h1><p class='subtitle'>Hash chains are checked with"
+            " <code>stitchboard audit verify</code>.</p>"
+            f"<form method='get' class='inline panel'>{field('user', user)}"
+            f"{field('action', action)}{field('target', target)}"
+            "<button type='submit' class='button'>Filter</button></form>"
+            f"<p>{len(rows)} rows, newest first (at most 500).</p><div class='panel'>"
+            "<table id='audit-rows' class='simple'><tr><th>time (UTC)</th><th>who</th>"
+            "<th>role</th><th>action</th><th>targets</th><th>from</th><th>outcome</th>"
+            f"<th>chain:seq</th></tr>{body}</table></div>"
         )
-        return HTMLResponse(page)
+        return HTMLResponse(page_html("Audit log", page, request.state.principal))
 
     return router

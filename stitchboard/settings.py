@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     mllp_allow: list[str] = Field(
         default_factory=list, description="Sender networks MLLP accepts (empty: any)"
     )
+    mllp_tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain): MLLP speaks only TLS when set with the key"
+    )
+    mllp_tls_key: Path | None = Field(None, description="PEM private key of mllp_tls_cert")
+    mllp_tls_client_ca: Path | None = Field(
+        None, description="CA (PEM) that MLLP senders' certificates must chain to (mutual TLS)"
+    )
     audit_chain: str | None = Field(None, description="This process's audit chain (host name)")
     retention_days: dict[str, int] = Field(
         default_factory=dict,

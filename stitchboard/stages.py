@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import typer
@@ -58,6 +58,10 @@ class Stage:
 
     def commands(self, cli: typer.Typer) -> None:
         """Add this stage's commands to the ``stitchboard`` command line."""
+
+    def health(self, runtime: Runtime) -> dict[str, Any]:
+        """Figures for ``/api/v1/health`` under ``stages.<name>`` (read from the store)."""
+        return {}
 
 
 def _load(names: Sequence[str]) -> list[Stage]:

@@ -17,6 +17,7 @@ from dash import dcc, html
 from correlator import StoreTransactions
 from dashboards import figures, queries, view
 from dashboards.context import Console, caller, console
+from dashboards.export_action import export_action
 from dashboards.formatting import NS, duration, iso_to_ns, local_time, money
 
 _REASON_WINDOW = 30 * 86_400 * NS
@@ -222,6 +223,7 @@ def layout(tx_id: str = "", **_: Any) -> Any:
                         className="subtitle",
                     ),
                     html.P(view.zone_note(ctx.runtime.config, body["facility"]), className="muted"),
+                    export_action("txd", {"transaction_id": body["id"]}, current),
                 ]
             ),
             html.Div(

@@ -9,6 +9,7 @@ is pseudonymized before the query (the store only holds pseudonyms).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from correlator import FLAGS, STATUSES, StoreTransactions, TransactionFilter, decode_cursor
 from dashboards import view
 from dashboards.context import Console, caller, console
+from dashboards.export_action import export_action
 from dashboards.formatting import duration, iso_to_ns, local_time, money
 
 PAGE = "tx"
@@ -63,6 +65,22 @@ class Search:
             key_values=key_values(ctx, self.key),
             since=since,
         )
+
+
+def export_selection(search: Search, now: int) -> dict[str, str]:
+    """The export of what the grid shows: its key, or its filters from the range's start."""
+    chosen = {
+        "key": search.key,
+        "workflow": search.workflow,
+        "facility": search.facility,
+        "status": search.status,
+        "flag": search.flag,
+    }
+    if not search.key:  # like the grid: a key search covers all time
+        since, _ = view.window(search.range, now)
+        start = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=since // 1000)
+        chosen["since"] = start.isoformat()
+    return {name: value for name, value in chosen.items() if value}
 
 
 def key_values(ctx: Console, key: str | None) -> tuple[str, ...]:
@@ -259,6 +277,7 @@ def layout(**kwargs: Any) -> Any:
                     ),
                     html.Button("Download CSV", id="tx-csv", className="button"),
                     dcc.Download(id="tx-download"),
+                    export_action(PAGE, export_selection(search, ctx.now()), caller()),
                 ],
                 className="filters",
             ),

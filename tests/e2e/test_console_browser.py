@@ -3,7 +3,8 @@
 Every page loads without browser console errors or Dash callback errors; a heatmap cell
 opens the workflow page for its facility; a visit id search leads to its detail page
 with every hop; the CSV download holds the filtered transactions; a silence made on the
-alerts page is listed. The browser logs in through the login page like a person:
+alerts page is listed; an auditor exports a visit from the console and the downloaded
+bundle verifies. The browser logs in through the login page like a person:
 an engineer for the walk through the pages, a viewer to show that acting on an alert
 needs more, and the audit log records what each did. One screenshot per page goes to
 ``screenshots/`` (git-ignored).
@@ -13,7 +14,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import subprocess
+import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,8 +105,8 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-ENGINEER, VIEWER = "dana.on-call", "lee.cfo"
-USERS = {ENGINEER: "engineer", VIEWER: "viewer"}
+ENGINEER, VIEWER, AUDITOR = "dana.on-call", "lee.cfo", "sam.audit"
+USERS = {ENGINEER: "engineer", VIEWER: "viewer", AUDITOR: "auditor"}
 PASSWORD = "correct horse battery staple"
 
 
@@ -323,3 +328,130 @@ def test_a_viewer_reads_but_cannot_act_and_the_audit_log_names_both(
         f"{server.api}/api/v1/audit", params={"user": ENGINEER}, timeout=10, headers=AUTH
     ).json()["audit"]
     assert {"alert.ack", "alert.silence"} <= {r["action"] for r in engineer}
+
+
+def download_export(tab: Any, button: str, into: Path) -> Path:
+    """Click an Export bundle button, wait for the job, download the signed bundle."""
+    tab.click(button)
+    link = tab.locator(f"{button}-download")
+    link.wait_for(timeout=60_000)
+    assert "transactions, signed" in tab.inner_text(f"{button}-status")
+    with tab.expect_download() as download:
+        link.click()
+    saved = into / download.value.suggested_filename
+    download.value.save_as(saved)
+    return saved
+
+
+def verify(server: Any, bundle: Path, into: Path) -> str:
+    """``stitchboard export verify`` with the server's public key, as an auditor would."""
+    key = httpx.get(f"{server.api}/api/v1/exports/public-key", timeout=10, headers=AUTH)
+    assert key.status_code == 200
+    (into / "server.pub.pem").write_bytes(key.content)
+    out = subprocess.run(
+        [sys.executable, "-m", "stitchboard", "export", "verify", str(bundle)]
+        + ["--public-key", str(into / "server.pub.pem")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def jsonl(bundle: Path, name: str) -> list[dict[str, Any]]:
+    with zipfile.ZipFile(bundle) as zf:
+        return [json.loads(line) for line in zf.read(name).splitlines()]
+
+
+def test_an_auditor_exports_a_visit_from_the_console_and_the_bundle_verifies(
+    browser: Any, server: Any, tmp_path: Path
+) -> None:
+    auditor = Page(browser, server.api, AUDITOR)
+    try:
+        tab = auditor.open("/transactions")
+        assert tab.inner_text("#nav-user") == f"{AUDITOR} (auditor)"
+        assert tab.locator("nav a[href='/audit']").count() == 1
+        assert tab.locator("nav a[href='/exports']").count() == 1
+        tab.fill("#tx-key", "VISIT0001")
+        tab.press("#tx-key", "Enter")
+        tab.wait_for_function("() => location.search === '?key=VISIT0001'")
+        auditor.settle()
+        link = tab.locator("#tx-grid a[href^='/transactions/']")
+        link.first.wait_for()
+        assert link.count() == 1
+        tx_id = link.first.get_attribute("href").rsplit("/", 1)[-1]
+        link.first.click()
+        tab.wait_for_function("() => location.pathname.startsWith('/transactions/')")
+        auditor.settle()
+        tab.wait_for_selector("#txd-hops .ag-row")
+        bundle = download_export(tab, "#txd-export", tmp_path)
+        auditor.shot("transaction-export")
+        auditor.assert_clean()
+
+        # The bundle holds VISIT0001 with its 8 hops, and verifies with the server's key.
+        [tx] = jsonl(bundle, "transactions.jsonl")
+        assert (tx["id"], tx["keys"]["visit"], len(tx["events"])) == (tx_id, ["VISIT0001"], 8)
+        assert "(11 files, 1 transactions, signature good)" in verify(server, bundle, tmp_path)
+
+        # The Transactions page exports what it shows: the six discharges of the last 30 days.
+        tab = auditor.open(f"/transactions?workflow={D2R}&range=30d")
+        tab.locator("#tx-grid a[href^='/transactions/']").first.wait_for()
+        filtered = download_export(tab, "#tx-export", tmp_path)
+        visits = sorted(t["keys"]["visit"][0] for t in jsonl(filtered, "transactions.jsonl"))
+        assert visits == [f"VISIT000{n}" for n in range(1, 7)]
+        assert "6 transactions, signature good" in verify(server, filtered, tmp_path)
+
+        # The audit log in the console shows the search, the view and the export.
+        tab = auditor.open(f"/audit?user={AUDITOR}")
+        assert tab.inner_text("#nav-user") == f"{AUDITOR} (auditor)"
+        for action in ("transaction.search", "transaction.view", "export", "export.written"):
+            assert tab.locator(f"#audit-rows td:text-is('{action}')").count() >= 1, action
+        assert tx_id in tab.inner_text("#audit-rows")
+        auditor.shot("audit")
+        auditor.assert_clean()
+    finally:
+        auditor.tab.close()
+    audit = httpx.get(
+        f"{server.api}/api/v1/audit", params={"user": AUDITOR}, timeout=10, headers=AUTH
+    ).json()["audit"]
+    done = {(r["action"], r["outcome"], tx_id in r["targets"]) for r in audit}
+    assert {("transaction.view", "ok", True), ("export", "ok", False)} <= done
+    assert ("export.written", "ok", True) in done and ("export.download", "ok", False) in done
+    assert any(r["action"] == "transaction.search" for r in audit)
+
+
+def test_a_viewer_sees_no_export_and_is_refused_when_calling_it(browser: Any, server: Any) -> None:
+    viewer = Page(browser, server.api, VIEWER)
+    try:
+        tab = viewer.open("/transactions?key=VISIT0001")
+        assert tab.inner_text("#nav-user") == f"{VIEWER} (viewer)"
+        assert tab.locator("nav a[href='/audit']").count() == 0
+        link = tab.locator("#tx-grid a[href^='/transactions/']")
+        link.first.wait_for()
+        tx_id = link.first.get_attribute("href").rsplit("/", 1)[-1]
+        assert tab.locator("#tx-export").count() == 0
+        tab = viewer.open(f"/transactions/{tx_id}")
+        tab.wait_for_selector("#txd-hops .ag-row")
+        assert tab.locator("#txd-export").count() == 0
+        # Calling the export API anyway, from the page, with the session's CSRF token.
+        status = tab.evaluate(
+            """async (id) => (await fetch("/api/v1/exports", {method: "POST",
+                headers: {"Content-Type": "application/json", "X-CSRFToken":
+                  (document.cookie.match(/(?:^|; )_csrf_token=([^;]*)/) || [])[1] || ""},
+                body: JSON.stringify({transaction_id: id})})).status""",
+            tx_id,
+        )
+        assert status == 403
+        viewer.errors.clear()  # the browser logs the refused fetch as a console error
+        tab.goto(server.api + "/exports")
+        assert "/exports" in tab.url and "forbidden" in tab.inner_text("body")
+        # Logging out from the bar ends the session: the console asks for a login again.
+        viewer.open("/transactions")
+        tab.click("#nav-logout")
+        tab.wait_for_function("() => location.pathname === '/login'")
+        tab.goto(server.api + "/transactions")
+        assert "/login" in tab.url
+    finally:
+        viewer.tab.close()

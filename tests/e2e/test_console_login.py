@@ -72,5 +72,5 @@ def test_first_admin_logs_in_and_an_auditor_exports_a_verifiable_bundle(tmp_path
         cwd=tmp_path,
     )
     assert verify.returncode == 0, verify.stderr
-    # The eight files, and the slas.yaml the server loaded at start (the one it judged under).
-    assert "verified (9 files, 1 transactions" in verify.stdout
+    # The ten files, and the slas.yaml the server loaded at start (the one it judged under).
+    assert "verified (11 files, 1 transactions" in verify.stdout

@@ -313,7 +313,14 @@ def test_auditor_pages_show_the_audit_log_and_the_export_form(console, tokens):
     assert page.status_code == 200
     assert "<td>transaction.view</td><td>feed123</td>" in page.text
     assert "1 rows, newest first" in page.text
-    assert 'id="export-form"' in client.get("/exports", headers=auditor).text
+    exports = client.get("/exports", headers=auditor).text
+    assert 'id="export-form"' in exports and 'name="status"' in exports
+    # Both share the console's frame: its stylesheet and bar, naming the caller.
+    for html in (page.text, exports):
+        assert "<link rel='stylesheet' href='/assets/console.css'>" in html
+        assert '<a class="nav-link" href="/audit">Audit log</a>' in html
+        assert 'id="nav-user">token:t-auditor (auditor)<' in html
+        assert "/logout" not in html  # a token has no session to end
 
 
 def test_metrics_are_open_to_a_configured_scrape_network_only(store):

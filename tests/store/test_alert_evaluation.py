@@ -56,7 +56,14 @@ alerts:
 @pytest.fixture
 def clean(store: Store) -> Store:
     migrate_alerts(store)
-    for table in ("transactions", "events", "alert_state", "silences", "notification_log"):
+    for table in (
+        "transactions",
+        "events",
+        "alert_state",
+        "silences",
+        "notification_log",
+        "slo_rollup_marks",
+    ):
         store.command(f"TRUNCATE TABLE {store.table(table)}")
     good = [tx(f"g{i}", "F1", "complete", now=NOW, end=NOW - (50 - i) * MINUTE) for i in range(20)]
     due = [

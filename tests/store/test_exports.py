@@ -8,6 +8,7 @@ claim_to_cash transaction, so there are four transactions in all.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -27,7 +28,7 @@ from exports.verify import verify_bundle
 from stitchboard.api import build_api
 from stitchboard.audit import AuditEntry, AuditLog
 from stitchboard.components import HttpComponent
-from stitchboard.events import EVENT_COLUMNS
+from stitchboard.events import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, DeadLetter
 from stitchboard.stages import served_stages
 from tests.correlator_helpers import HOUR, at, discharge_chain, shipped_config
 from tests.support import AUTH, ROOT, InProcess, free_port, make_runtime
@@ -119,13 +120,15 @@ def test_a_filter_export_holds_every_transaction_hop_and_audit_row(two_visits, t
         "spans.jsonl",
         "logs.jsonl",
         "audit.jsonl",
+        "messages.jsonl",
+        "dead_letters.jsonl",
         "report.html",
         "slas.yaml",
         "signing-key.pub.pem",
     }
     assert "ADT^A03" in report and "2 transactions." in report
     result = verify_bundle(bundle, KEY.public_key())
-    assert result.ok and result.files_checked == 8 and result.transactions == 2
+    assert result.ok and result.files_checked == 10 and result.transactions == 2
 
 
 def test_one_transaction_and_a_key_search(two_visits, tmp_path):
@@ -201,7 +204,7 @@ def test_export_verify_command(good, tmp_path):
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
     ok = run(good)
-    assert ok.returncode == 0 and "verified (8 files, 4 transactions" in ok.stdout
+    assert ok.returncode == 0 and "verified (10 files, 4 transactions" in ok.stdout
     bad = rewrite(
         good, tmp_path / "bad.zip", lambda n, d: d + b" " if n == "transactions.jsonl" else d
     )
@@ -289,7 +292,7 @@ def test_the_slas_versions_in_force_since_the_first_transaction_are_included(two
         for name in ("v1", "v2"):
             sha, content = texts[name]
             assert zf.read(f"slas-versions/{sha}.yaml") == content
-    assert verify_bundle(bundle, KEY.public_key()).files_checked == 10
+    assert verify_bundle(bundle, KEY.public_key()).files_checked == 12
 
 
 def test_a_bad_selection_is_refused_naming_every_problem(two_visits, tmp_path):
@@ -304,3 +307,58 @@ def test_a_bad_selection_is_refused_naming_every_problem(two_visits, tmp_path):
     assert "workflow: unknown 'dischrage'; known: discharge_to_revenue" in message
     assert "since: not an ISO 8601 time: 'last tuesday'" in message
     assert not (tmp_path / "b.zip").exists()
+
+
+def test_status_and_flag_narrow_a_filter_export(two_visits, tmp_path):
+    everything = lines(export(two_visits, tmp_path, Selection(), "all.zip"), "transactions.jsonl")
+    assert len(everything) == 4
+    for status in {t["status"] for t in everything}:
+        narrowed = export(two_visits, tmp_path, Selection(status=status), f"{status}.zip")
+        expected = sorted(t["id"] for t in everything if t["status"] == status)
+        assert sorted(t["id"] for t in lines(narrowed, "transactions.jsonl")) == expected
+    from exports.errors import ExportError
+
+    with pytest.raises(ExportError) as info:
+        export(two_visits, tmp_path, Selection(status="lost", flag="odd"), "bad.zip")
+    assert "status: unknown 'lost'; known: in_progress" in str(info.value)
+    assert "flag: unknown 'odd'; known: missing_step" in str(info.value)
+
+
+HL7_ADT = "MSH|^~\\&|EHR|NMC01|IFE|NMC01|20260309090000||ADT^A03|M1|P|2.5\rPID|||phi:3f2a||phi:9c1e"
+
+
+def test_stored_messages_and_dead_letters_that_mention_a_key_are_in_the_bundle(
+    two_visits, tmp_path
+):
+    store = two_visits
+    # V1's discharge again, now with its masked message text kept (store_message: true):
+    # the newer row replaces the old one, the hop is the same.
+    adt = discharge_chain(T0, 1)[0]
+    kept = dataclasses.replace(adt, attributes={**adt.attributes, "hl7.message": HL7_ADT})
+    store.insert("events", EVENT_COLUMNS, [kept.row()])
+    letters = [
+        # Mentions charge C1a (V1's) five hours in: related.
+        DeadLetter(
+            "mllp", "x-application/hl7-v2+er7", b"FT1|1||C1a|bad amount", "FT1-6", T0 + 5 * HOUR
+        ),
+        # Mentions no key of the export.
+        DeadLetter("mllp", "x-application/hl7-v2+er7", b"FT1|1||ZZZ9|x", "FT1-6", T0 + 5 * HOUR),
+        # Mentions C1a, but 60 days later: outside the 30 days around V1.
+        DeadLetter(
+            "mllp", "x-application/hl7-v2+er7", b"FT1|1||C1a|late", "FT1-6", T0 + 60 * 24 * HOUR
+        ),
+    ]
+    store.insert("dead_letters", DEAD_LETTER_COLUMNS, [d.row() for d in letters])
+    bundle = export(store, tmp_path, Selection(key="C1a"), "content.zip")
+    [tx] = lines(bundle, "transactions.jsonl")
+    [message] = lines(bundle, "messages.jsonl")
+    assert (message["event_id"], message["content"]) == (adt.event_id, HL7_ADT)
+    assert message["content_type"] == "x-application/hl7-v2+er7"
+    [letter] = lines(bundle, "dead_letters.jsonl")
+    assert (letter["id"], letter["payload"], letter["reason"]) == (
+        letters[0].dead_letter_id,
+        "FT1|1||C1a|bad amount",
+        "FT1-6",
+    )
+    assert letter["transactions"] == [tx["id"]]
+    assert verify_bundle(bundle, KEY.public_key()).ok
