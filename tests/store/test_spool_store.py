@@ -205,6 +205,12 @@ def test_a_full_spool_answers_429_or_503_with_retry_after_and_ar_then_recovers(
         assert _mllp_code(mllp.port, "FULL-AA-1") == "AA"
         # The store refuses writes: ingest goes on into the spool until it is full (503).
         sink.down = True
+        # The loader learns of the outage at its next load: from then on a full spool is
+        # a store problem (503), not a busy loader (429).
+        first = spans_request(10, seed=19_999, extra={"batch.tag": "full-b"})
+        sent = client.post(f"{url}/v1/traces", content=first.SerializeToString(), headers=PB)
+        assert sent.status_code == 200
+        wait_for(lambda: (runtime.writer.health() or {}).get("load_error") is not None)
         during, refused = _fill(client, url, "full-b", 20_000)
         assert during > 0
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
@@ -216,7 +222,7 @@ def test_a_full_spool_answers_429_or_503_with_retry_after_and_ar_then_recovers(
     runtime.writer.close()
     tagged = f"SELECT count() FROM {store.table('events')} FINAL WHERE attributes['batch.tag'] = "
     assert store.scalar(tagged + "'full-a'") == full * 10
-    assert store.scalar(tagged + "'full-b'") == during * 10
+    assert store.scalar(tagged + "'full-b'") == (during + 1) * 10
     assert counts(store, "FULL-AA") == {"final": 2, "ids": 2}
     # Exactly the messages answered AA are stored; the one answered AR is not.
     assert counts(store, "FULL-M1") == {"final": first_aa, "ids": first_aa}
