@@ -208,9 +208,15 @@ def get_transaction(
     if not rows:
         return None
     row = rows[0]
+    return _detail(config, row, events_by_id(store, row["event_ids"]), now)
+
+
+def _detail(
+    config: SlasConfig, row: dict[str, Any], stored: list[dict[str, Any]], now: int
+) -> dict[str, Any]:
+    """A transaction in full from its row and its stored hops (in time order)."""
     body = summary(row)
     step_of = dict(zip(row["event_ids"], row["event_steps"], strict=True))
-    stored = events_by_id(store, row["event_ids"])
     hops = [(_as_event(e), step_of.get(e["event_id"], "")) for e in stored]
     # Step detail is recomputed from the hops by the correlator's own pure core.
     tx = resummarize(config, row["workflow"], hops, now)
@@ -251,21 +257,11 @@ def get_transactions(
     stored = {e["event_id"]: e for e in events_by_id(store, wanted)}
     by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
-        body = summary(row)
-        step_of = dict(zip(row["event_ids"], row["event_steps"], strict=True))
         mine = sorted(
             (stored[i] for i in set(row["event_ids"]) if i in stored),
             key=lambda e: (e["time_ns"], e["event_id"]),
         )
-        hops = [(_as_event(e), step_of.get(e["event_id"], "")) for e in mine]
-        tx = resummarize(config, row["workflow"], hops, now)
-        body["steps"] = [step_detail(s) for s in tx.steps] if tx else []
-        body["missed"] = [missed_detail(m) for m in tx.missed] if tx else []
-        if tx is not None:
-            body["status"], body["level"] = tx.status, tx.level or None
-        body["awaiting"] = awaiting(config, tx) if tx is not None else None
-        body["events"] = [event_detail(e, step_of.get(e["event_id"], "")) for e in mine]
-        by_id[row["id"]] = body
+        by_id[row["id"]] = _detail(config, row, mine, now)
     return [by_id[i] for i in tx_ids if i in by_id]
 
 
