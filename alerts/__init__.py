@@ -25,6 +25,11 @@ across stages. ``store`` is ``stitchboard.store.Store``, ``config`` the loaded
   (the evaluation does it every cycle); ``rollup_relation``: pass as
   ``slo_report(..., relation=rollup_relation)`` to count from the rollup instead
   of scanning ``transactions`` (the same figures, as of the last refresh).
+- ``slo_snapshot(store, slos)``: a context manager for readers; it catches the
+  rollup up (under the alerts state lock) and yields a ``Snapshot`` (``relation``
+  to pass to ``slo_report``/``slo_series``, ``as_of``, ``source``); count inside
+  the ``with`` block. Before the rollup is first built it yields a scan of
+  ``transactions``. ``slo_series(..., relation=)`` counts per minute.
 """
 
 from alerts.actions import (
@@ -40,8 +45,9 @@ from alerts.errors import AlertNotFound, AlertsError, BadSilence, SilenceNotFoun
 from alerts.evaluation import evaluate_all
 from alerts.notifier import ChannelNotifier, MemoryNotifier, Notifier
 from alerts.objectives import SloState, SloStatus, slo_report, slo_series
-from alerts.rollup import Refresh, rollup_relation
+from alerts.rollup import Refresh, Snapshot, rollup_relation
 from alerts.rollup import refresh as refresh_rollup
+from alerts.rollup import snapshot as slo_snapshot
 from alerts.stage import EvaluationLoop
 
 __all__ = [
@@ -57,6 +63,7 @@ __all__ = [
     "SilenceNotFound",
     "SloState",
     "SloStatus",
+    "Snapshot",
     "acknowledge",
     "evaluate_all",
     "list_alerts",
@@ -67,5 +74,6 @@ __all__ = [
     "silence",
     "slo_report",
     "slo_series",
+    "slo_snapshot",
     "unsilence",
 ]

@@ -27,7 +27,9 @@ from alerts.actions import (
 )
 from alerts.errors import AlertNotFound, BadSilence, SilenceNotFound
 from alerts.objectives import SloStatus, evaluate_slo, slo_report, slo_series
+from alerts.rollup import Snapshot, snapshot
 from stitchboard.api import ApiError
+from stitchboard.config.slos import Slo
 from stitchboard.config.workflows import Duration
 from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
@@ -108,16 +110,44 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
+    def report(window: str | None) -> tuple[list[SloStatus], Snapshot]:
+        with snapshot(store, list(config.slos)) as counted:
+            now = dt.datetime.now(dt.UTC)
+            return slo_report(store, config, now, window, counted.relation), counted
+
     @router.get("/slos")
     async def slos(
         facility: Annotated[str | None, Query(description="Facility id or alias")] = None,
         window: Annotated[str | None, Query(description="Override the SLO window")] = None,
     ) -> dict[str, Any]:
-        """Every SLO x group: compliance, objective, budget left, burn rates, counts, $ at risk."""
+        """Every SLO x group: compliance, objective, budget left, burn rates, counts, $ at risk.
+
+        ``as_of``: every transaction written before it is counted; ``source``: counted
+        from the SLI rollup (caught up on each request) or straight from transactions.
+        """
         wanted = facility_id(facility)
-        report = await run(slo_report, store, config, None, _window(window))
-        items = [_status(s) for s in report if wanted is None or s.group["facility"] == wanted]
-        return {"items": items}
+        statuses, counted = await run(report, _window(window))
+        items = [_status(s) for s in statuses if wanted is None or s.group["facility"] == wanted]
+        return {"as_of": jsonable(counted.as_of), "source": counted.source, "items": items}
+
+    def detail(
+        slo: Slo, wanted: str | None, window: str | None, hours: int, step: dt.timedelta
+    ) -> tuple[list[dict[str, Any]], Snapshot]:
+        with snapshot(store, list(config.slos)) as counted:
+            now = dt.datetime.now(dt.UTC)
+            statuses = evaluate_slo(store, config, slo, now, window, counted.relation)
+            items = []
+            for s in statuses:
+                if wanted is not None and s.group["facility"] != wanted:
+                    continue
+                start = now - dt.timedelta(hours=hours)
+                series = slo_series(
+                    store, config, slo.name, s.group, start, now, step, counted.relation
+                )
+                body = _status(s)
+                body["series"] = [{"time": jsonable(t), "compliance": v} for t, v in series]
+                items.append(body)
+            return items, counted
 
     @router.get("/slos/{name}")
     async def slo_detail(
@@ -132,25 +162,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         if slo is None:
             raise ApiError(404, f"no SLO named {name!r}")
         wanted = facility_id(facility)
-        now = dt.datetime.now(dt.UTC)
-        statuses = await run(evaluate_slo, store, config, slo, now, _window(window))
-        items = []
-        for s in statuses:
-            if wanted is not None and s.group["facility"] != wanted:
-                continue
-            series = await run(
-                slo_series,
-                store,
-                config,
-                name,
-                s.group,
-                now - dt.timedelta(hours=hours),
-                now,
-                dt.timedelta(minutes=step_minutes),
-            )
-            body = _status(s)
-            body["series"] = [{"time": jsonable(t), "compliance": v} for t, v in series]
-            items.append(body)
+        step = dt.timedelta(minutes=step_minutes)
+        items, counted = await run(detail, slo, wanted, _window(window), hours, step)
         return {
             "name": slo.name,
             "description": slo.description,
@@ -158,6 +171,8 @@ def build_router(runtime: Runtime) -> APIRouter:
             "objective": slo.objective,
             "window": slo.window_label,
             "budgeting": slo.budgeting,
+            "as_of": jsonable(counted.as_of),
+            "source": counted.source,
             "items": items,
         }
 

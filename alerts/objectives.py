@@ -237,15 +237,17 @@ def slo_series(
     start: dt.datetime,
     end: dt.datetime,
     step: dt.timedelta,
+    relation: Relation = scan_relation,
 ) -> list[tuple[dt.datetime, float | None]]:
-    """Compliance of the transactions judged in each ``step`` bucket from start to end."""
+    """Compliance of the transactions judged in each ``step`` bucket from start to end
+    (counted per minute: a bucket holds the minutes that start in it)."""
     found = config.slo(slo)
     if found is None:
         raise KeyError(slo)
     step_s = max(1, int(step.total_seconds()))
     start_ns = _ns(start) // (step_s * _NS) * (step_s * _NS)
     end_ns = _ns(end)
-    buckets = compliance_series(store, found, group, start_ns, end_ns, step_s)
+    buckets = compliance_series(store, found, group, start_ns, end_ns, step_s, relation)
     series: list[tuple[dt.datetime, float | None]] = []
     t = start_ns
     while t < end_ns:

@@ -24,14 +24,18 @@ lock): two refreshing the same store at once could both insert one difference.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from alerts.repository import STATE_LOCK
 from alerts.schema import SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
-from alerts.sli import judgements_sql
+from alerts.sli import Relation, judgements_sql, scan_relation
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
 
@@ -42,6 +46,7 @@ class Refresh:
     since: int  # transactions with a version >= this were judged again
     upto: int  # the newest version seen
     seconds: float
+    as_of: int = 0  # ns: every transaction version written before it was judged
 
 
 def signature(slos: list[Slo]) -> str:
@@ -128,9 +133,14 @@ def _insert_diff(store: Store, slos: list[Slo], since: int, rebuild: bool) -> No
     )
 
 
-def refresh(store: Store, slos: list[Slo]) -> Refresh:
-    """Bring the rollup up to date with ``transactions`` for these SLOs."""
-    started = time.perf_counter()
+class _Plan(NamedTuple):
+    signature: str
+    first_block: int
+    rebuild: bool
+    since: int
+
+
+def _plan(store: Store, slos: list[Slo]) -> _Plan:
     wanted = signature(slos)
     first_block = _first_block(store)
     mark = _mark(store)
@@ -138,24 +148,82 @@ def refresh(store: Store, slos: list[Slo]) -> Refresh:
     removed = mark is not None and mark[2] != 0 and first_block != mark[2]
     rebuild = mark is None or mark[0] != wanted or removed
     since = 0 if rebuild or mark is None else mark[1]
+    return _Plan(wanted, first_block, rebuild, since)
+
+
+def refresh(store: Store, slos: list[Slo]) -> Refresh:
+    """Bring the rollup up to date with ``transactions`` for these SLOs."""
+    done = _refresh(store, slos, rebuild=True)
+    if done is None:  # pragma: no cover - a rebuild is allowed here
+        raise RuntimeError("the rollup refresh declined a rebuild")
+    return done
+
+
+def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
+    """``rebuild``: whether a rebuild may be done (else None when one is needed)."""
+    started = time.perf_counter()
+    as_of = time.time_ns()  # every version written before this instant is read below
+    plan = _plan(store, slos)
+    if plan.rebuild and not rebuild:
+        return None
+    since = plan.since
     upto, changed = store.rows(
         "SELECT max(version), groupUniqArrayIf(workflow, version >= {since:UInt64})"
         f" FROM {store.table('transactions')}",
         {"since": since},
     )[0]
     due = [slo for slo in slos if slo.indicator.workflow in changed]
-    if rebuild:
+    if plan.rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP):
             store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
     # One statement per SLO: measured faster than one for all (a UNION ALL of them).
     for slo in due:
-        _insert_diff(store, [slo], since, rebuild)
+        _insert_diff(store, [slo], since, plan.rebuild)
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version"),
-        [(wanted, int(upto or 0), first_block, time.time_ns())],
+        [(plan.signature, int(upto or 0), plan.first_block, time.time_ns())],
     )
-    return Refresh(rebuild, since, int(upto or 0), time.perf_counter() - started)
+    return Refresh(plan.rebuild, since, int(upto or 0), time.perf_counter() - started, as_of)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Where a reader counts from, and as of when: every transaction written before
+    ``as_of`` is counted (later writes may be too)."""
+
+    relation: Relation
+    as_of: dt.datetime
+    source: str  # "rollup" or "transactions" (a scan, exact at the moment it runs)
+
+
+@contextmanager
+def snapshot(store: Store, slos: list[Slo], wait_s: float = 10.0) -> Iterator[Snapshot]:
+    """For a reader (the API): the rollup caught up, or a scan; count inside the block.
+
+    The rollup is refreshed and read under the alerts state lock (one refresher at a
+    time, so nothing changes it while the reader counts). When the rollup needs a
+    rebuild (never built, the SLOs changed, rows went away: tens of seconds at 10M
+    transactions, which the evaluation does), or the lock stays taken longer than
+    ``wait_s`` (a rebuild under way), the reader scans ``transactions`` instead:
+    slower, never wrong.
+    """
+    if not STATE_LOCK.acquire(timeout=wait_s):
+        yield _scan()
+        return
+    try:
+        done = _refresh(store, slos, rebuild=False)
+        if done is None:
+            yield _scan()
+        else:
+            moment = dt.datetime.fromtimestamp(done.as_of / 1e9, dt.UTC)
+            yield Snapshot(rollup_relation, moment, "rollup")
+    finally:
+        STATE_LOCK.release()
+
+
+def _scan() -> Snapshot:
+    return Snapshot(scan_relation, dt.datetime.now(dt.UTC), "transactions")
 
 
 def rollup_relation(store: Store, slo: Slo) -> tuple[str, dict[str, Any]]:

@@ -340,28 +340,34 @@ def compliance_series(
     start: int,
     end: int,
     step_s: int,
+    relation: Relation = scan_relation,
 ) -> dict[int, tuple[int, int]]:
-    """Per bucket start (ns): (good, total) of transactions judged in that bucket."""
-    params = _params(slo)
-    params.update(
-        {
-            "now": end,
-            "start": start,
-            "step_ns": step_s * 1_000_000_000,
-            "facility": group.get("facility", ""),
-        }
-    )
+    """Per bucket start (ns): (good, total) of the transactions judged in that bucket.
+
+    Judgements are kept per minute: a bucket counts the minutes that start in it, from
+    the minute of ``start`` to the one ``end`` falls in; an overdue transaction counts
+    once its deadline passed (``<= end``). With buckets of whole minutes aligned to
+    minutes (the API's), that is every judgement from ``start`` to ``end``.
+    """
+    inner, params = relation(store, slo)
+    params = {
+        **params,
+        "now": end,
+        "start": _minute(start),
+        "end": _minute(end),
+        "step_ns": step_s * 1_000_000_000,
+        "facility": group.get("facility", ""),
+    }
     where = ["facility = {facility:String}"]
     for n, label in enumerate(slo.grouping[1:]):
         if label in group:
             params[f"l{n}"] = group[label]
-            where.append(f"`label_{label}` = {{l{n}:String}}")
-    inner = judged_sql(slo).replace("{transactions}", store.table("transactions"))
+            where.append(f"labels[{n + 1}] = {{l{n}:String}}")
     sql = (
-        "SELECT intDiv(judged_ns, {step_ns:Int64}) * {step_ns:Int64} AS bucket,"
-        f" countIf(kind = {GOOD}) AS good, count() AS total"
-        f" FROM ({inner}) WHERE kind != {OPEN} AND {' AND '.join(where)}"
-        " AND judged_ns >= {start:Int64} AND judged_ns < {now:Int64}"
-        " GROUP BY bucket ORDER BY bucket" + _FINAL
+        f"SELECT intDiv(minute * {MINUTE_NS}, {{step_ns:Int64}}) * {{step_ns:Int64}} AS bucket,"
+        f" sumIf(n, kind = {GOOD}) AS good, sum(n) AS total"
+        f" FROM ({inner}) WHERE {_due} AND {' AND '.join(where)}"
+        " AND minute >= {start:Int64} AND minute <= {end:Int64}"
+        " GROUP BY bucket HAVING total != 0 ORDER BY bucket" + _FINAL
     )
     return {int(b): (int(g), int(t)) for b, g, t in store.rows(sql, params)}
