@@ -10,7 +10,9 @@ its inserts would count every version. ``refresh`` works from versions instead:
 the transactions written since the last refresh (``version >=`` the mark; versions
 only grow) are judged again, and the difference from what the ledger holds for
 them (each transaction's current contribution per SLO) is inserted: +1 for a new
-judgement, -1 for the one it replaces. Re-running a refresh inserts nothing new,
+judgement, -1 for the one it replaces. One statement does it for every SLO (the
+ledger is read once for all of them, one new part of the ledger and of the rollup
+per refresh); a rebuild goes one SLO per statement. Re-running a refresh inserts nothing new,
 so a crash between the ledger insert and the mark only repeats work. The ledger
 feeds ``slo_rollup`` through a materialized view in the same insert.
 
@@ -93,22 +95,13 @@ def _changed_source(store: Store) -> str:
 _COLS = "id, facility, labels, minute, kind, due_ns, amount"
 
 
-def _branch(store: Store, slo: Slo, n: int, rebuild: bool) -> tuple[str, dict[str, Any]]:
-    """One SLO's judgements of the changed transactions (+1) and what the ledger
-    holds for them (-1), with parameters of its own (``_n``)."""
-    ledger = store.table(SLO_LEDGER.name)
+def _judged(store: Store, slo: Slo, n: int, rebuild: bool) -> tuple[str, dict[str, Any]]:
+    """One SLO's judgements (+1) of the changed transactions (of all of them for a
+    rebuild), with parameters of its own (``_n``)."""
     transactions = store.table("transactions")
     source = f"{transactions} FINAL" if rebuild else _changed_source(store)
     new = judgements_sql(slo, source).replace("{transactions}", transactions)
-    old = (
-        f"SELECT {_COLS}, -held AS n FROM (SELECT {_COLS}, sum(n) AS held FROM {ledger}"
-        f" WHERE slo = {{slo:String}} AND id IN (SELECT id FROM {transactions}"
-        " WHERE version >= {since:UInt64} AND workflow = {workflow:String})"
-        f" GROUP BY {_COLS} HAVING held != 0)"
-    )
     sql = f"SELECT {{slo:String}} AS slo, {_COLS}, n FROM ({new})"
-    if not rebuild:
-        sql += f" UNION ALL SELECT {{slo:String}} AS slo, {_COLS}, n FROM ({old})"
     params: dict[str, Any] = {"slo": slo.name, "workflow": slo.indicator.workflow}
     if slo.indicator.step is not None:
         params["step"] = slo.indicator.step
@@ -117,14 +110,27 @@ def _branch(store: Store, slo: Slo, n: int, rebuild: bool) -> tuple[str, dict[st
     return sql, {f"{name}_{n}": value for name, value in params.items()}
 
 
+def _held(store: Store) -> str:
+    """What the ledger holds (-1 each) for the changed transactions, for every SLO in
+    ``{slos}`` at once: one read of the ledger per refresh."""
+    return (
+        f"SELECT slo, {_COLS}, -n AS n FROM {store.table(SLO_LEDGER.name)}"
+        " WHERE slo IN {slos:Array(String)} AND id IN"
+        f" (SELECT id FROM {store.table('transactions')} WHERE version >= {{since:UInt64}})"
+    )
+
+
 def _insert_diff(store: Store, slos: list[Slo], since: int, rebuild: bool) -> None:
-    """Insert the net change of these SLOs' judgements into the ledger."""
-    params: dict[str, Any] = {"since": since}
+    """Insert the net change of these SLOs' judgements into the ledger, in one statement
+    (one new part of the ledger and of the rollup)."""
+    params: dict[str, Any] = {"since": since, "slos": [slo.name for slo in slos]}
     branches = []
     for n, slo in enumerate(slos):
-        sql, more = _branch(store, slo, n, rebuild)
+        sql, more = _judged(store, slo, n, rebuild)
         branches.append(sql)
         params.update(more)
+    if not rebuild:
+        branches.append(_held(store))
     store.command(
         f"INSERT INTO {store.table(SLO_LEDGER.name)} (slo, {_COLS}, n)"
         f" SELECT slo, {_COLS}, sum(n) AS net FROM ({' UNION ALL '.join(branches)})"
@@ -176,9 +182,12 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
     if plan.rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP):
             store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
-    # One statement per SLO: measured faster than one for all (a UNION ALL of them).
-    for slo in due:
-        _insert_diff(store, [slo], since, plan.rebuild)
+    if plan.rebuild:
+        # A rebuild judges every transaction: one SLO per statement bounds its memory.
+        for slo in due:
+            _insert_diff(store, [slo], since, rebuild=True)
+    elif due:
+        _insert_diff(store, due, since, rebuild=False)
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version"),
