@@ -25,6 +25,8 @@ from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
 from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
 from alerts.rollup import refresh, rollup_relation
+from alerts.unmatched import unmatched_candidates
+from correlator import unmatched_groups
 from stitchboard.config.model import SlasConfig
 from stitchboard.store import Store
 
@@ -52,6 +54,10 @@ def candidates(
         )
     if rules.error_spike.enabled:
         found += error_candidates(config, error_rows(store, rules.error_spike.window.nanos, now))
+    if rules.unmatched.enabled:
+        older = rules.unmatched.older_than.nanos if rules.unmatched.older_than else 0
+        groups = unmatched_groups(store, now, older)
+        found += unmatched_candidates(rules.unmatched, groups, now, rules.external_url)
     return found
 
 

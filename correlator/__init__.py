@@ -10,7 +10,8 @@ What other stages may use (nothing else in this package is public):
   ``CorrelatorService``;
 - fan-in events no transaction carries (a GL journal whose charge batch is unknown),
   with their age, for alerts on "unmatched for longer than N": ``list_unmatched``,
-  ``UnmatchedFilter``.
+  ``UnmatchedFilter``; counted per workflow x step x facility: ``unmatched_groups``,
+  ``UnmatchedGroup``.
 """
 
 from correlator.engine import Correlator
@@ -18,7 +19,7 @@ from correlator.queries import BadQuery, TransactionFilter, decode_cursor
 from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
 from correlator.service import CorrelatorService
 from correlator.transaction import FLAGS, LEVELS, STATUSES, Flag, Level, Status
-from correlator.unmatched import UnmatchedFilter, list_unmatched
+from correlator.unmatched import UnmatchedFilter, UnmatchedGroup, list_unmatched, unmatched_groups
 
 __all__ = [
     "FLAGS",
@@ -35,6 +36,8 @@ __all__ = [
     "TransactionFilter",
     "TransactionReader",
     "UnmatchedFilter",
+    "UnmatchedGroup",
     "list_unmatched",
     "decode_cursor",
+    "unmatched_groups",
 ]

@@ -145,3 +145,46 @@ def list_unmatched(store: Store, where: UnmatchedFilter, now: int) -> list[dict[
         }
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class UnmatchedGroup:
+    """The fan-in events of one workflow step at one facility that no transaction carries."""
+
+    workflow: str
+    step: str
+    facility: str
+    waiting: int  # unmatched now, whatever their age
+    aged: int  # of them, unmatched for at least ``older_than_ns``
+    oldest_ns: int  # the oldest one's event time
+    examples: tuple[str, ...]  # up to five event ids, oldest first
+    waiting_for: tuple[str, ...]  # the key value each example waits for (a batch id)
+
+
+def unmatched_groups(store: Store, now: int, older_than_ns: int = 0) -> list[UnmatchedGroup]:
+    """Unmatched fan-in events per workflow x step x facility at ``now`` (counted in
+    ClickHouse), for alerts on "waiting longer than N" and "more than M waiting"."""
+    table = store.table(UNMATCHED_EVENTS.name)
+    rows = store.rows(
+        "SELECT workflow, step, facility, count() AS waiting,"
+        " countIf(event_time <= fromUnixTimestamp64Nano({now:Int64} - {older:Int64}, 'UTC'))"
+        " AS aged, toUnixTimestamp64Nano(min(event_time)) AS oldest,"
+        " groupArraySorted(5)((event_time, event_id, lookup_values[1])) AS oldest_five"
+        f" FROM {table} FINAL WHERE matched = 0"
+        " GROUP BY workflow, step, facility ORDER BY workflow, step, facility"
+        " SETTINGS do_not_merge_across_partitions_select_final = 1",
+        {"now": now, "older": older_than_ns},
+    )
+    return [
+        UnmatchedGroup(
+            str(w),
+            str(s),
+            str(f),
+            int(n),
+            int(a),
+            int(o),
+            tuple(str(e[1]) for e in five),
+            tuple(str(e[2]) for e in five),
+        )
+        for w, s, f, n, a, o, five in rows
+    ]

@@ -214,6 +214,24 @@ class ErrorSpikeRule(_WithFor):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class UnmatchedRule(_WithFor):
+    """Fan-in events no transaction carries (a GL journal whose charge batch, a cash
+    posting whose remittance is unknown), per workflow x step x facility: one waiting
+    ``older_than`` or longer, or ``count`` of them waiting."""
+
+    enabled: bool = True
+    older_than: Duration | None = Field(default_factory=lambda: _duration("3d"))
+    count: int | None = Field(default=100, ge=1)
+    severity: Literal["page", "ticket"] = "ticket"
+    for_: Duration = Field(default_factory=lambda: _duration("0s"), alias="for")
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("older_than")
+    @classmethod
+    def _clock(cls, value: Duration | None) -> Duration | None:
+        return None if value is None else _clock_duration(value, "older_than")
+
+
 class Route(Strict):
     """Alertmanager's routing knobs for every alert."""
 
@@ -261,6 +279,7 @@ class AlertsConfig(Strict):
     overdue: OverdueRule = Field(default_factory=OverdueRule)
     idle_feeds: IdleFeedRule = Field(default_factory=IdleFeedRule)
     error_spike: ErrorSpikeRule = Field(default_factory=ErrorSpikeRule)
+    unmatched: UnmatchedRule = Field(default_factory=UnmatchedRule)
     route: Route = Field(default_factory=Route)
     # An idle feed of a system at a facility mutes that facility's burn-rate and
     # overdue alerts of workflows with a step from that system.

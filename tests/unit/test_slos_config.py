@@ -85,6 +85,7 @@ def test_every_slo_and_alerts_field_is_documented() -> None:
         slos.OverdueRule,
         slos.IdleFeedRule,
         slos.ErrorSpikeRule,
+        slos.UnmatchedRule,
         slos.BusinessHours,
         slos.Feed,
         slos.Route,
