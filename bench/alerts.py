@@ -1,6 +1,8 @@
-"""Alerts figures: one evaluation cycle (every shipped SLO and rule) over 10M transactions.
+"""Alerts figures: one evaluation cycle (every shipped SLO and rule) over 10M transactions,
+and a passed deadline to a webhook, without load and under 10k events/s of ingest.
 
-``BENCH_ALERTS_TXS`` sets the size (default 10,000,000). The transactions are
+``BENCH_ALERTS_TXS`` sets the size (default 10,000,000), ``BENCH_ALERTS_RATE`` the
+ingest rate of the loaded latency run (default 10,000 events/s). The transactions are
 generated in ClickHouse (INSERT … SELECT from ``numbers``) for the five shipped
 workflows and three facilities over 30 days, with the shipped mix of statuses.
 The in-run reference is one exact (FINAL) scan of two columns of the same table.
@@ -168,6 +170,7 @@ def run() -> Iterator[str]:
         store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
         store.close()
     yield from _latency()
+    yield _latency_under_load(int(os.environ.get("BENCH_ALERTS_RATE", "10000")))
 
 
 def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
@@ -258,3 +261,162 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
         )
     else:
         yield "deadline passed -> webhook received: no notification arrived"
+
+
+def _load_config(hook_url: str, probe_workflows: int, breach: str) -> object:
+    """The shipped slas.yaml plus probe workflows (a start step, then an end step due
+    ``breach`` later that never comes), every alert to one webhook."""
+    import yaml
+
+    from stitchboard.config import parse_config
+    from tests.support import ROOT
+
+    data = yaml.safe_load((ROOT / "slas.yaml").read_text())
+    for k in range(probe_workflows):
+        data["workflows"].append(
+            {
+                "name": f"probe_{k}",
+                "steps": [
+                    {"name": "start", "match": {"system": f"PROBE{k}"}, "keys": ["visit"]},
+                    {
+                        "name": "end",
+                        "match": {"system": f"PROBE{k}_END"},
+                        "keys": ["visit"],
+                        "within": {"breach": breach},
+                    },
+                ],
+            }
+        )
+    data["alerts"]["channels"] = [
+        {"name": "hook", "type": "webhook", "url": hook_url, "retries": 0}
+    ]
+    return parse_config(yaml.safe_dump(data), "bench slas.yaml")
+
+
+def _latency_under_load(rate: int = 10_000, count: int = 15, spread_s: float = 45.0) -> str:
+    """Deadline passed -> webhook received while ``rate`` events/s are ingested.
+
+    As in ``stitchboard serve``: events go through the spool to the correlator thread,
+    and the evaluation loop (shipped interval, SLOs, rules and route) runs beside them.
+    ``count`` probe transactions (one per probe workflow x facility, each its own alert
+    group) start over ``spread_s`` seconds among the traffic, each with a $50,000 amount
+    and a 20 s breach deadline for a step that never comes: the deadline passes 20 s
+    after its start event; the overdue rule must page for it.
+    """
+    import asyncio
+    import shutil
+    import tempfile
+    import threading
+    from decimal import Decimal
+    from pathlib import Path
+
+    from alerts import EvaluationLoop
+    from bench.correlator_traffic import _event, transactions
+    from correlator import CorrelatorService
+    from stitchboard.errors import Overloaded
+    from stitchboard.events import EVENT_COLUMNS
+    from stitchboard.spool import Journal, SpooledWriter
+    from stitchboard.stages import open_store
+    from stitchboard.writer import Batch
+    from tests.alerts_helpers import Receiver
+    from tests.conftest import engine_url
+    from tests.support import make_runtime
+
+    facilities = ("NMC01", "LCH02", "MSC03")
+    breach_s = 20.0
+    store = open_store(engine_url(), database="bench_alerts_load")
+    spool_dir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-spool-"))
+    arrivals: dict[tuple[str, str], float] = {}
+    with Receiver() as receiver:
+        config = _load_config(receiver.url, -(-count // len(facilities)), "20s")
+        runtime = make_runtime(store, config=config)
+        service = CorrelatorService(store, config)  # type: ignore[arg-type]
+        writer = SpooledWriter(store, Journal(spool_dir), batch_max_rows=100_000)
+        writer.add_listener(service.on_batch)
+        writer.start()
+        service.start()
+        service.ready.wait()
+        loop = EvaluationLoop(runtime)
+        event_loop = asyncio.new_event_loop()
+        event_loop.run_until_complete(loop.start())
+        stream = transactions(10_000_000, seed=101, prefix="L")
+        started = time.time()
+        probes = [
+            (f"probe_{i // len(facilities)}", facilities[i % len(facilities)]) for i in range(count)
+        ]
+        send_at = {p: started + 10 + spread_s * i / max(1, count - 1) for i, p in enumerate(probes)}
+        deadlines: dict[tuple[str, str], float] = {}
+        stop_at = started + 10 + spread_s + breach_s + 45
+        sent = 0
+        ticks = 0
+        tick = 0.05
+        per_tick = rate // 20
+        stopping = threading.Event()
+
+        def watch() -> None:
+            while not stopping.is_set():
+                for post in list(receiver.posts):
+                    for alert in post["json"]["alerts"]:  # type: ignore[index]
+                        key = (alert["labels"].get("workflow"), alert["labels"].get("facility"))
+                        if key in deadlines:
+                            arrivals.setdefault(key, float(post["at"]))  # type: ignore[arg-type]
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            while time.time() < stop_at and len(arrivals) < count:
+                chunk = [e.row() for _, e in zip(range(per_tick), stream, strict=False)]
+                now = time.time()
+                for (workflow, facility), at in send_at.items():
+                    if (workflow, facility) not in deadlines and now >= at:
+                        k = workflow.removeprefix("probe_")
+                        t = time.time_ns()
+                        probe = _event(
+                            f"probe-{workflow}-{facility}",
+                            t,
+                            facility,
+                            f"PROBE{k}",
+                            "probe.start",
+                            {"visit": f"PV-{workflow}-{facility}-{started}"},
+                            Decimal("50000.00"),
+                        )
+                        chunk.append(probe.row())
+                        deadlines[(workflow, facility)] = t / 1e9 + breach_s
+                batch = Batch()
+                batch.add("events", EVENT_COLUMNS, chunk)
+                while True:
+                    try:
+                        writer.submit(batch)
+                        break
+                    except Overloaded:
+                        time.sleep(0.01)
+                sent += len(chunk)
+                ticks += 1
+                pause = started + ticks * tick - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+            offered = sent / (time.time() - started)
+        finally:
+            stopping.set()
+            watcher.join(5)
+            event_loop.run_until_complete(loop.stop())
+            event_loop.close()
+            service.stop()
+            writer.close()
+            runtime.writer.close()
+            shutil.rmtree(spool_dir, ignore_errors=True)
+            store.command(f"DROP DATABASE IF EXISTS `{store.database}`")
+            store.close()
+    latencies = sorted(arrivals[k] - deadlines[k] for k in arrivals)
+    missing = count - len(latencies)
+    if not latencies:
+        return f"deadline passed -> webhook received under {offered:,.0f} events/s: none arrived"
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+    return (
+        f"deadline passed -> webhook received ({len(latencies)} alerts, under"
+        f" {offered:,.0f} events/s of ingest through the spool and the correlator):"
+        f" median {statistics.median(latencies):.1f} s, p95 {p95:.1f} s,"
+        f" max {latencies[-1]:.1f} s (target p95 <= 30 s)"
+        + (f"; {missing} never arrived" if missing else "")
+    )
