@@ -173,11 +173,14 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
     if plan.rebuild and not rebuild:
         return None
     since = plan.since
-    upto, changed = store.rows(
-        "SELECT max(version), groupUniqArrayIf(workflow, version >= {since:UInt64})"
-        f" FROM {store.table('transactions')}",
+    # Only the rows written since the mark (the version index skips the rest); none: the
+    # mark stays where it was.
+    newest, changed = store.rows(
+        "SELECT max(version), groupUniqArray(workflow)"
+        f" FROM {store.table('transactions')} WHERE version >= {{since:UInt64}}",
         {"since": since},
     )[0]
+    upto = max(int(newest or 0), since)
     due = [slo for slo in slos if slo.indicator.workflow in changed]
     if plan.rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP):
@@ -191,9 +194,9 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version"),
-        [(plan.signature, int(upto or 0), plan.first_block, time.time_ns())],
+        [(plan.signature, upto, plan.first_block, time.time_ns())],
     )
-    return Refresh(plan.rebuild, since, int(upto or 0), time.perf_counter() - started, as_of)
+    return Refresh(plan.rebuild, since, upto, time.perf_counter() - started, as_of)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
+from typing import Any
 
 NS = 1_000_000_000
 
@@ -32,7 +33,10 @@ INSERT INTO {table} (id, workflow, id_time, facility, status, level, start_time,
     step_last, step_levels, step_warn, step_breach, step_status, warn_missed_at,
     breach_missed_at, version, deleted)
 SELECT
-    lower(hex(number)) AS id,
+    -- Shaped like the correlator's ids: 16 hex digits of id_time (ns), 16 of a hash, so
+    -- they sort by age as real ones do.
+    concat(leftPad(lower(hex(toUnixTimestamp64Nano(id_time))), 16, '0'),
+        substring(lower(hex(MD5(toString(number)))), 1, 16)) AS id,
     [{names}][number % {n_wf} + 1] AS workflow,
     fromUnixTimestamp64Nano(toInt64(({now_s} - 30 * 86400 + (number * 7919) % (30 * 86400))
         * 1000000000)) AS id_time,
@@ -70,6 +74,23 @@ SELECT
     0 AS deleted
 FROM (SELECT number, number * 2654435761 % 100 AS r FROM numbers({count}))
 """
+
+
+_RECENT = "id_time >= now() - toIntervalDay(2)"
+
+
+def _rewrite(store: Any, table: str, where: str, every: int, round_: int) -> None:
+    """About 1 in ``every`` transactions matching ``where`` get a new version, as the
+    correlator's writes (above every earlier one); the open ones among them complete."""
+    version = f"{time.time_ns()} + rowNumberInAllBlocks()"
+    store.command(
+        f"INSERT INTO {table} SELECT * REPLACE ({version} AS version,"
+        " if(status = 'in_progress', 'complete', status) AS status,"
+        " if(status = 'in_progress', last_time + toIntervalHour(1), end_time)"
+        f" AS end_time) FROM {table} FINAL WHERE ({where})"
+        f" AND cityHash64(id, {round_}) % {every} = 0"
+        " SETTINGS do_not_merge_across_partitions_select_final = 1"
+    )
 
 
 def run() -> Iterator[str]:
@@ -142,26 +163,35 @@ def run() -> Iterator[str]:
 
         # Steady state under ingest: a cycle after the correlator rewrote 10,000 transactions
         # (about what 15 s at 10k events/s changes), the open ones among them now complete.
-        changed_times = []
-        for round_ in range(3):
-            every = max(1, count // 10_000)
-            version = f"{time.time_ns()} + rowNumberInAllBlocks()"
-            store.command(
-                # A new version above every earlier one, as the correlator's writes.
-                f"INSERT INTO {table} SELECT * REPLACE ({version} AS version,"
-                " if(status = 'in_progress', 'complete', status) AS status,"
-                " if(status = 'in_progress', last_time + toIntervalHour(1), end_time)"
-                f" AS end_time) FROM {table} FINAL WHERE cityHash64(id, {round_}) % {every} = 0"
-                " SETTINGS do_not_merge_across_partitions_select_final = 1"
+        # Spread over the 30 days (the worst case: every part of the ledger is touched), and
+        # among the transactions started in the last 2 days (where new hops mostly land).
+        scopes = (("spread over the 30 days", "1"), ("started in the last 2 days", _RECENT))
+        for n, (scope, where) in enumerate(scopes):
+            in_scope = int(store.scalar(f"SELECT count() FROM {table} WHERE {where}") or 0)
+            every = max(1, in_scope // 10_000)
+            changed_times, refresh_times, rest_times = [], [], []
+            for round_ in range(3):
+                _rewrite(store, table, where, every, n * 10 + round_)
+                started = time.perf_counter()
+                result = evaluate_all(store, config, MemoryNotifier())
+                changed_times.append(time.perf_counter() - started)
+            # Where the time goes: the rollup refresh, then the rest of a cycle.
+            for round_ in range(3):
+                _rewrite(store, table, where, every, n * 10 + 5 + round_)
+                started = time.perf_counter()
+                refresh_rollup(store, list(config.slos))
+                refresh_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                evaluate_all(store, config, MemoryNotifier())
+                rest_times.append(time.perf_counter() - started)
+            yield (
+                f"evaluation cycle after ~10,000 transactions {scope} were rewritten: median"
+                f" {statistics.median(changed_times) * 1000:.0f} ms"
+                f" (runs: {', '.join(f'{t * 1000:.0f}' for t in changed_times)} ms;"
+                f" target <= 1000 ms); split in other runs: rollup refresh median"
+                f" {statistics.median(refresh_times) * 1000:.0f} ms, the rest of the cycle"
+                f" {statistics.median(rest_times) * 1000:.0f} ms"
             )
-            started = time.perf_counter()
-            result = evaluate_all(store, config, MemoryNotifier())
-            changed_times.append(time.perf_counter() - started)
-        yield (
-            "evaluation cycle after ~10,000 transactions were rewritten: median"
-            f" {statistics.median(changed_times) * 1000:.0f} ms"
-            f" (runs: {', '.join(f'{t * 1000:.0f}' for t in changed_times)} ms)"
-        )
         at = dt.datetime.now(dt.UTC)
         scan = slo_report(store, config, at)
         rolled = slo_report(store, config, at, relation=rollup_relation)
