@@ -72,15 +72,15 @@ def _first_block(store: Store) -> int:
     return int(value or 0)
 
 
-def _mark(store: Store) -> tuple[str, int, int] | None:
+def _mark(store: Store) -> tuple[str, int, int, int] | None:
     rows = store.rows(
-        "SELECT signature, watermark, first_block FROM"
+        "SELECT signature, watermark, first_block, watermark_rows FROM"
         f" {store.table(SLO_ROLLUP_MARKS.name)} ORDER BY version DESC LIMIT 1"
     )
     if not rows:
         return None
-    signature_, watermark, first_block = rows[0]
-    return str(signature_), int(watermark), int(first_block)
+    signature_, watermark, first_block, at_watermark = rows[0]
+    return str(signature_), int(watermark), int(first_block), int(at_watermark)
 
 
 def _changed_source(store: Store) -> str:
@@ -144,6 +144,7 @@ class _Plan(NamedTuple):
     first_block: int
     rebuild: bool
     since: int
+    at_since: int  # transaction rows with version ``since`` the last refresh judged
 
 
 def _plan(store: Store, slos: list[Slo]) -> _Plan:
@@ -154,7 +155,7 @@ def _plan(store: Store, slos: list[Slo]) -> _Plan:
     removed = mark is not None and mark[2] != 0 and first_block != mark[2]
     rebuild = mark is None or mark[0] != wanted or removed
     since = 0 if rebuild or mark is None else mark[1]
-    return _Plan(wanted, first_block, rebuild, since)
+    return _Plan(wanted, first_block, rebuild, since, 0 if mark is None else mark[3])
 
 
 def refresh(store: Store, slos: list[Slo]) -> Refresh:
@@ -174,13 +175,29 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
         return None
     since = plan.since
     # Only the rows written since the mark (the version index skips the rest); none: the
-    # mark stays where it was.
-    newest, changed = store.rows(
-        "SELECT max(version), groupUniqArray(workflow)"
-        f" FROM {store.table('transactions')} WHERE version >= {{since:UInt64}}",
+    # mark stays where it was. Rows are counted before they are judged: a row that
+    # arrives in between is judged and not counted, so the next refresh looks again.
+    transactions = store.table("transactions")
+    newest, changed, at_since = store.rows(
+        "SELECT max(version), groupUniqArray(workflow), countIf(version = {since:UInt64})"
+        f" FROM {transactions} WHERE version >= {{since:UInt64}}",
         {"since": since},
     )[0]
     upto = max(int(newest or 0), since)
+    if not plan.rebuild and upto == since and int(at_since) == plan.at_since:
+        # Nothing written since the last refresh: nothing to judge, no mark to move.
+        return Refresh(False, since, upto, time.perf_counter() - started, as_of)
+    at_upto = (
+        int(at_since)
+        if upto == since
+        else int(
+            store.scalar(
+                f"SELECT count() FROM {transactions} WHERE version = {{upto:UInt64}}",
+                {"upto": upto},
+            )
+            or 0
+        )
+    )
     due = [slo for slo in slos if slo.indicator.workflow in changed]
     if plan.rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP):
@@ -193,8 +210,8 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
         _insert_diff(store, due, since, rebuild=False)
     store.insert(
         SLO_ROLLUP_MARKS.name,
-        ("signature", "watermark", "first_block", "version"),
-        [(plan.signature, upto, plan.first_block, time.time_ns())],
+        ("signature", "watermark", "first_block", "version", "watermark_rows"),
+        [(plan.signature, upto, plan.first_block, time.time_ns(), at_upto)],
     )
     return Refresh(plan.rebuild, since, upto, time.perf_counter() - started, as_of)
 

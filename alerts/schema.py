@@ -118,7 +118,8 @@ SLO_ROLLUP_MARKS = Table(
     signature String,
     watermark UInt64,
     first_block Int64,
-    version UInt64""",
+    version UInt64,
+    watermark_rows UInt64 DEFAULT 0""",
     engine="ReplacingMergeTree(version)",
     tail="ORDER BY tuple()",
     shard_key="0",
@@ -158,11 +159,20 @@ def _changed_versions(ctx: SchemaContext) -> list[str]:
         " TYPE minmax GRANULARITY 1",
         # Existing parts (a background mutation; new parts have the index as written).
         f"ALTER TABLE {table} MATERIALIZE INDEX idx_version",
+        # How many transaction rows had the watermark's version: a refresh that finds no
+        # newer version and no more rows at it has nothing to do.
+        *ctx.alter(
+            SLO_ROLLUP_MARKS.name, "ADD COLUMN IF NOT EXISTS watermark_rows UInt64 DEFAULT 0"
+        ),
     ]
 
 
 MIGRATIONS: Sequence[Migration] = (
     Migration(30, "alert state, silences, notification log", _create),
     Migration(31, "SLI rollup: ledger, rollup per minute, marks", _rollup),
-    Migration(32, "minmax index on transactions.version for the rollup refresh", _changed_versions),
+    Migration(
+        32,
+        "rollup refresh: minmax index on transactions.version, rows at the mark",
+        _changed_versions,
+    ),
 )

@@ -160,3 +160,27 @@ def test_rows_that_go_away_and_new_definitions_rebuild(empty: Store) -> None:
         scan = group_counts(store, slo, T0, T0 - DAY, WINDOWS, (), scan_relation)
         rolled = group_counts(store, slo, T0, T0 - DAY, WINDOWS, (), rollup_relation)
         assert _plain(rolled) == _plain(scan)
+
+
+def test_an_idle_refresh_writes_nothing_and_a_late_row_at_the_mark_is_judged(
+    empty: Store,
+) -> None:
+    from tests.alerts_helpers import insert_transactions, tx
+
+    store = empty
+    slos = list(CONFIG.slos)
+    marks = f"SELECT count() FROM {store.table('slo_rollup_marks')}"
+    # Two rows of one write (the same version), the second inserted after a refresh
+    # (a write split over several inserts): the refresh after it judges it.
+    insert_transactions(store, [tx("s1", "F1", "complete", now=T0, end=T0 - HOUR)])
+    refresh(store, slos)
+    written = store.scalar(marks)
+    assert refresh(store, slos).upto == 1 and store.scalar(marks) == written  # idle
+    insert_transactions(store, [tx("s2", "F2", "late", level="breach", now=T0, end=T0 - HOUR)])
+    refresh(store, slos)
+    assert store.scalar(marks) == written + 1
+    [f1, f2] = group_counts(store, CONFIG.slos[0], T0, T0 - DAY, {}, (), rollup_relation)
+    assert (f1.group, f1.good, f1.late) == ({"facility": "F1"}, 1, 0)
+    assert (f2.group, f2.good, f2.late) == ({"facility": "F2"}, 0, 1)
+    refresh(store, slos)
+    assert store.scalar(marks) == written + 1  # idle again
