@@ -242,11 +242,16 @@ def snapshot(store: Store, slos: list[Slo], wait_s: float = 10.0) -> Iterator[Sn
         return
     try:
         done = _refresh(store, slos, rebuild=False)
-        if done is None:
-            yield _scan()
-        else:
-            moment = dt.datetime.fromtimestamp(done.as_of / 1e9, dt.UTC)
-            yield Snapshot(rollup_relation, moment, "rollup")
+    except BaseException:
+        STATE_LOCK.release()
+        raise
+    if done is None:
+        STATE_LOCK.release()  # a scan needs no lock: the evaluation may rebuild meanwhile
+        yield _scan()
+        return
+    try:
+        moment = dt.datetime.fromtimestamp(done.as_of / 1e9, dt.UTC)
+        yield Snapshot(rollup_relation, moment, "rollup")
     finally:
         STATE_LOCK.release()
 

@@ -175,3 +175,22 @@ def test_figures_from_the_rollup_equal_the_scan_and_follow_new_writes(
         minute(N - 20 * MINUTE): 1.0,  # a4 good
     }
     assert len(item["series"]) in (360, 361)
+
+
+def test_a_reader_scans_while_the_state_lock_is_held(api: tuple[str, Store]) -> None:
+    """A rebuild in progress holds the lock: a reader does not wait for it, it scans."""
+    from alerts import slo_snapshot
+    from alerts.repository import STATE_LOCK
+
+    _, store = api
+    with STATE_LOCK, slo_snapshot(store, list(CONFIG.slos), wait_s=0.1) as counted:
+        assert counted.source == "transactions"
+        scanned = slo_report(store, CONFIG, counted.as_of, relation=counted.relation)
+    assert scanned == slo_report(store, CONFIG, counted.as_of)
+    # Free again (and the rollup built): the reader counts from the rollup, then releases
+    # the lock.
+    refresh_rollup(store, list(CONFIG.slos))
+    with slo_snapshot(store, list(CONFIG.slos)) as counted:
+        assert counted.source == "rollup"
+    assert STATE_LOCK.acquire(timeout=1)
+    STATE_LOCK.release()
