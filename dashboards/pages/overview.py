@@ -1,28 +1,30 @@
 """Overview for leaders: SLO compliance by facility × workflow, KPIs, trends and DNFB.
 
-Compliance, objectives and error budgets come from the alerts stage's ``slo_report``
-(the same figures the burn-rate alerts judge); counts, $ at risk and the on-time
-trend from ``dashboards.queries``. A cell opens the workflow page for that facility.
+Compliance, objectives, error budgets and the per-workflow trend come from the alerts
+stage's SLI rollup (``slo_report(..., relation=rollup_relation)``: the same figures
+the burn-rate alerts judge, as of the rollup's last refresh, which the page shows);
+counts, $ at risk and DNFB from ``dashboards.queries``. A cell opens the workflow
+page for that facility.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from alerts import SloStatus, slo_report
+from alerts import SloStatus
 from dashboards import figures, queries, view
 from dashboards.cache import TtlCache
 from dashboards.context import Console, console
 from dashboards.figures import HeatCell
-from dashboards.formatting import NS, count, money_short, percent
+from dashboards.formatting import count, local_time, money_short, percent
+from dashboards.objectives import SloFigures, report_as_of, trend_series
 
 PAGE = "ov"
-# The SLO report is shared by every viewer for this long (the evaluator's cycle is 15 s).
+# The SLO report of one rollup refresh is shared by every viewer for at most this long.
 SLO_REPORT = TtlCache(ttl=30.0)
 DNFB_WORKFLOW = "discharge_to_revenue"
 
@@ -172,6 +174,7 @@ def layout(**kwargs: Any) -> Any:
             html.Div(
                 [
                     html.H2("SLO compliance by facility and workflow"),
+                    html.P(id="ov-slo-as-of", className="muted"),
                     dcc.Graph(id="ov-heatmap", config={"displaylogo": False}),
                 ],
                 className="panel",
@@ -191,16 +194,27 @@ def _to_url(rng: str, facility: str | None) -> str:
     return view.query_string({"range": rng, "facility": facility}, {"range": view.DEFAULT_RANGE})
 
 
-def _statuses(ctx: Console, rng: str, now: int) -> list[SloStatus]:
-    moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
-    config = ctx.runtime.config
-    return list(
-        SLO_REPORT.get(rng, lambda: slo_report(ctx.runtime.store, config, now=moment, window=rng))
-    )
-
-
 def _range(rng: str | None) -> str:
     return rng if rng in view.RANGES else view.DEFAULT_RANGE
+
+
+def _slo_figures(ctx: Console, rng: str, now: int) -> SloFigures:
+    """Shared by the viewers of one range until the rollup's next refresh (or the TTL)."""
+    store, config = ctx.runtime.store, ctx.runtime.config
+    as_of = queries.rollup_as_of(store)
+    found: SloFigures = SLO_REPORT.get(
+        (rng, as_of), lambda: report_as_of(store, config, rng, now, as_of)
+    )
+    return found
+
+
+def as_of_note(as_of: int | None, zone: str) -> str:
+    if as_of is None:
+        return "Counted from the transactions now (the SLI rollup has not been built yet)."
+    return (
+        f"SLO figures as of {local_time(as_of, zone)}: the SLI rollup, refreshed by the"
+        " alert evaluator every cycle."
+    )
 
 
 # Three callbacks, not one: the browser asks for them at once, so the cards, the
@@ -217,24 +231,27 @@ def _refresh_kpis(_: int | None, rng: str, facility: str | None) -> tuple:
     now = ctx.now()
     rng = _range(rng)
     zone = view.facility_zone(ctx.runtime.config, facility)
-    return kpis(ctx, rng, facility, now, _statuses(ctx, rng, now)), view.updated_at(now, zone)
+    statuses = _slo_figures(ctx, rng, now).statuses
+    return kpis(ctx, rng, facility, now, statuses), view.updated_at(now, zone)
 
 
 @callback(
     Output("ov-heatmap", "figure"),
+    Output("ov-slo-as-of", "children"),
     Input("ov-tick", "n_intervals"),
     State("ov-range", "value"),
     State("ov-facility", "value"),
 )
-def _refresh_heatmap(_: int | None, rng: str, facility: str | None) -> Any:
+def _refresh_heatmap(_: int | None, rng: str, facility: str | None) -> tuple:
     ctx = console()
     config = ctx.runtime.config
-    statuses = _statuses(ctx, _range(rng), ctx.now())
+    found = _slo_figures(ctx, _range(rng), ctx.now())
     facilities = [
         (f.id, f"{f.name or f.id}") for f in config.facilities if not facility or f.id == facility
     ]
     workflows = [w.name for w in config.workflows]
-    return figures.compliance_heatmap(facilities, workflows, heat_cells(statuses))
+    figure = figures.compliance_heatmap(facilities, workflows, heat_cells(found.statuses))
+    return figure, as_of_note(found.as_of, view.facility_zone(config, facility))
 
 
 @callback(
@@ -245,13 +262,14 @@ def _refresh_heatmap(_: int | None, rng: str, facility: str | None) -> Any:
 )
 def _refresh_trend(_: int | None, rng: str, facility: str | None) -> Any:
     ctx = console()
+    store, config = ctx.runtime.store, ctx.runtime.config
     now = ctx.now()
     rng = _range(rng)
-    objectives = {c.workflow: c.objective for c in heat_cells(_statuses(ctx, rng, now))}
+    if queries.rollup_as_of(store) is None:
+        return figures.empty("The trend appears after the alert evaluator's first cycle")
     since, until = view.window(rng, now)
-    scope = queries.Scope(since, until, facility=facility)
-    rows = queries.trend(ctx.runtime.store, scope, now, view.bucket_seconds(rng))
-    return figures.trend(rows, objectives)
+    bucket = view.bucket_seconds(rng)
+    return figures.trend(trend_series(store, config, since, until, now, bucket, facility))
 
 
 def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:
