@@ -229,6 +229,112 @@ def dnfb(
     )
 
 
+# -- the overview's cards in one pass ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverviewCounts:
+    """Every count behind the overview's cards, from one read of ``transactions``."""
+
+    started: dict[tuple[str, str], Outcome]  # as ``outcomes(scope)``
+    decided: dict[tuple[str, str], Outcome]  # as ``outcomes(scope, decided=True)``
+    overdue_now: int  # as ``overdue_now``
+    dnfb: Dnfb  # as ``dnfb`` (of ``dnfb_workflow``; zero when it is None)
+
+
+def _outcome_columns(prefix: str, condition: str) -> str:
+    return (
+        f"countIf({condition}) AS {prefix}total,"
+        f" countIf({condition} AND s = 'complete') AS {prefix}complete,"
+        f" countIf({condition} AND s = 'late') AS {prefix}late,"
+        f" countIf({condition} AND s = 'overdue') AS {prefix}overdue,"
+        f" countIf({condition} AND s = 'failed') AS {prefix}failed,"
+        f" countIf({condition} AND s = 'in_progress') AS {prefix}in_progress,"
+        f" toString(sumIf(ifNull(amount, 0), {condition} AND s IN ('late', 'overdue')))"
+        f" AS {prefix}at_risk"
+    )
+
+
+def _prefixed(row: dict[str, Any], prefix: str) -> Outcome:
+    return _outcome({k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)})
+
+
+def overview_counts(
+    store: Store,
+    scope: Scope,
+    now: int,
+    dnfb_workflow: str | None = "discharge_to_revenue",
+    discharge_step: str = "discharge",
+    bill_step: str = "final_bill",
+    threshold_days: int = 3,
+) -> OverviewCounts:
+    """``outcomes`` (started and decided in the scope's window), ``overdue_now`` and
+    ``dnfb`` of the scope's facility in one read: the four each read a span of
+    ``transactions`` with ``FINAL``; together they read all of it once."""
+    whole = Scope(0, max(now + DAY_NS, scope.until), scope.workflow, scope.facility)
+    where, params = whole.where(now)
+    params.update(
+        s_since=scope.since,
+        s_until=scope.until,
+        d_since=scope.since,
+        d_until=scope.until,
+        lookback=scope.since - DECIDED_LOOKBACK_NS,
+        dnfb_workflow=dnfb_workflow or "",
+        discharge=discharge_step,
+        bill=bill_step,
+        threshold=threshold_days * DAY_NS,
+        now_ns=now,
+        current=now + DAY_NS,
+    )
+    started = "id_ns >= {s_since:Int64} AND id_ns < {s_until:Int64}"
+    decided = (
+        "id_ns >= {lookback:Int64} AND id_ns < {s_until:Int64}"
+        " AND decided_at >= {d_since:Int64} AND decided_at < {d_until:Int64}"
+    )
+    # Overdue now and DNFB look at every transaction started up to a day from now.
+    current = "id_ns < {current:Int64}"
+    rows = store.dicts(
+        f"SELECT facility, workflow, {_outcome_columns('st_', started)},"
+        f" {_outcome_columns('de_', decided)},"
+        f" countIf(s = 'overdue' AND {current}) AS overdue_now,"
+        " countIf(dn) AS dnfb_n, toString(sumIf(ifNull(amount, 0), dn)) AS dnfb_amount,"
+        " sumIf(toFloat64({now_ns:Int64} - discharged), dn) AS dnfb_age,"
+        " countIf(dn AND {now_ns:Int64} - discharged > {threshold:Int64}) AS dnfb_over"
+        f" FROM (SELECT *, {_DECIDED_AT} AS decided_at,"
+        f" discharged > 0 AND billed = 0 AND {current} AS dn FROM ("
+        " SELECT facility, workflow, amount, end_time, warn_deadline, breach_deadline,"
+        f" last_time, toUnixTimestamp64Nano(id_time) AS id_ns, {_STATUS_NOW} AS s,"
+        " if(workflow = {dnfb_workflow:String},"
+        " arrayElement(step_first, indexOf(step_names, {discharge:String})), 0) AS discharged,"
+        " if(workflow = {dnfb_workflow:String},"
+        " arrayElement(step_counts, indexOf(step_names, {bill:String})), 0) AS billed"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}))"
+        " GROUP BY facility, workflow ORDER BY facility, workflow",
+        params,
+    )
+    started_cells: dict[tuple[str, str], Outcome] = {}
+    decided_cells: dict[tuple[str, str], Outcome] = {}
+    overdue = n = over = 0
+    amount, age = Decimal("0"), 0.0
+    for r in rows:
+        cell = (r["facility"], r["workflow"])
+        if int(r["st_total"]):
+            started_cells[cell] = _prefixed(r, "st_")
+        if int(r["de_total"]):
+            decided_cells[cell] = _prefixed(r, "de_")
+        overdue += int(r["overdue_now"])
+        n += int(r["dnfb_n"])
+        amount += Decimal(r["dnfb_amount"])
+        age += float(r["dnfb_age"])
+        over += int(r["dnfb_over"])
+    return OverviewCounts(
+        started=started_cells,
+        decided=decided_cells,
+        overdue_now=overdue,
+        dnfb=Dnfb(n, amount, age / n / (86_400 * NS) if n else None, over),
+    )
+
+
 # -- workflow -------------------------------------------------------------------
 
 

@@ -160,3 +160,44 @@ def test_outcomes_decided_in_the_window(seeded) -> None:
     everything = q.outcomes(seeded, q.Scope(since=T0, until=NOW, workflow=D2R), NOW, decided=True)
     total = q.total_outcome(everything)
     assert (total.total, total.complete, total.in_progress) == (5, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        q.Scope(since=T0 - DAY, until=NOW),
+        q.Scope(since=T0 + 5 * DAY, until=NOW),
+        q.Scope(since=T0 - DAY, until=NOW, facility="NMC01"),
+        q.Scope(since=T0 + 90 * MINUTE, until=T0 + DAY),
+    ],
+)
+def test_the_overview_cards_in_one_read_equal_the_separate_queries(seeded, scope) -> None:
+    counts = q.overview_counts(seeded, scope, NOW)
+    assert counts.started == q.outcomes(seeded, scope, NOW)
+    assert counts.decided == q.outcomes(seeded, scope, NOW, decided=True)
+    assert counts.overdue_now == q.overdue_now(seeded, NOW, None, scope.facility)
+    alone = q.dnfb(seeded, NOW, facility=scope.facility)
+    assert (counts.dnfb.count, counts.dnfb.amount, counts.dnfb.over_threshold) == (
+        alone.count,
+        alone.amount,
+        alone.over_threshold,
+    )
+    assert counts.dnfb.average_days == pytest.approx(alone.average_days)
+
+
+def test_the_overview_cards_by_hand(seeded) -> None:
+    # Everything from the day before T0: five discharges and three claims started; all
+    # eight decided, one (VISIT0001) on time; overdue now VISIT0002, VISIT0004 and the
+    # three claims (no 837 within 48 h of the final bill); DNFB VISIT0002 ($100.00) and
+    # VISIT0004 (no charges), discharged 10 d - 1 h and 10 d - 3 h before NOW.
+    counts = q.overview_counts(seeded, q.Scope(since=T0 - DAY, until=NOW), NOW)
+    started = q.total_outcome(counts.started)
+    decided = q.total_outcome(counts.decided)
+    assert (started.total, decided.decided, decided.complete) == (8, 8, 1)
+    assert counts.overdue_now == 5
+    assert (counts.dnfb.count, counts.dnfb.amount, counts.dnfb.over_threshold) == (
+        2,
+        Decimal("100.00"),
+        2,
+    )
+    assert counts.dnfb.average_days == pytest.approx(10 - 2 / 24)
