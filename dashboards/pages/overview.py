@@ -77,11 +77,9 @@ def kpis(
     store = ctx.runtime.store
     since, until = chosen.window(now)
     scope = queries.Scope(since, until, facility=facility)
-    has_dnfb = any(w.name == DNFB_WORKFLOW for w in ctx.runtime.config.workflows)
-    counts = queries.overview_counts(store, scope, now, DNFB_WORKFLOW if has_dnfb else None)
-    started = queries.total_outcome(counts.started)
-    decided = queries.total_outcome(counts.decided)
-    overdue = counts.overdue_now
+    started = queries.total_outcome(queries.outcomes(store, scope, now))
+    decided = queries.total_outcome(queries.outcomes(store, scope, now, decided=True))
+    overdue = queries.overdue_now(store, now, None, facility)
     budget = worst_budget(
         [s for s in statuses if not facility or s.group.get("facility") == facility]
     )
@@ -129,8 +127,8 @@ def kpis(
             "ov-kpi-budget",
         ),
     ]
-    if has_dnfb:
-        d = counts.dnfb
+    if any(w.name == DNFB_WORKFLOW for w in ctx.runtime.config.workflows):
+        d = queries.dnfb(store, now, facility=facility, workflow=DNFB_WORKFLOW)
         days = f"{d.average_days:.1f} days on average · " if d.average_days is not None else ""
         cards.append(
             view.card(
