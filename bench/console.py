@@ -239,9 +239,9 @@ def _first_render(data_dir: str) -> Iterator[str]:
         made.raise_for_status()
         listed = httpx.get(f"{server.api}/api/v1/transactions", headers=AUTH, timeout=60)
         if not listed.json().get("transactions"):
-            # Seen 2026-12-02: the served store lists no transaction shortly after start
-            # (the generated ones have no events behind them); pages over an empty store
-            # would time nothing worth reporting.
+            # The correlator's startup pass rebuilds transactions from the stored events
+            # and retires the rest: generated transactions without events go away, and
+            # pages over an empty store would time nothing worth reporting.
             raise RuntimeError("the served store lists no transactions: first render not timed")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
