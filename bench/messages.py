@@ -39,8 +39,17 @@ CLIENT = r"""
 import asyncio, json, sys, time
 host, port, senders, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 template = open(sys.argv[5], "rb").read()
-messages = [b"\x0b" + template.replace(b"ADT20250314162210004417", b"B%d-%08d" % (port, i))
-            .replace(b"VN20250310-000917", b"VN-%08d" % i) + b"\x1c\r" for i in range(total)]
+
+def unique(i):
+    # A patient, account and visit per message, as a discharge feed has: one shared account
+    # would chain every message into one ever-growing transaction (what is then measured is
+    # the correlator recomputing it, holding the GIL, not ingest).
+    return (template.replace(b"ADT20250314162210004417", b"B%d-%08d" % (port, i))
+            .replace(b"VN20250310-000917", b"VN%d-%08d" % (senders, i))
+            .replace(b"ACCT7730012845", b"AC%d-%08d" % (senders, i))
+            .replace(b"MRN00482917", b"MRN%d-%08d" % (senders, i)))
+
+messages = [b"\x0b" + unique(i) + b"\x1c\r" for i in range(total)]
 codes = {}
 
 async def sender(items):
@@ -78,7 +87,10 @@ async def connection(k, t0):
             break
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         control = b"P%d-%d-%06d" % (port, k, i)
-        message = template.replace(b"ADT20250314162210004417", control)
+        message = (template.replace(b"ADT20250314162210004417", control)
+                   .replace(b"VN20250310-000917", b"V" + control)
+                   .replace(b"ACCT7730012845", b"A" + control)
+                   .replace(b"MRN00482917", b"M" + control))
         sent = time.perf_counter()
         writer.write(b"\x0b" + message + b"\x1c\r")
         ack = await reader.readuntil(b"\x1c\r")
