@@ -50,6 +50,7 @@ TX_COLUMNS = (
     "breach_missed_at",
     "version",
     "deleted",
+    "evaluated_at",
 )
 
 
@@ -71,7 +72,7 @@ def first_missed(tx: Transaction) -> tuple[int, int]:
     return warn, breach
 
 
-def transaction_row(tx: Transaction, version: int) -> tuple:
+def transaction_row(tx: Transaction, version: int, evaluated_at: int = 0) -> tuple:
     steps = tx.steps
     return (
         tx.id,
@@ -107,6 +108,7 @@ def transaction_row(tx: Transaction, version: int) -> tuple:
         *first_missed(tx),
         version,
         0,
+        evaluated_at,
     )
 
 
@@ -146,6 +148,7 @@ def deleted_row(gone: Retired, version: int) -> tuple:
         0,
         version,
         1,
+        0,
     )
 
 
@@ -173,7 +176,9 @@ class TransactionSink:
             part = upserts[i : i + chunk]
             # transaction_keys is filled by a materialized view from these rows.
             self.store.insert(
-                TRANSACTIONS.name, TX_COLUMNS, [transaction_row(tx, version) for tx in part]
+                TRANSACTIONS.name,
+                TX_COLUMNS,
+                [transaction_row(tx, version, changes.now) for tx in part],
             )
         self.store.insert(
             TRANSACTIONS.name, TX_COLUMNS, [deleted_row(r, version) for r in changes.retired]
@@ -288,6 +293,88 @@ def read_events(
             )
             for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
         ]
+
+
+def read_events_inserted_since(
+    store: Store, since: int, attributes: Sequence[str] = (), block: int = 20_000
+) -> Iterator[list[Event]]:
+    """The events inserted at or after ``since`` (ns), oldest insert first, one page
+    at a time (a page is read whole, so the caller may query between pages)."""
+    wanted = (
+        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
+        if attributes
+        else "map()"
+    )
+    select = _SELECT_EVENTS.replace(
+        " FROM {table}", ", toUnixTimestamp64Micro(inserted_at) FROM {table}"
+    )
+    sql = select.format(table=store.table("events"), attributes=wanted) + (
+        " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+        " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})"
+        " ORDER BY inserted_at, event_id LIMIT {block:UInt32}"
+    )
+    at, after = -1, ""
+    while True:
+        params: dict[str, Any] = {"since": since, "at": at, "after": after, "block": block}
+        if attributes:
+            params["attribute_names"] = list(attributes)
+        rows = store.rows(sql, params)
+        if not rows:
+            return
+        yield [
+            correlation_event(
+                event_id=i,
+                event_time=t,
+                sent_time=sent,
+                facility=facility,
+                system=system,
+                operation=operation,
+                status=status,
+                amount=amount,
+                keys=keys,
+                attributes=attrs,
+            )
+            for i, t, sent, facility, system, operation, status, amount, keys, attrs, _ in rows
+        ]
+        at, after = rows[-1][-1], rows[-1][0]
+        if len(rows) < block:
+            return
+
+
+def read_events_by_id(
+    store: Store, event_ids: Sequence[str], attributes: Sequence[str] = (), chunk: int = 20_000
+) -> dict[str, Event]:
+    """The stored events with these ids (``events`` is sorted by id: a key lookup)."""
+    wanted = (
+        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
+        if attributes
+        else "map()"
+    )
+    sql = _SELECT_EVENTS.format(table=store.table("events"), attributes=wanted)
+    sql += " WHERE event_id IN {ids:Array(String)}"
+    found: dict[str, Event] = {}
+    for i in range(0, len(event_ids), chunk):
+        params: dict[str, Any] = {"ids": list(event_ids[i : i + chunk])}
+        if attributes:
+            params["attribute_names"] = list(attributes)
+        for row in store.rows(sql, params):
+            event_id, t, sent, facility, system, operation, status, amount, keys, attrs = row
+            found.setdefault(
+                event_id,
+                correlation_event(
+                    event_id=event_id,
+                    event_time=t,
+                    sent_time=sent,
+                    facility=facility,
+                    system=system,
+                    operation=operation,
+                    status=status,
+                    amount=amount,
+                    keys=keys,
+                    attributes=attrs,
+                ),
+            )
+    return found
 
 
 def events_from_batch(
