@@ -136,10 +136,14 @@ class CorrelatorService:
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
         cache_hops: int = 200_000,
+        watermark_margin: float = 60.0,
     ):
         self.store = store
         self.config = config
         self.cache_hops = cache_hops
+        # The watermark trails the last drained batch by this much: an insert stamped
+        # earlier may become visible (and be reported) later.
+        self.margin_ns = int(watermark_margin * 1e9)
         self.correlator = Correlator(config)  # the in-memory core, for full passes
         self._attributes = self.correlator.router.attribute_names
         self.sink = TransactionSink(store)
@@ -299,7 +303,7 @@ class CorrelatorService:
 
     def resume(self, watermark: int, swept: int, now: int | None = None) -> int:
         """Correlate the events inserted since ``watermark`` against the stored state."""
-        started = time.time_ns() - _RESYNC_MARGIN_NS
+        started = time.time_ns() - self.margin_ns
         self.swept = swept
         count = written = 0
         for events in read_events_inserted_since(self.store, watermark, self._attributes):
@@ -349,7 +353,7 @@ class CorrelatorService:
         retired = self.sink.retire_older_than(started)
         retire_unmatched(self.store, started, self.sink.version())
         self.live.cache.clear()
-        self.watermark = wall - _RESYNC_MARGIN_NS
+        self.watermark = wall - self.margin_ns
         self.swept = wall
         values: dict[str, int | str] = {
             SIGNATURE: config_signature(self.config),
@@ -371,7 +375,7 @@ class CorrelatorService:
     # -- work -----------------------------------------------------------------------------
 
     def step(self, now: int | None = None) -> None:
-        drained = time.time_ns() - _RESYNC_MARGIN_NS
+        drained = time.time_ns() - self.margin_ns
         with self._lock:
             batches = list(self._queue)
             self._queue.clear()
