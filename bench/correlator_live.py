@@ -12,7 +12,9 @@ batches of 5,000, each variant in a process of its own (RSS is per process):
 
 Each prints its RSS at a third of the days and at the end (bounded memory: the
 last within 10 % of the first), its events/s, and for ``capped`` the restart:
-resume from the watermark over the stored history against a full pass over it.
+resume from the watermark over the stored history against a full pass over it,
+then freshness at 10,000 events/s for ``BENCH_LIVE_FRESHNESS_S`` seconds
+(default 20; 0 skips it) through the spool and writer, as in ``bench/correlator.py``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ def run() -> Iterator[str]:
     days = int(os.environ.get("BENCH_LIVE_DAYS", "30"))
     per_day = int(os.environ.get("BENCH_LIVE_PER_DAY", "12000"))
     cache = int(os.environ.get("BENCH_LIVE_CACHE", "20000"))
+    freshness = int(os.environ.get("BENCH_LIVE_FRESHNESS_S", "20"))
     results = {}
     for variant in ("core", "capped", "uncapped"):
         out = subprocess.run(
             [sys.executable, "-m", "bench.correlator_live", variant, str(days), str(per_day)]
-            + [str(cache)],
+            + [str(cache), str(freshness if variant == "capped" else 0)],
             capture_output=True,
             text=True,
             check=False,
@@ -72,9 +75,13 @@ def run() -> Iterator[str]:
             f" {r['resume_rows']} rows rewritten); full pass over the same store"
             f" {r['full_s']:.2f}s (reference), ratio {r['resume_s'] / r['full_s']:.3f}"
         )
+        if "freshness" in r:
+            yield f"on top of that history, capped cache: {r['freshness']}"
 
 
-def _variant(variant: str, days: int, per_day: int, cache: int) -> dict[str, object]:
+def _variant(
+    variant: str, days: int, per_day: int, cache: int, freshness: int = 0
+) -> dict[str, object]:
     import gc
 
     from bench.correlator_traffic import T0, transactions
@@ -160,11 +167,21 @@ def _variant(variant: str, days: int, per_day: int, cache: int) -> dict[str, obj
         started = time.perf_counter()
         CorrelatorService(store, config).full_pass()
         result["full_s"] = time.perf_counter() - started
+        if freshness:
+            from bench.correlator import _freshness
+
+            live = CorrelatorService(store, config, cache_hops=cache, watermark_margin=margin)
+            result["freshness"] = _freshness(store, live, seconds=freshness)
+            live.stop()
     store.close()
     shutil.rmtree(data, ignore_errors=True)
     return result
 
 
 if __name__ == "__main__":
-    name, days_text, per_day_text, cache_text = sys.argv[1:5]
-    print(json.dumps(_variant(name, int(days_text), int(per_day_text), int(cache_text))))
+    name, days_text, per_day_text, cache_text, freshness_text = sys.argv[1:6]
+    print(
+        json.dumps(
+            _variant(name, int(days_text), int(per_day_text), int(cache_text), int(freshness_text))
+        )
+    )

@@ -172,17 +172,13 @@ class TransactionSink:
         # Fan-in states first: a failed write is redone whole, and rewriting is idempotent.
         write_states(self.store, changes.fan_in, version)
         upserts = changes.upserts
-        for i in range(0, len(upserts), chunk):
-            part = upserts[i : i + chunk]
-            # transaction_keys is filled by a materialized view from these rows.
-            self.store.insert(
-                TRANSACTIONS.name,
-                TX_COLUMNS,
-                [transaction_row(tx, version, changes.now) for tx in part],
-            )
-        self.store.insert(
-            TRANSACTIONS.name, TX_COLUMNS, [deleted_row(r, version) for r in changes.retired]
-        )
+        # Upserts and retirements in one INSERT where they fit: a merged transaction and
+        # the id it absorbed land together (transaction_keys is filled by a materialized
+        # view from these rows in the same INSERT).
+        rows = [transaction_row(tx, version, changes.now) for tx in upserts]
+        rows += [deleted_row(r, version) for r in changes.retired]
+        for i in range(0, len(rows), chunk):
+            self.store.insert(TRANSACTIONS.name, TX_COLUMNS, rows[i : i + chunk])
         return len(upserts) + len(changes.retired)
 
     def retire_older_than(self, version: int) -> int:
