@@ -17,11 +17,17 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from correlator.live import Due, Found, LookupHop, StoredTx, TxRef, Update
-from correlator.repository import TransactionSink, read_events_by_id
+from correlator.repository import (
+    TransactionSink,
+    events_from_payload,
+    hops_payload,
+    read_events_by_id,
+)
 from correlator.schema import (
     CORRELATOR_STATE,
     LOOKUP_HOPS,
     TRANSACTION_DEADLINES,
+    TRANSACTION_HOPS,
     TRANSACTION_KEYS,
     TRANSACTIONS,
 )
@@ -47,6 +53,7 @@ class StoreIndex:
         self.sink = sink
         self.attributes = tuple(attributes)
         self.retired: set[str] = set()  # ids whose key rows are still to delete
+        self.events_by_id = 0  # events read from ``events`` by id (not from transaction_hops)
 
     def find(self, transactions: Mapping[str, set[Node]], hops: Mapping[str, set[Node]]) -> Found:
         wanted = {(w, k, v) for w, values in transactions.items() for k, v in values}
@@ -76,31 +83,47 @@ class StoreIndex:
         return Found(refs, found)
 
     def load_transactions(self, refs: Collection[TxRef]) -> list[StoredTx]:
+        """Live transactions by id, each with its events when ``transaction_hops`` holds
+        exactly the transaction's event ids (else the caller reads them from ``events``)."""
         table = self.store.table(TRANSACTIONS.name)
+        hops_table = self.store.table(TRANSACTION_HOPS.name)
         out: list[StoredTx] = []
         ordered = sorted(set(refs), key=lambda r: r.id_time)
+        where = (
+            " WHERE workflow IN {workflows:Array(String)}"
+            " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
+            " AND fromUnixTimestamp64Nano({hi:Int64})"
+            " AND id IN {ids:Array(String)}"
+        )
         for part in _chunks(ordered):
+            params = {
+                "workflows": sorted({r.workflow for r in part}),
+                "lo": part[0].id_time,
+                "hi": part[-1].id_time,
+                "ids": [r.id for r in part],
+            }
             rows = self.store.rows(
                 "SELECT workflow, id, toUnixTimestamp64Nano(id_time), event_ids, event_steps,"
-                f" evaluated_at FROM {table} FINAL"
-                " WHERE workflow IN {workflows:Array(String)}"
-                " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
-                " AND fromUnixTimestamp64Nano({hi:Int64})"
-                " AND id IN {ids:Array(String)} AND deleted = 0",
-                {
-                    "workflows": sorted({r.workflow for r in part}),
-                    "lo": part[0].id_time,
-                    "hi": part[-1].id_time,
-                    "ids": [r.id for r in part],
-                },
+                f" evaluated_at FROM {table} FINAL{where} AND deleted = 0",
+                params,
             )
-            out.extend(
-                StoredTx(w, i, t, tuple(ids), tuple(steps), evaluated)
-                for w, i, t, ids, steps, evaluated in rows
+            if not rows:
+                continue
+            payloads = dict(
+                self.store.rows(
+                    f"SELECT id, argMax(hops, version) FROM {hops_table}{where} GROUP BY id",
+                    params,
+                )
             )
+            for w, i, t, ids, steps, evaluated in rows:
+                events = events_from_payload(payloads[i]) if i in payloads else {}
+                if events.keys() != set(ids):
+                    events = {}  # written apart from its transaction: not this version
+                out.append(StoredTx(w, i, t, tuple(ids), tuple(steps), evaluated, events))
         return out
 
     def load_events(self, event_ids: Collection[str]) -> dict[str, Event]:
+        self.events_by_id += len(event_ids)
         return read_events_by_id(self.store, sorted(event_ids), self.attributes)
 
     def due(self, after: int, until: int) -> list[Due]:
@@ -124,6 +147,18 @@ class StoreIndex:
         """Transactions (with their key rows) first, lookup hops after: a lookup hop
         is only ever found once the transactions it changed are stored."""
         written = self.sink.write(update.changes)
+        changed = {tx.id for tx in update.changes.upserts}
+        if changed:
+            version = self.sink.version()
+            self.store.insert(
+                TRANSACTION_HOPS.name,
+                ("workflow", "id_time", "id", "version", "hops"),
+                [
+                    (ref.workflow, ref.id_time, ref.id, version, hops_payload([h[0] for h in held]))
+                    for ref, held in update.components
+                    if ref.id in changed
+                ],
+            )
         hops = update.lookup_hops
         if hops:
             self.store.insert(LOOKUP_HOPS.name, LOOKUP_COLUMNS, [tuple(h) for h in hops])

@@ -51,6 +51,7 @@ class StoredTx(NamedTuple):
     event_ids: tuple[str, ...]
     event_steps: tuple[str, ...]
     evaluated_at: int
+    events: Mapping[str, Event] = {}  # its events, when the store kept them with it
 
 
 class LookupHop(NamedTuple):
@@ -277,10 +278,17 @@ class LiveCorrelator:
                 out.setdefault(self.at[ref.workflow], ([], []))[0].append((ref, cached[1], 0))
         stored = self.index.load_transactions(missing) if missing else []
         self.loaded_from_store += len(stored)
-        need = {i for tx in stored for i in tx.event_ids}
+        events: dict[str, Event] = {}
+        need: set[str] = set()
+        for tx in stored:
+            if tx.events:
+                events.update(tx.events)
+            else:
+                need.update(tx.event_ids)
         held = {hop[0].event_id for comps, _ in out.values() for _, hs, _ in comps for hop in hs}
-        need.update(h.event_id for h in hops if h.event_id not in held)
-        events = self.index.load_events(need) if need else {}
+        need.update(h.event_id for h in hops if h.event_id not in held and h.event_id not in events)
+        if need:
+            events.update(self.index.load_events(need))
         renamed = self.renamed
         if renamed:
             events = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -289,6 +290,46 @@ def read_events(
             )
             for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
         ]
+
+
+def hops_payload(events: Sequence[Event]) -> str:
+    """What correlation reads of these events, as JSON (``events_from_payload`` reads it)."""
+    return json.dumps(
+        [
+            [
+                e.event_id,
+                e.event_time,
+                e.sent_time,
+                e.facility,
+                e.system,
+                e.operation,
+                e.status,
+                None if e.amount is None else str(e.amount),
+                dict(e.keys),
+                dict(e.attributes),
+            ]
+            for e in events
+        ],
+        separators=(",", ":"),
+    )
+
+
+def events_from_payload(text: str) -> dict[str, Event]:
+    found: dict[str, Event] = {}
+    for i, t, sent, facility, system, operation, status, amount, keys, attrs in json.loads(text):
+        found[i] = correlation_event(
+            event_id=i,
+            event_time=t,
+            sent_time=sent or t,
+            facility=facility,
+            system=system,
+            operation=operation,
+            status=status,
+            amount=None if amount is None else Decimal(amount),
+            keys=keys,
+            attributes=attrs,
+        )
+    return found
 
 
 def read_events_inserted_since(

@@ -173,9 +173,28 @@ CORRELATOR_STATE = Table(
 )
 
 
+# What correlation reads of each event of a transaction (JSON, in ``event_ids`` order),
+# written by the live path with each changed transaction, so a component evicted from
+# the cache is read back by its sorting key instead of by event ids scattered over
+# all of ``events``. A row whose ids differ from the transaction's is not used.
+TRANSACTION_HOPS = Table(
+    name="transaction_hops",
+    columns="""\
+    workflow LowCardinality(String),
+    id_time DateTime64(9, 'UTC'),
+    id String,
+    version UInt64,
+    hops String CODEC(ZSTD(1))""",
+    engine="ReplacingMergeTree(version)",
+    tail="PARTITION BY toYYYYMM(id_time)\nORDER BY (workflow, id_time, id)",
+    shard_key="cityHash64(id)",
+)
+
+
 def _live_state(ctx: SchemaContext) -> list[str]:
     return [
         *ctx.create(LOOKUP_HOPS),
+        *ctx.create(TRANSACTION_HOPS),
         *ctx.create(CORRELATOR_STATE),
         *ctx.alter(TRANSACTIONS.name, "ADD COLUMN IF NOT EXISTS evaluated_at Int64 DEFAULT 0"),
     ]

@@ -34,6 +34,7 @@ def clean(store: Store) -> Store:
         "lookup_hops",
         "correlator_state",
         "transaction_deadlines",
+        "transaction_hops",
         "unmatched_events",
     ):
         store.command(f"TRUNCATE TABLE {store.table(table)}")
@@ -215,3 +216,26 @@ def test_the_sweep_marks_a_deadline_that_passed_after_the_row_was_written(clean:
     assert service.sweep(now=T0 + 4 * MINUTE) == 0  # swept: not again
     assert service.sweep(now=T0 + HOUR) == 1
     assert clean.rows(status) == [("overdue", "breach")]
+
+
+def test_an_evicted_transaction_is_read_back_from_its_stored_hops(clean: Store) -> None:
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M5", visit="V5", account="A5")
+    ack = ev("IFENGINE", "ACK^A03", T0 + MINUTE, msg="M5")
+    service = started(clean, cache_hops=0)
+    feed(service, clean, [adt, ack])
+    charge = ev("PERIOP", "DFT^P03", T0 + HOUR, visit="V5", account="A5", charge="C5")
+    feed(service, clean, [charge])
+    assert service.index.events_by_id == 0  # both reloads came from transaction_hops
+    # A hops row that does not hold the transaction's events is not used: by id instead.
+    [(tx_id, id_time)] = clean.rows(
+        f"SELECT id, id_time FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    clean.insert(
+        "transaction_hops",
+        ("workflow", "id_time", "id", "version", "hops"),
+        [("discharge_to_revenue", id_time, tx_id, 2**63, "[]")],
+    )
+    coding = ev("CODING", "BAR^P05", T0 + 2 * DAY, visit="V5", account="A5")
+    feed(service, clean, [coding])
+    assert service.index.events_by_id == 3
+    assert stored(clean) == expected([adt, ack, charge, coding])
