@@ -66,6 +66,12 @@ def run() -> Iterator[str]:
             f" (growth {100 * (r['rss_end'] / r['rss_third'] - 1):+.1f} %),"
             f" {r['rate']:,.0f} events/s correlated and written"
             + (f", {r['reloaded']:,} transactions reloaded" if "reloaded" in r else "")
+            + (
+                f"; written per event: {r['ids_per_event']:.1f} event ids,"
+                f" {r['keys_per_event']:.1f} key rows"
+                if "ids_per_event" in r
+                else ""
+            )
         )
     if "capped" in results:
         r = results["capped"]
@@ -156,6 +162,8 @@ def _variant(
     }
     if core is None:
         result["reloaded"] = service.live.loaded_from_store
+        result["ids_per_event"] = service.index.event_ids_written / count
+        result["keys_per_event"] = service.index.key_rows_written / count
     if variant == "capped":
         service._save_state(force=True)
         started = time.perf_counter()

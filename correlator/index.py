@@ -54,6 +54,10 @@ class StoreIndex:
         self.attributes = tuple(attributes)
         self.retired: set[str] = set()  # ids whose key rows are still to delete
         self.events_by_id = 0  # events read from ``events`` by id (not from transaction_hops)
+        # Write volume: event ids in the transaction rows written, and the key rows the
+        # materialized view derives from them (one per key value of each row).
+        self.event_ids_written = 0
+        self.key_rows_written = 0
 
     def find(self, transactions: Mapping[str, set[Node]], hops: Mapping[str, set[Node]]) -> Found:
         wanted = {(w, k, v) for w, values in transactions.items() for k, v in values}
@@ -146,7 +150,11 @@ class StoreIndex:
     def write(self, update: Update) -> int:
         """Transactions (with their key rows) first, lookup hops after: a lookup hop
         is only ever found once the transactions it changed are stored."""
-        written = self.sink.write(update.changes)
+        written = self.sink.write(update.changes, new_keys=update.new_keys)
+        self.event_ids_written += sum(len(tx.event_ids) for tx in update.changes.upserts)
+        self.key_rows_written += sum(
+            len(update.new_keys.get(tx.id, tx.keys)) for tx in update.changes.upserts
+        )
         changed = {tx.id for tx in update.changes.upserts}
         if changed:
             version = self.sink.version()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
 from correlator.deadlines import clocks_for
@@ -100,6 +100,8 @@ class Update:
     lookup_hops: tuple[LookupHop, ...]
     components: tuple[tuple[TxRef, tuple[Hop, ...]], ...]  # every component now current
     events: int = 0  # new events in the batch
+    # Per upserted id: the key values its stored version under that id did not have.
+    new_keys: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -222,6 +224,7 @@ class LiveCorrelator:
         fan_in: list[FanInState] = []
         current: list[tuple[TxRef, tuple[Hop, ...]]] = []
         lookup_hops: list[LookupHop] = []
+        new_keys: dict[str, tuple[tuple[str, str], ...]] = {}
         for wi in sorted({*routed, *forced, *components}):
             workflow = self.workflows[wi]
             stitcher = WorkflowStitcher(workflow)
@@ -253,6 +256,14 @@ class LiveCorrelator:
             for tx in changes.upserts:
                 held = tuple(by_id[i] for i in tx.event_ids if i in by_id)
                 current.append((TxRef(tx.workflow, tx.id, tx.id_time), held))
+            before = {ref.id: hops for ref, hops, _ in stored}
+            for tx in changes.upserts:
+                old = before.get(tx.id)
+                if old is not None:
+                    had = {(k, v) for hop in old for k, v in hop[0].keys.items() if v}
+                    new_keys[tx.id] = tuple(kv for kv in tx.keys if kv not in had)
+                else:
+                    new_keys[tx.id] = tx.keys
             written = {tx.id for tx in changes.upserts}
             gone = {r.id for r in changes.retired}
             current.extend((ref, hops) for ref, hops, _ in stored if ref.id not in written | gone)
@@ -262,6 +273,7 @@ class LiveCorrelator:
             tuple(lookup_hops),
             tuple(current),
             events,
+            new_keys,
         )
 
     def _load(

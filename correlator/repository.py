@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
@@ -52,6 +52,9 @@ TX_COLUMNS = (
     "version",
     "deleted",
     "evaluated_at",
+    "key_delta",
+    "delta_key_names",
+    "delta_key_values",
 )
 
 
@@ -73,7 +76,14 @@ def first_missed(tx: Transaction) -> tuple[int, int]:
     return warn, breach
 
 
-def transaction_row(tx: Transaction, version: int, evaluated_at: int = 0) -> tuple:
+def transaction_row(
+    tx: Transaction,
+    version: int,
+    evaluated_at: int = 0,
+    new_keys: tuple[tuple[str, str], ...] | None = None,
+) -> tuple:
+    """A transaction row; ``new_keys`` (when known) are the key values its previous
+    version under the same id did not have: only those are indexed again."""
     steps = tx.steps
     return (
         tx.id,
@@ -110,6 +120,9 @@ def transaction_row(tx: Transaction, version: int, evaluated_at: int = 0) -> tup
         version,
         0,
         evaluated_at,
+        0 if new_keys is None else 1,
+        [k for k, _ in new_keys or ()],
+        [v for _, v in new_keys or ()],
     )
 
 
@@ -150,6 +163,9 @@ def deleted_row(gone: Retired, version: int) -> tuple:
         version,
         1,
         0,
+        0,
+        [],
+        [],
     )
 
 
@@ -166,7 +182,12 @@ class TransactionSink:
             self._last = max(self._last + 1, time.time_ns())
             return self._last
 
-    def write(self, changes: Changes, chunk: int = 50_000) -> int:
+    def write(
+        self,
+        changes: Changes,
+        chunk: int = 50_000,
+        new_keys: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+    ) -> int:
         if not changes.upserts and not changes.retired and not changes.fan_in:
             return 0
         version = self.version()
@@ -176,7 +197,8 @@ class TransactionSink:
         # Upserts and retirements in one INSERT where they fit: a merged transaction and
         # the id it absorbed land together (transaction_keys is filled by a materialized
         # view from these rows in the same INSERT).
-        rows = [transaction_row(tx, version, changes.now) for tx in upserts]
+        known = new_keys or {}
+        rows = [transaction_row(tx, version, changes.now, known.get(tx.id)) for tx in upserts]
         rows += [deleted_row(r, version) for r in changes.retired]
         for i in range(0, len(rows), chunk):
             self.store.insert(TRANSACTIONS.name, TX_COLUMNS, rows[i : i + chunk])

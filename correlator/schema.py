@@ -196,8 +196,20 @@ def _live_state(ctx: SchemaContext) -> list[str]:
         *ctx.create(LOOKUP_HOPS),
         *ctx.create(TRANSACTION_HOPS),
         *ctx.create(CORRELATOR_STATE),
-        *ctx.alter(TRANSACTIONS.name, "ADD COLUMN IF NOT EXISTS evaluated_at Int64 DEFAULT 0"),
+        *ctx.alter(TRANSACTIONS.name, _DELTA_COLUMNS),
     ]
+
+
+# A writer that knows which key values a transaction row adds to its previous version
+# (the live path) sets ``key_delta = 1`` and lists only those; the key view then writes
+# only them (a row's keys already indexed under its id are not written again). Any
+# other writer leaves ``key_delta = 0`` and every key of the row is indexed.
+_DELTA_COLUMNS = (
+    "ADD COLUMN IF NOT EXISTS evaluated_at Int64 DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS key_delta UInt8 DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS delta_key_names Array(LowCardinality(String)),"
+    " ADD COLUMN IF NOT EXISTS delta_key_values Array(String) CODEC(ZSTD(1))"
+)
 
 
 # Every deadline a written open transaction has not reached yet, by the instant it
@@ -221,6 +233,14 @@ def _deadline_index(ctx: SchemaContext) -> list[str]:
     local = "_local" if ctx.cluster else ""
     on_cluster = f" ON CLUSTER `{ctx.cluster}`" if ctx.cluster else ""
     return [
+        # The key view again, now writing only a row's new keys when it lists them.
+        f"DROP TABLE IF EXISTS `{db}`.`transaction_keys_mv`{on_cluster}",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`transaction_keys_mv`{on_cluster}"
+        f" TO `{db}`.`{TRANSACTION_KEYS.name}{local}` AS"
+        " SELECT key_value AS value, key_name AS key, id AS transaction_id, workflow, id_time"
+        f" FROM `{db}`.`{TRANSACTIONS.name}{local}`"
+        " ARRAY JOIN if(key_delta = 1, delta_key_names, key_names) AS key_name,"
+        " if(key_delta = 1, delta_key_values, key_values) AS key_value WHERE deleted = 0",
         *ctx.create(TRANSACTION_DEADLINES),
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`transaction_deadlines_mv`{on_cluster}"
         f" TO `{db}`.`{TRANSACTION_DEADLINES.name}{local}` AS"
@@ -240,5 +260,7 @@ MIGRATIONS = (
     Migration(13, "transaction step durations from their anchors", _step_durations),
     Migration(14, "step deadlines and first missed deadlines per transaction", _judgement_columns),
     Migration(15, "lookup hops, correlator state, evaluation instants", _live_state),
-    Migration(16, "deadlines of open transactions by due instant", _deadline_index),
+    Migration(
+        16, "pending deadlines by due instant; key view writes new keys only", _deadline_index
+    ),
 )

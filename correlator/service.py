@@ -174,6 +174,7 @@ class CorrelatorService:
         self._state_written = 0.0  # monotonic time of the last state write
         self._housekeeping = 0.0
         self.rewritten = 0  # transaction rows written by the last startup
+        self._reloaded_seen = 0  # live.loaded_from_store already counted in the metric
 
     # -- writer listener (runs on the writer thread: must be quick and never raise) ----
 
@@ -264,6 +265,7 @@ class CorrelatorService:
         self._attributes = self.correlator.router.attribute_names
         self.index = StoreIndex(self.store, self.sink, self._attributes)
         self.live = LiveCorrelator(config, self.index, self.cache_hops)
+        self._reloaded_seen = 0
 
     def _release(self) -> None:
         """The full pass is written: the store holds the state, drop the in-memory one."""
@@ -432,11 +434,9 @@ class CorrelatorService:
         self.live.commit(update)
         self.metrics.writes.inc(written)
         self.metrics.transactions.set(len(self.live.cache))
-        self.metrics.reloaded.inc(self.live.loaded_from_store - self.metrics_reloaded_seen)
-        self.metrics_reloaded_seen = self.live.loaded_from_store
+        self.metrics.reloaded.inc(self.live.loaded_from_store - self._reloaded_seen)
+        self._reloaded_seen = self.live.loaded_from_store
         return written
-
-    metrics_reloaded_seen = 0
 
     def _save_state(self, force: bool = False) -> None:
         if not self.loaded or not self.watermark:

@@ -63,9 +63,10 @@ def feed(service: CorrelatorService, store: Store, events: list[Event], now: int
 def stored(store: Store) -> dict[str, tuple]:
     rows = store.rows(
         "SELECT id, workflow, status, level, flags, event_ids, event_steps, step_names,"
-        f" step_counts, key_values FROM {store.table('transactions')} FINAL WHERE deleted = 0"
+        " step_counts, arrayZip(key_names, key_values)"
+        f" FROM {store.table('transactions')} FINAL WHERE deleted = 0"
     )
-    return {r[0]: tuple(r[1:]) for r in rows}
+    return {r[0]: (*r[1:-1], [tuple(kv) for kv in r[-1]]) for r in rows}
 
 
 def expected(events: Iterable[Event], now: int = NOW) -> dict[str, tuple]:
@@ -82,7 +83,7 @@ def shape(tx: Transaction) -> tuple:
         list(tx.event_steps),
         [s.name for s in tx.steps],
         [s.events for s in tx.steps],
-        [v for _, v in tx.keys],
+        list(tx.keys),
     )
 
 
@@ -96,12 +97,23 @@ def test_live_batches_with_a_tiny_cache_equal_the_core_on_bench_traffic(clean: S
         feed(service, clean, arrival[i : i + 97])
     assert service.live.loaded_from_store > 100
     assert stored(clean) == expected(events)
-    # The key index holds live ids only once the retired ones are pruned.
+    # The key index holds every key of every live transaction (each written once, as
+    # the transaction first carried it), and no retired id once those are pruned.
+    table = clean.table("transaction_keys")
+    written = clean.scalar(f"SELECT count() FROM {table}")
+    assert written == service.index.key_rows_written  # each (value, key, id) written once
+    assert written == clean.scalar(f"SELECT count() FROM {table} FINAL")
     service.index.prune_keys()
-    ids = {
-        r[0] for r in clean.rows(f"SELECT transaction_id FROM {clean.table('transaction_keys')}")
-    }
-    assert ids == set(stored(clean))
+    keys = set(
+        clean.rows(
+            f"SELECT DISTINCT value, key, transaction_id FROM {clean.table('transaction_keys')}"
+        )
+    )
+    assert keys == {(v, k, i) for i, row in stored(clean).items() for k, v in row[-1]}
+    assert (
+        service.index.key_rows_written
+        < sum(len(tx.keys) for tx in correlate(CONFIG, events, NOW)) * 2
+    )
 
 
 def test_restart_resumes_from_the_watermark_and_rewrites_nothing(clean: Store) -> None:
