@@ -178,7 +178,14 @@ class StoreIndex:
         if not self.retired:
             return 0
         ids = sorted(self.retired)
-        table = self.store.table(TRANSACTION_KEYS.name)
+        # A lightweight DELETE runs on the tables that hold rows: on a cluster, the local
+        # table of every shard (the Distributed table holds none).
+        cluster = self.store.cluster
+        table = (
+            f"{self.store.table(TRANSACTION_KEYS.name + '_local')} ON CLUSTER `{cluster}`"
+            if cluster
+            else self.store.table(TRANSACTION_KEYS.name)
+        )
         for part in _chunks(ids):
             self.store.command(
                 f"DELETE FROM {table} WHERE transaction_id IN {{ids:Array(String)}}",
