@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -50,7 +51,7 @@ from correlator.repository import (
     read_events,
     read_events_inserted_since,
 )
-from correlator.stitching import Changes
+from correlator.stitching import Changes, FanInState
 from correlator.unmatched import UNMATCHED_EVENTS
 from correlator.unmatched import retire_older_than as retire_unmatched
 from stitchboard.config.model import SlasConfig
@@ -430,6 +431,9 @@ class CorrelatorService:
         return written
 
     def _write_update(self, update: Update) -> int:
+        if update.changes.fan_in:
+            # Before the write: a reader that sees the new state finds the gauge current.
+            self._unmatched_gauges(update.changes.fan_in)
         written = self.index.write(update) if not update.empty else 0
         self.live.commit(update)
         self.metrics.writes.inc(written)
@@ -448,13 +452,23 @@ class CorrelatorService:
         )
         self._state_written = time.monotonic()
 
-    def _unmatched_gauges(self) -> None:
+    def _unmatched_gauges(self, pending: Sequence[FanInState] = ()) -> None:
+        """Unmatched fan-in events per workflow: the stored ones, with ``pending`` (states
+        about to be written) in place of what is stored for them."""
         table = self.store.table(UNMATCHED_EVENTS.name)
         rows = self.store.rows(
             f"SELECT workflow, count(), min(toUnixTimestamp64Nano(event_time)) FROM {table}"
-            " FINAL WHERE matched = 0 GROUP BY workflow"
+            " FINAL WHERE matched = 0"
+            " AND NOT has({pending:Array(Tuple(String, String))}, (workflow, event_id))"
+            " GROUP BY workflow",
+            {"pending": [(p.workflow, p.event.event_id) for p in pending]},
         )
         counts = {w: (n, t) for w, n, t in rows}
+        for state in pending:
+            if not state.matched:
+                n, t = counts.get(state.workflow, (0, 0))
+                at = state.event.event_time
+                counts[state.workflow] = (n + 1, min(t, at) if t else at)
         for workflow in self.config.workflows:
             count, oldest = counts.get(workflow.name, (0, 0))
             self.metrics.unmatched.labels(workflow.name).set(count)
