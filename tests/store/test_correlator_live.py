@@ -251,3 +251,19 @@ def test_an_evicted_transaction_is_read_back_from_its_stored_hops(clean: Store) 
     feed(service, clean, [coding])
     assert service.index.events_by_id == 3
     assert stored(clean) == expected([adt, ack, charge, coding])
+
+
+def test_serve_sizes_the_cache_from_its_setting(clean: Store) -> None:
+    import asyncio
+
+    from correlator.stage import CorrelatorComponent
+    from tests.support import make_runtime
+
+    runtime = make_runtime(clean, correlator_cache_hops=7)
+    component = CorrelatorComponent(runtime)
+    asyncio.run(component.start())
+    try:
+        assert component.service is not None
+        assert component.service.live.cache.max_hops == 7
+    finally:
+        asyncio.run(component.stop())
