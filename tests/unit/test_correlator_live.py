@@ -77,3 +77,49 @@ def test_a_late_event_for_an_evicted_transaction_reloads_it_whole() -> None:
     assert live.loaded_from_store >= 1
     [v1] = [t for t in index.rows.values() if ("visit", "V1") in t.keys]
     assert len(v1.event_ids) == len(chain)
+
+
+def simulator_events(days: int, seed: int, scale: float) -> tuple[list[Event], int]:
+    """The simulator's traffic for ``days`` days, as events in send order (one per hop,
+    one per charge line), and the instant sending stopped."""
+    from simulator.runner import Simulation
+    from simulator.traffic import estate_from_config
+    from simulator.truth import _events
+    from stitchboard.events import event_id
+
+    config = shipped_config()
+    until = 1_793_491_200 * 1_000_000_000  # 2026-11-01T00:00:00Z
+    sim = Simulation(config, estate_from_config(config, seed, scale=scale))
+    sim.generate(until - days * DAY, until)
+    events = []
+    for hop in sim.due(until):
+        for identity, keys, attributes in _events(hop):
+            events.append(
+                Event(
+                    event_id=event_id(identity),
+                    event_time=hop.time,
+                    observed_time=hop.sent,
+                    source_kind="span",
+                    facility=hop.facility,
+                    system=hop.system,
+                    operation=hop.operation,
+                    status=hop.status,
+                    amount=hop.amount,
+                    keys={k: v for k, v in keys.items() if v},
+                    attributes=dict(attributes),
+                    sent_time=hop.sent if hop.sent != hop.time else 0,
+                )
+            )
+    return events, until
+
+
+def test_live_path_equals_the_core_on_30_simulated_days() -> None:
+    """Seed 1, in send order, batches of 200 (one in ten sent twice), a 300-hop cache."""
+    config = shipped_config()
+    events, until = simulator_events(30, seed=1, scale=0.05)
+    expected = {t.id: t for t in correlate(config, events, until)}
+    assert len(expected) > 500
+    batches = [events[i : i + 200] + events[i : i + 200 : 10] for i in range(0, len(events), 200)]
+    index = replay(config, batches, cache=300, now=until)
+    assert index.rows == expected
+    assert index.loads > 0  # components were evicted and read back
