@@ -297,10 +297,17 @@ class LiveCorrelator:
                 events.update(tx.events)
             else:
                 need.update(tx.event_ids)
-        held = {hop[0].event_id for comps, _ in out.values() for _, hs, _ in comps for hop in hs}
+        # A lookup hop may already be in hand as a hop of a cached component (of any
+        # workflow: a charge is a core hop of one and a fan-in hop of another).
+        held = {
+            hop[0].event_id: hop[0] for comps, _ in out.values() for _, hs, _ in comps for hop in hs
+        }
         need.update(h.event_id for h in hops if h.event_id not in held and h.event_id not in events)
         if need:
             events.update(self.index.load_events(need))
+        for hop in hops:
+            if hop.event_id not in events and hop.event_id in held:
+                events[hop.event_id] = held[hop.event_id]
         renamed = self.renamed
         if renamed:
             events = {
