@@ -30,7 +30,12 @@ class CorrelatorComponent:
 
     async def start(self) -> None:
         runtime = self.runtime
-        service = CorrelatorService(runtime.store, runtime.config, runtime.metrics.registry)
+        service = CorrelatorService(
+            runtime.store,
+            runtime.config,
+            runtime.metrics.registry,
+            cache_hops=runtime.settings.correlator_cache_hops,
+        )
         runtime.writer.add_listener(service.on_batch)
         runtime.on_config(service.reconfigure)
         service.start()

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Decompressed body limit")
     queue_max_rows: int = Field(400_000, gt=0, description="Rows buffered before 429")
     batch_max_rows: int = Field(100_000, gt=0, description="Rows per ClickHouse insert")
+    correlator_cache_hops: int = Field(
+        200_000,
+        ge=0,
+        description="Hops of recent transactions the correlator keeps in memory (the rest"
+        " are read back from the store when touched)",
+    )
     native_decode: bool = Field(
         True, description="Embedded store: let the engine decode OTLP protobuf trace requests"
     )
