@@ -6,11 +6,11 @@ For one workflow, in work tables the pass creates and drops itself:
    copy per event id (the newest, as ``FINAL`` reads it), with the values it is
    stitched by; a hop with none of them is not stitchable and left out (the
    Python stitcher counts and drops it the same way).
-2. ``names``: every chain-key value of a core hop (``key\\x1fvalue``), numbered
-   densely; ``edges``: each core hop links its first value to each of its values
-   (both ways, self-loops included).
+2. ``edges``: each core hop links its first chain-key value (``key\\x1fvalue``)
+   to each of its values (both ways, self-loops included); a value is a node,
+   named by a 128-bit hash of it.
 3. ``labels``: connected components by min-label propagation: each value starts
-   labelled with its own number; a round gives every value the least label of its
+   labelled with its own node; a round gives every value the least label of its
    neighbours, then the label of its label (pointer jumping), until no label
    drops. Labels only decrease, so the sum of labels falling is the change test.
 4. ``members``: per component (transaction) its core hops, plus the attached
@@ -93,7 +93,7 @@ class WorkTables:
             self.store.command(f"DROP TABLE IF EXISTS {self(name)}")
 
 
-WORK = ("hops", "names", "edges", "labels", "next", "jumped", "members", "carriers", "ids")
+WORK = ("hops", "edges", "labels", "next", "jumped", "members", "carriers", "ids")
 
 
 @contextmanager
@@ -126,24 +126,18 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
         ") WHERE notEmpty(stitch)"
     )
     hops = int(store.scalar(f"SELECT count() FROM {t('hops')}") or 0)
-    # 2. chain values, numbered; edges from each core hop's first value to each value.
-    run(
-        f"CREATE TABLE {t('names')} ENGINE = MergeTree ORDER BY node AS"
-        " SELECT node, rowNumberInAllBlocks() + 1 AS n FROM ("
-        f" SELECT DISTINCT arrayJoin(stitch) AS node FROM {t('hops')} WHERE step IN {core})"
-    )
+    # 2. edges from each core hop's first chain value to each of its values (both ways;
+    # self-loops included, so every value is a node).
     run(
         f"CREATE TABLE {t('edges')} {_ENGINE} AS"
         " SELECT DISTINCT p.1 AS a, p.2 AS b FROM ("
-        " SELECT arrayJoin([(x.n, y.n), (y.n, x.n)]) AS p FROM ("
-        f" SELECT stitch[1] AS first, arrayJoin(stitch) AS node FROM {t('hops')}"
-        f" WHERE step IN {core}) AS h"
-        f" INNER JOIN {t('names')} AS x ON h.first = x.node"
-        f" INNER JOIN {t('names')} AS y ON h.node = y.node)"
+        " SELECT arrayJoin([(first, node), (node, first)]) AS p FROM ("
+        f" SELECT {_node('stitch[1]')} AS first, arrayJoin(arrayMap(x -> {_node('x')}, stitch))"
+        f" AS node FROM {t('hops')} WHERE step IN {core}))"
     )
-    values = int(store.scalar(f"SELECT count() FROM {t('names')}") or 0)
     # 3. min-label propagation with pointer jumping, to a fixed point.
-    run(f"CREATE TABLE {t('labels')} {_ENGINE} AS SELECT n, n AS l FROM {t('names')}")
+    run(f"CREATE TABLE {t('labels')} {_ENGINE} AS SELECT DISTINCT a AS n, a AS l FROM {t('edges')}")
+    values = int(store.scalar(f"SELECT count() FROM {t('labels')}") or 0)
     total = _label_sum(store, t("labels"))
     rounds = 0
     while True:
@@ -171,16 +165,15 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
     run(
         f"CREATE TABLE {t('members')} ENGINE = MergeTree ORDER BY (comp, event_id) AS"
         f" SELECT l.l AS comp, toUInt8(0) AS attached, {hop_columns}, h.carried AS carried"
-        f" FROM {t('hops')} AS h INNER JOIN {t('names')} AS x ON h.stitch[1] = x.node"
-        f" INNER JOIN {t('labels')} AS l ON x.n = l.n WHERE h.step IN {core}"
+        f" FROM (SELECT *, {_node('stitch[1]')} AS first FROM {t('hops')} WHERE step IN {core})"
+        f" AS h INNER JOIN {t('labels')} AS l ON h.first = l.n"
     )
     if workflow.unexpected:
         run(
             f"INSERT INTO {t('members')} SELECT DISTINCT l.l AS comp, toUInt8(1) AS attached,"
             f" {hop_columns}, CAST([] AS Array(String)) AS carried FROM ("
-            f" SELECT *, arrayJoin(stitch) AS node FROM {t('hops')} WHERE step = {UNEXPECTED}"
-            f") AS h INNER JOIN {t('names')} AS x ON h.node = x.node"
-            f" INNER JOIN {t('labels')} AS l ON x.n = l.n"
+            f" SELECT *, arrayJoin(arrayMap(x -> {_node('x')}, stitch)) AS node FROM {t('hops')}"
+            f" WHERE step = {UNEXPECTED}) AS h INNER JOIN {t('labels')} AS l ON h.node = l.n"
         )
     run(
         f"CREATE TABLE {t('carriers')} ENGINE = MergeTree ORDER BY value AS"
@@ -207,6 +200,12 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
     )
     transactions = int(store.scalar(f"SELECT count() FROM {t('ids')}") or 0)
     return ComponentStats(workflow.name, hops, values, rounds, transactions)
+
+
+def _node(value: str) -> str:
+    """A chain value's node: 128 bits of SipHash (two distinct values of one workflow share
+    a node with a probability near n^2 / 2^129: nil at any real volume)."""
+    return f"reinterpretAsUInt128(sipHash128({value}))"
 
 
 def _label_sum(store: Store, table: str) -> int:

@@ -2,11 +2,11 @@
 
 ``rebuild`` is the full rebuild (after a slas.yaml change, a backfill, or to
 repair): per workflow, ``components.group_workflow`` groups the events into
-transactions in ClickHouse; the members are then streamed back sorted by
-transaction, in blocks, into the pure ``transaction.summarize`` (the one
-definition of statuses, levels, flags, steps and deadlines), and written with the
-live path's row builders (``TransactionSink``) in chunks. Python holds one block
-of rows and one chunk of transactions at a time, never the whole history.
+transactions in ClickHouse; the members are then read back one range of about
+``chunk`` transactions at a time, sorted by transaction, into the pure
+``transaction.summarize`` (the one definition of statuses, levels, flags, steps
+and deadlines), and each chunk is written with the live path's row builders
+(``TransactionSink``). Python holds one chunk at a time, never the whole history.
 
 Every live transaction is rewritten with one new version; rows the pass did not
 write (ids that no longer exist) are retired afterwards, and so are unmatched
@@ -40,7 +40,6 @@ from stitchboard.events import Event
 from stitchboard.store import Store
 
 CHUNK = 20_000  # transactions summarized and written at a time
-BLOCK = 65_536  # rows per block read from the engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +73,21 @@ def _event(row: Sequence[Any], renamed: dict[str, str]) -> Event:
     )
 
 
+def pages(store: Store, t: WorkTables, chunk: int) -> list[str]:
+    """Conditions on ``comp``: ranges of about ``chunk`` transactions each."""
+    uppers = [
+        int(row[0])
+        for row in store.rows(
+            f"SELECT max(comp) FROM (SELECT comp, intDiv(row_number() OVER (ORDER BY comp) - 1,"
+            f" {int(chunk)}) AS page FROM {t('ids')}) GROUP BY page ORDER BY 1"
+        )
+    ]
+    # 128-bit labels: as strings, a literal that large would be read as a float.
+    bounds = [f"toUInt128('{u}')" for u in uppers]
+    lowers = [f"comp > {b} AND " for b in bounds]
+    return [f"{lower}comp <= {upper}" for lower, upper in zip(["", *lowers], bounds, strict=False)]
+
+
 def transactions(
     store: Store,
     workflow: Workflow,
@@ -83,64 +97,66 @@ def transactions(
     now: int,
     chunk: int = CHUNK,
 ) -> Iterator[list[Transaction]]:
-    """The grouped members of ``workflow`` (``group_workflow`` ran), summarized, in chunks."""
+    """The grouped members of ``workflow`` (``group_workflow`` ran), summarized, in chunks.
+
+    A chunk is one query over a range of components, read whole before it is
+    yielded: the caller may write between chunks (one connection runs one query)."""
     plan = Plan(workflow)
     columns = ", ".join(HOP_COLUMNS)
-    sql = f"SELECT comp, attached, {columns} FROM {t('members')} ORDER BY comp, event_id"
-    done: list[Transaction] = []
-    current = -1
-    core: list[Hop] = []
-    attached: list[Hop] = []
-    for block in store.stream_rows(sql, settings={"max_block_size": BLOCK}):
-        for row in block:
+    for where in pages(store, t, chunk):
+        rows = store.rows(
+            f"SELECT comp, attached, {columns} FROM {t('members')}"
+            f" WHERE {where} ORDER BY comp, event_id"
+        )
+        done: list[Transaction] = []
+        current = -1
+        core: list[Hop] = []
+        attached: list[Hop] = []
+        for row in rows:
             comp = row[0]
             if comp != current:
                 if core:
                     done.append(summarize(plan, core, attached, clocks, now))
-                    if len(done) >= chunk:
-                        yield done
-                        done = []
                 current, core, attached = comp, [], []
             hop = Hop(_event(row, renamed), row[3])
             (attached if row[1] else core).append(hop)
-    if core:
-        done.append(summarize(plan, core, attached, clocks, now))
-    if done:
+        if core:
+            done.append(summarize(plan, core, attached, clocks, now))
+        del rows
         yield done
 
 
 def fan_in_states(
     store: Store, workflow: Workflow, t: WorkTables, renamed: dict[str, str], chunk: int = CHUNK
 ) -> Iterator[list[FanInState]]:
-    """Every fan-in hop of ``workflow`` with whether some transaction carries it."""
+    """Every fan-in hop of ``workflow`` with whether some transaction carries it, in chunks
+    (each read whole before it is yielded)."""
     fan_in = [i for i, s in enumerate(workflow.steps) if s.fan_in]
     if not fan_in:
         return
     names = [s.name for s in workflow.steps]
     columns = ", ".join(HOP_COLUMNS)
-    sql = (
-        f"SELECT 0, 0, {columns}, stitch,"
-        f" event_id IN (SELECT event_id FROM {t('members')} WHERE attached = 1) AS matched"
-        f" FROM {t('hops')} WHERE step IN ({', '.join(map(str, fan_in))}) ORDER BY event_id"
-    )
-    states: list[FanInState] = []
-    for block in store.stream_rows(sql, settings={"max_block_size": BLOCK}):
-        for row in block:
+    after = ""
+    while True:
+        rows = store.rows(
+            f"SELECT 0, 0, {columns}, stitch,"
+            f" event_id IN (SELECT event_id FROM {t('members')} WHERE attached = 1) AS matched"
+            f" FROM {t('hops')} WHERE step IN ({', '.join(map(str, fan_in))})"
+            " AND event_id > {after:String} ORDER BY event_id LIMIT {n:UInt32}",
+            {"after": after, "n": chunk},
+        )
+        if not rows:
+            return
+        states = []
+        for row in rows:
             # ``key\x1fvalue``: key names are slas.yaml identifiers, never holding \x1f.
             lookup = tuple((k, v) for k, _, v in (x.partition("\x1f") for x in row[12]))
             states.append(
                 FanInState(
-                    workflow.name,
-                    names[row[3]],
-                    _event(row, renamed),
-                    lookup,
-                    bool(row[13]),
+                    workflow.name, names[row[3]], _event(row, renamed), lookup, bool(row[13])
                 )
             )
-            if len(states) >= chunk:
-                yield states
-                states = []
-    if states:
+        after = rows[-1][2]
         yield states
 
 
@@ -193,7 +209,9 @@ def rebuild(
     )
 
 
-def rebuilt(store: Store, config: SlasConfig, now: int) -> dict[str, Transaction]:
+def rebuilt(
+    store: Store, config: SlasConfig, now: int, chunk: int = CHUNK
+) -> dict[str, Transaction]:
     """Every transaction the batch pass computes, by id, without writing (for comparisons)."""
     clocks = clocks_for(config.facilities)
     renamed = renamed_facilities(config)
@@ -201,7 +219,7 @@ def rebuilt(store: Store, config: SlasConfig, now: int) -> dict[str, Transaction
     with work_tables(store) as t:
         for workflow in config.workflows:
             group_workflow(store, workflow, t)
-            for part in transactions(store, workflow, t, clocks, renamed, now):
+            for part in transactions(store, workflow, t, clocks, renamed, now, chunk):
                 found.update((tx.id, tx) for tx in part)
     return found
 
