@@ -27,6 +27,7 @@ from correlator.batch.components import (
     group_workflow,
     work_tables,
 )
+from correlator.batch.routing import regex_problems
 from correlator.deadlines import FacilityClock, clocks_for
 from correlator.engine import renamed_facilities
 from correlator.repository import TransactionSink, correlation_event
@@ -36,6 +37,7 @@ from correlator.unmatched import retire_older_than as retire_unmatched
 from correlator.unmatched import write_states
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.workflows import Workflow
+from stitchboard.errors import ConfigError
 from stitchboard.events import Event
 from stitchboard.store import Store
 
@@ -169,10 +171,19 @@ def rebuild(
 ) -> RebuildReport:
     """Recompute every transaction from the stored events and write them (idempotent).
 
+    Raises ``ConfigError`` (before writing anything) for a slas.yaml regex the
+    engine's RE2 cannot compile, naming each.
+
     ``now`` is the instant deadlines are judged at (default: the clock); ``sink``
     writes the rows (default: a ``TransactionSink`` on ``store``).
     """
     now = time.time_ns() if now is None else now
+    problems = regex_problems(
+        config.workflows,
+        lambda regex: store.scalar("SELECT match('', {r:String})", {"r": regex}),
+    )
+    if problems:
+        raise ConfigError("slas.yaml", problems)
     sink = sink or TransactionSink(store)
     clocks = clocks_for(config.facilities)
     renamed = renamed_facilities(config)

@@ -18,7 +18,7 @@ an unexpected hop joins by), as ``multiIf`` over the routed step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from correlator.matching import UNEXPECTED
 from stitchboard.config.workflows import Pattern, StepMatch, Workflow
@@ -113,3 +113,29 @@ def values_sql(names_sql: str, keys: str = "keys") -> str:
         f"arrayFilter(x -> x != '', arrayMap(k -> if({keys}[k] != '',"
         f" concat(k, '\\x1f', {keys}[k]), ''), {names_sql}))"
     )
+
+
+def regexes(workflows: Sequence[Workflow]) -> Iterator[tuple[str, str]]:
+    """Every regex of the workflows' matches with where it is written in slas.yaml."""
+    for wi, workflow in enumerate(workflows):
+        matches = [(f"steps[{si}].match", s.match) for si, s in enumerate(workflow.steps)]
+        matches += [(f"unexpected[{ui}]", m) for ui, m in enumerate(workflow.unexpected)]
+        for where, match in matches:
+            tests = [("system", match.system), ("operation", match.operation)]
+            tests += [(f"attributes.{n}", p) for n, p in match.attributes.items()]
+            for field, pattern in tests:
+                if pattern is not None and pattern.regex is not None:
+                    yield f"workflows[{wi}].{where}.{field}", pattern.regex
+
+
+def regex_problems(workflows: Sequence[Workflow], compile_re2: Callable[[str], None]) -> list[str]:
+    """Regexes the engine (RE2) refuses, each with where it is and why; ``compile_re2``
+    raises for a pattern it cannot compile."""
+    problems = []
+    for where, regex in regexes(workflows):
+        try:
+            compile_re2(regex)
+        except Exception as exc:  # noqa: BLE001 - any refusal is the answer we want
+            reason = str(exc).split("\n", 1)[0]
+            problems.append(f"{where}: regex {regex!r} is not RE2 syntax ({reason[:200]})")
+    return problems

@@ -117,3 +117,39 @@ def test_first_step_wins_then_unexpected(store) -> None:
     rows = dict(store.rows(f"SELECT event_id, {step_sql(workflow)} FROM {table}"))
     # ADT^A03 matches both steps: the first in definition order takes it.
     assert rows == {"e1": 0, "e2": UNEXPECTED, "e3": NOT_ROUTED}
+
+
+def test_a_regex_re2_refuses_is_named_before_anything_is_written(store) -> None:
+    from correlator.batch.rebuild import rebuild
+    from stitchboard.config.model import SlasConfig
+    from stitchboard.errors import ConfigError
+
+    config = SlasConfig.model_validate(
+        {
+            "facilities": [{"id": "F", "timezone": "UTC"}],
+            "keys": {"k": {"attributes": ["k"]}},
+            "workflows": [
+                {
+                    "name": "w",
+                    "steps": [
+                        {"name": "a", "match": {"operation": {"regex": "^A(?=D)"}}, "keys": ["k"]},
+                        {"name": "b", "match": {"operation": {"regex": "^B"}}, "keys": ["k"]},
+                    ],
+                    "unexpected": [{"attributes": {"x": {"regex": "(a)\\1"}}}],
+                }
+            ],
+        }
+    )
+    before = store.scalar(f"SELECT count() FROM {store.table('transactions')}")
+    try:
+        rebuild(store, config)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+    else:
+        raise AssertionError("the pass ran with a regex RE2 refuses")
+    assert [line.split(": regex")[0] for line in lines] == [
+        "slas.yaml: workflows[0].steps[0].match.operation",
+        "slas.yaml: workflows[0].unexpected[0].attributes.x",
+    ]
+    assert "'^A(?=D)' is not RE2 syntax" in lines[0]
+    assert store.scalar(f"SELECT count() FROM {store.table('transactions')}") == before
