@@ -121,8 +121,8 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
         " SELECT event_id, toUnixTimestamp64Nano(event_time) AS event_time,"
         " toUnixTimestamp64Nano(sent_time) AS sent_time, facility, system, operation,"
         f" status, amount, keys, {step_sql(workflow)} AS step"
-        f" FROM {store.table('events')} WHERE step != {NOT_ROUTED}"
-        " ORDER BY event_id, inserted_at DESC LIMIT 1 BY event_id"
+        # FINAL: one copy per event id, the newest, merged as it is read (no global sort).
+        f" FROM {store.table('events')} FINAL WHERE step != {NOT_ROUTED}"
         ") WHERE notEmpty(stitch)"
     )
     hops = int(store.scalar(f"SELECT count() FROM {t('hops')}") or 0)
