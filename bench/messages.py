@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import ROOT, TEST_KEY, ServeProcess, free_port
+from tests.support import AUTH, ROOT, TEST_KEY, ServeProcess, free_port
 
 # Engines send on one connection per channel, each waiting for its ACK: the rate
 # grows with the number of channels, since every durable write serves all that wait.
@@ -143,7 +143,7 @@ def _client(port: int, total: int, senders: int) -> dict:
 
 def _spool_counters(server: ServeProcess) -> tuple[float, float]:
     """(syncs, records synced) from the server's /metrics."""
-    text = httpx.get(f"{server.api}/metrics", timeout=10).text
+    text = httpx.get(f"{server.api}/metrics", headers=AUTH, timeout=10).text
     values = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")

@@ -212,6 +212,11 @@ def demo(
             fail("stitchboard serve did not become ready; see its output above", 1)
             return
         _print_first_login(settings.initial_admin_file, api)
+        err.print(
+            f'API for curl while this demo runs: export AUTH="Authorization: Bearer {token}"'
+            " (an admin token of this run only)",
+            highlight=False,
+        )
         empty = int(health.get("store", {}).get("tables", {}).get("events", 0)) == 0
         options = SimulateOptions(
             rate=rate,
