@@ -6,7 +6,9 @@ transactions in ClickHouse; the members are then read back one range of about
 ``chunk`` transactions at a time, sorted by transaction, into the pure
 ``transaction.summarize`` (the one definition of statuses, levels, flags, steps
 and deadlines), and each chunk is written with the live path's row builders
-(``TransactionSink``). Python holds one chunk at a time, never the whole history.
+(``TransactionSink``). Fan-in events and whether a transaction carries them go
+to ``unmatched_events`` straight from the work tables, without Python. Python
+holds one chunk at a time, never the whole history.
 
 Every live transaction is rewritten with one new version; rows the pass did not
 write (ids that no longer exist) are retired afterwards, and so are unmatched
@@ -27,14 +29,15 @@ from correlator.batch.components import (
     group_workflow,
     work_tables,
 )
-from correlator.batch.routing import regex_problems
+from correlator.batch.routing import literal, regex_problems
 from correlator.deadlines import FacilityClock, clocks_for
 from correlator.engine import renamed_facilities
 from correlator.repository import TransactionSink, correlation_event
-from correlator.stitching import Changes, FanInState
+from correlator.stitching import Changes
 from correlator.transaction import Hop, Plan, Transaction, summarize
+from correlator.unmatched import COLUMNS as UNMATCHED_COLUMNS
+from correlator.unmatched import UNMATCHED_EVENTS
 from correlator.unmatched import retire_older_than as retire_unmatched
-from correlator.unmatched import write_states
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.workflows import Workflow
 from stitchboard.errors import ConfigError
@@ -128,38 +131,33 @@ def transactions(
         yield done
 
 
-def fan_in_states(
-    store: Store, workflow: Workflow, t: WorkTables, renamed: dict[str, str], chunk: int = CHUNK
-) -> Iterator[list[FanInState]]:
-    """Every fan-in hop of ``workflow`` with whether some transaction carries it, in chunks
-    (each read whole before it is yielded)."""
+def write_fan_in(
+    store: Store, workflow: Workflow, t: WorkTables, renamed: dict[str, str], version: int
+) -> int:
+    """Write every fan-in hop of ``workflow`` to ``unmatched_events`` with whether some
+    transaction carries it, inside the engine (the rows ``unmatched.state_row`` builds)."""
     fan_in = [i for i, s in enumerate(workflow.steps) if s.fan_in]
     if not fan_in:
-        return
-    names = [s.name for s in workflow.steps]
-    columns = ", ".join(HOP_COLUMNS)
-    after = ""
-    while True:
-        rows = store.rows(
-            f"SELECT 0, 0, {columns}, stitch,"
-            f" event_id IN (SELECT event_id FROM {t('members')} WHERE attached = 1) AS matched"
-            f" FROM {t('hops')} WHERE step IN ({', '.join(map(str, fan_in))})"
-            " AND event_id > {after:String} ORDER BY event_id LIMIT {n:UInt32}",
-            {"after": after, "n": chunk},
-        )
-        if not rows:
-            return
-        states = []
-        for row in rows:
-            # ``key\x1fvalue``: key names are slas.yaml identifiers, never holding \x1f.
-            lookup = tuple((k, v) for k, _, v in (x.partition("\x1f") for x in row[12]))
-            states.append(
-                FanInState(
-                    workflow.name, names[row[3]], _event(row, renamed), lookup, bool(row[13])
-                )
-            )
-        after = rows[-1][2]
-        yield states
+        return 0
+    steps = ", ".join(str(i) for i in fan_in)
+    names = ", ".join(literal(workflow.steps[i].name) for i in fan_in)
+    facility = "toString(facility)"
+    if renamed:
+        aliases = ", ".join(literal(a) for a in renamed)
+        ids = ", ".join(literal(i) for i in renamed.values())
+        facility = f"transform({facility}, [{aliases}], [{ids}], {facility})"
+    table = store.table(UNMATCHED_EVENTS.name)
+    # ``key\x1fvalue``: key names are slas.yaml identifiers, never holding \x1f.
+    store.command(
+        f"INSERT INTO {table} ({', '.join(UNMATCHED_COLUMNS)})"
+        f" SELECT {literal(workflow.name)}, transform(step, [{steps}], [{names}], ''), event_id,"
+        f" fromUnixTimestamp64Nano(event_time, 'UTC'), {facility}, system, operation,"
+        " arrayMap(x -> substring(x, 1, position(x, '\\x1f') - 1), stitch),"
+        " arrayMap(x -> substring(x, position(x, '\\x1f') + 1), stitch), keys,"
+        f" toUInt8(event_id IN (SELECT event_id FROM {t('members')} WHERE attached = 1)),"
+        f" toUInt64({int(version)}) FROM {t('hops')} WHERE step IN ({steps})"
+    )
+    return int(store.scalar(f"SELECT count() FROM {t('hops')} WHERE step IN ({steps})") or 0)
 
 
 def rebuild(
@@ -207,9 +205,7 @@ def rebuild(
                 writing += at - wrote
             summarizing += time.perf_counter() - at
             at = time.perf_counter()
-            for states in fan_in_states(store, workflow, t, renamed, chunk):
-                write_states(store, states, sink.version())
-                fan_in += len(states)
+            fan_in += write_fan_in(store, workflow, t, renamed, sink.version())
             writing += time.perf_counter() - at
     at = time.perf_counter()
     retired = sink.retire_older_than(started)

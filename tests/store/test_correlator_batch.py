@@ -44,10 +44,14 @@ def stored(store) -> dict[str, tuple]:
 
 def unmatched(store) -> set[tuple]:
     rows = store.rows(
-        "SELECT workflow, step, event_id, lookup_keys, lookup_values, matched"
+        "SELECT workflow, step, event_id, lookup_keys, lookup_values, matched, event_time,"
+        " facility, system, operation, keys"
         f" FROM {store.table('unmatched_events')} FINAL"
     )
-    return {(w, s, i, tuple(k), tuple(v), m) for w, s, i, k, v, m in rows}
+    return {
+        (*row[:3], tuple(row[3]), tuple(row[4]), *row[5:10], tuple(sorted(row[10].items())))
+        for row in rows
+    }
 
 
 def test_a_small_estate_equals_the_core(store) -> None:
@@ -111,6 +115,10 @@ def test_thirty_simulated_days_equal_the_core(store) -> None:
 
 def test_rebuild_writes_what_the_full_pass_writes(store) -> None:
     events = list(bench_traffic(400, seed=5))
+    # Stored under a facility alias (NMC for NMC01): a journal no charge batch matches,
+    # and a discharge.
+    lone = ev("ERP_GL", "gl.journal.post", T0, facility="NMC", charge_batch="BX", journal="JX")
+    events += [lone, ev("EHR_ADT", "ADT^A03", T0, facility="NMC", msg="M9", visit="V9")]
     load(store, events)
     clear_transactions(store)
     service = CorrelatorService(store, CONFIG)
@@ -126,6 +134,9 @@ def test_rebuild_writes_what_the_full_pass_writes(store) -> None:
     # move between the two passes: the traffic lies in 2026, well past every deadline.
     assert stored(store) == by_core
     assert unmatched(store) == fan_in_core
+    [journal] = [row for row in fan_in_core if row[2] == lone.event_id]
+    assert (journal[5], journal[7]) == (0, "NMC01")  # unmatched, under the facility's id
+    assert {row[3] for row in by_core.values() if "V9" in row[18]} == {"NMC01"}
     # No work table is left behind.
     assert store.rows(f"SHOW TABLES FROM `{store.database}` LIKE '\\_batch%'") == []
 
