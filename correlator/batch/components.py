@@ -209,7 +209,8 @@ def _node(value: str) -> str:
 
 
 def _label_sum(store: Store, table: str) -> int:
-    return int(store.scalar(f"SELECT sum(l) FROM {table}") or 0)
+    # In 256 bits: a sum of 128-bit labels must not wrap (fewer than 2^128 of them).
+    return int(store.scalar(f"SELECT sum(toUInt256(l)) FROM {table}") or 0)
 
 
 def grouping(store: Store, t: WorkTables) -> dict[str, frozenset[str]]:
