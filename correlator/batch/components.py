@@ -11,8 +11,9 @@ For one workflow, in work tables the pass creates and drops itself:
    named by a 128-bit hash of it.
 3. ``labels``: connected components by min-label propagation: each value starts
    labelled with its own node; a round gives every value the least label of its
-   neighbours, then the label of its label (pointer jumping), until no label
-   drops. Labels only decrease, so the sum of labels falling is the change test.
+   neighbours, gives that label also to the value its label names (hooking), then
+   the label of its label (pointer jumping), until no label drops. Labels only
+   decrease, so the sum of labels falling is the change test.
 4. ``members``: per component (transaction) its core hops, plus the attached
    ones: unexpected hops sharing a chain value, and fan-in hops looking up a value
    a core hop of the component carries (fan-in attaches to every such
@@ -42,7 +43,9 @@ from correlator.matching import UNEXPECTED
 from stitchboard.config.workflows import Workflow
 from stitchboard.store import Store
 
-MAX_ROUNDS = 64  # a chain of values halves its depth per round: 2^64 is out of reach
+# A guard only: labels fall every round until the fixed point, which hooking and pointer
+# jumping reach in about log2(longest chain) rounds, not one round per link.
+MAX_ROUNDS = 10_000
 
 # Work tables are plain MergeTree: they spill to disk, never held whole in memory.
 _ENGINE = "ENGINE = MergeTree ORDER BY tuple()"
@@ -144,10 +147,17 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
         rounds += 1
         if rounds > MAX_ROUNDS:
             raise RuntimeError(f"workflow {workflow.name}: labels still falling after {MAX_ROUNDS}")
+        # Each value takes the least label among its neighbours, and so does the value its
+        # label names (hooking: a root adopts a smaller label seen anywhere below it).
         run(
-            f"CREATE TABLE {t('next')} {_ENGINE} AS"
-            f" SELECT e.a AS n, min(l.l) AS l FROM {t('edges')} AS e"
-            f" INNER JOIN {t('labels')} AS l ON e.b = l.n GROUP BY e.a"
+            f"CREATE TABLE {t('next')} {_ENGINE} AS SELECT n, min(l) AS l FROM ("
+            f" SELECT e.a AS n, l.l AS l FROM {t('edges')} AS e"
+            f" INNER JOIN {t('labels')} AS l ON e.b = l.n"
+            " UNION ALL"
+            f" SELECT own.l AS n, l.l AS l FROM {t('edges')} AS e"
+            f" INNER JOIN {t('labels')} AS l ON e.b = l.n"
+            f" INNER JOIN {t('labels')} AS own ON e.a = own.n"
+            ") GROUP BY n"
         )
         run(
             f"CREATE TABLE {t('jumped')} {_ENGINE} AS"

@@ -155,3 +155,36 @@ def test_rebuild_retires_what_no_longer_exists(store) -> None:
     assert second.retired == 2
     assert set(after) < set(before) and len(after) == 2
     assert {row[1] for row in after.values()} == {"discharge_to_revenue", "claim_to_cash"}
+
+
+def test_a_long_chain_is_one_transaction(store) -> None:
+    """300 events linked in a line (a1-b1, b1-a2, a2-b2, ...): every label must travel
+    the whole line; pointer jumping gets there in far fewer rounds than its length."""
+    from stitchboard.config.model import SlasConfig
+
+    config = SlasConfig.model_validate(
+        {
+            "facilities": [{"id": "F", "timezone": "UTC"}],
+            "keys": {k: {"attributes": [k]} for k in ("a", "b")},
+            "workflows": [
+                {
+                    "name": "line",
+                    "steps": [
+                        {"name": "s", "match": {"system": "S"}, "keys": ["a", "b"], "repeat": True}
+                    ],
+                }
+            ],
+        }
+    )
+    events = [
+        ev("S", "op", T0 + i * HOUR, facility="F", a=f"a{(i + 1) // 2}", b=f"b{i // 2}")
+        for i in range(300)
+    ]
+    load(store, events)
+    expected = {tx.id: tx for tx in correlate(config, events, T0 + 40 * DAY)}
+    assert len(expected) == 1
+    with work_tables(store) as t:
+        stats = group_workflow(store, config.workflows[0], t)
+    assert (stats.hops, stats.values, stats.transactions) == (300, 301, 1)
+    assert stats.rounds <= 20, stats.rounds
+    assert rebuilt(store, config, T0 + 40 * DAY) == expected
