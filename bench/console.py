@@ -105,8 +105,9 @@ def _generate(store: Any, count: int, now: int) -> None:
 
 
 def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Callable[[], object]]:
-    from alerts import slo_report
+    from alerts import refresh_rollup, rollup_relation, slo_report
     from correlator import StoreTransactions, TransactionFilter
+    from dashboards import objectives
     from dashboards import queries as q
 
     week = q.Scope(now - 7 * DAY * NS, now + 60 * NS)
@@ -116,8 +117,13 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
     steps = [s.name for s in config.workflows[0].steps]
     visit = f"V{count // 2}"
 
+    refresh_rollup(store, list(config.slos))  # the alert evaluator's job, every cycle
+
     def slo() -> object:
-        return slo_report(store, config, now=moment, window="7d")
+        return (
+            slo_report(store, config, now=moment, window="7d", relation=rollup_relation),
+            objectives.trend_series(store, config, now - 7 * DAY * NS, now, now, 6 * 3600, None),
+        )
 
     def overview() -> object:
         return (
@@ -125,7 +131,6 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
             q.outcomes(store, week, now, decided=True),
             q.overdue_now(store, now, None, None),
             q.dnfb(store, now),
-            q.trend(store, week, now, 6 * 3600),
         )
 
     def workflow() -> object:
@@ -158,7 +163,7 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
         return q.feeds(store, now), q.dead_letter_reasons(store)
 
     return {
-        "overview: the alerts stage's SLO report (cached 30 s by the page)": slo,
+        "overview: SLO report and trend from the SLI rollup (cached 30 s by the page)": slo,
         "overview: the console's own queries": overview,
         "workflow": workflow,
         "transactions (newest page, filtered page)": transactions,

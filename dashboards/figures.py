@@ -15,7 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dashboards.formatting import count, duration, money_short, percent
-from dashboards.queries import AgingBucket, FunnelStep, Latency
+from dashboards.queries import AgingBucket, FunnelStep, Latency, TrendPoint
 
 BLUE, ORANGE, VERMILLION = "#0072B2", "#E69F00", "#D55E00"
 SKY, GREEN, PURPLE, GREY = "#56B4E9", "#009E73", "#CC79A7", "#999999"
@@ -126,34 +126,66 @@ def _column(workflow: str, cells: Sequence[HeatCell]) -> str:
     return f"{name}<br>({step.replace('_', ' ')} step)" if step else name
 
 
-def trend(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, float]) -> go.Figure:
-    """On-time share per workflow over time, objectives dotted."""
-    if not rows:
-        return empty("No decided transactions in this range")
+@dataclass(frozen=True)
+class TrendSeries:
+    """One workflow's line: the SLO the overview judges it by, per time bucket."""
+
+    workflow: str
+    slo: str
+    step: str | None  # the step the SLO judges; None = end to end
+    objective: float
+    points: Sequence[TrendPoint]
+
+
+TREND_TITLE = "SLO compliance per workflow, by when each transaction was judged"
+TREND_NOTE = (
+    "Each point: of the transactions judged in that period (when they completed, or when a"
+    " deadline<br>passed with the step still open), the share that met the SLO."
+    " No point: nothing was judged then (no data, not 0 %)."
+)
+
+
+def trend(series: Sequence[TrendSeries]) -> go.Figure:
+    """Compliance per workflow over time (gaps where nothing was judged), objectives dotted."""
+    if not any(p.judged for s in series for p in s.points):
+        return empty("No transactions judged in this range")
     fig = go.Figure()
-    by_workflow: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        by_workflow.setdefault(row["workflow"], []).append(row)
-    for index, (wf, points) in enumerate(sorted(by_workflow.items())):
+    for index, line in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
-        xs = [_utc(p["bucket_s"]) for p in points]
-        ys = [p["ok"] / p["decided"] * 100 if p["decided"] else None for p in points]
+        name = line.workflow.replace("_", " ")
+        if line.step:
+            name += f" ({line.step.replace('_', ' ')})"
+        rates = [p.compliance for p in line.points]
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=ys,
-                name=wf.replace("_", " "),
+                x=[_utc(p.bucket_s) for p in line.points],
+                y=[r * 100 if r is not None else None for r in rates],
+                customdata=[[count(p.good), count(p.judged)] for p in line.points],
+                name=name,
                 mode="lines+markers",
                 line={"color": colour},
                 connectgaps=False,
-                hovertemplate="%{x}<br>%{y:.1f}% on time<extra>" + wf + "</extra>",
+                hovertemplate="%{x}<br>%{y:.1f}% met the SLO: %{customdata[0]} of"
+                " %{customdata[1]} judged<extra>" + line.slo + "</extra>",
             )
         )
-        if wf in objectives:
-            fig.add_hline(y=objectives[wf] * 100, line={"dash": "dot", "color": colour})
-    fig.update_yaxes(title="% on time", ticksuffix="%", rangemode="tozero")
+        fig.add_hline(y=line.objective * 100, line={"dash": "dot", "color": colour})
+    fig.update_yaxes(title="% met the SLO", ticksuffix="%", rangemode="tozero")
     fig.update_xaxes(title="UTC")
-    return _base(fig, "On time end to end, per workflow (by when each outcome was decided)")
+    fig.add_annotation(
+        text=TREND_NOTE,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=1.0,
+        yanchor="bottom",
+        showarrow=False,
+        align="left",
+        font={"size": 11, "color": "#555"},
+    )
+    fig = _base(fig, TREND_TITLE, height=360)
+    fig.update_layout(margin={"t": 84})
+    return fig
 
 
 def funnel(steps: Sequence[FunnelStep]) -> go.Figure:

@@ -12,41 +12,23 @@ from urllib.parse import urlencode
 
 from dash import dcc, html
 
+from dashboards import time_range
 from dashboards.formatting import local_time
+from dashboards.time_range import CUSTOM, DEFAULT_RANGE, RANGE_LABELS, RANGES, TimeRange
 from stitchboard.config.model import SlasConfig
 
 NS = 1_000_000_000
-RANGES: dict[str, int] = {
-    "1h": 3600,
-    "24h": 86_400,
-    "7d": 7 * 86_400,
-    "30d": 30 * 86_400,
-    "90d": 90 * 86_400,
-}
-RANGE_LABELS = {
-    "1h": "Last hour",
-    "24h": "Last 24 hours",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "90d": "Last 90 days",
-}
-DEFAULT_RANGE = "7d"
 REFRESH_MS = 30_000
 
 
 def window(range_key: str | None, now: int) -> tuple[int, int]:
     """[since, until) in ns for a range preset (an unknown preset means the default)."""
-    seconds = RANGES.get(range_key or DEFAULT_RANGE, RANGES[DEFAULT_RANGE])
-    return now - seconds * NS, now + 60 * NS
+    return TimeRange(range_key if range_key in RANGES else DEFAULT_RANGE).window(now)
 
 
 def bucket_seconds(range_key: str | None) -> int:
-    """Trend resolution: about 24-90 points per range."""
-    seconds = RANGES.get(range_key or DEFAULT_RANGE, RANGES[DEFAULT_RANGE])
-    for size in (300, 3600, 6 * 3600, 86_400):
-        if seconds / size <= 90:
-            return size
-    return 86_400
+    """Trend resolution of a preset: about 24-90 points per range."""
+    return time_range.bucket_seconds(RANGES.get(range_key or DEFAULT_RANGE, RANGES[DEFAULT_RANGE]))
 
 
 def query_string(values: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> str:
@@ -81,8 +63,60 @@ def facility_options(config: SlasConfig) -> list[dict[str, str]]:
     return [{"label": f"{f.name or f.id} ({f.id})", "value": f.id} for f in config.facilities]
 
 
-def range_options() -> list[dict[str, str]]:
-    return [{"label": RANGE_LABELS[k], "value": k} for k in RANGES]
+def range_options(custom: bool = True) -> list[dict[str, str]]:
+    options = [{"label": RANGE_LABELS[k], "value": k} for k in RANGES]
+    if custom:
+        options.append({"label": "Custom dates", "value": CUSTOM})
+    return options
+
+
+def range_controls(page: str, chosen: TimeRange, label: str = "Range") -> list[Any]:
+    """A preset dropdown and a date picker (custom dates), and the range as the page
+    read it from its URL (``{page}-range-spec``, for the callbacks)."""
+    return [
+        dropdown(page, "range", range_options(), chosen.preset, clearable=False, label=label),
+        html.Div(
+            [
+                html.Label(f"Dates ({chosen.zone})", htmlFor=f"{page}-dates"),
+                dcc.DatePickerRange(
+                    id=f"{page}-dates",
+                    start_date_id=f"{page}-dates-from",
+                    end_date_id=f"{page}-dates-to",
+                    start_date=chosen.start[:10] if chosen.start else None,
+                    end_date=chosen.end[:10] if chosen.end else None,
+                    display_format="YYYY-MM-DD",
+                    minimum_nights=0,
+                    clearable=True,
+                    start_date_placeholder_text="from",
+                    end_date_placeholder_text="to (inclusive)",
+                ),
+            ],
+            className="filter dates",
+        ),
+        dcc.Store(id=f"{page}-range-spec", data=chosen.spec()),
+    ]
+
+
+def range_note(chosen: TimeRange) -> str:
+    """Says which clock custom dates are in, or why the URL's dates were not used."""
+    if chosen.problem:
+        return f"Dates not used ({chosen.problem}): showing {RANGE_LABELS[chosen.preset].lower()}."
+    if chosen.custom:
+        return f"Dates are whole days in {chosen.zone}, the last one included."
+    return ""
+
+
+def range_from_spec(spec: Mapping[str, Any] | None, zone: str) -> TimeRange:
+    """The range a page's callbacks use: what its URL said (``range_controls``)."""
+    return time_range.from_args(spec or {}, zone)
+
+
+def range_query(
+    preset: str | None, start: str | None, end: str | None, trigger: Any, page: str
+) -> dict[str, Any] | None:
+    """The URL values for the range after a control changed (None: wait for both dates)."""
+    values = time_range.chosen(preset, start, end, trigger == f"{page}-dates")
+    return values or None
 
 
 def dropdown(page: str, name: str, options: list[dict[str, str]], value: Any, **kw: Any) -> Any:

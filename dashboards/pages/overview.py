@@ -1,28 +1,31 @@
 """Overview for leaders: SLO compliance by facility × workflow, KPIs, trends and DNFB.
 
-Compliance, objectives and error budgets come from the alerts stage's ``slo_report``
-(the same figures the burn-rate alerts judge); counts, $ at risk and the on-time
-trend from ``dashboards.queries``. A cell opens the workflow page for that facility.
+Compliance, objectives, error budgets and the per-workflow trend come from the alerts
+stage's SLI rollup (``slo_report(..., relation=rollup_relation)``: the same figures
+the burn-rate alerts judge, as of the rollup's last refresh, which the page shows);
+counts, $ at risk and DNFB from ``dashboards.queries``. A cell opens the workflow
+page for that facility.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from alerts import SloStatus, slo_report
-from dashboards import figures, queries, view
+from alerts import SloStatus
+from dashboards import figures, queries, time_range, view
 from dashboards.cache import TtlCache
 from dashboards.context import Console, console
 from dashboards.figures import HeatCell
-from dashboards.formatting import NS, count, money_short, percent
+from dashboards.formatting import NS, count, local_time, money_short, percent
+from dashboards.objectives import SloFigures, report_as_of, trend_series
+from dashboards.time_range import DEFAULT_RANGE, TimeRange
 
 PAGE = "ov"
-# The SLO report is shared by every viewer for this long (the evaluator's cycle is 15 s).
+# The SLO report of one rollup refresh is shared by every viewer for at most this long.
 SLO_REPORT = TtlCache(ttl=30.0)
 DNFB_WORKFLOW = "discharge_to_revenue"
 
@@ -69,10 +72,10 @@ def worst_budget(statuses: list[SloStatus]) -> Budget | None:
 
 
 def kpis(
-    ctx: Console, rng: str, facility: str | None, now: int, statuses: list[SloStatus]
+    ctx: Console, chosen: TimeRange, facility: str | None, now: int, statuses: list[SloStatus]
 ) -> list[Any]:
     store = ctx.runtime.store
-    since, until = view.window(rng, now)
+    since, until = chosen.window(now)
     scope = queries.Scope(since, until, facility=facility)
     started = queries.total_outcome(queries.outcomes(store, scope, now))
     decided = queries.total_outcome(queries.outcomes(store, scope, now, decided=True))
@@ -143,8 +146,8 @@ def kpis(
 def layout(**kwargs: Any) -> Any:
     ctx = console()
     config = ctx.runtime.config
-    rng = view.one_of(kwargs.get("range"), list(view.RANGES)) or view.DEFAULT_RANGE
     facility = view.one_of(kwargs.get("facility"), [f.id for f in config.facilities])
+    chosen = time_range.from_args(kwargs, view.facility_zone(config, facility))
     return html.Div(
         [
             view.page_header(
@@ -155,9 +158,7 @@ def layout(**kwargs: Any) -> Any:
             ),
             html.Div(
                 [
-                    view.dropdown(
-                        PAGE, "range", view.range_options(), rng, clearable=False, label="Range"
-                    ),
+                    *view.range_controls(PAGE, chosen),
                     view.dropdown(
                         PAGE,
                         "facility",
@@ -168,10 +169,12 @@ def layout(**kwargs: Any) -> Any:
                 ],
                 className="filters",
             ),
+            html.P(view.range_note(chosen), className="muted"),
             html.Div(id="ov-kpis", className="kpis"),
             html.Div(
                 [
                     html.H2("SLO compliance by facility and workflow"),
+                    html.P(id="ov-slo-as-of", className="muted"),
                     dcc.Graph(id="ov-heatmap", config={"displaylogo": False}),
                 ],
                 className="panel",
@@ -184,23 +187,55 @@ def layout(**kwargs: Any) -> Any:
 @callback(
     Output("ov-url", "search"),
     Input("ov-range", "value"),
+    Input("ov-dates", "start_date"),
+    Input("ov-dates", "end_date"),
     Input("ov-facility", "value"),
+    State("ov-range-spec", "data"),
     prevent_initial_call=True,
 )
-def _to_url(rng: str, facility: str | None) -> str:
-    return view.query_string({"range": rng, "facility": facility}, {"range": view.DEFAULT_RANGE})
+def _to_url(
+    rng: str, start: str | None, end: str | None, facility: str | None, spec: dict | None
+) -> Any:
+    trigger = dash.ctx.triggered_id
+    if trigger == "ov-facility":  # the range stays as the URL had it
+        period: dict[str, Any] = dict(time_range.from_args(spec or {}).query())
+    else:
+        found = view.range_query(rng, start, end, trigger, PAGE)
+        if found is None:
+            return no_update
+        period = found
+    return view.query_string({**period, "facility": facility}, {"range": DEFAULT_RANGE})
 
 
-def _statuses(ctx: Console, rng: str, now: int) -> list[SloStatus]:
-    moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
-    config = ctx.runtime.config
-    return list(
-        SLO_REPORT.get(rng, lambda: slo_report(ctx.runtime.store, config, now=moment, window=rng))
+def _chosen(ctx: Console, spec: dict | None, facility: str | None) -> TimeRange:
+    return view.range_from_spec(spec, view.facility_zone(ctx.runtime.config, facility))
+
+
+def _slo_figures(ctx: Console, chosen: TimeRange, now: int) -> SloFigures:
+    """Shared by the viewers of one range until the rollup's next refresh (or the TTL).
+
+    A preset ends now; custom dates end at their last day (or now, if that is later)."""
+    store, config = ctx.runtime.store, ctx.runtime.config
+    as_of = queries.rollup_as_of(store)
+    if chosen.custom:
+        since, until = chosen.window(now)
+        now = min(now, until)
+        length = f"{max(60, (now - since) // NS)}s"
+    else:
+        length = chosen.preset
+    found: SloFigures = SLO_REPORT.get(
+        (chosen.key, as_of), lambda: report_as_of(store, config, length, now, as_of)
     )
+    return found
 
 
-def _range(rng: str | None) -> str:
-    return rng if rng in view.RANGES else view.DEFAULT_RANGE
+def as_of_note(as_of: int | None, zone: str) -> str:
+    if as_of is None:
+        return "Counted from the transactions now (the SLI rollup has not been built yet)."
+    return (
+        f"SLO figures as of {local_time(as_of, zone)}: the SLI rollup, refreshed by the"
+        " alert evaluator every cycle."
+    )
 
 
 # Three callbacks, not one: the browser asks for them at once, so the cards, the
@@ -209,61 +244,67 @@ def _range(rng: str | None) -> str:
     Output("ov-kpis", "children"),
     Output("ov-updated", "children"),
     Input("ov-tick", "n_intervals"),
-    State("ov-range", "value"),
+    State("ov-range-spec", "data"),
     State("ov-facility", "value"),
 )
-def _refresh_kpis(_: int | None, rng: str, facility: str | None) -> tuple:
+def _refresh_kpis(_: int | None, spec: dict | None, facility: str | None) -> tuple:
     ctx = console()
     now = ctx.now()
-    rng = _range(rng)
+    chosen = _chosen(ctx, spec, facility)
     zone = view.facility_zone(ctx.runtime.config, facility)
-    return kpis(ctx, rng, facility, now, _statuses(ctx, rng, now)), view.updated_at(now, zone)
+    statuses = _slo_figures(ctx, chosen, now).statuses
+    return kpis(ctx, chosen, facility, now, statuses), view.updated_at(now, zone)
 
 
 @callback(
     Output("ov-heatmap", "figure"),
+    Output("ov-slo-as-of", "children"),
     Input("ov-tick", "n_intervals"),
-    State("ov-range", "value"),
+    State("ov-range-spec", "data"),
     State("ov-facility", "value"),
 )
-def _refresh_heatmap(_: int | None, rng: str, facility: str | None) -> Any:
+def _refresh_heatmap(_: int | None, spec: dict | None, facility: str | None) -> tuple:
     ctx = console()
     config = ctx.runtime.config
-    statuses = _statuses(ctx, _range(rng), ctx.now())
+    found = _slo_figures(ctx, _chosen(ctx, spec, facility), ctx.now())
     facilities = [
         (f.id, f"{f.name or f.id}") for f in config.facilities if not facility or f.id == facility
     ]
     workflows = [w.name for w in config.workflows]
-    return figures.compliance_heatmap(facilities, workflows, heat_cells(statuses))
+    figure = figures.compliance_heatmap(facilities, workflows, heat_cells(found.statuses))
+    return figure, as_of_note(found.as_of, view.facility_zone(config, facility))
 
 
 @callback(
     Output("ov-trend", "figure"),
     Input("ov-tick", "n_intervals"),
-    State("ov-range", "value"),
+    State("ov-range-spec", "data"),
     State("ov-facility", "value"),
 )
-def _refresh_trend(_: int | None, rng: str, facility: str | None) -> Any:
+def _refresh_trend(_: int | None, spec: dict | None, facility: str | None) -> Any:
     ctx = console()
+    store, config = ctx.runtime.store, ctx.runtime.config
     now = ctx.now()
-    rng = _range(rng)
-    objectives = {c.workflow: c.objective for c in heat_cells(_statuses(ctx, rng, now))}
-    since, until = view.window(rng, now)
-    scope = queries.Scope(since, until, facility=facility)
-    rows = queries.trend(ctx.runtime.store, scope, now, view.bucket_seconds(rng))
-    return figures.trend(rows, objectives)
+    if queries.rollup_as_of(store) is None:
+        return figures.empty("The trend appears after the alert evaluator's first cycle")
+    chosen = _chosen(ctx, spec, facility)
+    since, until = chosen.window(now)
+    bucket = time_range.bucket_seconds(chosen.seconds(now))
+    return figures.trend(trend_series(store, config, since, until, now, bucket, facility))
 
 
-def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:
-    """The workflow page for a clicked heatmap cell (its labels are display names)."""
+def drill_target(config: Any, point: dict[str, Any], period: dict[str, Any]) -> str | None:
+    """The workflow page for a clicked heatmap cell (its labels are display names), over
+    the same range (``period``: the page's range values, see ``TimeRange.spec``)."""
     label = str(point.get("x", "")).split("<br>")[0]
     workflow = next((w.name for w in config.workflows if w.name.replace("_", " ") == label), None)
     facility = next((f.id for f in config.facilities if (f.name or f.id) == point.get("y")), None)
     if workflow is None:
         return None
+    chosen = time_range.from_args(period)
     search = view.query_string(
-        {"workflow": workflow, "facility": facility, "range": rng},
-        {"range": view.DEFAULT_RANGE},
+        {"workflow": workflow, "facility": facility, **chosen.query()},
+        {"range": DEFAULT_RANGE},
     )
     return f"/workflow{search}"
 
@@ -271,13 +312,13 @@ def drill_target(config: Any, point: dict[str, Any], rng: str) -> str | None:
 @callback(
     Output("ov-url", "href"),
     Input("ov-heatmap", "clickData"),
-    State("ov-range", "value"),
+    State("ov-range-spec", "data"),
     prevent_initial_call=True,
 )
-def _drill(click: dict[str, Any] | None, rng: str) -> Any:
+def _drill(click: dict[str, Any] | None, spec: dict | None) -> Any:
     if not click or not click.get("points"):
         return no_update
-    target = drill_target(console().runtime.config, click["points"][0], rng)
+    target = drill_target(console().runtime.config, click["points"][0], spec or {})
     return target or no_update
 
 

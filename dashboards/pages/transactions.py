@@ -21,10 +21,11 @@ import dash_ag_grid as dag
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from correlator import FLAGS, STATUSES, StoreTransactions, TransactionFilter, decode_cursor
-from dashboards import view
+from dashboards import time_range, view
 from dashboards.context import Console, caller, console
 from dashboards.export_action import export_action
 from dashboards.formatting import duration, iso_to_ns, local_time, money
+from dashboards.time_range import DEFAULT_RANGE, TimeRange
 
 PAGE = "tx"
 EXPORT_LIMIT = 100_000
@@ -39,24 +40,53 @@ class Search:
     status: str | None = None
     flag: str | None = None
     key: str | None = None
-    range: str = view.DEFAULT_RANGE
+    range: str = DEFAULT_RANGE  # a preset, or "custom" with start and end
+    start: str | None = None  # custom dates (the URL's ``from`` and ``to``)
+    end: str | None = None
+    zone: str = "UTC"  # where custom dates are read: the facility's, else UTC
 
     @classmethod
     def from_args(cls, config: Any, args: dict[str, Any]) -> Search:
+        """From the URL (``from``/``to``) or the grid's context (``start``/``end``)."""
         key = args.get("key")
+        facility = view.one_of(args.get("facility"), [f.id for f in config.facilities])
+        zone = view.facility_zone(config, facility)
+        period = time_range.from_args(
+            {
+                "range": args.get("range"),
+                "from": args.get("from", args.get("start")),
+                "to": args.get("to", args.get("end")),
+            },
+            zone,
+        )
         return cls(
             workflow=view.one_of(args.get("workflow"), [w.name for w in config.workflows]),
-            facility=view.one_of(args.get("facility"), [f.id for f in config.facilities]),
+            facility=facility,
             status=view.one_of(args.get("status"), list(STATUSES)),
             flag=view.one_of(args.get("flag"), list(FLAGS)),
             key=key.strip()[:200] if isinstance(key, str) and key.strip() else None,
-            range=view.one_of(args.get("range"), list(view.RANGES)) or view.DEFAULT_RANGE,
+            range=period.preset,
+            start=period.start,
+            end=period.end,
+            zone=zone,
         )
 
+    @property
+    def period(self) -> TimeRange:
+        return time_range.from_args(
+            {"range": self.range, "from": self.start, "to": self.end}, self.zone
+        )
+
+    def window(self, now: int) -> tuple[int | None, int | None]:
+        """[since, until) on the start time; a key search looks at all time (the key
+        names the transaction); a preset has no end."""
+        if self.key:
+            return None, None
+        since, until = self.period.window(now)
+        return since, until if self.period.custom else None
+
     def to_filter(self, ctx: Console, now: int) -> TransactionFilter:
-        since = None
-        if not self.key:  # a key search looks at all time: the key names the transaction
-            since, _ = view.window(self.range, now)
+        since, until = self.window(now)
         return TransactionFilter(
             workflow=self.workflow,
             facility=self.facility,
@@ -64,6 +94,7 @@ class Search:
             flag=self.flag,
             key_values=key_values(ctx, self.key),
             since=since,
+            until=until,
         )
 
 
@@ -76,11 +107,18 @@ def export_selection(search: Search, now: int) -> dict[str, str]:
         "status": search.status,
         "flag": search.flag,
     }
-    if not search.key:  # like the grid: a key search covers all time
-        since, _ = view.window(search.range, now)
-        start = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=since // 1000)
-        chosen["since"] = start.isoformat()
+    since, until = search.window(now)  # like the grid: a key search covers all time
+    for name, ns in (("since", since), ("until", until)):
+        if ns is not None:
+            moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
+            chosen[name] = moment.isoformat()
     return {name: value for name, value in chosen.items() if value}
+
+
+def _range_text(search: Search) -> str:
+    """``30d``, or custom dates as ``2026-03-09..2026-03-15``."""
+    period = search.period
+    return f"{period.start}..{period.end}" if period.custom else period.preset
 
 
 def key_values(ctx: Console, key: str | None) -> tuple[str, ...]:
@@ -267,14 +305,7 @@ def layout(**kwargs: Any) -> Any:
                         PAGE, "status", statuses, search.status, placeholder="Any status"
                     ),
                     view.dropdown(PAGE, "flag", flags, search.flag, placeholder="Any flag"),
-                    view.dropdown(
-                        PAGE,
-                        "range",
-                        view.range_options(),
-                        search.range,
-                        clearable=False,
-                        label="Started",
-                    ),
+                    *view.range_controls(PAGE, search.period, label="Started"),
                     html.Button("Download CSV", id="tx-csv", className="button"),
                     dcc.Download(id="tx-download"),
                     export_action(PAGE, export_selection(search, ctx.now()), caller()),
@@ -282,8 +313,16 @@ def layout(**kwargs: Any) -> Any:
                 className="filters",
             ),
             html.P(
-                view.zone_note(config, search.facility)
-                + (" A key search covers all time." if search.key else ""),
+                " ".join(
+                    filter(
+                        None,
+                        [
+                            view.zone_note(config, search.facility),
+                            view.range_note(search.period),
+                            "A key search covers all time." if search.key else "",
+                        ],
+                    )
+                ),
                 className="muted",
             ),
             dag.AgGrid(
@@ -315,18 +354,38 @@ def layout(**kwargs: Any) -> Any:
     Input("tx-status", "value"),
     Input("tx-flag", "value"),
     Input("tx-range", "value"),
+    Input("tx-dates", "start_date"),
+    Input("tx-dates", "end_date"),
+    State("tx-range-spec", "data"),
     prevent_initial_call=True,
 )
-def _to_url(key: str, workflow: str, facility: str, status: str, flag: str, rng: str) -> str:
+def _to_url(
+    key: str,
+    workflow: str,
+    facility: str,
+    status: str,
+    flag: str,
+    rng: str,
+    start: str | None,
+    end: str | None,
+    spec: dict | None,
+) -> Any:
+    trigger = dash.ctx.triggered_id
+    period: dict[str, Any] = dict(time_range.from_args(spec or {}).query())
+    if trigger in ("tx-range", "tx-dates"):
+        found = view.range_query(rng, start, end, trigger, PAGE)
+        if found is None:
+            return no_update
+        period = found
     values = {
         "key": (key or "").strip(),
         "workflow": workflow,
         "facility": facility,
         "status": status,
         "flag": flag,
-        "range": rng,
+        **period,
     }
-    return view.query_string(values, {"range": view.DEFAULT_RANGE})
+    return view.query_string(values, {"range": DEFAULT_RANGE})
 
 
 @callback(
@@ -372,7 +431,7 @@ def _download(_: int, options: dict[str, Any]) -> Any:
                 ("facility", search.facility),
                 ("status", search.status),
                 ("flag", search.flag),
-                ("range", None if search.key else search.range),
+                ("range", None if search.key else _range_text(search)),
             )
             if value
         )

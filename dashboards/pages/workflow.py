@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html, no_update
 
-from dashboards import figures, queries, view
+from dashboards import figures, queries, time_range, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, duration, local_time, money
+from dashboards.time_range import DEFAULT_RANGE, TimeRange
 from stitchboard.config.workflows import Workflow
 
 PAGE = "wf"
@@ -21,7 +22,7 @@ PAGE = "wf"
 class WorkflowView:
     workflow: str
     facility: str | None
-    range: str
+    period: TimeRange
     step: str
 
 
@@ -30,10 +31,11 @@ def resolve(ctx: Console, args: dict[str, Any]) -> WorkflowView:
     names = [w.name for w in config.workflows]
     workflow = view.one_of(args.get("workflow"), names) or (names[0] if names else "")
     steps = [s.name for s in _workflow(ctx, workflow).steps] if workflow else []
+    facility = view.one_of(args.get("facility"), [f.id for f in config.facilities])
     return WorkflowView(
         workflow=workflow,
-        facility=view.one_of(args.get("facility"), [f.id for f in config.facilities]),
-        range=view.one_of(args.get("range"), list(view.RANGES)) or view.DEFAULT_RANGE,
+        facility=facility,
+        period=time_range.from_args(args, view.facility_zone(config, facility)),
         step=view.one_of(args.get("step"), steps) or (steps[1] if len(steps) > 1 else ""),
     )
 
@@ -100,7 +102,7 @@ def panels(ctx: Console, v: WorkflowView, now: int) -> dict[str, Any]:
     """Every figure and table of the page for one view (called by the refresh callback)."""
     store = ctx.runtime.store
     wf = _workflow(ctx, v.workflow)
-    since, until = view.window(v.range, now)
+    since, until = v.period.window(now)
     scope = queries.Scope(since=since, until=until, workflow=v.workflow, facility=v.facility)
     # The funnel is the path every transaction takes: optional steps (an ASN, a charge
     # reversal) are not stages of it.
@@ -150,21 +152,19 @@ def layout(**kwargs: Any) -> Any:
                         v.facility,
                         placeholder="All facilities",
                     ),
-                    view.dropdown(
-                        PAGE,
-                        "range",
-                        view.range_options(),
-                        v.range,
-                        clearable=False,
-                        label="Started",
-                    ),
+                    *view.range_controls(PAGE, v.period, label="Started"),
                     view.dropdown(
                         PAGE, "step", steps, v.step, clearable=False, label="Latency of step"
                     ),
                 ],
                 className="filters",
             ),
-            html.P(view.zone_note(config, v.facility), className="muted"),
+            html.P(
+                " ".join(
+                    filter(None, [view.zone_note(config, v.facility), view.range_note(v.period)])
+                ),
+                className="muted",
+            ),
             html.Div(
                 [
                     html.Div(dcc.Graph(id="wf-funnel", config=graph), className="panel"),
@@ -200,19 +200,35 @@ def layout(**kwargs: Any) -> Any:
     Input("wf-workflow", "value"),
     Input("wf-facility", "value"),
     Input("wf-range", "value"),
+    Input("wf-dates", "start_date"),
+    Input("wf-dates", "end_date"),
     Input("wf-step", "value"),
-    State("wf-workflow", "value"),
+    State("wf-range-spec", "data"),
     prevent_initial_call=True,
 )
-def _to_url(workflow: str, facility: str, rng: str, step: str, _: str) -> str:
+def _to_url(
+    workflow: str,
+    facility: str,
+    rng: str,
+    start: str | None,
+    end: str | None,
+    step: str,
+    spec: dict | None,
+) -> Any:
     trigger = dash.ctx.triggered_id
+    period: dict[str, Any] = dict(time_range.from_args(spec or {}).query())
+    if trigger in ("wf-range", "wf-dates"):
+        found = view.range_query(rng, start, end, trigger, PAGE)
+        if found is None:
+            return no_update
+        period = found
     values = {
         "workflow": workflow,
         "facility": facility,
-        "range": rng,
+        **period,
         "step": None if trigger == "wf-workflow" else step,
     }
-    return view.query_string(values, {"range": view.DEFAULT_RANGE})
+    return view.query_string(values, {"range": DEFAULT_RANGE})
 
 
 @callback(
@@ -226,13 +242,14 @@ def _to_url(workflow: str, facility: str, rng: str, step: str, _: str) -> str:
     Input("wf-tick", "n_intervals"),
     State("wf-workflow", "value"),
     State("wf-facility", "value"),
-    State("wf-range", "value"),
+    State("wf-range-spec", "data"),
     State("wf-step", "value"),
 )
-def _refresh(_: int | None, workflow: str, facility: str, rng: str, step: str) -> tuple:
+def _refresh(_: int | None, workflow: str, facility: str, spec: dict | None, step: str) -> tuple:
     ctx = console()
     now = ctx.now()
-    v = resolve(ctx, {"workflow": workflow, "facility": facility, "range": rng, "step": step})
+    args = {**(spec or {}), "workflow": workflow, "facility": facility, "step": step}
+    v = resolve(ctx, args)
     p = panels(ctx, v, now)
     zone = view.facility_zone(ctx.runtime.config, v.facility)
     return (

@@ -13,6 +13,7 @@ needs more, and the audit log records what each did. One screenshot per page goe
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import subprocess
@@ -223,6 +224,35 @@ def test_csv_download_holds_the_filtered_transactions(page: Page) -> None:
     assert sorted(r["visit"] for r in rows) == [f"VISIT000{n}" for n in range(1, 7)]
     late = next(r for r in rows if r["visit"] == "VISIT0003")
     assert (late["status"], late["facility"], late["amount"]) == ("late", "LCH02", "150.50")
+    page.assert_clean()
+
+
+def test_custom_dates_from_the_picker_are_kept_in_the_url(page: Page) -> None:
+    # The six discharges start within T0..T0+5h; the claims from T0+4d. Dates from the
+    # day before T0 through the day of T0+5h (UTC: no facility chosen) hold the six only.
+    day = dt.timedelta(days=1)
+    first = (dt.datetime.fromtimestamp((T0 + SHIFT) / 1e9, dt.UTC) - day).date().isoformat()
+    last = dt.datetime.fromtimestamp((T0 + SHIFT + 5 * HOUR) / 1e9, dt.UTC).date().isoformat()
+    tab = page.open("/transactions?range=30d")
+    tab.locator("#tx-grid a[href^='/transactions/']").first.wait_for()
+    tab.fill("#tx-dates-from", first)
+    tab.press("#tx-dates-from", "Enter")
+    tab.fill("#tx-dates-to", last)
+    tab.press("#tx-dates-to", "Enter")
+    tab.wait_for_function(f"() => location.search.includes('to={last}')")
+    page.settle()
+    assert f"from={first}" in tab.url and "range=" not in tab.url
+    tab.locator("#tx-grid a[href^='/transactions/']").first.wait_for()
+    tab.wait_for_function(
+        "() => document.querySelectorAll('#tx-grid .ag-center-cols-container .ag-row').length === 6"
+    )
+    assert "whole days in UTC" in tab.inner_text("body")
+    page.shot("transactions-custom-dates")
+    page.assert_clean()
+    # The same link opened afresh shows the same view; the overview keeps the dates too.
+    overview = page.open(f"/?from={first}&to={last}")
+    overview.wait_for_selector("#ov-kpi-transactions")
+    assert overview.inner_text("#ov-kpi-transactions .kpi-value") == "6"
     page.assert_clean()
 
 

@@ -12,6 +12,7 @@ from dashboards.app import build_dash
 from dashboards.context import Console
 from dashboards.pages import data_health, transactions, workflow
 from dashboards.pages.transactions import Search
+from dashboards.time_range import TimeRange
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import HOUR, MINUTE, shipped_config
 from tests.dashboard_seed import NOW, T0, seed_events
@@ -96,7 +97,7 @@ def test_step_clock_and_limits_from_slas_yaml() -> None:
 
 def test_workflow_panels(ctx) -> None:
     build_dash()  # the panels hold Dash components
-    view = workflow.WorkflowView(D2R, None, "30d", "engine_ack")
+    view = workflow.WorkflowView(D2R, None, TimeRange("30d"), "engine_ack")
     panels = workflow.panels(ctx, view, NOW)
     reached = panels["funnel"].data[0].x
     assert list(reached) == [5, 5, 4, 3, 3, 3]
@@ -130,3 +131,33 @@ def test_replay_a_reason_from_data_health(ctx) -> None:
     # Still unreadable under today's slas.yaml: considered, kept, nothing stored.
     assert (report["considered"], report["replayed"], report["still_rejected"]) == (1, 0, 1)
     assert report["events"] == 0
+
+
+def test_custom_dates_narrow_the_grid_the_export_and_the_workflow(ctx) -> None:
+    config = ctx.runtime.config
+    # The claims start at their final bills: VISIT0001's Fri 13 Mar 14:00 UTC, VISIT0005's
+    # 18:00 that day, VISIT0003's Sun 15 Mar 16:00 UTC. Friday alone (UTC) holds two.
+    friday = Search.from_args(
+        config, {"workflow": "claim_to_cash", "from": "2026-03-13", "to": "2026-03-13"}
+    )
+    assert friday.range == "custom" and friday.zone == "UTC"
+    rows = transactions.rows_between(ctx, friday, 0, 50, NOW)["rowData"]
+    assert [r["claim"] for r in rows] == ["CLAIM0005", "CLAIM0001"]
+    assert transactions.export_selection(friday, NOW) == {
+        "workflow": "claim_to_cash",
+        "since": "2026-03-13T00:00:00+00:00",
+        "until": "2026-03-14T00:00:00+00:00",
+    }
+    # Filtered to Mesa, dates are read in Phoenix time (MST, UTC-7): VISIT0005's discharge
+    # at 18:00 UTC is 11:00 there; the same minute read as UTC holds nothing.
+    minute = {"from": "2026-03-09T11:00", "to": "2026-03-09T11:01", "workflow": D2R}
+    mesa = Search.from_args(config, {**minute, "facility": "MSC03"})
+    assert visits(transactions.rows_between(ctx, mesa, 0, 50, NOW)["rowData"]) == ["VISIT0005"]
+    utc = Search.from_args(config, minute)
+    assert transactions.rows_between(ctx, utc, 0, 50, NOW)["rowData"] == []
+    # The workflow page over Monday 9 March (every discharge) and Tuesday (none).
+    build_dash()
+    monday = workflow.resolve(ctx, {"workflow": D2R, "from": "2026-03-09", "to": "2026-03-09"})
+    assert list(workflow.panels(ctx, monday, NOW)["funnel"].data[0].x) == [5, 5, 4, 3, 3, 3]
+    tuesday = workflow.resolve(ctx, {"workflow": D2R, "from": "2026-03-10", "to": "2026-03-10"})
+    assert workflow.panels(ctx, tuesday, NOW)["funnel"].data == ()

@@ -9,7 +9,7 @@ import pytest
 from correlator import CorrelatorService, StoreTransactions, TransactionFilter
 from dashboards import queries as q
 from stitchboard.events import EVENT_COLUMNS
-from tests.correlator_helpers import DAY, HOUR, MINUTE, NS, at, shipped_config
+from tests.correlator_helpers import DAY, HOUR, MINUTE, at, shipped_config
 from tests.dashboard_seed import NOW, T0, seed_events
 
 CONFIG = shipped_config()
@@ -160,11 +160,3 @@ def test_outcomes_decided_in_the_window(seeded) -> None:
     everything = q.outcomes(seeded, q.Scope(since=T0, until=NOW, workflow=D2R), NOW, decided=True)
     total = q.total_outcome(everything)
     assert (total.total, total.complete, total.in_progress) == (5, 1, 0)
-
-
-def test_trend_buckets_by_decision_day(seeded) -> None:
-    rows = q.trend(seeded, q.Scope(since=T0, until=NOW, workflow=D2R), NOW, 86400)
-    assert sum(r["decided"] for r in rows) == 5 and sum(r["ok"] for r in rows) == 1
-    # VISIT0001 completed on Fri 13 Mar (14:00 UTC); VISIT0005 failed that day too (18:00).
-    friday = next(r for r in rows if r["bucket_s"] == at("2026-03-13T00:00:00+00:00") // NS)
-    assert (friday["ok"], friday["decided"]) == (1, 2)

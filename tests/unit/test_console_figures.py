@@ -153,13 +153,17 @@ def test_a_clicked_cell_opens_its_workflow_and_facility() -> None:
 
     config = load_config(ROOT / "slas.yaml")
     point = {"x": "requisition to payment<br>(po sent step)", "y": "Lakeside Community Hospital"}
-    assert drill_target(config, point, "30d") == (
+    assert drill_target(config, point, {"range": "30d"}) == (
         "/workflow?workflow=requisition_to_payment&facility=LCH02&range=30d"
     )
-    assert drill_target(config, {"x": "discharge to revenue", "y": "?"}, "7d") == (
+    assert drill_target(config, {"x": "discharge to revenue", "y": "?"}, {"range": "7d"}) == (
         "/workflow?workflow=discharge_to_revenue"
     )
-    assert drill_target(config, {"x": "no such workflow"}, "7d") is None
+    assert drill_target(config, {"x": "no such workflow"}, {}) is None
+    custom = {"range": "custom", "from": "2026-03-09", "to": "2026-03-15"}
+    assert drill_target(config, point, custom) == (
+        "/workflow?workflow=requisition_to_payment&facility=LCH02&from=2026-03-09&to=2026-03-15"
+    )
 
 
 def test_shared_figures_are_computed_once_per_ttl() -> None:
