@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,6 +73,14 @@ def import_command(
         bool, typer.Option(help="Ignore the checkpoint of an earlier import of the same file.")
     ] = False,
     chunk: Annotated[int, typer.Option(help="Records per durable write.")] = 5_000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes turning records into events (without a server; default: one per"
+            " CPU, at most 4). Files of fewer than 4 chunks are read by one.",
+        ),
+    ] = min(4, os.cpu_count() or 1),
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -85,7 +94,7 @@ def import_command(
         settings = load_settings(clickhouse=clickhouse, config=config)
         url = server or (None if direct else running_server(settings))
         target: DirectTarget | ServerTarget = (
-            ServerTarget(url) if url else DirectTarget(build_runtime(settings))
+            ServerTarget(url) if url else DirectTarget(build_runtime(settings), workers)
         )
     except ConfigError as exc:
         fail(str(exc))

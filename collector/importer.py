@@ -10,9 +10,11 @@ ids are deterministic, so nothing is stored twice either way).
 
 from __future__ import annotations
 
+import ctypes
+import os
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +23,13 @@ from typing import Protocol
 import httpx
 from rich.progress import Progress
 
-from collector.files import Record, csv_header, detect_format, judge, records
+from collector.files import Record, csv_header, detect_format, records
+from collector.import_pool import JudgePool
 from collector.import_state import add_checkpoint, file_id, resume_offset
-from collector.intake import Intake, batch_of
 from collector.mllp import frame
 from stitchboard.cli_options import server_headers
 from stitchboard.errors import StitchboardError
+from stitchboard.events import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
 from stitchboard.runtime import Runtime
 from stitchboard.settings import Settings
 from stitchboard.writer import Batch
@@ -56,9 +59,17 @@ class ImportTarget(Protocol):
 
     def resume_offset(self, fid: str) -> int: ...
 
-    def send(
-        self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str, path: Path
-    ) -> None: ...
+    def send_all(
+        self,
+        chunks: Iterable[list[Record]],
+        fmt: str,
+        header: bytes,
+        report: FileReport,
+        fid: str,
+        path: Path,
+    ) -> Iterator[int]:
+        """Send every chunk; yields the byte offset reached after each (for progress)."""
+        ...
 
     def flush(self) -> None: ...
 
@@ -66,34 +77,68 @@ class ImportTarget(Protocol):
 
 
 class DirectTarget:
-    """Writes through a local runtime (the store is not owned by a server)."""
+    """Writes through a local runtime (the store is not owned by a server).
 
-    def __init__(self, runtime: Runtime):
+    Chunks are judged by a ``JudgePool`` (``workers`` processes) while the writer
+    inserts earlier ones. A file's checkpoint only names records already on disk:
+    chunk N's checkpoint is taken once chunk N's insert has returned and the store
+    has been synced (``sync``: ``syncfs`` of the embedded store's directory; a
+    ClickHouse server keeps its own durability), and travels with the next batch
+    built. A crash re-imports at most the chunks after the last checkpoint, and
+    their deterministic event ids keep them single.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        workers: int = 1,
+        sync: Callable[[], None] | None = None,
+    ):
         self.runtime = runtime
-        self.intake = Intake(self.runtime.config, self.runtime.pseudonymize)
+        self.pool = JudgePool(runtime.config, runtime.pseudonymize, workers)
+        self.intake = self.pool.intake
         self.delimiter = self.runtime.config.messages.logs.csv_delimiter
-        self._in_flight: list[Future[None]] = []
+        self.sync = sync or (lambda: sync_store(runtime.store.path))
+        self._in_flight: deque[tuple[Future[None], tuple[str, str, int, int]]] = deque()
+        self._durable: tuple[str, str, int, int] | None = None  # checkpoint not yet written
         self.label = f"store {self.runtime.store.display_url}"
 
     def resume_offset(self, fid: str) -> int:
         return resume_offset(self.runtime.store, fid)
 
-    def send(
-        self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str, path: Path
-    ) -> None:
-        source, dl_source = path.name, f"file:{path.name}"
-        outcomes = [judge(self.intake, r, source, dl_source) for r in chunk]
-        batch = batch_of(outcomes, Batch())
-        add_checkpoint(batch, fid, path.name, chunk[-1].end, len(chunk))
-        for outcome in outcomes:
-            report.events += len(outcome.events)
-            if outcome.dead_letter is not None:
-                report.rejected += 1
-                report.reasons[outcome.reason] += 1
-        # Parse the next chunk while the writer inserts this one; two in flight at most.
-        self._in_flight.append(self._submit(batch))
-        if len(self._in_flight) > 1:
-            self._in_flight.pop(0).result()
+    def send_all(
+        self,
+        chunks: Iterable[list[Record]],
+        fmt: str,
+        header: bytes,
+        report: FileReport,
+        fid: str,
+        path: Path,
+    ) -> Iterator[int]:
+        for judged in self.pool.judge(chunks, path.name, f"file:{path.name}"):
+            batch = Batch()
+            batch.add("events", EVENT_COLUMNS, judged.event_rows)
+            batch.add("dead_letters", DEAD_LETTER_COLUMNS, judged.letter_rows)
+            if self._durable is not None:
+                add_checkpoint(batch, *self._durable)
+                self._durable = None
+            report.events += len(judged.event_rows)
+            report.rejected += judged.rejected
+            report.reasons.update(judged.reasons)
+            # Judge the next chunk while the writer inserts this one; two in flight at most.
+            self._in_flight.append(
+                (self._submit(batch), (fid, path.name, judged.end, judged.records))
+            )
+            if len(self._in_flight) > 1:
+                self._settle()
+            yield judged.end
+
+    def _settle(self) -> None:
+        """Wait for the oldest insert, make it durable; its checkpoint goes with the next batch."""
+        future, checkpoint = self._in_flight.popleft()
+        future.result()
+        self.sync()
+        self._durable = checkpoint
 
     def _submit(self, batch: Batch) -> Future[None]:
         from stitchboard.errors import Overloaded
@@ -106,11 +151,51 @@ class DirectTarget:
 
     def flush(self) -> None:
         while self._in_flight:
-            self._in_flight.pop(0).result()
+            self._settle()
+        if self._durable is not None:
+            batch = Batch()
+            add_checkpoint(batch, *self._durable)
+            self._durable = None
+            self._submit(batch).result()
+            self.sync()
 
     def close(self) -> None:
-        self.flush()
-        self.runtime.close()
+        try:
+            self.flush()
+        finally:
+            self.pool.close()
+            self.runtime.close()
+
+
+def sync_store(path: Path | None) -> None:
+    """Flush the embedded store's files to disk (``syncfs`` of its file system).
+
+    ClickHouse writes a part without fsync by default (``fsync_after_insert`` 0), so
+    an insert that returned may still be in the page cache. No-op for a server.
+    """
+    if path is None:
+        return
+    syncfs = getattr(_LIBC, "syncfs", None) if _LIBC is not None else None
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"syncfs {path}: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 class ServerTarget:
@@ -126,6 +211,19 @@ class ServerTarget:
         response = self.client.get(f"{self.url}/api/v1/messages/imports/{fid}")
         response.raise_for_status()
         return int(response.json()["offset"])
+
+    def send_all(
+        self,
+        chunks: Iterable[list[Record]],
+        fmt: str,
+        header: bytes,
+        report: FileReport,
+        fid: str,
+        path: Path,
+    ) -> Iterator[int]:
+        for chunk in chunks:
+            self.send(chunk, fmt, header, report, fid, path)
+            yield chunk[-1].end
 
     def send(
         self, chunk: list[Record], fmt: str, header: bytes, report: FileReport, fid: str, path: Path
@@ -191,6 +289,12 @@ def _chunks(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+def _counted(chunks: Iterator[list[Record]], report: FileReport) -> Iterator[list[Record]]:
+    for chunk in chunks:
+        report.records += len(chunk)
+        yield chunk
+
+
 def import_file(
     target: ImportTarget,
     path: Path,
@@ -209,11 +313,10 @@ def import_file(
     task = progress.add_task(path.name, total=size, completed=start) if progress else None
     with path.open("rb") as stream:
         header = csv_header(stream) if fmt == "csv" else b""
-        for chunk in _chunks(records(stream, fmt, start, delimiter), chunk_size):
-            target.send(chunk, fmt, header, report, fid, path)
-            report.records += len(chunk)
+        chunks = _counted(_chunks(records(stream, fmt, start, delimiter), chunk_size), report)
+        for end in target.send_all(chunks, fmt, header, report, fid, path):
             if progress is not None and task is not None:
-                progress.update(task, completed=chunk[-1].end)
+                progress.update(task, completed=end)
     target.flush()
     if progress is not None and task is not None:
         progress.update(task, completed=size)

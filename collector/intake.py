@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from collector.hl7.extract import Header, Hl7Extractor
+from collector.hl7.compiled import CompiledExtractor
+from collector.hl7.extract import Header
 from collector.hl7.message import decode
 from collector.logs_mapping import LogExtractor, RowRejected
 from stitchboard.config import SlasConfig
@@ -53,7 +54,7 @@ class Intake:
         pseudonymize: Callable[[str], str],
         now: Callable[[], int] = time.time_ns,
     ):
-        self.hl7_extractor = Hl7Extractor(config, pseudonymize)
+        self.hl7_extractor = CompiledExtractor(config, pseudonymize)
         self.logs = LogExtractor(config, pseudonymize)
         self.now = now
         self._phi_json = _phi_json_pattern(config.messages.logs.phi_fields)

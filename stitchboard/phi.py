@@ -44,6 +44,10 @@ class Pseudonymizer:
         key = key.ljust(64, b"\0")
         return bytes(b ^ 0x36 for b in key).hex(), bytes(b ^ 0x5C for b in key).hex()
 
+    def __reduce__(self) -> tuple[type[Pseudonymizer], tuple[bytes]]:
+        # For import worker processes on this machine (the lru cache does not pickle).
+        return (Pseudonymizer, (self._key,))
+
     def __call__(self, value: str) -> str:
         if not value or value.startswith(PREFIX):
             return value

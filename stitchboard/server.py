@@ -148,10 +148,17 @@ async def _reload(runtime: Runtime) -> None:
         )
 
 
+SWITCH_INTERVAL = 0.0005  # seconds
+
+
 def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     check_ports(settings)
+    # A thread waking from I/O (the event loop after select, the spool's sync thread after
+    # fdatasync) waits for the GIL up to this interval while another thread computes (the
+    # correlator, the loader): 5 ms by default, paid several times per acknowledgement.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     asyncio.run(run(settings))

@@ -96,6 +96,8 @@ class Journal:
         self.retry_after = retry_after
         self.clock = clock
         self.on_sync = on_sync  # (records in the group, seconds of write + fdatasync)
+        # Called on the sync thread once a group's futures are resolved, synced or failed.
+        self.on_group: Callable[[], None] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.directory)
         self._lock = threading.Lock()
@@ -221,6 +223,8 @@ class Journal:
                 error = StoreUnavailable(f"spool write failed: {exc}")
                 for _, _, future in group:
                     future.set_exception(error)
+                if self.on_group is not None:
+                    self.on_group()
                 try:
                     self._roll()
                 except OSError as again:
@@ -237,6 +241,8 @@ class Journal:
                 self._durable_cv.notify_all()
             for _, _, future in group:
                 future.set_result(None)
+            if self.on_group is not None:
+                self.on_group()
             if self.on_sync is not None:
                 self.on_sync(len(group), elapsed)
             if self._durable >= self.segment_bytes:

@@ -22,7 +22,6 @@ dead-lettered with its bytes, never dropped silently.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -39,6 +38,7 @@ from stitchboard.metrics import LATENCY_BUCKETS, Metrics
 from stitchboard.spool.codec import UnreadableRecord, decode_batch, encode_batch
 from stitchboard.spool.journal import Journal
 from stitchboard.spool.segment import Record
+from stitchboard.spool.waiters import Waiters
 from stitchboard.store.sink import Sink
 from stitchboard.writer import Batch, Inserter, RawInserter, merge, notify
 
@@ -137,6 +137,8 @@ class SpooledWriter:
         self.spool_metrics = SpoolMetrics(self.metrics, self)
         self.spool_metrics.torn.inc(journal.torn_records)
         journal.on_sync = self._on_sync
+        self.waiters = Waiters()
+        journal.on_group = self.waiters.synced
 
     def _on_sync(self, records: int, seconds: float) -> None:
         self.spool_metrics.syncs.inc()
@@ -173,7 +175,7 @@ class SpooledWriter:
             raise
 
     async def write(self, batch: Batch) -> None:
-        await asyncio.wrap_future(self.submit(batch))
+        await self.waiters.wait(self.submit(batch))
 
     def write_sync(self, batch: Batch, timeout: float | None = None) -> None:
         self.submit(batch).result(timeout)

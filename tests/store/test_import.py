@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.import_state import file_id, resume_offset
 from collector.importer import DirectTarget, import_file
 from tests.support import make_runtime
 
@@ -58,23 +59,87 @@ def test_interrupted_import_resumes_after_the_last_durable_chunk(runtime, store,
         pass
 
     class CrashingTarget(DirectTarget):
-        sent = 0
-
-        def send(self, chunk, *args):
-            if self.sent == 3:
-                raise Crash
-            super().send(chunk, *args)
-            self.sent += 1
+        def send_all(self, chunks, *args):
+            for sent, end in enumerate(super().send_all(chunks, *args), 1):
+                if sent == 4:
+                    raise Crash
+                yield end
 
     crashing = CrashingTarget(runtime)
     with pytest.raises(Crash):
         import_file(crashing, path, "auto", restart=False, chunk_size=100)
     crashing.flush()
     stored = count(store, "startsWith(keys['msg'], 'IMP-01')")
-    assert stored == 300
+    assert stored == 400
     resumed = import_file(DirectTarget(runtime), path, "auto", restart=False, chunk_size=100)
-    assert resumed.resumed_at > 0 and resumed.records == 700
+    assert resumed.resumed_at > 0 and resumed.records == 600
     assert count(store, "startsWith(keys['msg'], 'IMP-01')") == 1000
+
+
+def test_a_checkpoint_names_only_records_synced_before_it(runtime, store, tmp_path):
+    """Chunk N's checkpoint is written after chunk N's rows are inserted and synced, so a
+    crash (here: the import abandoned without its final flush) resumes at or before the
+    first record that might not be on disk, and re-importing stores nothing twice."""
+    path = tmp_path / "ordered.hl7"
+    lines = [adt(30_000 + n) + b"\r\n" for n in range(500)]
+    path.write_bytes(b"".join(lines))
+    ends = [sum(len(line) for line in lines[: 100 * k]) for k in range(1, 6)]
+    seen: list[tuple[int, int]] = []  # at each sync: (events stored, checkpoint offset)
+    fid = file_id(path)
+
+    def sync() -> None:
+        seen.append((count(store, "startsWith(keys['msg'], 'IMP-03')"), resume_offset(store, fid)))
+
+    class Abandoned(Exception):
+        pass
+
+    class AbandonedTarget(DirectTarget):
+        def send_all(self, chunks, *args):
+            for sent, end in enumerate(super().send_all(chunks, *args), 1):
+                if sent == 5:
+                    raise Abandoned
+                yield end
+
+    abandoned = AbandonedTarget(runtime, sync=sync)
+    with pytest.raises(Abandoned):
+        import_file(abandoned, path, "auto", False, chunk_size=100)
+    # A sync after each of chunks 1-4 has been inserted (the next one may be in already).
+    # Chunk N's checkpoint is taken after the sync that follows its insert, and rides with
+    # chunk N + 2's rows (N + 1 is already in flight): never past what a sync made durable.
+    assert [offset for _, offset in seen] == [0, 0, ends[0], ends[1]]
+    assert all(stored in (100 * n, 100 * (n + 1)) for n, (stored, _) in enumerate(seen, 1))
+    for future, _ in abandoned._in_flight:  # the insert the abandoned import left running
+        future.result()
+    assert resume_offset(store, fid) == ends[2]  # chunk 5's rows carried chunk 3's checkpoint
+    resumed = import_file(DirectTarget(runtime), path, "auto", restart=False, chunk_size=100)
+    assert (resumed.resumed_at, resumed.records) == (ends[2], 200)
+    assert count(store, "startsWith(keys['msg'], 'IMP-03')") == 500
+
+
+def test_worker_processes_store_what_one_process_stores(runtime, store, tmp_path):
+    path = tmp_path / "parallel.hl7"
+    body = b"".join(adt(40_000 + n).replace(b"\r", b"\n") + b"\n" for n in range(900))
+    path.write_bytes(b"not a message\n" + body)
+    target = DirectTarget(runtime, workers=2)
+    try:
+        report = import_file(target, path, "auto", restart=False, chunk_size=100)
+    finally:
+        target.pool.close()
+    assert (report.records, report.events, report.rejected) == (901, 900, 1)
+    assert count(store, "startsWith(keys['msg'], 'IMP-04')") == 900
+    assert resume_offset(store, file_id(path)) == len(body) + len(b"not a message\n")
+    parallel = store.rows(
+        f"SELECT event_id, event_time, keys FROM {store.table('events')} FINAL"
+        " WHERE startsWith(keys['msg'], 'IMP-04') ORDER BY event_id"
+    )
+    path.rename(tmp_path / "serial.hl7")
+    one = import_file(DirectTarget(runtime), tmp_path / "serial.hl7", "auto", True, 100)
+    assert (one.records, one.events, one.rejected) == (901, 900, 1)
+    serial = store.rows(
+        f"SELECT event_id, event_time, keys FROM {store.table('events')} FINAL"
+        " WHERE startsWith(keys['msg'], 'IMP-04') ORDER BY event_id"
+    )
+    assert serial == parallel and len(serial) == 900
 
 
 def test_mllp_dump_and_batch_file(runtime, store, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from decimal import Decimal
@@ -298,4 +299,54 @@ def test_a_failed_write_is_not_acknowledged_and_the_next_segment_takes_over(tmp_
     w.start()
     wait_for(lambda: w.journal.caught_up)
     assert ids(sink) == ["e0", "e2"]
+    w.close()
+
+
+def test_event_loop_senders_are_woken_once_per_group_commit(tmp_path):
+    """200 senders on one loop: every one answered after its sync, with one cross-thread
+    wake-up per group commit at most (not one per sender)."""
+    sink = MemorySink()
+    w = writer(tmp_path, sink)
+    done: list[int] = []
+
+    async def send(i: int) -> None:
+        await w.write(batch(i))
+        done.append(i)
+
+    async def main() -> None:
+        await asyncio.gather(*(send(i) for i in range(200)))
+
+    asyncio.run(main())
+    stats = w.journal.stats()
+    assert sorted(done) == list(range(200))
+    assert stats.synced_records == 200
+    assert 1 <= w.waiters.wakeups <= stats.syncs < 200
+    w.start()
+    wait_for(lambda: w.journal.caught_up)
+    assert sorted(ids(sink)) == sorted(f"e{i}" for i in range(200))
+    w.close()
+
+
+def test_event_loop_senders_get_a_failed_write_and_a_cancelled_one_is_skipped(tmp_path):
+    sink = MemorySink()
+    w = writer(tmp_path, sink)
+
+    async def main() -> None:
+        await w.write(batch(0))
+        readonly = os.open(tmp_path / segment_name(segment_ids(tmp_path)[-1]), os.O_RDONLY)
+        os.dup2(readonly, w.journal._fd)
+        os.close(readonly)
+        with pytest.raises(StoreUnavailable, match="spool write failed"):
+            await w.write(batch(1))
+        abandoned = asyncio.ensure_future(w.write(batch(2)))
+        await asyncio.sleep(0)
+        abandoned.cancel()
+        await asyncio.gather(w.write(batch(3)), w.write(batch(4)))
+        assert abandoned.cancelled()
+
+    asyncio.run(main())
+    w.start()
+    wait_for(lambda: w.journal.caught_up)
+    # Batch 2 was appended before its sender gave up: it is durable, so it loads.
+    assert sorted(ids(sink)) == ["e0", "e2", "e3", "e4"]
     w.close()
