@@ -46,7 +46,7 @@ class Correlator:
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
             fan_in.extend(changes.fan_in)
-        return Changes(tuple(upserts), tuple(retired), tuple(fan_in))
+        return Changes(tuple(upserts), tuple(retired), tuple(fan_in), now)
 
     def touch_all(self) -> None:
         """Recompute every transaction on the next flush."""
@@ -69,7 +69,7 @@ class Correlator:
             upserts.extend(changes.upserts)
             retired.extend(changes.retired)
             fan_in.extend(changes.fan_in)
-        return Changes(tuple(upserts), tuple(retired), tuple(fan_in))
+        return Changes(tuple(upserts), tuple(retired), tuple(fan_in), now)
 
     def feed(self, events: Iterable[Event], now: int | None = None) -> Changes:
         self.add(events)

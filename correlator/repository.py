@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
@@ -50,6 +51,10 @@ TX_COLUMNS = (
     "breach_missed_at",
     "version",
     "deleted",
+    "evaluated_at",
+    "key_delta",
+    "delta_key_names",
+    "delta_key_values",
 )
 
 
@@ -71,7 +76,14 @@ def first_missed(tx: Transaction) -> tuple[int, int]:
     return warn, breach
 
 
-def transaction_row(tx: Transaction, version: int) -> tuple:
+def transaction_row(
+    tx: Transaction,
+    version: int,
+    evaluated_at: int = 0,
+    new_keys: tuple[tuple[str, str], ...] | None = None,
+) -> tuple:
+    """A transaction row; ``new_keys`` (when known) are the key values its previous
+    version under the same id did not have: only those are indexed again."""
     steps = tx.steps
     return (
         tx.id,
@@ -107,6 +119,10 @@ def transaction_row(tx: Transaction, version: int) -> tuple:
         *first_missed(tx),
         version,
         0,
+        evaluated_at,
+        0 if new_keys is None else 1,
+        [k for k, _ in new_keys or ()],
+        [v for _, v in new_keys or ()],
     )
 
 
@@ -146,6 +162,10 @@ def deleted_row(gone: Retired, version: int) -> tuple:
         0,
         version,
         1,
+        0,
+        0,
+        [],
+        [],
     )
 
 
@@ -162,22 +182,26 @@ class TransactionSink:
             self._last = max(self._last + 1, time.time_ns())
             return self._last
 
-    def write(self, changes: Changes, chunk: int = 50_000) -> int:
+    def write(
+        self,
+        changes: Changes,
+        chunk: int = 50_000,
+        new_keys: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+    ) -> int:
         if not changes.upserts and not changes.retired and not changes.fan_in:
             return 0
         version = self.version()
         # Fan-in states first: a failed write is redone whole, and rewriting is idempotent.
         write_states(self.store, changes.fan_in, version)
         upserts = changes.upserts
-        for i in range(0, len(upserts), chunk):
-            part = upserts[i : i + chunk]
-            # transaction_keys is filled by a materialized view from these rows.
-            self.store.insert(
-                TRANSACTIONS.name, TX_COLUMNS, [transaction_row(tx, version) for tx in part]
-            )
-        self.store.insert(
-            TRANSACTIONS.name, TX_COLUMNS, [deleted_row(r, version) for r in changes.retired]
-        )
+        # Upserts and retirements in one INSERT where they fit: a merged transaction and
+        # the id it absorbed land together (transaction_keys is filled by a materialized
+        # view from these rows in the same INSERT).
+        known = new_keys or {}
+        rows = [transaction_row(tx, version, changes.now, known.get(tx.id)) for tx in upserts]
+        rows += [deleted_row(r, version) for r in changes.retired]
+        for i in range(0, len(rows), chunk):
+            self.store.insert(TRANSACTIONS.name, TX_COLUMNS, rows[i : i + chunk])
         return len(upserts) + len(changes.retired)
 
     def retire_older_than(self, version: int) -> int:
@@ -288,6 +312,128 @@ def read_events(
             )
             for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
         ]
+
+
+def hops_payload(events: Sequence[Event]) -> str:
+    """What correlation reads of these events, as JSON (``events_from_payload`` reads it)."""
+    return json.dumps(
+        [
+            [
+                e.event_id,
+                e.event_time,
+                e.sent_time,
+                e.facility,
+                e.system,
+                e.operation,
+                e.status,
+                None if e.amount is None else str(e.amount),
+                dict(e.keys),
+                dict(e.attributes),
+            ]
+            for e in events
+        ],
+        separators=(",", ":"),
+    )
+
+
+def events_from_payload(text: str) -> dict[str, Event]:
+    found: dict[str, Event] = {}
+    for i, t, sent, facility, system, operation, status, amount, keys, attrs in json.loads(text):
+        found[i] = correlation_event(
+            event_id=i,
+            event_time=t,
+            sent_time=sent or t,
+            facility=facility,
+            system=system,
+            operation=operation,
+            status=status,
+            amount=None if amount is None else Decimal(amount),
+            keys=keys,
+            attributes=attrs,
+        )
+    return found
+
+
+def read_events_inserted_since(
+    store: Store, since: int, attributes: Sequence[str] = (), block: int = 20_000
+) -> Iterator[list[Event]]:
+    """The events inserted at or after ``since`` (ns), oldest insert first, one page
+    at a time (a page is read whole, so the caller may query between pages)."""
+    wanted = (
+        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
+        if attributes
+        else "map()"
+    )
+    select = _SELECT_EVENTS.replace(
+        " FROM {table}", ", toUnixTimestamp64Micro(inserted_at) FROM {table}"
+    )
+    sql = select.format(table=store.table("events"), attributes=wanted) + (
+        " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+        " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})"
+        " ORDER BY inserted_at, event_id LIMIT {block:UInt32}"
+    )
+    at, after = -1, ""
+    while True:
+        params: dict[str, Any] = {"since": since, "at": at, "after": after, "block": block}
+        if attributes:
+            params["attribute_names"] = list(attributes)
+        rows = store.rows(sql, params)
+        if not rows:
+            return
+        yield [
+            correlation_event(
+                event_id=i,
+                event_time=t,
+                sent_time=sent,
+                facility=facility,
+                system=system,
+                operation=operation,
+                status=status,
+                amount=amount,
+                keys=keys,
+                attributes=attrs,
+            )
+            for i, t, sent, facility, system, operation, status, amount, keys, attrs, _ in rows
+        ]
+        at, after = rows[-1][-1], rows[-1][0]
+        if len(rows) < block:
+            return
+
+
+def read_events_by_id(
+    store: Store, event_ids: Sequence[str], attributes: Sequence[str] = (), chunk: int = 20_000
+) -> dict[str, Event]:
+    """The stored events with these ids (``events`` is sorted by id: a key lookup)."""
+    wanted = (
+        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
+        if attributes
+        else "map()"
+    )
+    sql = _SELECT_EVENTS.format(table=store.table("events"), attributes=wanted)
+    sql += " WHERE event_id IN {ids:Array(String)}"
+    found: dict[str, Event] = {}
+    for i in range(0, len(event_ids), chunk):
+        params: dict[str, Any] = {"ids": list(event_ids[i : i + chunk])}
+        if attributes:
+            params["attribute_names"] = list(attributes)
+        for row in store.rows(sql, params):
+            event_id, t, sent, facility, system, operation, status, amount, keys, attrs = row
+            found.setdefault(
+                event_id,
+                correlation_event(
+                    event_id=event_id,
+                    event_time=t,
+                    sent_time=sent,
+                    facility=facility,
+                    system=system,
+                    operation=operation,
+                    status=status,
+                    amount=amount,
+                    keys=keys,
+                    attributes=attrs,
+                ),
+            )
+    return found
 
 
 def events_from_batch(

@@ -139,10 +139,128 @@ def _judgement_columns(ctx: SchemaContext) -> list[str]:
     ]
 
 
+# The live path's state beside the transactions (see docs/correlator.md):
+# - ``lookup_hops``: every fan-in and unexpected hop by the values it joins
+#   transactions by, matched or still waiting for a carrier, so a new carrier
+#   finds the journals that wait for it without any re-read of ``events``;
+# - ``correlator_state``: named values the correlator resumes from (the
+#   ``inserted_at`` watermark, the instant swept through, the slas.yaml signature);
+# - ``evaluated_at`` on a transaction row: the instant its status was computed at,
+#   so a deadline after it is one the row does not reflect yet.
+LOOKUP_HOPS = Table(
+    name="lookup_hops",
+    columns="""\
+    workflow LowCardinality(String),
+    key LowCardinality(String),
+    value String,
+    event_id String,
+    step LowCardinality(String)""",
+    engine="ReplacingMergeTree",
+    tail="ORDER BY (value, key, workflow, event_id)",
+    shard_key="cityHash64(value)",
+)
+
+CORRELATOR_STATE = Table(
+    name="correlator_state",
+    columns="""\
+    name LowCardinality(String),
+    number Int64,
+    text String,
+    version UInt64""",
+    engine="ReplacingMergeTree(version)",
+    tail="ORDER BY name",
+    shard_key="cityHash64(name)",
+)
+
+
+# What correlation reads of each event of a transaction (JSON, in ``event_ids`` order),
+# written by the live path with each changed transaction, so a component evicted from
+# the cache is read back by its sorting key instead of by event ids scattered over
+# all of ``events``. A row whose ids differ from the transaction's is not used.
+TRANSACTION_HOPS = Table(
+    name="transaction_hops",
+    columns="""\
+    workflow LowCardinality(String),
+    id_time DateTime64(9, 'UTC'),
+    id String,
+    version UInt64,
+    hops String CODEC(ZSTD(1))""",
+    engine="ReplacingMergeTree(version)",
+    tail="PARTITION BY toYYYYMM(id_time)\nORDER BY (workflow, id_time, id)",
+    shard_key="cityHash64(id)",
+)
+
+
+def _live_state(ctx: SchemaContext) -> list[str]:
+    return [
+        *ctx.create(LOOKUP_HOPS),
+        *ctx.create(TRANSACTION_HOPS),
+        *ctx.create(CORRELATOR_STATE),
+        *ctx.alter(TRANSACTIONS.name, _DELTA_COLUMNS),
+    ]
+
+
+# A writer that knows which key values a transaction row adds to its previous version
+# (the live path) sets ``key_delta = 1`` and lists only those; the key view then writes
+# only them (a row's keys already indexed under its id are not written again). Any
+# other writer leaves ``key_delta = 0`` and every key of the row is indexed.
+_DELTA_COLUMNS = (
+    "ADD COLUMN IF NOT EXISTS evaluated_at Int64 DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS key_delta UInt8 DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS delta_key_names Array(LowCardinality(String)),"
+    " ADD COLUMN IF NOT EXISTS delta_key_values Array(String) CODEC(ZSTD(1))"
+)
+
+
+# Every deadline a written open transaction has not reached yet, by the instant it
+# falls due, filled by ClickHouse from each transaction row (whoever writes it), so the
+# deadline sweep is a range read of what fell due since the last sweep.
+TRANSACTION_DEADLINES = Table(
+    name="transaction_deadlines",
+    columns="""\
+    due Int64,
+    workflow LowCardinality(String),
+    id String,
+    id_time DateTime64(9, 'UTC')""",
+    engine="ReplacingMergeTree",
+    tail="ORDER BY (due, workflow, id)",
+    shard_key="cityHash64(id)",
+)
+
+
+def _deadline_index(ctx: SchemaContext) -> list[str]:
+    db = ctx.database
+    local = "_local" if ctx.cluster else ""
+    on_cluster = f" ON CLUSTER `{ctx.cluster}`" if ctx.cluster else ""
+    return [
+        # The key view again, now writing only a row's new keys when it lists them.
+        f"DROP TABLE IF EXISTS `{db}`.`transaction_keys_mv`{on_cluster}",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`transaction_keys_mv`{on_cluster}"
+        f" TO `{db}`.`{TRANSACTION_KEYS.name}{local}` AS"
+        " SELECT key_value AS value, key_name AS key, id AS transaction_id, workflow, id_time"
+        f" FROM `{db}`.`{TRANSACTIONS.name}{local}`"
+        " ARRAY JOIN if(key_delta = 1, delta_key_names, key_names) AS key_name,"
+        " if(key_delta = 1, delta_key_values, key_values) AS key_value WHERE deleted = 0",
+        *ctx.create(TRANSACTION_DEADLINES),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`transaction_deadlines_mv`{on_cluster}"
+        f" TO `{db}`.`{TRANSACTION_DEADLINES.name}{local}` AS"
+        " SELECT due, workflow, id, id_time"
+        f" FROM `{db}`.`{TRANSACTIONS.name}{local}`"
+        " ARRAY JOIN arrayFilter(d -> d > evaluated_at,"
+        " [ifNull(toUnixTimestamp64Nano(warn_deadline), 0),"
+        " ifNull(toUnixTimestamp64Nano(breach_deadline), 0)]) AS due"
+        " WHERE deleted = 0 AND end_time IS NULL",
+    ]
+
+
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
     Migration(12, "fan-in events no transaction carries", _unmatched),
     Migration(13, "transaction step durations from their anchors", _step_durations),
     Migration(14, "step deadlines and first missed deadlines per transaction", _judgement_columns),
+    Migration(15, "lookup hops, correlator state, evaluation instants", _live_state),
+    Migration(
+        16, "pending deadlines by due instant; key view writes new keys only", _deadline_index
+    ),
 )

@@ -1,11 +1,18 @@
 """The running correlator: a thread that stitches what the writer made durable.
 
-Startup is a full pass over ``events`` (the in-memory stitching state is rebuilt,
-every transaction rewritten, and rows the pass did not write are retired, so a
-changed slas.yaml takes effect on restart). After that, each durable batch the
-writer reports is queued by a listener and correlated within ``interval``
-seconds; a periodic sweep recomputes transactions whose deadline just passed so
-they turn ``overdue`` at the deadline, not when their next event arrives.
+The state lives in ClickHouse (``correlator.live``, docs/correlator.md). At startup
+the correlator resumes from its durable watermark: it re-reads only the events
+inserted since then, and a replayed event changes (and writes) nothing. When
+slas.yaml changed since the stored transactions were computed (its signature
+differs), or on a store that has none yet, startup is a full pass instead: the
+in-memory core over every event, every transaction rewritten, the rows the pass
+did not write retired; its memory is released once the pass is written.
+
+After that, each durable batch the writer reports is queued by a listener and
+correlated within ``interval`` seconds against the stored state, through a
+size-capped cache of recent components; a periodic SQL sweep recomputes open
+transactions whose deadline just passed so they turn ``overdue`` at the
+deadline, not when their next event arrives.
 
 The queue is bounded: if the correlator falls behind by more than
 ``max_pending`` events, the listener drops batches and the thread re-reads
@@ -27,8 +34,24 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from correlator.engine import Correlator
-from correlator.repository import TransactionSink, events_from_batch, read_events
+from correlator.index import (
+    SIGNATURE,
+    SWEPT,
+    WATERMARK,
+    StoreIndex,
+    config_signature,
+    read_state,
+    write_state,
+)
+from correlator.live import LiveCorrelator, LookupHop, Update
+from correlator.repository import (
+    TransactionSink,
+    events_from_batch,
+    read_events,
+    read_events_inserted_since,
+)
 from correlator.stitching import Changes
+from correlator.unmatched import UNMATCHED_EVENTS
 from correlator.unmatched import retire_older_than as retire_unmatched
 from stitchboard.config.model import SlasConfig
 from stitchboard.errors import StoreUnavailable
@@ -39,6 +62,8 @@ from stitchboard.writer import Batch
 log = logging.getLogger(__name__)
 
 _RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch is visible
+_STATE_EVERY = 5.0  # seconds between writes of the watermark
+_HOUSEKEEPING_EVERY = 30.0  # seconds between unmatched gauges and key-row pruning
 
 
 def retry_delay(failures: int, initial: float, maximum: float) -> float:
@@ -57,7 +82,12 @@ class CorrelatorMetrics:
             registry=r,
         )
         self.transactions = Gauge(
-            "stitchboard_transactions", "Transactions held by the correlator", registry=r
+            "stitchboard_transactions", "Transactions held in the correlator's cache", registry=r
+        )
+        self.reloaded = Counter(
+            "stitchboard_correlator_reloaded_transactions",
+            "Transactions read back from the store (not in the cache)",
+            registry=r,
         )
         self.pending = Gauge(
             "stitchboard_correlator_pending_events",
@@ -105,11 +135,20 @@ class CorrelatorService:
         max_pending: int = 500_000,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        cache_hops: int = 200_000,
+        watermark_margin: float = 60.0,
     ):
         self.store = store
-        self.correlator = Correlator(config)
+        self.config = config
+        self.cache_hops = cache_hops
+        # The watermark trails the last drained batch by this much: an insert stamped
+        # earlier may become visible (and be reported) later.
+        self.margin_ns = int(watermark_margin * 1e9)
+        self.correlator = Correlator(config)  # the in-memory core, for full passes
         self._attributes = self.correlator.router.attribute_names
         self.sink = TransactionSink(store)
+        self.index = StoreIndex(store, self.sink, self._attributes)
+        self.live = LiveCorrelator(config, self.index, cache_hops)
         self.metrics = CorrelatorMetrics(registry)
         self.interval = interval
         self.sweep_interval = sweep_interval
@@ -124,12 +163,18 @@ class CorrelatorService:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.ready = threading.Event()  # set once the startup pass is written
+        self.ready = threading.Event()  # set once startup (resume or full pass) is written
         self._new_config: SlasConfig | None = None  # a reloaded slas.yaml to apply
-        self.loaded = False  # a full pass has run (the thread then skips its own)
+        self.loaded = False  # startup has run (the thread then skips its own)
         self.correlated_through = 0.0  # monotonic time of the newest batch already written
         # Seconds from each batch being durable to its transactions being written.
         self.recent_delays: deque[float] = deque(maxlen=100_000)
+        self.watermark = 0  # events inserted before this (ns) are correlated
+        self.swept = 0  # deadlines up to this (ns) are swept
+        self._state_written = 0.0  # monotonic time of the last state write
+        self._housekeeping = 0.0
+        self.rewritten = 0  # transaction rows written by the last startup
+        self._reloaded_seen = 0  # live.loaded_from_store already counted in the metric
 
     # -- writer listener (runs on the writer thread: must be quick and never raise) ----
 
@@ -166,7 +211,7 @@ class CorrelatorService:
     def _run(self) -> None:
         while not self._stop.is_set() and not self.loaded:
             try:
-                self.full_pass()
+                self.start_up()
             except Exception as exc:  # noqa: BLE001 - the thread outlives any store error
                 self._failed("startup pass", exc)
             else:
@@ -180,14 +225,16 @@ class CorrelatorService:
                 self._apply_config()
                 self.step()
                 if time.monotonic() >= next_sweep:
-                    self._write_or_redo(self.correlator.sweep())
+                    self.sweep()
                     next_sweep = time.monotonic() + self.sweep_interval
+                self._save_state()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad batch
                 self._failed("step", exc)
             else:
                 self._recovered()
         try:
             self.step()
+            self._save_state(force=True)
         except Exception:  # noqa: BLE001 - best effort on shutdown
             log.exception("final correlator step failed")
 
@@ -203,14 +250,28 @@ class CorrelatorService:
             config, self._new_config = self._new_config, None
         if config is None:
             return
-        self.correlator = Correlator(config)
-        self._attributes = self.correlator.router.attribute_names
+        self._use(config)
         try:
             self.full_pass()
+            self._release()
         except BaseException:
             with self._lock:  # try again on the next loop
                 self._new_config = self._new_config or config
             raise
+
+    def _use(self, config: SlasConfig) -> None:
+        self.config = config
+        self.correlator = Correlator(config)
+        self._attributes = self.correlator.router.attribute_names
+        self.index = StoreIndex(self.store, self.sink, self._attributes)
+        self.live = LiveCorrelator(config, self.index, self.cache_hops)
+        self._reloaded_seen = 0
+
+    def _release(self) -> None:
+        """The full pass is written: the store holds the state, drop the in-memory one."""
+        gc.unfreeze()
+        self.correlator = Correlator(self.config)
+        gc.collect()
 
     def _failed(self, what: str, exc: Exception) -> None:
         """Count a failure, log the first of a streak, and wait before the next try:
@@ -229,11 +290,43 @@ class CorrelatorService:
             log.info("correlator recovered after %d failed attempts", self._failures)
             self._failures = 0
 
-    # -- work -----------------------------------------------------------------------------
+    # -- startup ----------------------------------------------------------------------------
+
+    def start_up(self, now: int | None = None) -> int:
+        """Resume from the stored watermark, or run a full pass when slas.yaml changed
+        (or nothing was stored yet). Returns how many events were read."""
+        state = read_state(self.store)
+        signature = state.get(SIGNATURE, (0, ""))[1]
+        if signature == config_signature(self.config) and WATERMARK in state:
+            return self.resume(state[WATERMARK][0], state.get(SWEPT, (0, ""))[0], now)
+        count = self.full_pass()
+        self._release()
+        return count
+
+    def resume(self, watermark: int, swept: int, now: int | None = None) -> int:
+        """Correlate the events inserted since ``watermark`` against the stored state."""
+        started = time.time_ns() - self.margin_ns
+        self.swept = swept
+        count = written = 0
+        for events in read_events_inserted_since(self.store, watermark, self._attributes):
+            written += self._write_update(self.live.correlate(events, now))
+            count += len(events)
+        self.watermark = max(watermark, started)
+        self.rewritten = written
+        self._save_state(force=True)
+        self.loaded = True
+        self.metrics.events.inc(count)
+        log.info(
+            "correlator resumed: %d events inserted since the watermark, %d rows written",
+            count,
+            written,
+        )
+        return count
 
     def full_pass(self) -> int:
         """Correlate every stored event, write every transaction, retire the rest."""
         started = self.sink.version()
+        wall = time.time_ns()
         count = 0
         # The state is millions of long-lived objects: without this, every
         # generation-2 collection during the pass walks all of them again.
@@ -247,83 +340,130 @@ class CorrelatorService:
             # pass does not write is retired below.
             self.correlator.touch_all()
             self._write(self.correlator.flush())
+            self.index.truncate_lookup_hops()
+            self.index.write_all_lookup_hops(
+                [
+                    LookupHop(stitcher.workflow.name, *row)
+                    for stitcher in self.correlator.stitchers
+                    for row in stitcher.lookup_rows()
+                ]
+            )
         finally:
             gc.freeze()
             if collecting:
                 gc.enable()
         retired = self.sink.retire_older_than(started)
         retire_unmatched(self.store, started, self.sink.version())
+        self.live.cache.clear()
+        self.watermark = wall - self.margin_ns
+        self.swept = wall
+        values: dict[str, int | str] = {
+            SIGNATURE: config_signature(self.config),
+            WATERMARK: self.watermark,
+            SWEPT: self.swept,
+        }
+        write_state(self.store, self.sink.version(), **values)
+        self.rewritten = self.correlator.transaction_count + retired
         self.loaded = True
         self.metrics.events.inc(count)
         log.info(
-            "correlator startup pass: %d events, %d transactions, %d stale rows retired",
+            "correlator full pass: %d events, %d transactions, %d stale rows retired",
             count,
             self.correlator.transaction_count,
             retired,
         )
         return count
 
-    def step(self) -> None:
+    # -- work -----------------------------------------------------------------------------
+
+    def step(self, now: int | None = None) -> None:
+        drained = time.time_ns() - self.margin_ns
         with self._lock:
             batches = list(self._queue)
             self._queue.clear()
             self._pending = 0
             resync, self._resync_since = self._resync_since, None
         self.metrics.pending.set(0)
-        count = 0
-        stamps = [stamp for _, _, batch_stamps in batches for stamp in batch_stamps]
-        for _, events, _ in batches:
-            self.correlator.add(events)
-            count += len(events)
-        if stamps:
-            try:
-                for events in read_events(
-                    self.store, inserted_stamps=stamps, attributes=self._attributes
-                ):
-                    self.correlator.add(events)
-                    count += len(events)
-            except BaseException:
-                with self._lock:  # read them again next time
-                    self._queue.appendleft((batches[0][0], [], stamps))
-                raise
-        if resync is not None:
-            try:
-                for events in read_events(
-                    self.store, inserted_since=resync, attributes=self._attributes
-                ):
-                    self.correlator.add(events)
-            except BaseException:
-                with self._lock:
-                    if self._resync_since is None or self._resync_since > resync:
-                        self._resync_since = resync
-                raise
         if not batches and resync is None:
             return
-        self._write_or_redo(self.correlator.flush())
+        events = [event for _, batch_events, _ in batches for event in batch_events]
+        stamps = [stamp for _, _, batch_stamps in batches for stamp in batch_stamps]
+        try:
+            if stamps:
+                for block in read_events(
+                    self.store, inserted_stamps=stamps, attributes=self._attributes
+                ):
+                    events.extend(block)
+            if resync is not None:
+                for block in read_events(
+                    self.store, inserted_since=resync, attributes=self._attributes
+                ):
+                    events.extend(block)
+            self._write_update(self.live.correlate(events, now))
+        except BaseException:
+            with self._lock:  # correlate them again next time
+                self._queue.extendleft(reversed(batches))
+                self._pending += sum(len(b[1]) for b in batches)
+                if resync is not None and (
+                    self._resync_since is None or self._resync_since > resync
+                ):
+                    self._resync_since = resync
+            raise
         done = time.monotonic()
         for received, _, _ in batches:
             self.metrics.freshness.observe(done - received)
             self.recent_delays.append(done - received)
-        # What survives a step is state: keep it out of later full collections
-        # (after a young-generation pass, so fresh cyclic garbage is not frozen).
-        gc.collect(1)
-        gc.freeze()
         if batches:
             self.correlated_through = batches[-1][0]
-        self.metrics.events.inc(count)
+        self.watermark = max(self.watermark, drained)
+        self.metrics.events.inc(len(events))
 
-    def _write_or_redo(self, changes: Changes) -> None:
-        try:
-            self._write(changes)
-        except BaseException:
-            # The state already holds the events; recompute these transactions next time.
-            self.correlator.redo()
-            raise
+    def sweep(self, now: int | None = None) -> int:
+        """Recompute open transactions whose deadline passed since the last sweep."""
+        now = time.time_ns() if now is None else now
+        written = self._write_update(self.live.sweep(self.swept, now))
+        self.swept = max(self.swept, now)
+        if time.monotonic() - self._housekeeping >= _HOUSEKEEPING_EVERY:
+            self._housekeeping = time.monotonic()
+            self.index.prune_keys()
+            self._unmatched_gauges()
+        return written
+
+    def _write_update(self, update: Update) -> int:
+        written = self.index.write(update) if not update.empty else 0
+        self.live.commit(update)
+        self.metrics.writes.inc(written)
+        self.metrics.transactions.set(len(self.live.cache))
+        self.metrics.reloaded.inc(self.live.loaded_from_store - self._reloaded_seen)
+        self._reloaded_seen = self.live.loaded_from_store
+        return written
+
+    def _save_state(self, force: bool = False) -> None:
+        if not self.loaded or not self.watermark:
+            return
+        if not force and time.monotonic() - self._state_written < _STATE_EVERY:
+            return
+        write_state(
+            self.store, self.sink.version(), **{WATERMARK: self.watermark, SWEPT: self.swept}
+        )
+        self._state_written = time.monotonic()
+
+    def _unmatched_gauges(self) -> None:
+        table = self.store.table(UNMATCHED_EVENTS.name)
+        rows = self.store.rows(
+            f"SELECT workflow, count(), min(toUnixTimestamp64Nano(event_time)) FROM {table}"
+            " FINAL WHERE matched = 0 GROUP BY workflow"
+        )
+        counts = {w: (n, t) for w, n, t in rows}
+        for workflow in self.config.workflows:
+            count, oldest = counts.get(workflow.name, (0, 0))
+            self.metrics.unmatched.labels(workflow.name).set(count)
+            self.metrics.unmatched_oldest.labels(workflow.name).set(oldest / 1e9)
 
     def _write(self, changes: Changes) -> None:
+        """Write what the in-memory core computed (the full pass)."""
         written = self.sink.write(changes)
         self.metrics.writes.inc(written)
-        self.metrics.transactions.set(self.correlator.transaction_count)
         for workflow, (count, oldest) in self.correlator.unmatched().items():
             self.metrics.unmatched.labels(workflow).set(count)
             self.metrics.unmatched_oldest.labels(workflow).set(oldest / 1e9)

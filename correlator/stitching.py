@@ -50,6 +50,7 @@ class Changes:
     upserts: tuple[Transaction, ...]
     retired: tuple[Retired, ...]
     fan_in: tuple[FanInState, ...] = ()
+    now: int = 0  # the instant the upserts were evaluated at (0: unknown)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -222,7 +223,7 @@ class WorkflowStitcher:
         name = self.workflow.name
         retired = tuple(sorted(Retired(name, i, t) for i, t in self._retired if i not in live))
         self._retired.clear()
-        return Changes(tuple(upserts), retired, fan_in)
+        return Changes(tuple(upserts), retired, fan_in, now)
 
     def _fan_in_states(self) -> tuple[FanInState, ...]:
         changed, self._fanin_changed = self._fanin_changed, set()
@@ -258,6 +259,74 @@ class WorkflowStitcher:
 
     def next_deadline(self) -> int:
         return self._deadlines[0][0] if self._deadlines else 0
+
+    # -- the live path: a stitcher holding only the components a batch touches ----------
+
+    def wanted(self, event: Event, step: int) -> tuple[list[Node], list[Node]]:
+        """What a new hop needs loaded before it is added: the values whose transactions
+        it may join or attach to, and the values lookup hops (fan-in, unexpected) may
+        wait on."""
+        keys = event.keys
+        if step == UNEXPECTED:
+            nodes = [(k, v) for k in self._unexpected_keys if (v := keys.get(k))]
+            return nodes, nodes
+        lookup = self._lookup[step]
+        if lookup:
+            values = [(k, v) for k in lookup if (v := keys.get(k))]
+            return values, values
+        nodes = [(k, v) for k in self._chain[step] if (v := keys.get(k))]
+        carried = [(k, v) for k in self._carried[step] if (v := keys.get(k))]
+        return nodes, nodes + carried
+
+    def lookup_values(self, event: Event, step: int) -> list[Node]:
+        """The values a fan-in or unexpected hop joins transactions by ([] for a core hop)."""
+        keys = event.keys
+        if step == UNEXPECTED:
+            return [(k, v) for k in self._unexpected_keys if (v := keys.get(k))]
+        return [(k, v) for k in self._lookup[step] if (v := keys.get(k))]
+
+    def load(self, hops: Iterable[Hop]) -> None:
+        """Hops already stored: they are state, not news (nothing becomes dirty)."""
+        for event, step in hops:
+            self.add(event, step)
+        self._dirty.clear()
+        self._fanin_changed.clear()
+
+    def claim(self, hops: Iterable[Hop], tx_id: str, id_time: int) -> None:
+        """The loaded core hops form the stored transaction ``tx_id``. Two stored
+        transactions that turn out to be one (a write cut short before the retirement)
+        are mended: the later claim is retired and the survivor recomputed."""
+        for event, step in hops:
+            nodes = [(k, v) for k in self._chain[step] if (v := event.keys.get(k))]
+            if step != UNEXPECTED and nodes and event.event_id in self._seen:
+                root = self._find(nodes[0])
+                break
+        else:
+            return
+        previous = self._emitted.get(root)
+        if previous is None:
+            self._emitted[root] = (tx_id, id_time)
+        elif previous != (tx_id, id_time):
+            self._retired.add((tx_id, id_time))
+            self._dirty.add(root)
+
+    def touch(self, hops: Iterable[Hop]) -> None:
+        """Recompute the component of these (loaded) core hops on the next flush."""
+        for event, step in hops:
+            nodes = [(k, v) for k in self._chain[step] if (v := event.keys.get(k))]
+            if step != UNEXPECTED and nodes and nodes[0] in self._parent:
+                self._dirty.add(nodes[0])
+                return
+
+    def lookup_rows(self) -> Iterable[tuple[str, str, str, str]]:
+        """(key, value, event id, step name) of every fan-in and unexpected hop held."""
+        names = self.plan.names
+        for event_id, (hop, values) in self._fanin_hops.items():
+            for key, value in values:
+                yield key, value, event_id, names[hop[1]]
+        for (key, value), hops in self._unexpected.items():
+            for hop in hops:
+                yield key, value, hop[0].event_id, "unexpected"
 
     def transaction(self, root: Node, clocks: dict[str, FacilityClock], now: int) -> Transaction:
         core = self._members[root]

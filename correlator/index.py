@@ -1,0 +1,230 @@
+"""The live path's state in ClickHouse (the I/O edge of ``correlator.live``).
+
+- The chain index is ``transaction_keys`` (value, key -> transaction id, id time),
+  filled by its materialized view in the same INSERT as each transaction row, so a
+  transaction and its index rows are never written apart, whoever writes them. A
+  retired id's tombstone is its ``deleted = 1`` transaction row: lookups keep only
+  live ids (and the sweep deletes a retired id's key rows, keeping the index exact).
+- ``lookup_hops``: fan-in and unexpected hops by the values they look up.
+- ``transaction_deadlines``: pending deadlines by due instant (materialized view).
+- ``correlator_state``: the watermark, the instant swept through, the config signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+from correlator.live import Due, Found, LookupHop, StoredTx, TxRef, Update
+from correlator.repository import (
+    TransactionSink,
+    events_from_payload,
+    hops_payload,
+    read_events_by_id,
+)
+from correlator.schema import (
+    CORRELATOR_STATE,
+    LOOKUP_HOPS,
+    TRANSACTION_DEADLINES,
+    TRANSACTION_HOPS,
+    TRANSACTION_KEYS,
+    TRANSACTIONS,
+)
+from correlator.stitching import Node
+from stitchboard.config.model import SlasConfig
+from stitchboard.events import Event
+from stitchboard.store import Store
+
+_CHUNK = 10_000
+LOOKUP_COLUMNS = ("workflow", "key", "value", "event_id", "step")
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class StoreIndex:
+    """``ChainIndex`` on ClickHouse; writes go through the ``TransactionSink``."""
+
+    def __init__(self, store: Store, sink: TransactionSink, attributes: Sequence[str] = ()):
+        self.store = store
+        self.sink = sink
+        self.attributes = tuple(attributes)
+        self.retired: set[str] = set()  # ids whose key rows are still to delete
+        self.events_by_id = 0  # events read from ``events`` by id (not from transaction_hops)
+        # Write volume: event ids in the transaction rows written, and the key rows the
+        # materialized view derives from them (one per key value of each row).
+        self.event_ids_written = 0
+        self.key_rows_written = 0
+
+    def find(self, transactions: Mapping[str, set[Node]], hops: Mapping[str, set[Node]]) -> Found:
+        wanted = {(w, k, v) for w, values in transactions.items() for k, v in values}
+        refs: list[TxRef] = []
+        table = self.store.table(TRANSACTION_KEYS.name)
+        for part in _chunks(sorted({v for _, _, v in wanted})):
+            for workflow, key, value, tx_id, id_time in self.store.rows(
+                "SELECT DISTINCT workflow, key, value, transaction_id,"
+                f" toUnixTimestamp64Nano(id_time) FROM {table}"
+                " WHERE value IN {values:Array(String)}",
+                {"values": list(part)},
+            ):
+                if (workflow, key, value) in wanted:
+                    refs.append(TxRef(workflow, tx_id, id_time))
+        waiting = {(w, k, v) for w, values in hops.items() for k, v in values}
+        found: list[LookupHop] = []
+        table = self.store.table(LOOKUP_HOPS.name)
+        for part in _chunks(sorted({v for _, _, v in waiting})):
+            for row in self.store.rows(
+                f"SELECT DISTINCT workflow, key, value, event_id, step FROM {table}"
+                " WHERE value IN {values:Array(String)}",
+                {"values": list(part)},
+            ):
+                hop = LookupHop(*row)
+                if (hop.workflow, hop.key, hop.value) in waiting:
+                    found.append(hop)
+        return Found(refs, found)
+
+    def load_transactions(self, refs: Collection[TxRef]) -> list[StoredTx]:
+        """Live transactions by id, each with its events when ``transaction_hops`` holds
+        exactly the transaction's event ids (else the caller reads them from ``events``)."""
+        table = self.store.table(TRANSACTIONS.name)
+        hops_table = self.store.table(TRANSACTION_HOPS.name)
+        out: list[StoredTx] = []
+        ordered = sorted(set(refs), key=lambda r: r.id_time)
+        where = (
+            " WHERE workflow IN {workflows:Array(String)}"
+            " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
+            " AND fromUnixTimestamp64Nano({hi:Int64})"
+            " AND id IN {ids:Array(String)}"
+        )
+        for part in _chunks(ordered):
+            params = {
+                "workflows": sorted({r.workflow for r in part}),
+                "lo": part[0].id_time,
+                "hi": part[-1].id_time,
+                "ids": [r.id for r in part],
+            }
+            rows = self.store.rows(
+                "SELECT workflow, id, toUnixTimestamp64Nano(id_time), event_ids, event_steps,"
+                f" evaluated_at FROM {table} FINAL{where} AND deleted = 0",
+                params,
+            )
+            if not rows:
+                continue
+            payloads = dict(
+                self.store.rows(
+                    f"SELECT id, argMax(hops, version) FROM {hops_table}{where} GROUP BY id",
+                    params,
+                )
+            )
+            for w, i, t, ids, steps, evaluated in rows:
+                events = events_from_payload(payloads[i]) if i in payloads else {}
+                if events.keys() != set(ids):
+                    events = {}  # written apart from its transaction: not this version
+                out.append(StoredTx(w, i, t, tuple(ids), tuple(steps), evaluated, events))
+        return out
+
+    def load_events(self, event_ids: Collection[str]) -> dict[str, Event]:
+        self.events_by_id += len(event_ids)
+        return read_events_by_id(self.store, sorted(event_ids), self.attributes)
+
+    def due(self, after: int, until: int) -> list[Due]:
+        table = self.store.table(TRANSACTION_DEADLINES.name)
+        candidates = self.store.rows(
+            f"SELECT workflow, id, toUnixTimestamp64Nano(id_time), max(due) FROM {table}"
+            " WHERE due > {after:Int64} AND due <= {until:Int64} GROUP BY workflow, id, id_time",
+            {"after": after, "until": until},
+        )
+        if not candidates:
+            return []
+        due = {i: (TxRef(w, i, t), d) for w, i, t, d in candidates}
+        # Still open and evaluated before the deadline: the deadline is news to its row.
+        return [
+            Due(due[tx.id][0], due[tx.id][1])
+            for tx in self.load_transactions([ref for ref, _ in due.values()])
+            if tx.evaluated_at < due[tx.id][1]
+        ]
+
+    def write(self, update: Update) -> int:
+        """Transactions (with their key rows) first, lookup hops after: a lookup hop
+        is only ever found once the transactions it changed are stored."""
+        written = self.sink.write(update.changes, new_keys=update.new_keys)
+        self.event_ids_written += sum(len(tx.event_ids) for tx in update.changes.upserts)
+        self.key_rows_written += sum(
+            len(update.new_keys.get(tx.id, tx.keys)) for tx in update.changes.upserts
+        )
+        changed = {tx.id for tx in update.changes.upserts}
+        if changed:
+            version = self.sink.version()
+            self.store.insert(
+                TRANSACTION_HOPS.name,
+                ("workflow", "id_time", "id", "version", "hops"),
+                [
+                    (ref.workflow, ref.id_time, ref.id, version, hops_payload([h[0] for h in held]))
+                    for ref, held in update.components
+                    if ref.id in changed
+                ],
+            )
+        hops = update.lookup_hops
+        if hops:
+            self.store.insert(LOOKUP_HOPS.name, LOOKUP_COLUMNS, [tuple(h) for h in hops])
+        self.retired.update(r.id for r in update.changes.retired)
+        return written
+
+    def prune_keys(self) -> int:
+        """Delete the key rows of retired ids (few, batched: each DELETE is a mutation)."""
+        if not self.retired:
+            return 0
+        ids = sorted(self.retired)
+        # A lightweight DELETE runs on the tables that hold rows: on a cluster, the local
+        # table of every shard (the Distributed table holds none).
+        cluster = self.store.cluster
+        table = (
+            f"{self.store.table(TRANSACTION_KEYS.name + '_local')} ON CLUSTER `{cluster}`"
+            if cluster
+            else self.store.table(TRANSACTION_KEYS.name)
+        )
+        for part in _chunks(ids):
+            self.store.command(
+                f"DELETE FROM {table} WHERE transaction_id IN {{ids:Array(String)}}",
+                parameters={"ids": list(part)},
+            )
+        self.retired.clear()
+        return len(ids)
+
+    def write_all_lookup_hops(self, rows: Sequence[LookupHop]) -> None:
+        for part in _chunks(rows, 100_000):
+            self.store.insert(LOOKUP_HOPS.name, LOOKUP_COLUMNS, [tuple(h) for h in part])
+
+    def truncate_lookup_hops(self) -> None:
+        self.store.command(f"TRUNCATE TABLE IF EXISTS {self.store.table(LOOKUP_HOPS.name)}")
+
+
+# -- correlator_state: what a restart resumes from ------------------------------------
+
+WATERMARK = "watermark"  # every event inserted before this instant (ns) is correlated
+SWEPT = "swept"  # every deadline up to this instant (ns) has been swept
+SIGNATURE = "signature"  # the slas.yaml the stored transactions were computed under
+
+
+def config_signature(config: SlasConfig) -> str:
+    """What correlation depends on in slas.yaml: workflows and facilities (their
+    aliases, zones and calendars); key rules act at ingest, before correlation."""
+    text = config.model_dump_json(include={"workflows", "facilities"})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_state(store: Store) -> dict[str, tuple[int, str]]:
+    table = store.table(CORRELATOR_STATE.name)
+    rows = store.rows(f"SELECT name, number, text FROM {table} FINAL")
+    return {name: (number, text) for name, number, text in rows}
+
+
+def write_state(store: Store, version: int, **values: int | str) -> None:
+    rows = [
+        (name, value, "", version) if isinstance(value, int) else (name, 0, value, version)
+        for name, value in values.items()
+    ]
+    store.insert(CORRELATOR_STATE.name, ("name", "number", "text", "version"), rows)

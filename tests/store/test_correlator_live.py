@@ -1,0 +1,253 @@
+"""The live correlator on the embedded engine: the state in ClickHouse equals the
+in-memory core, a restart resumes from the watermark (nothing rewritten, nothing
+lost), evicted components reload whole, and the SQL sweep marks passed deadlines."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import pytest
+
+from bench.correlator_traffic import transactions as traffic
+from correlator.engine import correlate
+from correlator.index import SIGNATURE, WATERMARK, read_state
+from correlator.service import CorrelatorService
+from correlator.transaction import Transaction
+from stitchboard.config.model import SlasConfig
+from stitchboard.events import EVENT_COLUMNS, Event
+from stitchboard.store import Store
+from stitchboard.writer import Batch
+from tests.correlator_helpers import DAY, HOUR, MINUTE, at, discharge_chain, ev, shipped_config
+
+CONFIG = shipped_config()
+T0 = at("2026-03-09T09:00:00-05:00")
+NOW = T0 + 90 * DAY
+
+
+@pytest.fixture
+def clean(store: Store) -> Store:
+    for table in (
+        "events",
+        "transactions",
+        "transaction_keys",
+        "lookup_hops",
+        "correlator_state",
+        "transaction_deadlines",
+        "transaction_hops",
+        "unmatched_events",
+    ):
+        store.command(f"TRUNCATE TABLE {store.table(table)}")
+    return store
+
+
+def durable(store: Store, events: list[Event]) -> Batch:
+    """Insert events as the writer does, and the batch it reports to its listeners."""
+    store.insert("events", EVENT_COLUMNS, [e.row() for e in events])
+    batch = Batch()
+    batch.add("events", EVENT_COLUMNS, [e.row() for e in events])
+    return batch
+
+
+def started(store: Store, cache_hops: int = 200_000) -> CorrelatorService:
+    service = CorrelatorService(store, CONFIG, cache_hops=cache_hops)
+    service.start_up()
+    return service
+
+
+def feed(service: CorrelatorService, store: Store, events: list[Event], now: int = NOW) -> None:
+    service.on_batch(durable(store, events))
+    service.step(now)
+
+
+def stored(store: Store) -> dict[str, tuple]:
+    rows = store.rows(
+        "SELECT id, workflow, status, level, flags, event_ids, event_steps, step_names,"
+        " step_counts, arrayZip(key_names, key_values)"
+        f" FROM {store.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    return {r[0]: (*r[1:-1], [tuple(kv) for kv in r[-1]]) for r in rows}
+
+
+def expected(events: Iterable[Event], now: int = NOW) -> dict[str, tuple]:
+    return {tx.id: shape(tx) for tx in correlate(CONFIG, events, now)}
+
+
+def shape(tx: Transaction) -> tuple:
+    return (
+        tx.workflow,
+        tx.status,
+        tx.level,
+        list(tx.flags),
+        list(tx.event_ids),
+        list(tx.event_steps),
+        [s.name for s in tx.steps],
+        [s.events for s in tx.steps],
+        list(tx.keys),
+    )
+
+
+def test_live_batches_with_a_tiny_cache_equal_the_core_on_bench_traffic(clean: Store) -> None:
+    events = list(traffic(400, seed=3, spread_ns=20 * DAY))
+    rng = random.Random(5)
+    arrival = events + rng.sample(events, 150)  # replays
+    rng.shuffle(arrival)
+    service = started(clean, cache_hops=40)  # most touched components come from the store
+    for i in range(0, len(arrival), 97):
+        feed(service, clean, arrival[i : i + 97])
+    assert service.live.loaded_from_store > 100
+    assert stored(clean) == expected(events)
+    # The key index holds every key of every live transaction (each written once, as
+    # the transaction first carried it), and no retired id once those are pruned.
+    table = clean.table("transaction_keys")
+    written = clean.scalar(f"SELECT count() FROM {table}")
+    assert written == service.index.key_rows_written  # each (value, key, id) written once
+    assert written == clean.scalar(f"SELECT count() FROM {table} FINAL")
+    service.index.prune_keys()
+    keys = set(
+        clean.rows(
+            f"SELECT DISTINCT value, key, transaction_id FROM {clean.table('transaction_keys')}"
+        )
+    )
+    assert keys == {(v, k, i) for i, row in stored(clean).items() for k, v in row[-1]}
+    assert (
+        service.index.key_rows_written
+        < sum(len(tx.keys) for tx in correlate(CONFIG, events, NOW)) * 2
+    )
+
+
+def test_restart_resumes_from_the_watermark_and_rewrites_nothing(clean: Store) -> None:
+    events = list(traffic(200, seed=4, spread_ns=10 * DAY))
+    first = started(clean)
+    feed(first, clean, events[:600])
+    first._save_state(force=True)
+    state = read_state(clean)
+    assert state[SIGNATURE][1] and state[WATERMARK][0] > 0
+    before = stored(clean)
+    # Killed: never stopped. Meanwhile more events became durable that it never saw.
+    clean.insert("events", EVENT_COLUMNS, [e.row() for e in events[600:]])
+    second = CorrelatorService(clean, CONFIG)
+    second.start_up(NOW)
+    assert second.correlator.transaction_count == 0  # no full pass: nothing held in memory
+    after = stored(clean)
+    assert after == expected(events)
+    unchanged = {i for i, row in before.items() if after.get(i) == row}
+    versions = dict(
+        clean.rows(f"SELECT id, max(version) FROM {clean.table('transactions')} GROUP BY id")
+    )
+    first_versions = {i: v for i, v in versions.items() if i in unchanged}
+    # A third start over the same history writes nothing at all.
+    third = CorrelatorService(clean, CONFIG)
+    third.start_up(NOW)
+    assert third.rewritten == 0
+    again = dict(
+        clean.rows(f"SELECT id, max(version) FROM {clean.table('transactions')} GROUP BY id")
+    )
+    assert {i: again[i] for i in first_versions} == first_versions
+    assert len(unchanged) > 0
+
+
+def test_a_changed_slas_yaml_is_a_full_pass(clean: Store) -> None:
+    feed(started(clean), clean, discharge_chain(T0, 1))
+    fewer = SlasConfig.model_validate(
+        {
+            **CONFIG.model_dump(mode="json"),
+            "workflows": [w.model_dump(mode="json") for w in CONFIG.workflows[1:]],
+        }
+    )
+    changed = CorrelatorService(clean, fewer)
+    changed.start_up()
+    assert changed.rewritten > 0
+    assert all(row[0] != "discharge_to_revenue" for row in stored(clean).values())
+
+
+def test_a_journal_before_between_and_after_evicted_carriers_with_restarts(
+    clean: Store,
+) -> None:
+    """A GL journal for batch B1 arrives first (unmatched), then a carrier (matched), then a
+    second carrier after the first was evicted; a restart between each step."""
+    one = [e for e in discharge_chain(T0, 1, batch="B1") if e.system != "ERP_GL"]
+    journal = [e for e in discharge_chain(T0, 1, batch="B1") if e.system == "ERP_GL"]
+    two = [e for e in discharge_chain(T0 + HOUR, 2, batch="B1") if e.system != "ERP_GL"]
+    filler = discharge_chain(T0 + 2 * HOUR, 3, batch="B9")
+    seen: list[Event] = []
+    for part in (journal, one, filler, two, journal):
+        service = started(clean, cache_hops=3)  # a restart; the cache holds almost nothing
+        feed(service, clean, part)
+        service._save_state(force=True)
+        seen += part
+        assert stored(clean) == expected(seen)
+    [matched] = clean.rows(
+        f"SELECT matched FROM {clean.table('unmatched_events')} FINAL"
+        " WHERE workflow = 'discharge_to_revenue' AND event_id = {id:String}",
+        {"id": journal[0].event_id},
+    )
+    assert matched == (1,)
+
+
+def test_one_event_linking_two_evicted_transactions_retires_one(clean: Store) -> None:
+    ack = ev("IFENGINE", "ACK^A03", T0 + MINUTE, msg="M7")
+    charge = ev("PERIOP", "DFT^P03", T0 + HOUR, visit="V7", account="A7", charge="C7")
+    service = started(clean, cache_hops=0)
+    feed(service, clean, [ack, charge])
+    assert len(stored(clean)) == 2
+    retired = set(stored(clean))
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M7", visit="V7", account="A7")
+    feed(service, clean, [adt])
+    [(tx_id, row)] = stored(clean).items()
+    assert len(row[4]) == 3 and tx_id not in retired
+    service.index.prune_keys()
+    keys = clean.rows(f"SELECT DISTINCT transaction_id FROM {clean.table('transaction_keys')}")
+    assert keys == [(tx_id,)]
+    # The retired ids resolve to nothing: a late event for them joins the survivor.
+    late = ev("CODING", "BAR^P05", T0 + 2 * DAY, visit="V7", account="A7")
+    feed(service, clean, [late])
+    [(same, row)] = stored(clean).items()
+    assert same == tx_id and len(row[4]) == 4
+
+
+def test_a_replayed_old_event_writes_nothing(clean: Store) -> None:
+    events = discharge_chain(T0, 1)
+    service = started(clean, cache_hops=0)
+    feed(service, clean, events)
+    rows = clean.scalar(f"SELECT count() FROM {clean.table('transactions')}")
+    feed(service, clean, events[:2])
+    assert clean.scalar(f"SELECT count() FROM {clean.table('transactions')}") == rows
+
+
+def test_the_sweep_marks_a_deadline_that_passed_after_the_row_was_written(clean: Store) -> None:
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M4", visit="V4", account="A4")
+    service = started(clean)
+    feed(service, clean, [adt], now=T0)
+    status = f"SELECT status, level FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
+    assert clean.rows(status) == [("in_progress", "")]
+    service.swept = T0
+    assert service.sweep(now=T0 + MINUTE // 2) == 0  # nothing due yet
+    assert service.sweep(now=T0 + 3 * MINUTE) == 1  # the engine ACK's warn deadline
+    assert clean.rows(status) == [("overdue", "warn")]
+    assert service.sweep(now=T0 + 4 * MINUTE) == 0  # swept: not again
+    assert service.sweep(now=T0 + HOUR) == 1
+    assert clean.rows(status) == [("overdue", "breach")]
+
+
+def test_an_evicted_transaction_is_read_back_from_its_stored_hops(clean: Store) -> None:
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M5", visit="V5", account="A5")
+    ack = ev("IFENGINE", "ACK^A03", T0 + MINUTE, msg="M5")
+    service = started(clean, cache_hops=0)
+    feed(service, clean, [adt, ack])
+    charge = ev("PERIOP", "DFT^P03", T0 + HOUR, visit="V5", account="A5", charge="C5")
+    feed(service, clean, [charge])
+    assert service.index.events_by_id == 0  # both reloads came from transaction_hops
+    # A hops row that does not hold the transaction's events is not used: by id instead.
+    [(tx_id, id_time)] = clean.rows(
+        f"SELECT id, id_time FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    clean.insert(
+        "transaction_hops",
+        ("workflow", "id_time", "id", "version", "hops"),
+        [("discharge_to_revenue", id_time, tx_id, 2**63, "[]")],
+    )
+    coding = ev("CODING", "BAR^P05", T0 + 2 * DAY, visit="V5", account="A5")
+    feed(service, clean, [coding])
+    assert service.index.events_by_id == 3
+    assert stored(clean) == expected([adt, ack, charge, coding])
