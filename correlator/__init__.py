@@ -8,12 +8,21 @@ What other stages may use (nothing else in this package is public):
 - the vocabulary: ``Status``, ``Level``, ``Flag`` (with ``STATUSES``, ``LEVELS``, ``FLAGS``);
 - the pure core and its loop, for tools that drive them (benchmarks): ``Correlator``,
   ``CorrelatorService``;
+- the batch pass, for a full rebuild (after a slas.yaml change, a backfill, a repair):
+  ``rebuild(store: Store, config: SlasConfig, now: int | None = None,
+  sink: TransactionSink | None = None, chunk: int = 20_000) -> RebuildReport``
+  groups every stored event into transactions in ClickHouse (routing from
+  slas.yaml in SQL, components by min-label propagation), summarizes them with the
+  same ``summarize`` in chunks of ``chunk`` transactions, writes them with one new
+  version, and retires the ids and unmatched fan-in rows it did not write. Equal to
+  the Python core (``correlate``) transaction for transaction; idempotent;
 - fan-in events no transaction carries (a GL journal whose charge batch is unknown),
   with their age, for alerts on "unmatched for longer than N": ``list_unmatched``,
   ``UnmatchedFilter``; counted per workflow x step x facility: ``unmatched_groups``,
   ``UnmatchedGroup``.
 """
 
+from correlator.batch import RebuildReport, rebuild
 from correlator.engine import Correlator
 from correlator.queries import BadQuery, TransactionFilter, decode_cursor
 from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
@@ -31,6 +40,7 @@ __all__ = [
     "Flag",
     "Level",
     "MemoryTransactions",
+    "RebuildReport",
     "Status",
     "StoreTransactions",
     "TransactionFilter",
@@ -38,6 +48,7 @@ __all__ = [
     "UnmatchedFilter",
     "UnmatchedGroup",
     "list_unmatched",
+    "rebuild",
     "decode_cursor",
     "unmatched_groups",
 ]

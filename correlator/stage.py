@@ -62,8 +62,10 @@ class CorrelatorStage(Stage):
 
     def commands(self, cli: typer.Typer) -> None:
         from correlator import cli as correlator_cli
+        from correlator.batch import cli as batch_cli
 
         correlator_cli.register(cli)
+        batch_cli.register(cli)
 
 
 STAGE = CorrelatorStage()

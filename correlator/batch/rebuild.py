@@ -1,0 +1,234 @@
+"""The batch pass: every stored event into transactions, grouped in SQL, summarized in Python.
+
+``rebuild`` is the full rebuild (after a slas.yaml change, a backfill, or to
+repair): per workflow, ``components.group_workflow`` groups the events into
+transactions in ClickHouse; the members are then read back one range of about
+``chunk`` transactions at a time, sorted by transaction, into the pure
+``transaction.summarize`` (the one definition of statuses, levels, flags, steps
+and deadlines), and each chunk is written with the live path's row builders
+(``TransactionSink``). Fan-in events and whether a transaction carries them go
+to ``unmatched_events`` straight from the work tables, without Python. Python
+holds one chunk at a time, never the whole history.
+
+Every live transaction is rewritten with one new version; rows the pass did not
+write (ids that no longer exist) are retired afterwards, and so are unmatched
+fan-in rows it did not rewrite, as the live correlator's startup pass does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from correlator.batch.components import (
+    HOP_COLUMNS,
+    ComponentStats,
+    WorkTables,
+    group_workflow,
+    work_tables,
+)
+from correlator.batch.routing import literal, regex_problems
+from correlator.deadlines import FacilityClock, clocks_for
+from correlator.engine import renamed_facilities
+from correlator.repository import TransactionSink, correlation_event
+from correlator.stitching import Changes
+from correlator.transaction import Hop, Plan, Transaction, summarize
+from correlator.unmatched import COLUMNS as UNMATCHED_COLUMNS
+from correlator.unmatched import UNMATCHED_EVENTS
+from correlator.unmatched import retire_older_than as retire_unmatched
+from stitchboard.config.model import SlasConfig
+from stitchboard.config.workflows import Workflow
+from stitchboard.errors import ConfigError
+from stitchboard.events import Event
+from stitchboard.store import Store
+
+CHUNK = 20_000  # transactions summarized and written at a time
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    """What one rebuild did, with where its time went."""
+
+    events: int  # rows of ``events`` read (copies included)
+    transactions: int  # transactions written
+    fan_in: int  # fan-in events whose matched state was written
+    retired: int  # stored transactions that no longer exist
+    workflows: tuple[ComponentStats, ...]
+    grouping_seconds: float  # the SQL half
+    summarize_seconds: float  # streaming the members back and summarizing them
+    write_seconds: float  # writing transactions and fan-in states
+
+
+def _event(row: Sequence[Any], renamed: dict[str, str]) -> Event:
+    # Columns: comp, attached, then HOP_COLUMNS.
+    facility = row[6]
+    return correlation_event(
+        event_id=row[2],
+        event_time=row[4],
+        sent_time=row[5],
+        facility=renamed.get(facility, facility),
+        system=row[7],
+        operation=row[8],
+        status=row[9],
+        amount=row[10],
+        keys=row[11],
+        attributes={},
+    )
+
+
+def pages(store: Store, t: WorkTables, chunk: int) -> list[str]:
+    """Conditions on ``comp``: ranges of about ``chunk`` transactions each."""
+    uppers = [
+        int(row[0])
+        for row in store.rows(
+            f"SELECT max(comp) FROM (SELECT comp, intDiv(row_number() OVER (ORDER BY comp) - 1,"
+            f" {int(chunk)}) AS page FROM {t('ids')}) GROUP BY page ORDER BY 1"
+        )
+    ]
+    # 128-bit labels: as strings, a literal that large would be read as a float.
+    bounds = [f"toUInt128('{u}')" for u in uppers]
+    lowers = [f"comp > {b} AND " for b in bounds]
+    return [f"{lower}comp <= {upper}" for lower, upper in zip(["", *lowers], bounds, strict=False)]
+
+
+def transactions(
+    store: Store,
+    workflow: Workflow,
+    t: WorkTables,
+    clocks: dict[str, FacilityClock],
+    renamed: dict[str, str],
+    now: int,
+    chunk: int = CHUNK,
+) -> Iterator[list[Transaction]]:
+    """The grouped members of ``workflow`` (``group_workflow`` ran), summarized, in chunks.
+
+    A chunk is one query over a range of components, read whole before it is
+    yielded: the caller may write between chunks (one connection runs one query)."""
+    plan = Plan(workflow)
+    columns = ", ".join(HOP_COLUMNS)
+    for where in pages(store, t, chunk):
+        rows = store.rows(
+            f"SELECT comp, attached, {columns} FROM {t('members')}"
+            f" WHERE {where} ORDER BY comp, event_id"
+        )
+        done: list[Transaction] = []
+        current = -1
+        core: list[Hop] = []
+        attached: list[Hop] = []
+        for row in rows:
+            comp = row[0]
+            if comp != current:
+                if core:
+                    done.append(summarize(plan, core, attached, clocks, now))
+                current, core, attached = comp, [], []
+            hop = Hop(_event(row, renamed), row[3])
+            (attached if row[1] else core).append(hop)
+        if core:
+            done.append(summarize(plan, core, attached, clocks, now))
+        del rows
+        yield done
+
+
+def write_fan_in(
+    store: Store, workflow: Workflow, t: WorkTables, renamed: dict[str, str], version: int
+) -> int:
+    """Write every fan-in hop of ``workflow`` to ``unmatched_events`` with whether some
+    transaction carries it, inside the engine (the rows ``unmatched.state_row`` builds)."""
+    fan_in = [i for i, s in enumerate(workflow.steps) if s.fan_in]
+    if not fan_in:
+        return 0
+    steps = ", ".join(str(i) for i in fan_in)
+    names = ", ".join(literal(workflow.steps[i].name) for i in fan_in)
+    facility = "toString(facility)"
+    if renamed:
+        aliases = ", ".join(literal(a) for a in renamed)
+        ids = ", ".join(literal(i) for i in renamed.values())
+        facility = f"transform({facility}, [{aliases}], [{ids}], {facility})"
+    table = store.table(UNMATCHED_EVENTS.name)
+    # ``key\x1fvalue``: key names are slas.yaml identifiers, never holding \x1f.
+    store.command(
+        f"INSERT INTO {table} ({', '.join(UNMATCHED_COLUMNS)})"
+        f" SELECT {literal(workflow.name)}, transform(step, [{steps}], [{names}], ''), event_id,"
+        f" fromUnixTimestamp64Nano(event_time, 'UTC'), {facility}, system, operation,"
+        " arrayMap(x -> substring(x, 1, position(x, '\\x1f') - 1), stitch),"
+        " arrayMap(x -> substring(x, position(x, '\\x1f') + 1), stitch), keys,"
+        f" toUInt8(event_id IN (SELECT event_id FROM {t('members')} WHERE attached = 1)),"
+        f" toUInt64({int(version)}) FROM {t('hops')} WHERE step IN ({steps})"
+    )
+    return int(store.scalar(f"SELECT count() FROM {t('hops')} WHERE step IN ({steps})") or 0)
+
+
+def rebuild(
+    store: Store,
+    config: SlasConfig,
+    now: int | None = None,
+    sink: TransactionSink | None = None,
+    chunk: int = CHUNK,
+) -> RebuildReport:
+    """Recompute every transaction from the stored events and write them (idempotent).
+
+    Raises ``ConfigError`` (before writing anything) for a slas.yaml regex the
+    engine's RE2 cannot compile, naming each.
+
+    ``now`` is the instant deadlines are judged at (default: the clock); ``sink``
+    writes the rows (default: a ``TransactionSink`` on ``store``).
+    """
+    now = time.time_ns() if now is None else now
+    problems = regex_problems(
+        config.workflows,
+        lambda regex: store.scalar("SELECT match('', {r:String})", {"r": regex}),
+    )
+    if problems:
+        raise ConfigError("slas.yaml", problems)
+    sink = sink or TransactionSink(store)
+    clocks = clocks_for(config.facilities)
+    renamed = renamed_facilities(config)
+    started = sink.version()
+    events = int(store.scalar(f"SELECT count() FROM {store.table('events')}") or 0)
+    grouping = summarizing = writing = 0.0
+    written = fan_in = 0
+    stats = []
+    with work_tables(store) as t:
+        for workflow in config.workflows:
+            at = time.perf_counter()
+            stats.append(group_workflow(store, workflow, t))
+            grouping += time.perf_counter() - at
+            at = time.perf_counter()
+            for part in transactions(store, workflow, t, clocks, renamed, now, chunk):
+                wrote = time.perf_counter()
+                summarizing += wrote - at
+                sink.write(Changes(tuple(part), ()))
+                written += len(part)
+                at = time.perf_counter()
+                writing += at - wrote
+            summarizing += time.perf_counter() - at
+            at = time.perf_counter()
+            fan_in += write_fan_in(store, workflow, t, renamed, sink.version())
+            writing += time.perf_counter() - at
+    at = time.perf_counter()
+    retired = sink.retire_older_than(started)
+    retire_unmatched(store, started, sink.version())
+    writing += time.perf_counter() - at
+    return RebuildReport(
+        events, written, fan_in, retired, tuple(stats), grouping, summarizing, writing
+    )
+
+
+def rebuilt(
+    store: Store, config: SlasConfig, now: int, chunk: int = CHUNK
+) -> dict[str, Transaction]:
+    """Every transaction the batch pass computes, by id, without writing (for comparisons)."""
+    clocks = clocks_for(config.facilities)
+    renamed = renamed_facilities(config)
+    found: dict[str, Transaction] = {}
+    with work_tables(store) as t:
+        for workflow in config.workflows:
+            group_workflow(store, workflow, t)
+            for part in transactions(store, workflow, t, clocks, renamed, now, chunk):
+                found.update((tx.id, tx) for tx in part)
+    return found
+
+
+__all__ = ["RebuildReport", "rebuild", "rebuilt"]

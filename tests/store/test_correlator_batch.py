@@ -1,0 +1,157 @@
+"""The batch pass (SQL grouping + summarize) equals the Python core, and its rebuild writes
+what the live correlator's full pass writes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.correlator_traffic import transactions as bench_traffic
+from correlator.batch.components import group_workflow, grouping, work_tables
+from correlator.batch.rebuild import rebuild, rebuilt
+from correlator.engine import correlate
+from correlator.repository import TX_COLUMNS
+from correlator.service import CorrelatorService
+from stitchboard.events import EVENT_COLUMNS
+from tests.correlator_helpers import DAY, HOUR, at, discharge_chain, ev, shipped_config
+from tests.simulated_events import simulated_events
+from tests.unit.test_correlator_property import NOW, streams, workflows
+
+CONFIG = shipped_config()
+T0 = at("2026-03-09T09:00:00-05:00")
+
+
+def load(store, events) -> None:
+    store.command(f"TRUNCATE TABLE {store.table('events')}")
+    for i in range(0, len(events), 100_000):
+        store.insert("events", EVENT_COLUMNS, [e.row() for e in events[i : i + 100_000]])
+
+
+def clear_transactions(store) -> None:
+    for table in ("transactions", "transaction_keys", "unmatched_events"):
+        store.command(f"TRUNCATE TABLE {store.table(table)}")
+
+
+def stored(store) -> dict[str, tuple]:
+    """Live transaction rows by id, without the version (it differs between writers)."""
+    columns = [c for c in TX_COLUMNS if c != "version"]
+    rows = store.rows(
+        f"SELECT {', '.join(columns)} FROM {store.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    return {row[0]: row for row in rows}
+
+
+def unmatched(store) -> set[tuple]:
+    rows = store.rows(
+        "SELECT workflow, step, event_id, lookup_keys, lookup_values, matched, event_time,"
+        " facility, system, operation, keys"
+        f" FROM {store.table('unmatched_events')} FINAL"
+    )
+    return {
+        (*row[:3], tuple(row[3]), tuple(row[4]), *row[5:10], tuple(sorted(row[10].items())))
+        for row in rows
+    }
+
+
+def test_a_small_estate_equals_the_core(store) -> None:
+    second = [e for e in discharge_chain(T0 + HOUR, 2) if e.system != "ERP_GL"]
+    events = discharge_chain(T0, 1) + second + discharge_chain(T0 + 5 * HOUR, 3, batch="B9")
+    # A replayed copy and an A13 cancel (unexpected, joins by the visit).
+    events += [events[0], ev("EHR_ADT", "ADT^A13", T0 + 2 * HOUR, visit="V1", msg="M1x")]
+    load(store, events)
+    now = T0 + 40 * DAY
+    expected = {tx.id: tx for tx in correlate(CONFIG, events, now)}
+    assert rebuilt(store, CONFIG, now) == expected
+    # The journal of batch B1 belongs to visits 1 and 2, and merges neither.
+    journals = {tx.id: [s for s in tx.event_steps if s == "gl_journal"] for tx in expected.values()}
+    assert sorted(len(j) for j in journals.values() if j) == [1, 1, 1]
+    assert any("unexpected" in tx.event_steps for tx in expected.values())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_batch_pass_equals_the_core_on_any_stream(store, data) -> None:
+    config = data.draw(workflows())
+    events = data.draw(streams(config))
+    replays = data.draw(st.lists(st.sampled_from(events), max_size=5))
+    load(store, events + replays)
+    expected = {t.id: t for t in correlate(config, events, NOW)}
+    assert rebuilt(store, config, NOW) == expected
+
+
+def _grouping(store, config) -> dict[str, frozenset[str]]:
+    found: dict[str, frozenset[str]] = {}
+    with work_tables(store) as t:
+        for workflow in config.workflows:
+            group_workflow(store, workflow, t)
+            found.update(grouping(store, t))
+    return found
+
+
+def test_bench_traffic_groups_and_summarizes_as_the_core(store) -> None:
+    events = list(bench_traffic(3_000, seed=3))
+    load(store, events)
+    now = T0 + 90 * DAY
+    expected = {tx.id: tx for tx in correlate(CONFIG, events, now)}
+    assert _grouping(store, CONFIG) == {i: frozenset(tx.event_ids) for i, tx in expected.items()}
+    assert rebuilt(store, CONFIG, now, chunk=100) == expected
+
+
+@pytest.mark.slow
+def test_thirty_simulated_days_equal_the_core(store) -> None:
+    since = at("2026-02-01T00:00:00+00:00")
+    events = list(simulated_events(CONFIG, 1, since, 30))
+    load(store, events)
+    now = since + 30 * DAY
+    expected = {tx.id: tx for tx in correlate(CONFIG, events, now)}
+    assert len(expected) > 10_000
+    assert {tx.workflow for tx in expected.values()} == {w.name for w in CONFIG.workflows}
+    got = rebuilt(store, CONFIG, now)
+    assert got.keys() == expected.keys()
+    different = [i for i in expected if got[i] != expected[i]]
+    assert different == []
+
+
+def test_rebuild_writes_what_the_full_pass_writes(store) -> None:
+    events = list(bench_traffic(400, seed=5))
+    # Stored under a facility alias (NMC for NMC01): a journal no charge batch matches,
+    # and a discharge.
+    lone = ev("ERP_GL", "gl.journal.post", T0, facility="NMC", charge_batch="BX", journal="JX")
+    events += [lone, ev("EHR_ADT", "ADT^A03", T0, facility="NMC", msg="M9", visit="V9")]
+    load(store, events)
+    clear_transactions(store)
+    service = CorrelatorService(store, CONFIG)
+    service.full_pass()
+    by_core, fan_in_core = stored(store), unmatched(store)
+    assert len(by_core) > 400
+    clear_transactions(store)
+    report = rebuild(store, CONFIG, chunk=37)  # many chunks: none splits a transaction
+    assert report.transactions == len(by_core)
+    assert report.events == len(events)
+    assert report.fan_in == len(fan_in_core)
+    # Every row equal but the evaluation instant's open deadlines and levels may not
+    # move between the two passes: the traffic lies in 2026, well past every deadline.
+    assert stored(store) == by_core
+    assert unmatched(store) == fan_in_core
+    [journal] = [row for row in fan_in_core if row[2] == lone.event_id]
+    assert (journal[5], journal[7]) == (0, "NMC01")  # unmatched, under the facility's id
+    assert {row[3] for row in by_core.values() if "V9" in row[18]} == {"NMC01"}
+    # No work table is left behind.
+    assert store.rows(f"SHOW TABLES FROM `{store.database}` LIKE '\\_batch%'") == []
+
+
+def test_rebuild_retires_what_no_longer_exists(store) -> None:
+    events = discharge_chain(T0, 1) + discharge_chain(T0 + HOUR, 2, batch="B2")
+    load(store, events)
+    clear_transactions(store)
+    first = rebuild(store, CONFIG, now=T0 + 40 * DAY)
+    before = stored(store)
+    assert first.transactions == len(before) == 4  # two discharges, two claims
+    # The second visit's events go (a retention prune): its transactions are retired.
+    load(store, discharge_chain(T0, 1))
+    second = rebuild(store, CONFIG, now=T0 + 40 * DAY)
+    after = stored(store)
+    assert second.retired == 2
+    assert set(after) < set(before) and len(after) == 2
+    assert {row[1] for row in after.values()} == {"discharge_to_revenue", "claim_to_cash"}
