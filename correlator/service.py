@@ -35,7 +35,7 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from correlator.batch import rebuild
+from correlator.batch import RebuildReport, rebuild
 from correlator.batch.handover import LookupHandover
 from correlator.engine import Correlator
 from correlator.index import (
@@ -178,6 +178,7 @@ class CorrelatorService:
         self._state_written = 0.0  # monotonic time of the last state write
         self._housekeeping = 0.0
         self.rewritten = 0  # transaction rows written by the last startup
+        self.report: RebuildReport | None = None  # the last full pass's (None: in memory)
         self._reloaded_seen = 0  # live.loaded_from_store already counted in the metric
 
     # -- writer listener (runs on the writer thread: must be quick and never raise) ----
@@ -342,8 +343,10 @@ class CorrelatorService:
             report = rebuild(self.store, self.config, now, self.sink, after=handover)
         except ConfigError as exc:
             log.warning("correlator full pass in memory: the batch pass refuses %s", exc)
+            self.report = None
             return self._full_pass_in_memory(wall, now)
         handover.finish()
+        self.report = report
         self._handed_over(wall, now, report.transactions + report.retired)
         self.metrics.events.inc(report.events)
         self.metrics.writes.inc(report.transactions + report.retired)

@@ -129,8 +129,9 @@ def test_the_handover_writes_the_lookup_hops_of_the_in_memory_core(clean: Store)
     insert(clean, before)
     service = CorrelatorService(clean, CONFIG)
     assert service.start_up(FULL_PASS_AT) == len(before)
-    assert service.correlator.transaction_count == 0  # nothing held in memory
     assert stored(clean) == expected(before, FULL_PASS_AT)
+    assert service.report is not None  # the batch pass, not the in-memory core
+    assert service.report.transactions == len(expected(before, FULL_PASS_AT))
     rows = lookup_rows(clean)
     assert rows == core_lookup_rows(before)
     # By hand: B5's journal waits under its batch, the V8 cancel under visit and account.
@@ -180,7 +181,7 @@ def test_the_live_path_continues_from_a_full_pass_and_a_restart_rewrites_nothing
     restarted = CorrelatorService(clean, CONFIG)
     read = restarted.start_up(LATER)
     assert read > 0  # the events since the watermark, read again: all replays
-    assert restarted.correlator.transaction_count == 0  # resumed, no full pass
+    assert restarted.report is None  # resumed, no full pass
     assert restarted.rewritten == 0
     assert dict(clean.rows(versions)) == written
     assert stored(clean) == expected(everything, LATER)
@@ -196,5 +197,6 @@ def test_a_regex_the_engine_refuses_falls_back_to_the_in_memory_pass(clean: Stor
     insert(clean, events)
     service = CorrelatorService(clean, config)
     assert service.start_up(FULL_PASS_AT) == len(events)
+    assert service.report is None  # the in-memory core ran
     assert stored(clean) == expected(events, FULL_PASS_AT, config)
     assert read_state(clean)[SIGNATURE][1] == config_signature(config)
