@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 _RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch is visible
 _STATE_EVERY = 5.0  # seconds between writes of the watermark
 _HOUSEKEEPING_EVERY = 30.0  # seconds between unmatched gauges and key-row pruning
+_GAUGES_EVERY = 1.0  # at most this often, unmatched gauges after fan-in states changed
 
 
 def retry_delay(failures: int, initial: float, maximum: float) -> float:
@@ -177,6 +178,8 @@ class CorrelatorService:
         self.swept = 0  # deadlines up to this (ns) are swept
         self._state_written = 0.0  # monotonic time of the last state write
         self._housekeeping = 0.0
+        self._gauged = 0.0  # monotonic time of the last unmatched gauges
+        self._gauges_stale = False  # fan-in states written since the last gauges
         self.rewritten = 0  # transaction rows written by the last startup
         self.report: RebuildReport | None = None  # the last full pass's (None: in memory)
         self._reloaded_seen = 0  # live.loaded_from_store already counted in the metric
@@ -477,7 +480,14 @@ class CorrelatorService:
         self.metrics.transactions.set(len(self.live.cache))
         self.metrics.reloaded.inc(self.live.loaded_from_store - self._reloaded_seen)
         self._reloaded_seen = self.live.loaded_from_store
+        if update.changes.fan_in:  # a journal came or found its carrier: show it soon
+            self._gauges_stale = True
+        self._stale_gauges()
         return written
+
+    def _stale_gauges(self) -> None:
+        if self._gauges_stale and time.monotonic() - self._gauged >= _GAUGES_EVERY:
+            self._unmatched_gauges()
 
     def _save_state(self, force: bool = False) -> None:
         if not self.loaded or not self.watermark:
@@ -490,6 +500,8 @@ class CorrelatorService:
         self._state_written = time.monotonic()
 
     def _unmatched_gauges(self) -> None:
+        self._gauged = time.monotonic()
+        self._gauges_stale = False
         table = self.store.table(UNMATCHED_EVENTS.name)
         rows = self.store.rows(
             f"SELECT workflow, count(), min(toUnixTimestamp64Nano(event_time)) FROM {table}"
