@@ -3,21 +3,26 @@
 The alert evaluator brings the rollup up to date every cycle; reading it costs a
 small fraction of a scan of ``transactions``. The figures are those of the last
 refresh (``SloFigures.as_of``), which the page shows. Before the first refresh the
-report is counted from ``transactions`` itself.
+report is counted from ``transactions`` itself (then a range in the past counts the
+judgements from its start up to now).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from alerts import SloStatus, rollup_relation, slo_report
 from dashboards import figures, queries
 from dashboards.formatting import NS
+from dashboards.time_range import TimeRange
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
+
+_MINUTE_NS = 60 * NS
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,35 @@ def report_as_of(
     moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
     if as_of is None:
         return SloFigures(slo_report(store, config, now=moment, window=window), None)
-    report = slo_report(store, config, now=moment, window=window, relation=rollup_relation)
+    relation = rollup_until(now)
+    report = slo_report(store, config, now=moment, window=window, relation=relation)
     return SloFigures(report, as_of)
+
+
+def rollup_until(end: int) -> Callable[[Store, Slo], tuple[str, dict[str, Any]]]:
+    """The rollup's judgements made before ``end`` (ns): a report for a range in the
+    past (custom dates) ends there, not at the present. The report itself counts
+    every judgement from its window's start on, assuming it ends now."""
+
+    def relation(store: Store, slo: Slo) -> tuple[str, dict[str, Any]]:
+        sql, params = rollup_relation(store, slo)
+        limit = -(-end // _MINUTE_NS)  # the minute ``end`` falls in, included
+        return f"SELECT * FROM ({sql}) WHERE minute < {{rollup_end:Int64}}", {
+            **params,
+            "rollup_end": limit,
+        }
+
+    return relation
+
+
+def slo_window(chosen: TimeRange, now: int) -> tuple[str, int]:
+    """The SLO report's window and its end for a page's range: a preset ends now;
+    custom dates end at their last day (or now, if that is earlier)."""
+    if not chosen.custom:
+        return chosen.preset, now
+    since, until = chosen.window(now)
+    end = min(now, until)
+    return f"{max(60, (end - since) // NS)}s", end
 
 
 def headline_slos(slos: Sequence[Slo]) -> dict[str, Slo]:

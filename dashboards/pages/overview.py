@@ -20,8 +20,8 @@ from dashboards import figures, queries, time_range, view
 from dashboards.cache import TtlCache
 from dashboards.context import Console, console
 from dashboards.figures import HeatCell
-from dashboards.formatting import NS, count, local_time, money_short, percent
-from dashboards.objectives import SloFigures, report_as_of, trend_series
+from dashboards.formatting import count, local_time, money_short, percent
+from dashboards.objectives import SloFigures, report_as_of, slo_window, trend_series
 from dashboards.time_range import DEFAULT_RANGE, TimeRange
 
 PAGE = "ov"
@@ -217,14 +217,9 @@ def _slo_figures(ctx: Console, chosen: TimeRange, now: int) -> SloFigures:
     A preset ends now; custom dates end at their last day (or now, if that is later)."""
     store, config = ctx.runtime.store, ctx.runtime.config
     as_of = queries.rollup_as_of(store)
-    if chosen.custom:
-        since, until = chosen.window(now)
-        now = min(now, until)
-        length = f"{max(60, (now - since) // NS)}s"
-    else:
-        length = chosen.preset
+    length, end = slo_window(chosen, now)
     found: SloFigures = SLO_REPORT.get(
-        (chosen.key, as_of), lambda: report_as_of(store, config, length, now, as_of)
+        (chosen.key, as_of), lambda: report_as_of(store, config, length, end, as_of)
     )
     return found
 

@@ -100,3 +100,50 @@ def test_mllp_import_and_replay_through_a_running_server(tmp_path):
         " FROM {db}.events FINAL",
     )
     assert rows == [{"imported": 200, "mllp": 1, "undeclared": 1, "direct": 1}]
+
+
+@pytest.mark.slow
+def test_direct_import_with_worker_processes(tmp_path):
+    """``stitchboard import --workers 2`` from a real command line: the spawned judging
+    processes do not re-run the command, and every record is stored once."""
+    adt = (DATA / "adt_a03.hl7").read_bytes()
+    path = tmp_path / "many.hl7"
+    path.write_bytes(
+        b"".join(
+            adt.replace(b"ADT20250314162210004417", b"WRK-%04d" % n).replace(b"\r", b"\n") + b"\n"
+            for n in range(120)
+        )
+    )
+    data = tmp_path / "data"
+    (tmp_path / "slas.yaml").write_text((ROOT / "slas.yaml").read_text())
+    env = {"STITCHBOARD_PORT": "1"}  # no server answers there: import opens the store
+    args = (
+        "import",
+        str(path),
+        "--chunk",
+        "10",
+        "--workers",
+        "2",
+        "--clickhouse",
+        f"chdb://{data}",
+    )
+    first = cli(*args, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    script = Path(sys.executable).with_name("stitchboard")  # the console script, as installed
+    again = subprocess.run(
+        [str(script), *args, "--restart"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "STITCHBOARD_PSEUDONYM_KEY": TEST_KEY, **TOKEN_ENV, **env},
+    )
+    assert again.returncode == 0, again.stderr
+    rows = sql(
+        f"chdb://{data}",
+        "SELECT count() AS events, uniqExact(keys['msg']) AS messages"
+        " FROM {db}.events FINAL WHERE startsWith(keys['msg'], 'WRK-')",
+    )
+    assert rows == [{"events": 120, "messages": 120}]
+    imports = sql(f"chdb://{data}", "SELECT max(offset) AS offset FROM {db}.message_imports")
+    assert imports == [{"offset": path.stat().st_size}]

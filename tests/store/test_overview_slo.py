@@ -19,9 +19,9 @@ import pytest
 
 from alerts import refresh_rollup, slo_report
 from correlator import CorrelatorService
-from dashboards import figures
+from dashboards import figures, time_range
 from dashboards import queries as q
-from dashboards.objectives import headline_slos, slo_figures, trend_series
+from dashboards.objectives import headline_slos, slo_figures, slo_window, trend_series
 from dashboards.pages.overview import worst_budget
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import DAY, HOUR, NS, at, shipped_config
@@ -142,6 +142,23 @@ def test_trend_totals_equal_the_slo_report(seeded) -> None:
             good,
             total,
         ), line.slo
+
+
+def test_custom_dates_count_what_was_judged_between_them(seeded) -> None:
+    refresh_rollup(seeded, list(CONFIG.slos))
+    friday = time_range.from_args({"from": "2026-03-13", "to": "2026-03-13"})
+    window, end = slo_window(friday, NOW)
+    assert (window, end) == ("86400s", at("2026-03-14T00:00:00+00:00"))
+    assert slo_window(time_range.from_args({"range": "30d"}), NOW) == ("30d", NOW)
+    found = slo_figures(seeded, CONFIG, window, end)
+    e2e = {
+        s.group["facility"]: (s.good, s.total, s.status)
+        for s in found.statuses
+        if s.slo == "discharge_to_revenue_end_to_end"
+    }
+    # Friday 13 March (UTC): VISIT0001 good at NMC01, VISIT0005 failed at MSC03; nothing
+    # judged at LCH02 (VISIT0003 was judged on Sunday): no data, not 0 %.
+    assert e2e == {"LCH02": (0, 0, "no_data"), "MSC03": (0, 1, "breach"), "NMC01": (1, 1, "ok")}
 
 
 def test_a_change_shows_after_the_next_refresh(seeded) -> None:
