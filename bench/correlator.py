@@ -95,8 +95,9 @@ def run() -> Iterator[str]:
     started = time.perf_counter()
     service.full_pass()
     elapsed = time.perf_counter() - started
+    written = service.report.transactions if service.report else 0
     yield (
-        f"stored backlog (read + correlate + write {service.correlator.transaction_count:,}"
+        f"stored backlog (read + correlate + write {written:,}"
         f" transactions): {count / elapsed:,.0f} events/s; engine scan of the same rows"
         f" {scanned / scan:,.0f} rows/s, ratio {(count / elapsed) / (scanned / scan):.3f}"
     )

@@ -10,7 +10,8 @@ On the bench traffic (``bench.correlator_traffic``) stored in the embedded engin
    process, so this is engine plus Python);
 4. the in-run references on the same stored events: the Python core alone
    (``Correlator.add`` + ``flush`` over the events held in memory) and the live
-   correlator's full pass (read, correlate, write: ``CorrelatorService.full_pass``).
+   correlator's full pass (``CorrelatorService.full_pass``: this rebuild plus the
+   lookup hops and state the live path continues from).
 
 ``BENCH_BATCH_EVENTS`` sets the sizes (comma-separated, default ``1000000``);
 ``BENCH_BATCH_REFERENCE=0`` skips the references (they hold every event in
@@ -134,7 +135,7 @@ def _one_size(
     service.full_pass()
     full = time.perf_counter() - started
     yield (
-        f"reference, live full pass (read + correlate + write): {stored / full:,.0f} events/s;"
+        f"reference, live full pass (rebuild + handover): {stored / full:,.0f} events/s;"
         f" rebuild / full pass {full / whole:.2f}x"
     )
     del service

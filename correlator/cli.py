@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Annotated
 
 import typer
@@ -53,7 +52,13 @@ def correlate(
             service.sink.truncate()
         events = service.full_pass()
         elapsed = time.perf_counter() - started
-        statuses = Counter(tx.status for tx in service.correlator.transactions(time.time_ns()))
+        # The pass holds nothing in memory: what it wrote is read back from the store.
+        statuses = dict(
+            store.rows(
+                f"SELECT status, count() FROM {store.table('transactions')} FINAL"
+                " WHERE deleted = 0 GROUP BY status"
+            )
+        )
     except StitchboardError as exc:
         fail(str(exc), 1)
         return
@@ -62,7 +67,7 @@ def correlate(
     rate = events / elapsed if elapsed else 0.0
     print(
         f"{'rebuilt' if rebuild else 'correlated'} {events} events into"
-        f" {service.correlator.transaction_count} transactions in {elapsed:.1f}s"
+        f" {sum(statuses.values())} transactions in {elapsed:.1f}s"
         f" ({rate:,.0f} events/s)"
     )
     for status, count in sorted(statuses.items()):

@@ -5,8 +5,10 @@ the correlator resumes from its durable watermark: it re-reads only the events
 inserted since then, and a replayed event changes (and writes) nothing. When
 slas.yaml changed since the stored transactions were computed (its signature
 differs), or on a store that has none yet, startup is a full pass instead: the
-in-memory core over every event, every transaction rewritten, the rows the pass
-did not write retired; its memory is released once the pass is written.
+SQL batch pass (``correlator.batch.rebuild``) over every event, every transaction
+rewritten, the rows the pass did not write retired, and the lookup hops the live
+path continues from written from the pass's own work tables
+(``correlator.batch.handover``); Python holds one chunk of transactions at a time.
 
 After that, each durable batch the writer reports is queued by a listener and
 correlated within ``interval`` seconds against the stored state, through a
@@ -34,6 +36,8 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from correlator.batch import RebuildReport, rebuild
+from correlator.batch.handover import LookupHandover
 from correlator.engine import Correlator
 from correlator.index import (
     SIGNATURE,
@@ -55,7 +59,7 @@ from correlator.stitching import Changes, FanInState
 from correlator.unmatched import UNMATCHED_EVENTS
 from correlator.unmatched import retire_older_than as retire_unmatched
 from stitchboard.config.model import SlasConfig
-from stitchboard.errors import StoreUnavailable
+from stitchboard.errors import ConfigError, StoreUnavailable
 from stitchboard.events import Event
 from stitchboard.store import Store
 from stitchboard.writer import Batch
@@ -65,6 +69,7 @@ log = logging.getLogger(__name__)
 _RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch is visible
 _STATE_EVERY = 5.0  # seconds between writes of the watermark
 _HOUSEKEEPING_EVERY = 30.0  # seconds between unmatched gauges and key-row pruning
+_GAUGES_EVERY = 1.0  # at most this often, unmatched gauges after fan-in states changed
 
 
 def retry_delay(failures: int, initial: float, maximum: float) -> float:
@@ -174,7 +179,10 @@ class CorrelatorService:
         self.swept = 0  # deadlines up to this (ns) are swept
         self._state_written = 0.0  # monotonic time of the last state write
         self._housekeeping = 0.0
+        self._gauged = 0.0  # monotonic time of the last unmatched gauges
+        self._gauges_stale = False  # fan-in states written since the last gauges
         self.rewritten = 0  # transaction rows written by the last startup
+        self.report: RebuildReport | None = None  # the last full pass's (None: in memory)
         self._reloaded_seen = 0  # live.loaded_from_store already counted in the metric
 
     # -- writer listener (runs on the writer thread: must be quick and never raise) ----
@@ -300,7 +308,7 @@ class CorrelatorService:
         signature = state.get(SIGNATURE, (0, ""))[1]
         if signature == config_signature(self.config) and WATERMARK in state:
             return self.resume(state[WATERMARK][0], state.get(SWEPT, (0, ""))[0], now)
-        count = self.full_pass()
+        count = self.full_pass(now)
         self._release()
         return count
 
@@ -324,10 +332,56 @@ class CorrelatorService:
         )
         return count
 
-    def full_pass(self) -> int:
-        """Correlate every stored event, write every transaction, retire the rest."""
-        started = self.sink.version()
+    def full_pass(self, now: int | None = None) -> int:
+        """Recompute every transaction from the stored events with the SQL batch pass
+        (``rebuild``: memory bounded by a chunk, not the history), write what the live
+        path continues from (``lookup_hops``, the signature, watermark and swept), and
+        retire the rest. Returns how many events were read.
+
+        A slas.yaml regex the engine's RE2 refuses (Python's ``re`` accepts some) falls
+        back to the in-memory core over every event, as before the batch pass existed."""
         wall = time.time_ns()
+        now = wall if now is None else now
+        handover = LookupHandover(self.store)
+        try:
+            report = rebuild(self.store, self.config, now, self.sink, after=handover)
+        except ConfigError as exc:
+            log.warning("correlator full pass in memory: the batch pass refuses %s", exc)
+            self.report = None
+            return self._full_pass_in_memory(wall, now)
+        handover.finish()
+        self.report = report
+        self._handed_over(wall, now, report.transactions + report.retired)
+        self.metrics.events.inc(report.events)
+        self.metrics.writes.inc(report.transactions + report.retired)
+        self._unmatched_gauges()
+        log.info(
+            "correlator full pass: %d events, %d transactions, %d stale rows retired",
+            report.events,
+            report.transactions,
+            report.retired,
+        )
+        return report.events
+
+    def _handed_over(self, wall: int, now: int, rewritten: int) -> None:
+        """A full pass is written: store the state the live path resumes from. Events
+        inserted since ``wall`` (less the margin) are correlated again by the live path
+        (a replay changes nothing); deadlines up to ``now`` are reflected in the rows."""
+        self.live.cache.clear()
+        self.watermark = wall - self.margin_ns
+        self.swept = now
+        values: dict[str, int | str] = {
+            SIGNATURE: config_signature(self.config),
+            WATERMARK: self.watermark,
+            SWEPT: self.swept,
+        }
+        write_state(self.store, self.sink.version(), **values)
+        self.rewritten = rewritten
+        self.loaded = True
+
+    def _full_pass_in_memory(self, wall: int, now: int) -> int:
+        """The in-memory core over every event (holds the whole history while it runs)."""
+        started = self.sink.version()
         count = 0
         # The state is millions of long-lived objects: without this, every
         # generation-2 collection during the pass walks all of them again.
@@ -340,7 +394,7 @@ class CorrelatorService:
             # Rewrite every transaction, not only the ones this pass changed: what the
             # pass does not write is retired below.
             self.correlator.touch_all()
-            self._write(self.correlator.flush())
+            self._write(self.correlator.flush(now))
             self.index.truncate_lookup_hops()
             self.index.write_all_lookup_hops(
                 [
@@ -355,20 +409,10 @@ class CorrelatorService:
                 gc.enable()
         retired = self.sink.retire_older_than(started)
         retire_unmatched(self.store, started, self.sink.version())
-        self.live.cache.clear()
-        self.watermark = wall - self.margin_ns
-        self.swept = wall
-        values: dict[str, int | str] = {
-            SIGNATURE: config_signature(self.config),
-            WATERMARK: self.watermark,
-            SWEPT: self.swept,
-        }
-        write_state(self.store, self.sink.version(), **values)
-        self.rewritten = self.correlator.transaction_count + retired
-        self.loaded = True
+        self._handed_over(wall, now, self.correlator.transaction_count + retired)
         self.metrics.events.inc(count)
         log.info(
-            "correlator full pass: %d events, %d transactions, %d stale rows retired",
+            "correlator full pass in memory: %d events, %d transactions, %d stale rows retired",
             count,
             self.correlator.transaction_count,
             retired,
@@ -440,7 +484,14 @@ class CorrelatorService:
         self.metrics.transactions.set(len(self.live.cache))
         self.metrics.reloaded.inc(self.live.loaded_from_store - self._reloaded_seen)
         self._reloaded_seen = self.live.loaded_from_store
+        if update.changes.fan_in:  # a journal came or found its carrier: show it soon
+            self._gauges_stale = True
+        self._stale_gauges()
         return written
+
+    def _stale_gauges(self) -> None:
+        if self._gauges_stale and time.monotonic() - self._gauged >= _GAUGES_EVERY:
+            self._unmatched_gauges()
 
     def _save_state(self, force: bool = False) -> None:
         if not self.loaded or not self.watermark:
@@ -455,6 +506,8 @@ class CorrelatorService:
     def _unmatched_gauges(self, pending: Sequence[FanInState] = ()) -> None:
         """Unmatched fan-in events per workflow: the stored ones, with ``pending`` (states
         about to be written) in place of what is stored for them."""
+        self._gauged = time.monotonic()
+        self._gauges_stale = False
         table = self.store.table(UNMATCHED_EVENTS.name)
         rows = self.store.rows(
             f"SELECT workflow, count(), min(toUnixTimestamp64Nano(event_time)) FROM {table}"

@@ -18,7 +18,7 @@ fan-in rows it did not rewrite, as the live correlator's startup pass does.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +166,7 @@ def rebuild(
     now: int | None = None,
     sink: TransactionSink | None = None,
     chunk: int = CHUNK,
+    after: Callable[[Workflow, WorkTables], None] | None = None,
 ) -> RebuildReport:
     """Recompute every transaction from the stored events and write them (idempotent).
 
@@ -173,7 +174,9 @@ def rebuild(
     engine's RE2 cannot compile, naming each.
 
     ``now`` is the instant deadlines are judged at (default: the clock); ``sink``
-    writes the rows (default: a ``TransactionSink`` on ``store``).
+    writes the rows (default: a ``TransactionSink`` on ``store``); ``after`` is called
+    with each workflow and the work tables once its transactions and fan-in states are
+    written, before the tables are reused (the live correlator's handover).
     """
     now = time.time_ns() if now is None else now
     problems = regex_problems(
@@ -206,6 +209,8 @@ def rebuild(
             summarizing += time.perf_counter() - at
             at = time.perf_counter()
             fan_in += write_fan_in(store, workflow, t, renamed, sink.version())
+            if after is not None:
+                after(workflow, t)
             writing += time.perf_counter() - at
     at = time.perf_counter()
     retired = sink.retire_older_than(started)

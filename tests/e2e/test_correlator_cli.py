@@ -46,7 +46,10 @@ def test_correlate_then_rebuild_with_fewer_workflows(data_dir: Path, tmp_path: P
 
     first = run("correlate", "--clickhouse", url)
     assert first.returncode == 0, first.stderr
-    assert "correlated 7 events into" in first.stdout
+    # One discharge_to_revenue transaction holding all 7 (complete), and the final bill
+    # starting a claim_to_cash one with no claim after it (overdue).
+    assert "correlated 7 events into 2 transactions" in first.stdout
+    assert first.stdout.split("\n")[1:3] == ["  complete     1", "  overdue      1"]
     rows = sql(url, "SELECT workflow, status FROM {db}.transactions FINAL WHERE deleted = 0")
     assert {(r["workflow"], r["status"]) for r in rows} >= {("discharge_to_revenue", "complete")}
 
@@ -61,6 +64,6 @@ def test_correlate_then_rebuild_with_fewer_workflows(data_dir: Path, tmp_path: P
     config.write_text(text)
     again = run("correlate", "--clickhouse", url, "--config", str(config), "--rebuild")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("rebuilt 7 events")
+    assert again.stdout.startswith("rebuilt 7 events into 1 transactions")
     rows = sql(url, "SELECT workflow FROM {db}.transactions FINAL WHERE deleted = 0")
     assert "discharge_to_revenue" not in {r["workflow"] for r in rows}

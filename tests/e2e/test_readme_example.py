@@ -47,5 +47,12 @@ def test_the_readme_curl_example_is_listed_as_an_unmatched_journal() -> None:
             f"{server.api}/api/v1/unmatched-events", params={"older_than": "soon"}, headers=AUTH
         )
         assert bad.status_code == 400 and "older_than" in bad.text
-        metrics = httpx.get(f"{server.api}/metrics", headers=AUTH).text
-        assert 'stitchboard_unmatched_events{workflow="discharge_to_revenue"} 1.0' in metrics
+        # The gauge follows the write of the journal's state (within a second).
+        gauge = 'stitchboard_unmatched_events{workflow="discharge_to_revenue"} 1.0'
+        deadline = time.monotonic() + 10
+        while True:
+            metrics = httpx.get(f"{server.api}/metrics", headers=AUTH).text
+            if gauge in metrics or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert gauge in metrics

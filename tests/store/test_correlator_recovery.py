@@ -31,13 +31,16 @@ class FailingStore(Store):
     """The same database, with failures scheduled on demand (then it recovers).
 
     ``stream_failures`` streams stop with an engine error after their first block;
-    ``insert_failures`` inserts raise ``StoreUnavailable`` before writing anything.
+    ``insert_failures`` inserts raise ``StoreUnavailable`` before writing anything;
+    ``command_failures`` statements naming ``command_match`` fail with an engine error.
     """
 
     def __init__(self, database: str):
         super().__init__(engine_url(), database=database)
         self.stream_failures = 0
         self.insert_failures = 0
+        self.command_failures = 0
+        self.command_match = ""
         self._lock = threading.Lock()
 
     def _take(self, attribute: str) -> bool:
@@ -58,6 +61,11 @@ class FailingStore(Store):
             yield block
             if failing:
                 raise DatabaseError("simulated: the engine failed mid-stream")
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        if self.command_match in sql and self._take("command_failures"):
+            raise DatabaseError("simulated: the engine failed mid-statement")
+        return super().command(sql, parameters, **kwargs)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if rows and self._take("insert_failures"):
@@ -103,8 +111,11 @@ def test_a_store_failing_mid_pass_and_mid_step_is_survived(
 ) -> None:
     first = discharge_chain(T0, 1, batch="B1")
     failing.insert("events", EVENT_COLUMNS, [e.row() for e in first])
-    failing.stream_failures = 2  # the startup pass fails twice after its first block
-    failing.insert_failures = 1  # then its first write fails
+    # The startup pass (the SQL batch pass) fails first at its first write, then twice
+    # after writing its first workflow's transactions, at the hand-over of lookup_hops.
+    failing.insert_failures = 1
+    failing.command_failures = 2
+    failing.command_match = "lookup_hops"
     registry = CollectorRegistry()
     service = CorrelatorService(
         failing, CONFIG, registry, interval=0.01, retry_initial=0.01, retry_max=0.05

@@ -6,6 +6,7 @@ from __future__ import annotations
 from correlator.service import CorrelatorService
 from correlator.unmatched import UnmatchedFilter, list_unmatched
 from stitchboard.events import EVENT_COLUMNS
+from stitchboard.writer import Batch
 from tests.correlator_helpers import DAY, HOUR, at, ev, shipped_config
 
 CONFIG = shipped_config()
@@ -40,12 +41,14 @@ def test_unmatched_journals_are_listed_aged_found_and_cleared(store) -> None:
     charge = ev(
         "LAB", "DFT^P03", T0 - HOUR, visit="V1", account="A1", charge="C1", charge_batch="B-OLD"
     )
-    service.correlator.add([charge])
-    service._write(service.correlator.flush(NOW))
+    insert(store, [charge])  # durable, as the writer reports it: the live path correlates it
+    batch = Batch()
+    batch.add("events", EVENT_COLUMNS, [charge.row()])
+    service.on_batch(batch)
+    service.step(NOW)
     assert [u["event_id"] for u in list_unmatched(store, UnmatchedFilter(), NOW)] == [new.event_id]
 
     # A fresh process rebuilds the same listing from the stored events.
-    insert(store, [charge])
     again = CorrelatorService(store, CONFIG)
     again.full_pass()
     assert [u["event_id"] for u in list_unmatched(store, UnmatchedFilter(), NOW)] == [new.event_id]
