@@ -267,3 +267,19 @@ def test_serve_sizes_the_cache_from_its_setting(clean: Store) -> None:
         assert component.service.live.cache.max_hops == 7
     finally:
         asyncio.run(component.stop())
+
+
+def test_key_values_that_need_escaping_are_looked_up_exactly(clean: Store) -> None:
+    # The lookup writes the batch's values into its statement as a literal: quotes,
+    # backslashes, backticks, tabs and newlines must find the same transactions.
+    odd = ["q'uote", "back\\slash", "tick`", "tab\there", "new\nline", "plain", "\\'"]
+    events = [e for n, name in enumerate(odd) for e in discharge_chain(T0 + n * HOUR, name)]
+    first = [e for e in events if e.operation == "ADT^A03"]
+    service = started(clean, cache_hops=0)  # every later hop reloads its transaction
+    feed(service, clean, first)
+    feed(service, clean, [e for e in events if e not in first])
+    assert service.live.loaded_from_store == len(odd)
+    assert stored(clean) == expected(events)
+    discharges = [row for row in stored(clean).values() if row[0] == "discharge_to_revenue"]
+    # Six hops of its own and the seven journals of batch B1 (every chain posts one).
+    assert [len(row[4]) for row in discharges] == [6 + len(odd)] * len(odd)
