@@ -40,6 +40,7 @@ from stitchboard.events import Event
 from stitchboard.store import Store
 
 _CHUNK = 10_000
+_MAX_QUERY_SIZE = 1 << 24
 _LOOKUP_CHUNK = 100_000  # values per lookup statement: one statement for most batches
 LOOKUP_COLUMNS = ("workflow", "key", "value", "event_id", "step")
 
@@ -80,7 +81,7 @@ class StoreIndex:
         refs: list[TxRef] = []
         table = self.store.table(TRANSACTION_KEYS.name)
         for part in _chunks(sorted({v for _, _, v in wanted}), _LOOKUP_CHUNK):
-            for workflow, key, value, tx_id, id_time in self.store.rows(
+            for workflow, key, value, tx_id, id_time in self._literal_rows(
                 "SELECT DISTINCT workflow, key, value, transaction_id,"
                 f" toUnixTimestamp64Nano(id_time) FROM {table}"
                 f" WHERE value IN {string_array(part)}"
@@ -91,7 +92,7 @@ class StoreIndex:
         found: list[LookupHop] = []
         table = self.store.table(LOOKUP_HOPS.name)
         for part in _chunks(sorted({v for _, _, v in waiting}), _LOOKUP_CHUNK):
-            for row in self.store.rows(
+            for row in self._literal_rows(
                 f"SELECT DISTINCT workflow, key, value, event_id, step FROM {table}"
                 f" WHERE value IN {string_array(part)}"
             ):
@@ -99,6 +100,14 @@ class StoreIndex:
                 if (hop.workflow, hop.key, hop.value) in waiting:
                     found.append(hop)
         return Found(refs, found)
+
+    def _literal_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a statement that carries its values as a literal (longer than the
+        engine's default 256 KiB limit on a statement's text)."""
+        rows: list[tuple[Any, ...]] = self.store.query(
+            sql, settings={"max_query_size": max(_MAX_QUERY_SIZE, 2 * len(sql))}
+        ).result_rows
+        return rows
 
     def load_transactions(self, refs: Collection[TxRef]) -> list[StoredTx]:
         """Live transactions by id, each with its events when ``transaction_hops`` holds
