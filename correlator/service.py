@@ -163,6 +163,7 @@ class CorrelatorService:
         retry_max: float = 30.0,
         cache_hops: int = 200_000,
         watermark_margin: float = 60.0,
+        batch_max: int = 50_000,
     ):
         self.store = store
         self.config = config
@@ -178,6 +179,10 @@ class CorrelatorService:
         self.metrics = CorrelatorMetrics(registry)
         self.interval = interval
         self.sweep_interval = sweep_interval
+        # Events correlated and written at once: what is queued when the thread wakes, up
+        # to this; a backlog drains in batches this big, with a due sweep between them.
+        self.batch_max = batch_max
+        self._next_sweep = 0.0  # monotonic time the next sweep is due
         self.max_pending = max_pending
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -246,16 +251,14 @@ class CorrelatorService:
             else:
                 self._recovered()
         self.ready.set()
-        next_sweep = time.monotonic() + self.sweep_interval
+        self._next_sweep = time.monotonic() + self.sweep_interval
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
                 self._apply_config()
                 self.step()
-                if time.monotonic() >= next_sweep:
-                    self.sweep()
-                    next_sweep = time.monotonic() + self.sweep_interval
+                self.sweep_if_due()
                 self._save_state()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad batch
                 self._failed("step", exc)
@@ -443,13 +446,30 @@ class CorrelatorService:
     # -- work -----------------------------------------------------------------------------
 
     def step(self, now: int | None = None) -> None:
+        """Correlate and write what is queued, up to ``batch_max`` events (whole writer
+        batches, at least one); the rest stays queued for the next step, which follows
+        at once. A resync (batches dropped by a full queue) is read back and correlated
+        in parts of ``batch_max``. Between parts, a due deadline sweep runs: a passed
+        deadline never waits for a backlog to drain."""
         drained = time.time_ns() - self.margin_ns
         with self._lock:
-            batches = list(self._queue)
-            self._queue.clear()
-            self._pending = 0
+            batches: list[tuple[float, list[Event], list[int]]] = []
+            taken = 0
+            while self._queue and (not batches or taken + len(self._queue[0][1]) <= self.batch_max):
+                batch = self._queue.popleft()
+                batches.append(batch)
+                taken += len(batch[1])
+            self._pending -= taken
+            left = bool(self._queue)
+            if left:
+                # The watermark stays behind the oldest batch still queued (it may hold
+                # events inserted before the ones taken now).
+                oldest = time.time_ns() - int((time.monotonic() - self._queue[0][0]) * 1e9)
+                drained = min(drained, oldest - self.margin_ns)
             resync, self._resync_since = self._resync_since, None
-        self.metrics.pending.set(0)
+        self.metrics.pending.set(self._pending)
+        if left:
+            self._wake.set()  # more is queued: no wait before the next step
         if not batches and resync is None:
             return
         events = [event for _, batch_events, _ in batches for event in batch_events]
@@ -465,8 +485,11 @@ class CorrelatorService:
                     self.store, inserted_since=resync, attributes=self._attributes
                 ):
                     events.extend(block)
-            with collection_paused():
-                self._write_update(self.live.correlate(events, now))
+            for i in range(0, len(events), self.batch_max):
+                with collection_paused():
+                    self._write_update(self.live.correlate(events[i : i + self.batch_max], now))
+                if i + self.batch_max < len(events):
+                    self.sweep_if_due(now)
         except BaseException:
             with self._lock:  # correlate them again next time
                 self._queue.extendleft(reversed(batches))
@@ -484,6 +507,15 @@ class CorrelatorService:
             self.correlated_through = batches[-1][0]
         self.watermark = max(self.watermark, drained)
         self.metrics.events.inc(len(events))
+
+    def sweep_if_due(self, now: int | None = None) -> int:
+        """The sweep on its own schedule (every ``sweep_interval`` seconds), called
+        between steps and between the parts of a long one."""
+        if time.monotonic() < self._next_sweep:
+            return 0
+        written = self.sweep(now)
+        self._next_sweep = time.monotonic() + self.sweep_interval
+        return written
 
     def sweep(self, now: int | None = None) -> int:
         """Recompute open transactions whose deadline passed since the last sweep."""

@@ -283,3 +283,56 @@ def test_key_values_that_need_escaping_are_looked_up_exactly(clean: Store) -> No
     discharges = [row for row in stored(clean).values() if row[0] == "discharge_to_revenue"]
     # Six hops of its own and the seven journals of batch B1 (every chain posts one).
     assert [len(row[4]) for row in discharges] == [6 + len(odd)] * len(odd)
+
+
+def test_a_passed_deadline_is_swept_before_a_backlog_is_drained(clean: Store) -> None:
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M9", visit="V9", account="A9")
+    service = CorrelatorService(clean, CONFIG, batch_max=100, sweep_interval=0.0)
+    service.start_up()
+    feed(service, clean, [adt], now=T0)
+    service.swept = T0
+    [(tx_id, status)] = clean.rows(
+        f"SELECT id, status FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    assert status == "in_progress"
+    # A backlog of 1,000+ events arrives in one writer batch, after the engine ACK's
+    # breach deadline (15 minutes) has passed: correlated in parts of 100, with the
+    # sweep between them.
+    backlog = list(traffic(250, seed=8, spread_ns=2 * DAY, prefix="bk"))
+    assert len(backlog) > 1_000
+    now = T0 + HOUR
+    service.on_batch(durable(clean, backlog))
+    service.step(now)
+    rows = clean.rows(
+        f"SELECT status, level, version FROM {clean.table('transactions')}"
+        " WHERE id = {i:String} ORDER BY version",
+        {"i": tx_id},
+    )
+    assert [(s, lv) for s, lv, _ in rows] == [("in_progress", ""), ("overdue", "breach")]
+    overdue_at = rows[-1][2]
+    # Written before most of the backlog: the backlog's rows came in parts after it.
+    later = clean.scalar(
+        f"SELECT uniqExact(version) FROM {clean.table('transactions')}"
+        " WHERE id != {i:String} AND version > {v:UInt64}",
+        {"i": tx_id, "v": overdue_at},
+    )
+    assert later >= 9  # ten parts; the sweep ran after the first
+    assert stored(clean) == expected([adt, *backlog], now)
+
+
+def test_a_backlog_is_taken_in_whole_batches_up_to_batch_max(clean: Store) -> None:
+    service = CorrelatorService(clean, CONFIG, batch_max=250)
+    service.start_up()
+    events = list(traffic(120, seed=9, spread_ns=2 * DAY))[:600]
+    parts = [events[i : i + 100] for i in range(0, len(events), 100)]  # six batches
+    for part in parts:
+        service.on_batch(durable(clean, part))
+    service.step(NOW)  # two batches (200 events): a third would pass 250
+    assert service._pending == len(events) - 200
+    assert service._wake.is_set()  # the next step follows without a wait
+    steps = 1
+    while service._pending:
+        service.step(NOW)
+        steps += 1
+    assert steps == 3
+    assert stored(clean) == expected(events)
