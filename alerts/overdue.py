@@ -1,0 +1,90 @@
+"""The overdue rule's ledger: open transactions with a breach deadline, kept current.
+
+The overdue rule asks which open transactions are past their breach deadline, per
+workflow x facility. Asked of ``transactions`` (``conditions.overdue_rows``) that is
+a FINAL read of the whole table every cycle: it grows with the table, and slows
+further while the correlator's newest parts are not merged yet. ``open_deadlines``
+holds the open ones only. The rollup refresh (``alerts/rollup.py``), which already
+finds the transactions written since its mark, inserts for them the difference
+between their newest state (+1 when open with a breach deadline) and what the
+ledger holds (-1 each), in one statement; a closed transaction sums to nothing and
+merges drop it. Right after a refresh ``overdue_rows`` here counts exactly what
+``conditions.overdue_rows`` counts from ``transactions``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from alerts.conditions import OverdueRow
+from alerts.schema import OPEN_DEADLINES
+from stitchboard.store import Store
+
+_COLS = "id, workflow, facility, breach_ns, amount"
+# The same rows the scan counts (``conditions.overdue_rows``), whatever their deadline:
+# whether it has passed is decided when the rule reads.
+_OPEN = "deleted = 0 AND status IN ('in_progress', 'overdue') AND breach_deadline IS NOT NULL"
+
+
+def _open_sql(source: str) -> str:
+    """+1 for each open transaction of ``source`` (one row per transaction)."""
+    # A missing amount is held as 0: the rule's amount threshold is > 0, so neither
+    # counts as high-value, and both add 0 to the amount at risk.
+    return (
+        "SELECT id, workflow, facility, toUnixTimestamp64Nano(breach_deadline) AS breach_ns,"
+        " ifNull(amount, toDecimal64(0, 2)) AS amount, toInt64(1) AS n"
+        f" FROM {source} WHERE {_OPEN}"
+    )
+
+
+def insert_changes(store: Store, since: int) -> None:
+    """Bring the ledger up to date for the transactions written at or after ``since``."""
+    transactions = store.table("transactions")
+    ledger = store.table(OPEN_DEADLINES.name)
+    # The newest version of each changed transaction; the filter applies after LIMIT BY
+    # (a transaction that closed contributes nothing, and its -1 below removes it).
+    newest = (
+        "(SELECT id, workflow, facility, status, deleted, breach_deadline, amount"
+        f" FROM {transactions} WHERE version >= {{since:UInt64}}"
+        " ORDER BY version DESC LIMIT 1 BY id)"
+    )
+    held = (
+        f"SELECT {_COLS}, -n AS n FROM {ledger} WHERE id IN"
+        f" (SELECT id FROM {transactions} WHERE version >= {{since:UInt64}})"
+    )
+    store.command(
+        f"INSERT INTO {ledger} ({_COLS}, n)"
+        f" SELECT {_COLS}, sum(n) AS net FROM ({_open_sql(newest)} UNION ALL {held})"
+        f" GROUP BY {_COLS} HAVING net != 0",
+        {"since": since},
+    )
+
+
+def rebuild(store: Store) -> None:
+    """The ledger from scratch: every open transaction (after the ledger was emptied)."""
+    transactions = store.table("transactions")
+    store.command(
+        f"INSERT INTO {store.table(OPEN_DEADLINES.name)} ({_COLS}, n)"
+        f" {_open_sql(f'{transactions} FINAL')}"
+        " SETTINGS do_not_merge_across_partitions_select_final = 1"
+    )
+
+
+def overdue_rows(store: Store, threshold: float | None, now: int) -> list[OverdueRow]:
+    """Open transactions past their breach deadline, per workflow x facility, from the
+    ledger (as of the last refresh): the figures of ``conditions.overdue_rows``."""
+    sql = (
+        "SELECT workflow, facility, count() AS n,"
+        " countIf(amount >= {threshold:Float64}) AS high, sum(amount) AS total,"
+        # The five largest amounts (ties: the smaller id first), as the scan orders them.
+        " arrayMap(x -> x.2, groupArraySorted(5)((-amount, id))) AS examples"
+        f" FROM (SELECT {_COLS} FROM {store.table(OPEN_DEADLINES.name)}"
+        " WHERE breach_ns <= {now:Int64}"
+        f" GROUP BY {_COLS} HAVING sum(n) > 0)"
+        " GROUP BY workflow, facility ORDER BY workflow, facility"
+    )
+    params = {"now": now, "threshold": threshold if threshold is not None else 1e30}
+    return [
+        OverdueRow(w, f, int(n), int(h), Decimal(t), tuple(ex))
+        for w, f, n, h, t, ex in store.rows(sql, params)
+    ]
