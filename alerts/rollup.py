@@ -56,7 +56,7 @@ class Refresh:
 
 
 # The ledgers a refresh keeps: a store built before one of them existed is rebuilt once.
-_LEDGERS = [SLO_LEDGER.name, "id_hash", OPEN_DEADLINES.name]
+_LEDGERS = [SLO_LEDGER.name, OPEN_DEADLINES.name]
 
 
 def signature(slos: list[Slo]) -> str:
@@ -121,23 +121,11 @@ def _judged(store: Store, slo: Slo, n: int, rebuild: bool) -> tuple[str, dict[st
 
 def _held(store: Store) -> str:
     """What the ledger holds (-1 each) for the changed transactions, for every SLO in
-    ``{slos}`` at once: one read of the ledger per refresh.
-
-    Changes spread over the whole history touch every granule of the ledger, so the
-    read is of whole columns; it is by ``id_hash`` (16 bytes, compared as numbers), not
-    by the id strings (about twice as many bytes, hashed for every row), and the ids
-    are taken back from the changed transactions (a 128-bit hash: two of them sharing
-    one is out of reach at any volume)."""
-    changed = (
-        f"(SELECT DISTINCT id, sipHash128(id) AS id_hash FROM {store.table('transactions')}"
-        " WHERE version >= {since:UInt64})"
-    )
+    ``{slos}`` at once: one read of the ledger per refresh."""
     return (
-        f"SELECT slo, {_COLS}, -n AS n FROM (SELECT slo, id_hash,"
-        f" {_COLS.removeprefix('id, ')}, n FROM {store.table(SLO_LEDGER.name)}"
-        " WHERE slo IN {slos:Array(String)} AND id_hash IN"
-        f" (SELECT id_hash FROM {changed})) AS held INNER JOIN {changed} AS changed"
-        " USING id_hash"
+        f"SELECT slo, {_COLS}, -n AS n FROM {store.table(SLO_LEDGER.name)}"
+        " WHERE slo IN {slos:Array(String)} AND id IN"
+        f" (SELECT id FROM {store.table('transactions')} WHERE version >= {{since:UInt64}})"
     )
 
 

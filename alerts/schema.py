@@ -192,17 +192,6 @@ def _open_deadlines(ctx: SchemaContext) -> list[str]:
     return ctx.create(OPEN_DEADLINES)
 
 
-def _ledger_id_hash(ctx: SchemaContext) -> list[str]:
-    """A 128-bit hash of each ledger row's transaction id: a refresh finds what the
-    ledger holds for the changed transactions by it (16 bytes a row, compared as
-    numbers) instead of reading every id string of the ledger. Filled by the next
-    refresh (the signature names the layout, so the ledger is rebuilt once)."""
-    return ctx.alter(
-        SLO_LEDGER.name,
-        "ADD COLUMN IF NOT EXISTS id_hash FixedString(16) MATERIALIZED sipHash128(id)",
-    )
-
-
 MIGRATIONS: Sequence[Migration] = (
     Migration(30, "alert state, silences, notification log", _create),
     Migration(31, "SLI rollup: ledger, rollup per minute, marks", _rollup),
@@ -212,5 +201,4 @@ MIGRATIONS: Sequence[Migration] = (
         _changed_versions,
     ),
     Migration(33, "open deadlines: the overdue rule's ledger", _open_deadlines),
-    Migration(34, "SLI ledger: rows found by a hash of the transaction id", _ledger_id_hash),
 )
