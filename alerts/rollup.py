@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from alerts import overdue
 from alerts.repository import STATE_LOCK
 from alerts.schema import OPEN_DEADLINES, SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
-from alerts.sli import Relation, judgements_sql, scan_relation
+from alerts.sli import JUDGED_COLUMNS, Relation, judgements_sql, scan_relation
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
 
@@ -95,7 +95,7 @@ def _mark(store: Store) -> tuple[str, int, int, int] | None:
 def _changed_source(store: Store) -> str:
     """The newest version of each transaction written at or after ``since``."""
     return (
-        f"(SELECT * FROM {store.table('transactions')}"
+        f"(SELECT {JUDGED_COLUMNS} FROM {store.table('transactions')}"
         " WHERE version >= {since:UInt64} AND workflow = {workflow:String}"
         " ORDER BY version DESC LIMIT 1 BY id)"
     )
