@@ -88,3 +88,34 @@ def overdue_rows(store: Store, threshold: float | None, now: int) -> list[Overdu
         OverdueRow(w, f, int(n), int(h), Decimal(t), tuple(ex))
         for w, f, n, h, t, ex in store.rows(sql, params)
     ]
+
+
+def next_deadline(store: Store, threshold: float | None, after: int) -> int | None:
+    """The earliest breach deadline (ns) after ``after`` of an open transaction worth at
+    least ``threshold`` (one that pages by itself once overdue), as of the last refresh."""
+    if threshold is None:
+        return None
+    value = store.scalar(
+        f"SELECT min(breach_ns) FROM (SELECT breach_ns FROM {store.table(OPEN_DEADLINES.name)}"
+        " WHERE breach_ns > {after:Int64} AND amount >= {threshold:Float64}"
+        f" GROUP BY {_COLS} HAVING sum(n) > 0)",
+        {"after": after, "threshold": threshold},
+    )
+    # min() over no rows is 0 in ClickHouse.
+    return int(value) if value else None
+
+
+def wake_at(
+    now: int, next_tick: int, deadline: int | None, min_gap: int, margin: int
+) -> int | None:
+    """When to run an extra evaluation cycle for ``deadline`` (ns), or None.
+
+    The regular cycle at ``next_tick`` would find the deadline passed up to a whole
+    interval late; an extra cycle right after it (``margin`` later: the rule wants it
+    passed) pages sooner. Cycles stay ``min_gap`` apart, so dense deadlines cost at most
+    one extra cycle per ``min_gap``; none when the regular cycle comes first anyway.
+    """
+    if deadline is None:
+        return None
+    at = max(deadline + margin, now + min_gap)
+    return at if at < next_tick else None

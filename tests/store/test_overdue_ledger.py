@@ -101,3 +101,28 @@ def test_a_store_with_rows_gone_is_rebuilt(empty: Store) -> None:
     assert refresh(store, SLOS).rebuilt
     [f3] = _both(store, 1, NOW)
     assert (f3.facility, f3.count, f3.high_value, f3.examples) == ("F3", 1, 1, ("new",))
+
+
+def test_the_next_high_value_deadline(empty: Store) -> None:
+    store = empty
+    insert_transactions(
+        store,
+        [
+            tx("past", "F1", "in_progress", now=NOW, breach=NOW - MINUTE, amount="50000"),
+            tx("small", "F1", "in_progress", now=NOW, breach=NOW + MINUTE, amount="99.99"),
+            tx("big", "F2", "in_progress", now=NOW, breach=NOW + 5 * MINUTE, amount="100"),
+            tx("bigger", "F2", "overdue", now=NOW, breach=NOW + 9 * MINUTE, amount="700"),
+            tx("closed", "F3", "complete", now=NOW, end=NOW, amount="90000"),
+        ],
+    )
+    refresh(store, SLOS)
+    # After now, worth at least $100: big (5 minutes on); then bigger; small never.
+    assert overdue.next_deadline(store, 100, NOW) == NOW + 5 * MINUTE
+    assert overdue.next_deadline(store, 100, NOW + 5 * MINUTE) == NOW + 9 * MINUTE
+    assert overdue.next_deadline(store, 50, NOW) == NOW + MINUTE
+    assert overdue.next_deadline(store, 1000, NOW) is None
+    assert overdue.next_deadline(store, None, NOW) is None  # no amount rule: no wake-up
+    # big completes: its deadline no longer wakes anyone (once refreshed).
+    insert_transactions(store, [_v(tx("big", "F2", "complete", now=NOW, end=NOW), 2)])
+    refresh(store, SLOS)
+    assert overdue.next_deadline(store, 100, NOW) == NOW + 9 * MINUTE
