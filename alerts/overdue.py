@@ -14,7 +14,9 @@ merges drop it. Right after a refresh ``overdue_rows`` here counts exactly what
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 from alerts.conditions import OverdueRow
 from alerts.schema import OPEN_DEADLINES
@@ -70,20 +72,74 @@ def rebuild(store: Store) -> None:
     )
 
 
-def overdue_rows(store: Store, threshold: float | None, now: int) -> list[OverdueRow]:
+EXAMPLES = 5  # example transactions per alert
+
+
+def overdue_rows(
+    store: Store, threshold: float | None, now: int, window: int = 64
+) -> list[OverdueRow]:
     """Open transactions past their breach deadline, per workflow x facility, from the
-    ledger (as of the last refresh): the figures of ``conditions.overdue_rows``."""
+    ledger (as of the last refresh): the figures of ``conditions.overdue_rows``.
+
+    Counts and sums add up over the ledger's rows as they lie (a closed transaction's
+    -1 cancels its +1, merged or not), so no transaction is grouped on its own; only
+    the examples need each one's net: they come from each group's ``window`` largest
+    rows with the group's not yet merged -1 rows taken off (``_examples``). When a
+    group has too many of those for that to be sure, every transaction is netted.
+    """
+    params = {"now": now, "threshold": threshold if threshold is not None else 1e30}
+    sql = (
+        "SELECT workflow, facility, sum(n) AS cnt,"
+        " sumIf(n, amount >= {threshold:Float64}) AS high, sum(amount * n) AS total,"
+        f" groupArraySortedIf({window})((-amount, id, breach_ns, n), n > 0) AS top,"
+        f" groupArraySortedIf({window})((-amount, id, breach_ns, -n), n < 0) AS cancelled,"
+        " sumIf(-n, n < 0) AS units"
+        f" FROM {store.table(OPEN_DEADLINES.name)} WHERE breach_ns <= {{now:Int64}}"
+        " GROUP BY workflow, facility HAVING cnt > 0 ORDER BY workflow, facility"
+    )
+    rows = store.rows(sql, params)
+    # Up to ``units`` rows before a transaction's place can be duplicates or cancelled,
+    # and its own rows may straddle the window's end: beyond this the examples could miss.
+    if any(int(units) > (window - EXAMPLES - 1) // 2 for *_, units in rows):
+        return _netted(store, params)
+    return [
+        OverdueRow(w, f, int(n), int(h), Decimal(t), _examples(top, cancelled))
+        for w, f, n, h, t, top, cancelled, _ in rows
+    ]
+
+
+def _examples(
+    top: list[tuple[Decimal, str, int, int]], cancelled: list[tuple[Decimal, str, int, int]]
+) -> tuple[str, ...]:
+    """The first ``EXAMPLES`` ids of ``top`` (largest amounts first, ties by id) left
+    with units once the -1 rows (``cancelled``: same key, units) are taken off."""
+    left: Counter[tuple[Decimal, str, int]] = Counter()
+    for amount, tx_id, due, units in cancelled:
+        left[(amount, tx_id, due)] += int(units)
+    out: list[str] = []
+    for amount, tx_id, due, units in top:
+        key = (amount, tx_id, due)
+        taken = min(int(units), left[key])
+        left[key] -= taken
+        if int(units) > taken and tx_id not in out:
+            out.append(tx_id)
+            if len(out) == EXAMPLES:
+                break
+    return tuple(out)
+
+
+def _netted(store: Store, params: dict[str, Any]) -> list[OverdueRow]:
+    """The same figures with every transaction netted first (slower, always exact)."""
     sql = (
         "SELECT workflow, facility, count() AS n,"
         " countIf(amount >= {threshold:Float64}) AS high, sum(amount) AS total,"
         # The five largest amounts (ties: the smaller id first), as the scan orders them.
-        " arrayMap(x -> x.2, groupArraySorted(5)((-amount, id))) AS examples"
+        f" arrayMap(x -> x.2, groupArraySorted({EXAMPLES})((-amount, id))) AS examples"
         f" FROM (SELECT {_COLS} FROM {store.table(OPEN_DEADLINES.name)}"
         " WHERE breach_ns <= {now:Int64}"
         f" GROUP BY {_COLS} HAVING sum(n) > 0)"
         " GROUP BY workflow, facility ORDER BY workflow, facility"
     )
-    params = {"now": now, "threshold": threshold if threshold is not None else 1e30}
     return [
         OverdueRow(w, f, int(n), int(h), Decimal(t), tuple(ex))
         for w, f, n, h, t, ex in store.rows(sql, params)
