@@ -6,6 +6,9 @@ ingest rate of the loaded latency run (default 10,000 events/s). The transaction
 generated in ClickHouse (INSERT … SELECT from ``numbers``) for the five shipped
 workflows and three facilities over 30 days, with the shipped mix of statuses.
 The in-run reference is one exact (FINAL) scan of two columns of the same table.
+Each deadline -> webhook figure is split (``where_time_goes``): the transaction row
+carrying the deadline written (under ingest, when the correlator writes it), the
+evaluation cycle that found it passed (the alert's ``startsAt``), the webhook received.
 """
 
 from __future__ import annotations
