@@ -56,8 +56,8 @@ def overdue_rows(store: Store, threshold: float | None, now: int) -> list[Overdu
     sql = (
         "SELECT workflow, facility, count() AS n,"
         " countIf(amount >= {threshold:Float64}) AS high, sum(ifNull(amount, 0)) AS total,"
-        " arraySlice(arrayMap(x -> x.2, arrayReverseSort(groupArray((ifNull(amount, 0), id)))),"
-        " 1, 5) AS examples"
+        # The five largest amounts (ties: the smaller id first).
+        " arrayMap(x -> x.2, groupArraySorted(5)((-ifNull(amount, 0), id))) AS examples"
         f" FROM {store.table('transactions')} FINAL"
         " WHERE deleted = 0 AND status IN ('in_progress', 'overdue')"
         " AND breach_deadline IS NOT NULL"

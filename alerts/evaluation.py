@@ -18,11 +18,11 @@ from alerts.conditions import (
     idle_candidates,
     inhibited,
     overdue_candidates,
-    overdue_rows,
 )
 from alerts.lifecycle import Candidate, Step, advance
 from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
+from alerts.overdue import overdue_rows
 from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
 from alerts.rollup import refresh, rollup_relation
 from alerts.unmatched import unmatched_candidates
@@ -43,6 +43,7 @@ class Evaluation:
 def candidates(
     store: Store, config: SlasConfig, statuses: list[SloStatus], now: int
 ) -> list[Candidate]:
+    """What every rule finds; reads the ledgers as of the last refresh."""
     rules = config.alerts
     found = burn_rate_candidates(config, statuses)
     if rules.overdue.enabled:

@@ -16,6 +16,9 @@ per refresh); a rebuild goes one SLO per statement. Re-running a refresh inserts
 so a crash between the ledger insert and the mark only repeats work. The ledger
 feeds ``slo_rollup`` through a materialized view in the same insert.
 
+The same refresh keeps ``open_deadlines`` (``alerts/overdue.py``), what the overdue
+rule reads, by the same difference.
+
 The rollup is rebuilt from scratch when the SLO definitions it was built for
 change (indicator or grouping), or when transaction rows went away without a new
 version (the table was truncated or a partition dropped).
@@ -35,9 +38,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from alerts import overdue
 from alerts.repository import STATE_LOCK
-from alerts.schema import SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
-from alerts.sli import Relation, judgements_sql, scan_relation
+from alerts.schema import OPEN_DEADLINES, SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
+from alerts.sli import JUDGED_COLUMNS, Relation, judgements_sql, scan_relation
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
 
@@ -51,12 +55,17 @@ class Refresh:
     as_of: int = 0  # ns: every transaction version written before it was judged
 
 
+# The ledgers a refresh keeps: a store built before one of them existed is rebuilt once.
+_LEDGERS = [SLO_LEDGER.name, OPEN_DEADLINES.name]
+
+
 def signature(slos: list[Slo]) -> str:
-    """What the ledger depends on: each SLO's name, indicator and grouping."""
-    spec = [
+    """What the ledgers depend on: each SLO's name, indicator and grouping."""
+    spec: list[Any] = [
         [s.name, s.indicator.workflow, s.indicator.step, s.indicator.threshold, s.grouping]
         for s in slos
     ]
+    spec.append(_LEDGERS)
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
 
 
@@ -86,7 +95,7 @@ def _mark(store: Store) -> tuple[str, int, int, int] | None:
 def _changed_source(store: Store) -> str:
     """The newest version of each transaction written at or after ``since``."""
     return (
-        f"(SELECT * FROM {store.table('transactions')}"
+        f"(SELECT {JUDGED_COLUMNS} FROM {store.table('transactions')}"
         " WHERE version >= {since:UInt64} AND workflow = {workflow:String}"
         " ORDER BY version DESC LIMIT 1 BY id)"
     )
@@ -200,14 +209,16 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
     )
     due = [slo for slo in slos if slo.indicator.workflow in changed]
     if plan.rebuild:
-        for table in (SLO_LEDGER, SLO_ROLLUP):
+        for table in (SLO_LEDGER, SLO_ROLLUP, OPEN_DEADLINES):
             store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
-    if plan.rebuild:
         # A rebuild judges every transaction: one SLO per statement bounds its memory.
         for slo in due:
             _insert_diff(store, [slo], since, rebuild=True)
-    elif due:
-        _insert_diff(store, due, since, rebuild=False)
+        overdue.rebuild(store)
+    else:
+        if due:
+            _insert_diff(store, due, since, rebuild=False)
+        overdue.insert_changes(store, since)
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version", "watermark_rows"),

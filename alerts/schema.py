@@ -126,6 +126,25 @@ SLO_ROLLUP_MARKS = Table(
 )
 
 
+# What the overdue rule reads (alerts/overdue.py): each open transaction with a breach
+# deadline (n = +1), kept current by the rollup refresh like ``slo_ledger`` (a change adds
+# -1 for what was held and +1 for the new state); closed ones sum to nothing. Ordered
+# by id (time-ordered ids): a refresh looks up the ids it judges again.
+OPEN_DEADLINES = Table(
+    name="open_deadlines",
+    columns="""\
+    id String,
+    workflow LowCardinality(String),
+    facility LowCardinality(String),
+    breach_ns Int64,
+    amount Decimal(18, 2),
+    n Int64""",
+    engine="SummingMergeTree(n)",
+    tail="ORDER BY (id, workflow, facility, breach_ns, amount)",
+    shard_key="cityHash64(id)",
+)
+
+
 def _rollup(ctx: SchemaContext) -> list[str]:
     db = ctx.database
     local = "_local" if ctx.cluster else ""
@@ -167,6 +186,12 @@ def _changed_versions(ctx: SchemaContext) -> list[str]:
     ]
 
 
+def _open_deadlines(ctx: SchemaContext) -> list[str]:
+    # Filled by the next refresh: the rollup's signature names the ledgers it keeps, so a
+    # store built before this table existed is rebuilt once.
+    return ctx.create(OPEN_DEADLINES)
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(30, "alert state, silences, notification log", _create),
     Migration(31, "SLI rollup: ledger, rollup per minute, marks", _rollup),
@@ -175,4 +200,5 @@ MIGRATIONS: Sequence[Migration] = (
         "rollup refresh: minmax index on transactions.version, rows at the mark",
         _changed_versions,
     ),
+    Migration(33, "open deadlines: the overdue rule's ledger", _open_deadlines),
 )

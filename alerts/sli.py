@@ -139,6 +139,16 @@ def _step(threshold: int) -> tuple[str, str, str]:
     return named, kind, judged
 
 
+# The columns of ``transactions`` that ``judged_sql`` reads: a source that picks rows
+# (the rollup's changed transactions) reads only these, not the hop lists.
+JUDGED_COLUMNS = (
+    "id, workflow, facility, status, level, end_time, last_time, warn_deadline,"
+    " breach_deadline, warn_missed_at, breach_missed_at, amount, key_names, key_values,"
+    " deleted, step_names, step_first, step_last, step_levels, step_warn, step_breach,"
+    " step_status"
+)
+
+
 def judged_sql(slo: Slo, source: str = "{transactions} FINAL") -> str:
     """A subquery: one row per judged transaction with its group, kind, time and amount.
 

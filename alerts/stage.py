@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 
 import typer
@@ -14,6 +15,7 @@ from fastapi import APIRouter
 from alerts.api import build_router
 from alerts.evaluation import evaluate_all
 from alerts.notifier import ChannelNotifier
+from alerts.overdue import next_deadline, wake_at
 from alerts.schema import MIGRATIONS
 from stitchboard.components import Component
 from stitchboard.runtime import Runtime
@@ -21,6 +23,11 @@ from stitchboard.stages import Stage
 from stitchboard.store.schema import Migration
 
 log = logging.getLogger("stitchboard.alerts")
+# A deadline's extra cycle runs this long after it: the overdue rule counts a deadline
+# at or before the cycle's start.
+_MARGIN_NS = 200_000_000
+# Extra cycles for deadlines stay a fifth of the interval apart, at most 5 s.
+_MAX_GAP_NS = 5_000_000_000
 
 
 class EvaluationLoop:
@@ -36,8 +43,28 @@ class EvaluationLoop:
     def run_once(self) -> None:
         try:
             evaluate_all(self.runtime.store, self.runtime.config, self.notifier)
+            self._wake_for_deadline()
         except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
             log.exception("alert evaluation failed")
+
+    def _wake_for_deadline(self) -> None:
+        """Run the next cycle when the next high-value deadline passes, if that comes
+        before the regular one: a page then waits for the correlator and one cycle,
+        not for up to a whole interval more."""
+        config = self.runtime.config.alerts
+        if not config.overdue.enabled:
+            return
+        interval = config.evaluation_interval.nanos
+        now = time.time_ns()
+        job = self.scheduler.get_job("alerts-evaluate")
+        regular = job.next_run_time if job is not None else None
+        next_tick = int(regular.timestamp() * 1e9) if regular else now + interval
+        deadline = next_deadline(self.runtime.store, config.overdue.amount, now)
+        gap = min(interval // 5, _MAX_GAP_NS)
+        at = wake_at(now, next_tick, deadline, min_gap=gap, margin=_MARGIN_NS)
+        if at is not None:
+            when = dt.datetime.fromtimestamp(at / 1e9, dt.UTC)
+            self.scheduler.modify_job("alerts-evaluate", next_run_time=when)
 
     async def start(self) -> None:
         # APScheduler logs every run at INFO: a line per 15 s drowns the server's log.

@@ -6,6 +6,9 @@ ingest rate of the loaded latency run (default 10,000 events/s). The transaction
 generated in ClickHouse (INSERT … SELECT from ``numbers``) for the five shipped
 workflows and three facilities over 30 days, with the shipped mix of statuses.
 The in-run reference is one exact (FINAL) scan of two columns of the same table.
+Each deadline -> webhook figure is split (``where_time_goes``): the transaction row
+carrying the deadline written (under ingest, when the correlator writes it), the
+evaluation cycle that found it passed (the alert's ``startsAt``), the webhook received.
 """
 
 from __future__ import annotations
@@ -17,6 +20,48 @@ from collections.abc import Iterator
 from typing import Any
 
 NS = 1_000_000_000
+
+
+def _quantiles(values: list[float]) -> str:
+    if not values:
+        return "none"
+    ranked = sorted(values)
+    p95 = ranked[min(len(ranked) - 1, int(0.95 * len(ranked)))]
+    return f"median {statistics.median(ranked):.1f} s, p95 {p95:.1f} s, max {ranked[-1]:.1f} s"
+
+
+def _rfc3339(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+Key = tuple[str, str]
+
+
+def where_time_goes(
+    deadlines: dict[Key, float],
+    fired: dict[Key, float],
+    received: dict[Key, float],
+    written: dict[Key, float] | None = None,
+) -> list[str]:
+    """Where the time from a passed deadline to a received page goes, per alert that
+    arrived (seconds since the epoch): the transaction row carrying the deadline
+    written (``written``, when the correlator writes it), the evaluation cycle that found
+    it (the alert's ``startsAt``: the cycle's start), the webhook received."""
+    keys = sorted(k for k in received if k in fired)
+    out = []
+    ready = dict(deadlines)
+    if written is not None:
+        seen = [k for k in keys if k in written]
+        late = [max(0.0, written[k] - deadlines[k]) for k in seen]
+        out.append(f"deadline -> its transaction row written (0 when before): {_quantiles(late)}")
+        ready = {k: max(deadlines[k], written.get(k, deadlines[k])) for k in keys}
+    waits = [fired[k] - ready[k] for k in keys]
+    out.append(f"-> the evaluation cycle that found it started: {_quantiles(waits)}")
+    rest = [received[k] - fired[k] for k in keys]
+    out.append(f"-> webhook received (that cycle, then delivery): {_quantiles(rest)}")
+    return out
 
 
 def _generate_sql(table: str, config: object, count: int, now_s: int) -> str:
@@ -245,6 +290,7 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
     shipped = load_config(ROOT / "slas.yaml")
     store = open_store(engine_url(), database="bench_alerts_latency")
     arrivals: dict[tuple[str, str], float] = {}
+    fired: dict[tuple[str, str], float] = {}
     with Receiver() as receiver:
         hook = Channel(name="hook", type="webhook", url=receiver.url, retries=0)
         alerts = shipped.alerts.model_copy(update={"channels": [hook]})
@@ -292,6 +338,7 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
                     for alert in post["json"]["alerts"]:  # type: ignore[index]
                         key = (alert["labels"]["workflow"], alert["labels"]["facility"])
                         arrivals.setdefault(key, float(post["at"]))  # type: ignore[arg-type]
+                        fired.setdefault(key, _rfc3339(alert["startsAt"]))
                 time.sleep(0.05)
         finally:
             event_loop.run_until_complete(loop.stop())
@@ -309,6 +356,8 @@ def _latency(count: int = 15, spread_s: float = 45.0) -> Iterator[str]:
             f" {statistics.median(latencies):.1f} s, p95 {p95:.1f} s, max {latencies[-1]:.1f} s"
             f" (target p95 <= 30 s){'; ' + str(missing) + ' never arrived' if missing else ''}"
         )
+        for line in where_time_goes(deadlines, fired, arrivals):
+            yield f"  {line}"
     else:
         yield "deadline passed -> webhook received: no notification arrived"
 
@@ -381,6 +430,8 @@ def _latency_under_load(rate: int = 10_000, count: int = 15, spread_s: float = 4
     store = open_store(engine_url(), database="bench_alerts_load")
     spool_dir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-spool-"))
     arrivals: dict[tuple[str, str], float] = {}
+    fired: dict[tuple[str, str], float] = {}
+    written: dict[tuple[str, str], float] = {}
     with Receiver() as receiver:
         config = _load_config(receiver.url, -(-count // len(facilities)), "20s")
         runtime = make_runtime(store, config=config)
@@ -407,13 +458,27 @@ def _latency_under_load(rate: int = 10_000, count: int = 15, spread_s: float = 4
         per_tick = rate // 20
         stopping = threading.Event()
 
+        probe_workflows = sorted({w for w, _ in probes})
+        seen_sql = (
+            f"SELECT DISTINCT workflow, facility FROM {store.table('transactions')}"
+            " WHERE workflow IN {w:Array(String)} AND breach_deadline IS NOT NULL"
+        )
+
         def watch() -> None:
+            polled = 0.0
             while not stopping.is_set():
                 for post in list(receiver.posts):
                     for alert in post["json"]["alerts"]:  # type: ignore[index]
                         key = (alert["labels"].get("workflow"), alert["labels"].get("facility"))
                         if key in deadlines:
                             arrivals.setdefault(key, float(post["at"]))  # type: ignore[arg-type]
+                            fired.setdefault(key, _rfc3339(alert["startsAt"]))
+                if time.time() - polled >= 0.25 and len(written) < count:
+                    # When the correlator has written each probe's row (with its deadline):
+                    # polled, so known to within the poll's period and duration.
+                    polled = time.time()
+                    for workflow, facility in store.rows(seen_sql, {"w": probe_workflows}):
+                        written.setdefault((workflow, facility), time.time())
                 time.sleep(0.05)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -490,4 +555,5 @@ def _latency_under_load(rate: int = 10_000, count: int = 15, spread_s: float = 4
             else ""
         )
         + lag_text
+        + "".join(f"\n  {line}" for line in where_time_goes(deadlines, fired, arrivals, written))
     )

@@ -5,8 +5,8 @@ failures, and rows that went away.
 Seeded random traffic for workflow ``w`` (tests/alerts_helpers.py) at three
 facilities and two departments is correlated in rounds at a moving clock; after
 each round the rollup is refreshed and every SLO's counts (the SLO window, a
-per-facility calendar start, four burn-rate windows, timeslices) are compared
-with the scan's at several instants.
+per-facility calendar start, four burn-rate windows, timeslices) and the overdue
+rule's figures are compared with the scan's at several instants.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import random
 
 import pytest
 
+from alerts import overdue
+from alerts.conditions import overdue_rows
 from alerts.rollup import refresh, rollup_relation
 from alerts.sli import GroupCounts, group_counts, scan_relation
 from correlator import Correlator
@@ -80,6 +82,11 @@ def _compare(store: Store, at: int) -> int:
             rolled = group_counts(store, slo, at, start, WINDOWS, (), rollup_relation)
             assert _plain(rolled) == _plain(scan), (slo.name, at, start)
             compared += len(scan)
+    # The overdue rule's ledger, kept by the same refresh, against its scan.
+    for threshold in (100.0, 5000.0):
+        ledger = overdue.overdue_rows(store, threshold, at)
+        assert ledger == overdue_rows(store, threshold, at), (at, threshold)
+        compared += len(ledger)
     return compared
 
 
@@ -103,7 +110,13 @@ def _plain(rows: list[GroupCounts]) -> list[tuple[object, ...]]:
 @pytest.fixture
 def empty(store: Store) -> Store:
     migrate_alerts(store)
-    for table in ("transactions", "slo_ledger", "slo_rollup", "slo_rollup_marks"):
+    for table in (
+        "transactions",
+        "slo_ledger",
+        "slo_rollup",
+        "slo_rollup_marks",
+        "open_deadlines",
+    ):
         store.command(f"TRUNCATE TABLE {store.table(table)}")
     return store
 
@@ -129,6 +142,8 @@ def test_rollup_equals_the_scan_after_every_round(empty: Store) -> None:
     assert compared >= 5 * 3 * 2 * 3 * 3
     totals = group_counts(store, CONFIG.slos[0], clock, clock - DAY, {}, (), rollup_relation)
     assert sum(r.total for r in totals) > 100  # most of the 200 transactions are judged
+    # Some are overdue (the traffic leaves about a fifth without step b), above $100 too.
+    assert sum(r.high_value for r in overdue.overdue_rows(store, 100.0, clock)) > 0
 
     # Refreshing again with nothing new changes nothing.
     before = store.scalar(f"SELECT count() FROM {store.table('slo_ledger')}")
