@@ -510,15 +510,6 @@ def dead_letter_reasons(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 _KIND_GOOD, _KIND_OVERDUE = 1, 3
 
 
-def rollup_as_of(store: Store) -> int | None:
-    """When the alerts stage last brought its SLI rollup up to date (ns); None if never.
-
-    Each refresh records a mark whose version is the wall-clock time it was taken.
-    """
-    value = store.scalar(f"SELECT max(version) FROM {store.table('slo_rollup_marks')}")
-    return int(value) if value else None
-
-
 @dataclass(frozen=True)
 class TrendPoint:
     """One bucket of an SLO's trend: transactions judged in it, and how many were good."""

@@ -15,7 +15,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from alerts import SloStatus
+from alerts import SloStatus, rollup_refreshed_at
 from dashboards import figures, queries, time_range, view
 from dashboards.cache import TtlCache
 from dashboards.context import Console, console
@@ -216,7 +216,7 @@ def _slo_figures(ctx: Console, chosen: TimeRange, now: int) -> SloFigures:
 
     A preset ends now; custom dates end at their last day (or now, if that is later)."""
     store, config = ctx.runtime.store, ctx.runtime.config
-    as_of = queries.rollup_as_of(store)
+    as_of = rollup_refreshed_at(store)
     length, end = slo_window(chosen, now)
     found: SloFigures = SLO_REPORT.get(
         (chosen.key, as_of), lambda: report_as_of(store, config, length, end, as_of)
@@ -280,7 +280,7 @@ def _refresh_trend(_: int | None, spec: dict | None, facility: str | None) -> An
     ctx = console()
     store, config = ctx.runtime.store, ctx.runtime.config
     now = ctx.now()
-    if queries.rollup_as_of(store) is None:
+    if rollup_refreshed_at(store) is None:
         return figures.empty("The trend appears after the alert evaluator's first cycle")
     chosen = _chosen(ctx, spec, facility)
     since, until = chosen.window(now)
