@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from dashboards import open_transactions
 from stitchboard.store import Store
 
 NS = 1_000_000_000
@@ -224,15 +225,33 @@ def total_outcome(cells: dict[tuple[str, str], Outcome]) -> Outcome:
     return Outcome(**sums, amount_at_risk=risk)
 
 
+# The open set's rows (``open_transactions``): deadlines in ns, 0 = none.
+_OPEN_OVERDUE = """(status = 'overdue'
+    OR (breach_ns != 0 AND breach_ns <= {now:Int64})
+    OR (warn_ns != 0 AND warn_ns <= {now:Int64}))"""
+_OPEN_STATUS = "status IN ('in_progress', 'overdue')"
+
+
+def _open_where(now: int, workflow: str | None, facility: str | None) -> tuple[str, dict]:
+    """Open-set rows of a workflow and facility (None: all) that started before tomorrow."""
+    clauses = ["id_time < fromUnixTimestamp64Nano({until:Int64})"]
+    params: dict[str, Any] = {"until": now + DAY_NS, "now": now}
+    if workflow:
+        clauses.append("workflow = {workflow:String}")
+        params["workflow"] = workflow
+    if facility:
+        clauses.append("facility = {facility:String}")
+        params["facility"] = facility
+    return " AND ".join(clauses), params
+
+
 def overdue_now(store: Store, now: int, workflow: str | None, facility: str | None) -> int:
-    """Open transactions past a deadline right now, whenever they started."""
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
-    where, params = scope.where(now)
+    """Open transactions past a deadline right now, whenever they started (the open set)."""
+    where, params = _open_where(now, workflow, facility)
     return int(
         store.scalar(
-            f"SELECT count() FROM (SELECT {_STATUS_NOW} AS s FROM {store.table('transactions')}"
-            f" FINAL WHERE {where} AND status IN ('in_progress', 'overdue'){_FINAL})"
-            " WHERE s = 'overdue'",
+            f"SELECT count() FROM {open_transactions.relation(store)}"
+            f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}",
             params,
         )
         or 0
@@ -258,22 +277,33 @@ def dnfb(
     bill_step: str = "final_bill",
     threshold_days: int = 3,
 ) -> Dnfb:
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
-    where, params = scope.where(now)
-    params.update(
-        discharge=discharge_step, bill=bill_step, threshold=threshold_days * DAY_NS, now_ns=now
-    )
+    if (discharge_step, bill_step) == (
+        open_transactions.DISCHARGE_STEP,
+        open_transactions.BILL_STEP,
+    ):
+        where, params = _open_where(now, workflow, facility)
+        source = (
+            f"SELECT amount, discharged_ns AS discharged, billed FROM"
+            f" {open_transactions.relation(store)} WHERE {where}"
+        )
+    else:  # other steps than the open set keeps: the whole table
+        scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+        where, params = scope.where(now)
+        params.update(discharge=discharge_step, bill=bill_step)
+        source = (
+            "SELECT amount,"
+            " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
+            " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed"
+            f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+        )
+    params.update(threshold=threshold_days * DAY_NS, now_ns=now)
     row = store.dicts(
         "SELECT count() AS n, toString(sum(ifNull(amount, 0))) AS amount,"
         # toFloat64 first: avg(const - column) on Int64 is rewritten to const - avg(column),
         # whose Int64 sum overflows on a few thousand nanosecond timestamps.
         " avg(toFloat64({now_ns:Int64} - discharged)) / 86400e9 AS avg_days,"
-        " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over FROM ("
-        " SELECT amount,"
-        " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
-        " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
-        " WHERE discharged > 0 AND billed = 0",
+        " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over"
+        f" FROM ({source}) WHERE discharged > 0 AND billed = 0",
         params,
     )[0]
     n = int(row["n"])
@@ -394,17 +424,15 @@ class AgingBucket:
 
 def aging(store: Store, now: int, workflow: str | None, facility: str | None) -> list[AgingBucket]:
     """Open transactions (in progress or overdue) by age since their start, with $."""
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
-    where, params = scope.where(now)
+    where, params = _open_where(now, workflow, facility)
     params["now_ns"] = now
     bounds = [b for _, b in AGING_BUCKETS if b is not None]
     params["bounds"] = [int(b * DAY_NS) for b in bounds]
     rows = store.rows(
         "SELECT arrayFirstIndex(b -> age < b, {bounds:Array(Int64)}) AS i, count(),"
-        " toString(sum(ifNull(amount, 0))) FROM (SELECT amount,"
-        " {now_ns:Int64} - toUnixTimestamp64Nano(start_time) AS age"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}"
-        f" AND status IN ('in_progress', 'overdue'){_FINAL}) GROUP BY i",
+        " toString(sum(amount)) FROM (SELECT amount, {now_ns:Int64} - start_ns AS age"
+        f" FROM {open_transactions.relation(store)} WHERE {where} AND {_OPEN_STATUS})"
+        " GROUP BY i",
         params,
     )
     found = {int(i): (int(n), Decimal(a)) for i, n, a in rows}
@@ -451,10 +479,24 @@ def slowest(store: Store, scope: Scope, now: int, limit: int = 10) -> list[dict[
 def most_overdue(
     store: Store, now: int, workflow: str | None, facility: str | None, limit: int = 10
 ) -> list[dict[str, Any]]:
-    """Open transactions longest past the first deadline they passed (warn or breach)."""
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+    """Open transactions longest past the first deadline they passed (warn or breach).
+
+    The open set names them; their rows are then read by id from ``transactions``."""
+    where, params = _open_where(now, workflow, facility)
+    params["limit"] = limit
+    due = "if(warn_ns = 0, breach_ns, if(breach_ns = 0, warn_ns, least(warn_ns, breach_ns)))"
+    picked = store.rows(
+        f"SELECT id, toUnixTimestamp64Nano(id_time) FROM {open_transactions.relation(store)}"
+        f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+        f" ORDER BY {due}, id LIMIT {{limit:UInt32}}",
+        params,
+    )
+    if not picked:
+        return []
+    times = [int(t) for _, t in picked]
+    scope = Scope(min(times), max(times) + 1, workflow=workflow, facility=facility)
     where, params = scope.where(now)
-    params.update(limit=limit, now_ns=now)
+    params.update(limit=limit, now_ns=now, ids=[str(i) for i, _ in picked])
     due = (
         "toUnixTimestamp64Nano(assumeNotNull(least(ifNull(warn_deadline, breach_deadline),"
         " ifNull(breach_deadline, warn_deadline))))"
@@ -462,7 +504,7 @@ def most_overdue(
     return store.dicts(
         f"SELECT {_ROW}, {due} AS due_ns,"
         " ifNull(breach_ns <= {now_ns:Int64}, 0) AS past_breach"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}"
+        f" FROM {store.table('transactions')} FINAL WHERE {where} AND id IN {{ids:Array(String)}}"
         f" AND status IN ('in_progress', 'overdue') AND {_STATUS_NOW} = 'overdue'"
         " ORDER BY due_ns, id LIMIT {limit:UInt32}" + _FINAL,
         params,

@@ -9,13 +9,17 @@ own reads, so it is added here (as the alerts stage adds its version index).
   this week" looks back 90 days of starts (a long workflow decides late); the index
   tells which days of starts hold a version decided in the week, so the exact read
   (FINAL) covers those days, not the whole look-back.
+- ``open_transactions``: every open transaction (in progress or overdue) with what the
+  overview and the workflow page show of it, kept by ``dashboards.open_transactions``
+  from the transaction versions written since its mark (``open_transactions_marks``):
+  "overdue now", aging, DNFB and the most overdue read the open set, not the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stitchboard.store.ddl import SchemaContext
+from stitchboard.store.ddl import SchemaContext, Table
 from stitchboard.store.schema import Migration
 
 
@@ -42,6 +46,52 @@ def _decided_candidate(ctx: SchemaContext) -> list[str]:
     return statements
 
 
+# One row per open transaction and what it shows (n = +1); a transaction that closes or
+# changes gets -1 on its old row, and the summing merge drops rows that sum to 0. Every
+# column but ``n`` is in the key, so a summed row keeps them exactly.
+OPEN_TRANSACTIONS = Table(
+    name="open_transactions",
+    columns="""\
+    workflow LowCardinality(String),
+    id_time DateTime64(9, 'UTC'),
+    id String,
+    facility LowCardinality(String),
+    status LowCardinality(String),
+    start_ns Int64,
+    warn_ns Int64,
+    breach_ns Int64,
+    amount Decimal(18, 2),
+    discharged_ns Int64,
+    billed UInt32,
+    n Int64""",
+    engine="SummingMergeTree(n)",
+    tail="ORDER BY (workflow, id_time, id, facility, status, start_ns, warn_ns, breach_ns,"
+    " amount, discharged_ns, billed)",
+    shard_key="cityHash64(id)",
+)
+
+# What the open set is current with: every transaction version up to ``watermark`` was
+# judged, and ``watermark_rows`` rows had that version then (more later: judge it again);
+# ``first_block`` notices rows removed without a new version (TRUNCATE, a dropped
+# partition), which need a rebuild.
+OPEN_TRANSACTIONS_MARKS = Table(
+    name="open_transactions_marks",
+    columns="""\
+    watermark UInt64,
+    watermark_rows UInt64,
+    first_block Int64,
+    version UInt64""",
+    engine="ReplacingMergeTree(version)",
+    tail="ORDER BY tuple()",
+    shard_key="0",
+)
+
+
+def _open_transactions(ctx: SchemaContext) -> list[str]:
+    return [*ctx.create(OPEN_TRANSACTIONS), *ctx.create(OPEN_TRANSACTIONS_MARKS)]
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(50, "transactions.decided_candidate with a minmax index", _decided_candidate),
+    Migration(51, "open transactions and their marks", _open_transactions),
 )

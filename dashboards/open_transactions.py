@@ -1,0 +1,144 @@
+"""The open set: every transaction in progress or overdue, kept current from versions.
+
+"Overdue now", aging, DNFB and the most overdue look at every open transaction,
+whenever it started: read from ``transactions`` (with FINAL) that is a read of the
+whole table. ``open_transactions`` holds only the open ones (and, for DNFB, every
+discharge not final billed whatever its status), with what those reads need
+(``dashboards.schema``).
+
+``transactions`` is rewritten on every change (newest ``version`` wins), so a view on
+its inserts would keep every version. ``refresh`` works as the alerts stage's SLI
+rollup does: the transactions written since the mark (``version >=`` it; versions
+only grow, and the alerts stage's minmax index on ``version`` skips older granules)
+are judged again, and their difference from what the open set holds for them is
+inserted: +1 for a row that is open now, -1 for the row it replaces (or that closed).
+Re-running a refresh inserts nothing new. The set is rebuilt from ``transactions``
+when there is no mark yet or rows went away without a new version (TRUNCATE).
+
+One process refreshes a store (the console in ``stitchboard serve``, under
+``_LOCK``; a tool such as the benchmark on a store of its own).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from dashboards.schema import OPEN_TRANSACTIONS, OPEN_TRANSACTIONS_MARKS
+from stitchboard.store import Store
+
+_LOCK = threading.Lock()
+
+# The DNFB steps of the discharge workflow, kept per open row (``queries.dnfb``).
+DISCHARGE_STEP, BILL_STEP = "discharge", "final_bill"
+
+_COLUMNS = (
+    "workflow, id_time, id, facility, status, start_ns, warn_ns, breach_ns, amount,"
+    " discharged_ns, billed"
+)
+# One open row as the open set holds it, from a ``transactions`` row.
+_OPEN_ROW = f"""workflow, id_time, id, facility, status,
+    toUnixTimestamp64Nano(start_time) AS start_ns,
+    ifNull(toUnixTimestamp64Nano(warn_deadline), 0) AS warn_ns,
+    ifNull(toUnixTimestamp64Nano(breach_deadline), 0) AS breach_ns,
+    ifNull(amount, toDecimal64(0, 2)) AS amount,
+    arrayElement(step_first, indexOf(step_names, '{DISCHARGE_STEP}')) AS discharged_ns,
+    arrayElement(step_counts, indexOf(step_names, '{BILL_STEP}')) AS billed"""
+# Kept: open, or discharged and not final billed whatever its status (DNFB counts a failed
+# discharge that was never billed too).
+_KEPT = f"""deleted = 0 AND (status IN ('in_progress', 'overdue')
+    OR (arrayElement(step_first, indexOf(step_names, '{DISCHARGE_STEP}')) > 0
+        AND arrayElement(step_counts, indexOf(step_names, '{BILL_STEP}')) = 0))"""
+# What ``_OPEN_ROW`` and ``_KEPT`` read of a transaction row.
+_SOURCE = (
+    "workflow, id_time, id, facility, status, start_time, warn_deadline, breach_deadline,"
+    " amount, step_names, step_first, step_counts, deleted, version"
+)
+
+
+def _first_block(store: Store) -> int:
+    """The oldest insert block ``transactions`` still holds (it moves only when rows are
+    removed without a merge: TRUNCATE, a dropped partition)."""
+    table = "transactions_local" if store.cluster else "transactions"
+    value = store.scalar(
+        "SELECT ifNull(min(min_block_number), 0) FROM system.parts"
+        " WHERE database = {db:String} AND table = {table:String} AND active",
+        {"db": store.database, "table": table},
+    )
+    return int(value or 0)
+
+
+def refresh(store: Store) -> bool:
+    """Bring the open set up to date with ``transactions``; True when it was rebuilt."""
+    with _LOCK:
+        return _refresh(store)
+
+
+def _refresh(store: Store) -> bool:
+    transactions = store.table("transactions")
+    held = store.table(OPEN_TRANSACTIONS.name)
+    marks = store.rows(
+        "SELECT watermark, watermark_rows, first_block FROM"
+        f" {store.table(OPEN_TRANSACTIONS_MARKS.name)} ORDER BY version DESC LIMIT 1"
+    )
+    first_block = _first_block(store)
+    rebuild = not marks or (marks[0][2] != 0 and first_block != marks[0][2])
+    since, judged_at_since = (0, 0) if rebuild else (int(marks[0][0]), int(marks[0][1]))
+    # Counted before judging: a row written meanwhile is judged now or at the next refresh.
+    newest, at_since = store.rows(
+        "SELECT max(version), countIf(version = {since:UInt64})"
+        f" FROM {transactions} WHERE version >= {{since:UInt64}}",
+        {"since": since},
+    )[0]
+    newest, at_since = max(int(newest or 0), since), int(at_since)
+    complete_at_since = at_since == judged_at_since
+    if not rebuild and newest == since and complete_at_since:
+        return False  # nothing written since the mark
+    at_newest = (
+        at_since
+        if newest == since
+        else int(
+            store.scalar(
+                f"SELECT count() FROM {transactions} WHERE version = {{newest:UInt64}}",
+                {"newest": newest},
+            )
+            or 0
+        )
+    )
+    if rebuild:
+        store.command(f"TRUNCATE TABLE IF EXISTS {held}")
+        store.command(
+            f"INSERT INTO {held} ({_COLUMNS}, n) SELECT {_OPEN_ROW}, 1 AS n"
+            f" FROM {transactions} FINAL WHERE {_KEPT}"
+            " SETTINGS do_not_merge_across_partitions_select_final = 1"
+        )
+    else:
+        # The newest version of each transaction written since the mark (its newest of
+        # all: versions only grow), open or not, against what the set holds for it. The
+        # rows at the mark's version were judged unless more of them arrived since.
+        lower = since + 1 if complete_at_since else since
+        changed = (
+            f"SELECT {_SOURCE} FROM {transactions} WHERE version >= {{lower:UInt64}}"
+            " ORDER BY version DESC LIMIT 1 BY id"
+        )
+        store.command(
+            f"INSERT INTO {held} ({_COLUMNS}, n) SELECT {_COLUMNS}, sum(n) AS net FROM ("
+            f"SELECT {_OPEN_ROW}, 1 AS n FROM ({changed}) WHERE {_KEPT}"
+            f" UNION ALL SELECT {_COLUMNS}, -n AS n FROM {held} WHERE id IN"
+            f" (SELECT id FROM {transactions} WHERE version >= {{lower:UInt64}}))"
+            f" GROUP BY {_COLUMNS} HAVING net != 0",
+            {"lower": lower},
+        )
+    store.insert(
+        OPEN_TRANSACTIONS_MARKS.name,
+        ("watermark", "watermark_rows", "first_block", "version"),
+        [(newest, at_newest, first_block, time.time_ns())],
+    )
+    return rebuild
+
+
+def relation(store: Store) -> str:
+    """The open set, brought up to date: a subquery with the columns of
+    ``open_transactions``, one row per transaction it holds."""
+    refresh(store)
+    return f"(SELECT {_COLUMNS} FROM {store.table(OPEN_TRANSACTIONS.name)} FINAL WHERE n > 0)"
