@@ -56,16 +56,17 @@ _SOURCE = (
 )
 
 
-def _first_block(store: Store) -> int:
-    """The oldest insert block ``transactions`` still holds (it moves only when rows are
-    removed without a merge: TRUNCATE, a dropped partition)."""
+def _blocks(store: Store) -> tuple[int, int]:
+    """The oldest and newest insert blocks ``transactions`` holds: the oldest moves only
+    when rows are removed without a merge (TRUNCATE, a dropped partition), the newest
+    with every insert (a merge keeps both)."""
     table = "transactions_local" if store.cluster else "transactions"
-    value = store.scalar(
-        "SELECT ifNull(min(min_block_number), 0) FROM system.parts"
-        " WHERE database = {db:String} AND table = {table:String} AND active",
+    first, last = store.rows(
+        "SELECT ifNull(min(min_block_number), 0), ifNull(max(max_block_number), 0)"
+        " FROM system.parts WHERE database = {db:String} AND table = {table:String} AND active",
         {"db": store.database, "table": table},
-    )
-    return int(value or 0)
+    )[0]
+    return int(first), int(last)
 
 
 def refresh(store: Store) -> bool:
@@ -78,11 +79,13 @@ def _refresh(store: Store) -> bool:
     transactions = store.table("transactions")
     held = store.table(OPEN_TRANSACTIONS.name)
     marks = store.rows(
-        "SELECT watermark, watermark_rows, first_block FROM"
+        "SELECT watermark, watermark_rows, first_block, last_block FROM"
         f" {store.table(OPEN_TRANSACTIONS_MARKS.name)} ORDER BY version DESC LIMIT 1"
     )
-    first_block = _first_block(store)
+    first_block, last_block = _blocks(store)
     rebuild = not marks or (marks[0][2] != 0 and first_block != marks[0][2])
+    if not rebuild and last_block == marks[0][3]:
+        return False  # nothing inserted since the mark
     since, judged_at_since = (0, 0) if rebuild else (int(marks[0][0]), int(marks[0][1]))
     # Counted before judging: a row written meanwhile is judged now or at the next refresh.
     newest, at_since = store.rows(
@@ -92,8 +95,6 @@ def _refresh(store: Store) -> bool:
     )[0]
     newest, at_since = max(int(newest or 0), since), int(at_since)
     complete_at_since = at_since == judged_at_since
-    if not rebuild and newest == since and complete_at_since:
-        return False  # nothing written since the mark
     at_newest = (
         at_since
         if newest == since
@@ -112,7 +113,7 @@ def _refresh(store: Store) -> bool:
             f" FROM {transactions} FINAL WHERE {_KEPT}"
             " SETTINGS do_not_merge_across_partitions_select_final = 1"
         )
-    else:
+    elif newest > since or not complete_at_since:
         # The newest version of each transaction written since the mark (its newest of
         # all: versions only grow), open or not, against what the set holds for it. The
         # rows at the mark's version were judged unless more of them arrived since.
@@ -131,8 +132,8 @@ def _refresh(store: Store) -> bool:
         )
     store.insert(
         OPEN_TRANSACTIONS_MARKS.name,
-        ("watermark", "watermark_rows", "first_block", "version"),
-        [(newest, at_newest, first_block, time.time_ns())],
+        ("watermark", "watermark_rows", "first_block", "last_block", "version"),
+        [(newest, at_newest, first_block, last_block, time.time_ns())],
     )
     return rebuild
 

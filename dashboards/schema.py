@@ -73,13 +73,15 @@ OPEN_TRANSACTIONS = Table(
 # What the open set is current with: every transaction version up to ``watermark`` was
 # judged, and ``watermark_rows`` rows had that version then (more later: judge it again);
 # ``first_block`` notices rows removed without a new version (TRUNCATE, a dropped
-# partition), which need a rebuild.
+# partition), which need a rebuild; ``last_block``, the newest insert block then: while
+# it is the newest, nothing was written since.
 OPEN_TRANSACTIONS_MARKS = Table(
     name="open_transactions_marks",
     columns="""\
     watermark UInt64,
     watermark_rows UInt64,
     first_block Int64,
+    last_block Int64,
     version UInt64""",
     engine="ReplacingMergeTree(version)",
     tail="ORDER BY tuple()",
