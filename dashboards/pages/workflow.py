@@ -4,7 +4,6 @@ transactions with $, conformance flags, and the slowest and most overdue ones.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +13,11 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dashboards import figures, queries, time_range, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, duration, local_time, money
+from dashboards.parallel import side_by_side
 from dashboards.time_range import DEFAULT_RANGE, TimeRange
 from stitchboard.config.workflows import Workflow
 
 PAGE = "wf"
-# Threads for one refresh's reads (each thread keeps its own store client).
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="console-workflow")
 
 
 @dataclass(frozen=True)
@@ -124,9 +122,7 @@ def panels(ctx: Console, v: WorkflowView, now: int) -> dict[str, Any]:
             queries.most_overdue(store, now, v.workflow, v.facility), ctx, now, overdue=True
         ),
     }
-    # Side by side: the panel's reads are independent, and the page shows when all are done.
-    running = {name: _POOL.submit(job) for name, job in jobs.items()}
-    return {name: future.result() for name, future in running.items()}
+    return side_by_side(jobs)
 
 
 def layout(**kwargs: Any) -> Any:
