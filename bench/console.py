@@ -3,14 +3,19 @@
 Part one (in a child process, which owns its embedded data directory): generate
 ``BENCH_CONSOLE_TXS`` transactions (default 10,000,000) shaped like the
 correlator's (5 workflows, 3 facilities, 90 days of starts, step arrays,
-amounts, flags, deadlines) plus a day of feed events, then time every query a
-page makes on one refresh, 15 times each, and report p50/p95 per page against
-the 500 ms target, beside an in-run reference (one full scan of the table).
+amounts, flags, deadlines) plus a day of feed events, record them as correlated
+(``correlator.mark_correlated``: they stand for transactions whose events the store
+no longer holds), build what the server keeps current (the alerts stage's SLI
+rollup, the console's open set), then time every query a page makes on one
+refresh, 15 times each, and report p50/p95 per page against the 500 ms target,
+beside an in-run reference (one full scan of the table).
 
-Part two: a real ``stitchboard serve`` over the same data directory; headless
+Part two: a real ``stitchboard serve`` over the same data directory (it resumes
+from the mark; a full pass would retire every generated transaction); headless
 Chromium opens each page five times and the time from navigation until the page's
 own figures are filled (``PAGES``) and no Dash callback is pending is the first
-render (target 2 s).
+render (target 2 s). Last, the live transactions are counted again: the run is
+refused if the server changed them.
 """
 
 from __future__ import annotations
