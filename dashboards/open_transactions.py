@@ -16,18 +16,27 @@ Re-running a refresh inserts nothing new. The set is rebuilt from ``transactions
 when there is no mark yet or rows went away without a new version (TRUNCATE).
 
 One process refreshes a store (the console in ``stitchboard serve``, under
-``_LOCK``; a tool such as the benchmark on a store of its own).
+``_LOCK``; a tool such as the benchmark on a store of its own). In the server,
+``RefreshLoop`` refreshes it every ``INTERVAL_S`` seconds (and builds it at start), so
+a page's own refresh before it reads finds little or nothing left to do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import logging
 import threading
 import time
+
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from dashboards.schema import OPEN_TRANSACTIONS, OPEN_TRANSACTIONS_MARKS
 from stitchboard.store import Store
 
+log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
+INTERVAL_S = 10.0
 
 # The DNFB steps of the discharge workflow, kept per open row (``queries.dnfb``).
 DISCHARGE_STEP, BILL_STEP = "discharge", "final_bill"
@@ -143,3 +152,39 @@ def relation(store: Store) -> str:
     ``open_transactions``, one row per transaction it holds."""
     refresh(store)
     return f"(SELECT {_COLUMNS} FROM {store.table(OPEN_TRANSACTIONS.name)} FINAL WHERE n > 0)"
+
+
+class RefreshLoop:
+    """The server's component: APScheduler runs ``refresh`` every ``INTERVAL_S`` seconds,
+    the first time right away (off the event loop)."""
+
+    name = "console-open-set"
+
+    def __init__(self, store: Store, interval_s: float = INTERVAL_S):
+        self.store = store
+        self.interval_s = interval_s
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+
+    def run_once(self) -> None:
+        try:
+            refresh(self.store)
+        except Exception:  # noqa: BLE001 - a failed refresh is retried at the next one
+            log.exception("console open set refresh failed")
+
+    async def start(self) -> None:
+        self.scheduler.add_job(
+            self.run_once,
+            "interval",
+            seconds=self.interval_s,
+            id="console-open-set",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.scheduler.shutdown, True)
+
+    def describe(self) -> str:
+        return f"console open set: refreshed every {self.interval_s:g}s"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI
 
+from stitchboard.components import Component
 from stitchboard.runtime import Runtime
 from stitchboard.stages import Stage
 from stitchboard.store.schema import Migration
@@ -19,6 +20,11 @@ class DashboardsStage(Stage):
         from dashboards.schema import MIGRATIONS
 
         return MIGRATIONS
+
+    def components(self, runtime: Runtime) -> list[Component]:
+        from dashboards.open_transactions import RefreshLoop
+
+        return [RefreshLoop(runtime.store)]
 
     def mount(self, app: FastAPI, runtime: Runtime) -> None:
         from dashboards.app import mount_console

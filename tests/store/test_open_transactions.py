@@ -5,8 +5,10 @@ version of the last mark), merged or not, and after the table is emptied."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
+import time
 from decimal import Decimal
 
 import pytest
@@ -159,3 +161,40 @@ def test_a_refresh_with_nothing_written_changes_nothing(clean) -> None:
     clean.command(f"OPTIMIZE TABLE {clean.table('transactions')} FINAL")
     assert open_transactions.refresh(clean) is False
     assert _counts(clean) == before
+
+
+def _held(store) -> int:
+    return int(
+        store.scalar(f"SELECT count() FROM {store.table('open_transactions')} FINAL WHERE n > 0")
+    )
+
+
+def test_the_servers_loop_keeps_the_set_current(clean) -> None:
+    rng = random.Random(5)
+    first = [Tx(rng, n, 1) for n in range(40)]
+    clean.insert("transactions", COLUMNS, [t.row() for t in first])
+    loop = open_transactions.RefreshLoop(clean, interval_s=0.2)
+    assert loop.describe() == "console open set: refreshed every 0.2s"
+
+    def kept(rows: list[Tx]) -> int:
+        newest = {t.id: t for t in rows}
+        return sum(
+            1
+            for t in newest.values()
+            if not t.deleted and (t.status in OPEN or (t.discharged and not t.billed))
+        )
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while _held(clean) != count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _held(clean) == count
+
+    asyncio.run(loop.start())
+    try:
+        wait_for(kept(first))  # built at start, before any page asked
+        second = [Tx(rng, n, 2) for n in range(20, 60)]  # rewrites and new ones
+        clean.insert("transactions", COLUMNS, [t.row() for t in second])
+        wait_for(kept(first + second))
+    finally:
+        asyncio.run(loop.stop())
