@@ -559,33 +559,35 @@ class Feed:
 
 
 def feeds(store: Store, now: int, lookback_days: int = 7, minutes: int = 60) -> list[Feed]:
-    """Every feed seen in the lookback, its newest receipt and its last hour by minute."""
+    """Every feed seen in the lookback, its newest receipt and its last hour by minute.
+
+    One read of the lookback: per feed and minute of the last hour (-1 = before it), the
+    newest receipt and the count; the feed's figures are summed from those rows."""
     params = {"since": now - lookback_days * DAY_NS, "hour": now - minutes * 60 * NS, "now": now}
-    table = store.table("events")
     rows = store.rows(
-        "SELECT system, facility, toUnixTimestamp64Nano(max(observed_time)),"
-        " countIf(observed_time >= fromUnixTimestamp64Nano({hour:Int64}))"
-        f" FROM {table} WHERE observed_time >= fromUnixTimestamp64Nano({{since:Int64}})"
+        "SELECT system, facility, if(observed_time >= fromUnixTimestamp64Nano({hour:Int64}),"
+        " intDiv(toUnixTimestamp64Nano(observed_time) - {hour:Int64}, 60000000000), -1) AS m,"
+        " toUnixTimestamp64Nano(max(observed_time)), count()"
+        f" FROM {store.table('events')}"
+        " WHERE observed_time >= fromUnixTimestamp64Nano({since:Int64})"
         " AND observed_time <= fromUnixTimestamp64Nano({now:Int64})"
-        " GROUP BY system, facility ORDER BY system, facility",
-        params,
-    )
-    minute_rows = store.rows(
-        "SELECT system, facility,"
-        " intDiv(toUnixTimestamp64Nano(observed_time) - {hour:Int64}, 60000000000) AS m,"
-        f" count() FROM {table} WHERE observed_time >= fromUnixTimestamp64Nano({{hour:Int64}})"
-        " AND observed_time < fromUnixTimestamp64Nano({now:Int64})"
         " GROUP BY system, facility, m",
         params,
     )
+    last: dict[tuple[str, str], int] = {}
+    hour: dict[tuple[str, str], int] = {}
     series: dict[tuple[str, str], list[int]] = {}
-    for system, facility, minute, n in minute_rows:
-        counts = series.setdefault((system, facility), [0] * minutes)
-        if 0 <= minute < minutes:
-            counts[int(minute)] = int(n)
+    for system, facility, minute, newest, n in rows:
+        feed = (str(system), str(facility))
+        last[feed] = max(last.get(feed, 0), int(newest))
+        counts = series.setdefault(feed, [0] * minutes)
+        if minute >= 0:  # the last hour, ``now`` itself included (minute ``minutes``)
+            hour[feed] = hour.get(feed, 0) + int(n)
+            if minute < minutes:
+                counts[int(minute)] = int(n)
     return [
-        Feed(s, f, int(last), int(n), tuple(series.get((s, f), [0] * minutes)))
-        for s, f, last, n in rows
+        Feed(s, f, last[(s, f)], hour.get((s, f), 0), tuple(series[(s, f)]))
+        for s, f in sorted(last)
     ]
 
 
