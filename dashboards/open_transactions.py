@@ -4,7 +4,9 @@
 whenever it started: read from ``transactions`` (with FINAL) that is a read of the
 whole table. ``open_transactions`` holds only the open ones (and, for DNFB, every
 discharge not final billed whatever its status), with what those reads need
-(``dashboards.schema``).
+(``dashboards.schema``). The same refresh keeps ``decided_ledger``: each finished
+transaction's outcome and the instant it was decided, summed by a view into
+``decided_outcomes`` (sorted by that instant) for "outcomes decided in a window".
 
 ``transactions`` is rewritten on every change (newest ``version`` wins), so a view on
 its inserts would keep every version. ``refresh`` works as the alerts stage's SLI
@@ -31,7 +33,12 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dashboards.schema import OPEN_TRANSACTIONS, OPEN_TRANSACTIONS_MARKS
+from dashboards.schema import (
+    DECIDED_LEDGER,
+    DECIDED_OUTCOMES,
+    OPEN_TRANSACTIONS,
+    OPEN_TRANSACTIONS_MARKS,
+)
 from stitchboard.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,10 +65,16 @@ _OPEN_ROW = f"""workflow, id_time, id, facility, status,
 _KEPT = f"""deleted = 0 AND (status IN ('in_progress', 'overdue')
     OR (arrayElement(step_first, indexOf(step_names, '{DISCHARGE_STEP}')) > 0
         AND arrayElement(step_counts, indexOf(step_names, '{BILL_STEP}')) = 0))"""
-# What ``_OPEN_ROW`` and ``_KEPT`` read of a transaction row.
+# A finished transaction's outcome in ``decided_ledger``: when it was decided (its end, or
+# its last hop for a failed one: ``transactions.decided_candidate``), and its start.
+_DECIDED_COLUMNS = "id, workflow, facility, status, decided_ns, id_time_ns, amount"
+_DECIDED_ROW = """id, workflow, facility, status, decided_candidate AS decided_ns,
+    toUnixTimestamp64Nano(id_time) AS id_time_ns, ifNull(amount, toDecimal64(0, 2)) AS amount"""
+_FINISHED = "deleted = 0 AND status IN ('complete', 'late', 'failed')"
+# What the rows above read of a transaction row.
 _SOURCE = (
     "workflow, id_time, id, facility, status, start_time, warn_deadline, breach_deadline,"
-    " amount, step_names, step_first, step_counts, deleted, version"
+    " amount, step_names, step_first, step_counts, deleted, version, decided_candidate"
 )
 
 
@@ -115,11 +128,18 @@ def _refresh(store: Store) -> bool:
             or 0
         )
     )
+    ledger = store.table(DECIDED_LEDGER.name)
     if rebuild:
-        store.command(f"TRUNCATE TABLE IF EXISTS {held}")
+        for table in (OPEN_TRANSACTIONS, DECIDED_LEDGER, DECIDED_OUTCOMES):
+            store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
         store.command(
             f"INSERT INTO {held} ({_COLUMNS}, n) SELECT {_OPEN_ROW}, 1 AS n"
             f" FROM {transactions} FINAL WHERE {_KEPT}"
+            " SETTINGS do_not_merge_across_partitions_select_final = 1"
+        )
+        store.command(
+            f"INSERT INTO {ledger} ({_DECIDED_COLUMNS}, n) SELECT {_DECIDED_ROW}, 1 AS n"
+            f" FROM {transactions} FINAL WHERE {_FINISHED}"
             " SETTINGS do_not_merge_across_partitions_select_final = 1"
         )
     elif newest > since or not complete_at_since:
@@ -139,12 +159,29 @@ def _refresh(store: Store) -> bool:
             f" GROUP BY {_COLUMNS} HAVING net != 0",
             {"lower": lower},
         )
+        store.command(
+            f"INSERT INTO {ledger} ({_DECIDED_COLUMNS}, n)"
+            f" SELECT {_DECIDED_COLUMNS}, sum(n) AS net FROM ("
+            f"SELECT {_DECIDED_ROW}, 1 AS n FROM ({changed}) WHERE {_FINISHED}"
+            f" UNION ALL SELECT {_DECIDED_COLUMNS}, -n AS n FROM {ledger} WHERE id IN"
+            f" (SELECT id FROM {transactions} WHERE version >= {{lower:UInt64}}))"
+            f" GROUP BY {_DECIDED_COLUMNS} HAVING net != 0",
+            {"lower": lower},
+        )
     store.insert(
         OPEN_TRANSACTIONS_MARKS.name,
         ("watermark", "watermark_rows", "first_block", "last_block", "version"),
         [(newest, at_newest, first_block, last_block, time.time_ns())],
     )
     return rebuild
+
+
+def decided_relation(store: Store) -> str:
+    """Finished transactions by the instant their outcome was decided, brought up to date:
+    a subquery with ``decided_ns, workflow, facility, status, id_time_ns, n, amount``
+    (sums: read them with ``sum``)."""
+    refresh(store)
+    return f"{store.table(DECIDED_OUTCOMES.name)}"
 
 
 def relation(store: Store) -> str:

@@ -115,100 +115,95 @@ def _outcome(row: dict[str, Any]) -> Outcome:
 
 
 # When a transaction's outcome was decided: finished (complete or late) at its end,
-# overdue from the first deadline it passed, failed at its last hop.
-_DECIDED_AT = """multiIf(
-    s IN ('complete', 'late'), toUnixTimestamp64Nano(assumeNotNull(end_time)),
-    s = 'overdue', toUnixTimestamp64Nano(assumeNotNull(coalesce(warn_deadline, breach_deadline))),
-    s = 'failed', toUnixTimestamp64Nano(last_time), 0)"""
-# How far back a transaction decided in a window may have started (sort-key bound).
-DECIDED_LOOKBACK_NS = 90 * DAY_NS
-# ``_DECIDED_AT`` from a row's stored status alone (an open row: its first deadline): it
-# equals ``decided_at`` wherever that is not 0 (an open row past a deadline is decided at
-# that deadline; one not past it is not decided). The engine computes it into the column
-# ``decided_candidate`` on every insert, with a minmax index (``dashboards.schema``).
+# overdue from the first deadline it passed (warn, else breach), failed at its last hop.
+# ``DECIDED_CANDIDATE`` is that instant from a row's stored status alone (an open row: its
+# first deadline, which decides it once passed). The engine computes it into the column
+# ``decided_candidate`` on every insert (``dashboards.schema``); the decided ledger of
+# finished transactions (``open_transactions``) keeps it as their ``decided_ns``.
 DECIDED_CANDIDATE = (
     "multiIf(status IN ('complete', 'late'), toUnixTimestamp64Nano(assumeNotNull(end_time)),"
     " status IN ('in_progress', 'overdue'),"
     " toUnixTimestamp64Nano(assumeNotNull(coalesce(warn_deadline, breach_deadline))),"
     " status = 'failed', toUnixTimestamp64Nano(last_time), 0)"
 )
-# Past this many ranges of start days, one range per workflow (first to last day) is read.
-_MAX_DAY_RANGES = 64
+# How far back a transaction decided in a window may have started.
+DECIDED_LOOKBACK_NS = 90 * DAY_NS
 
 
-def _decided_days(
-    store: Store, wide: Scope, now: int, since: int, until: int
-) -> tuple[str, dict[str, Any]]:
-    """Which (workflow, days of ``id_time``) hold a version of a transaction decided in
-    [since, until), as a condition on the sorting key: every transaction counted as
-    decided there has such a version (its newest), so reading only these days with FINAL
-    is exact. The versions are read without FINAL, and the index on ``decided_candidate``
-    skips the granules decided before the window: most of the look-back."""
-    where, params = wide.where(now)
-    params.update(since_d=since, until_d=until, day=DAY_NS)
-    rows = store.rows(
-        "SELECT workflow, intDiv(toUnixTimestamp64Nano(id_time), {day:Int64}) AS d"
-        f" FROM {store.table('transactions')} WHERE {where}"
-        " AND decided_candidate >= {since_d:Int64} AND decided_candidate < {until_d:Int64}"
-        " GROUP BY workflow, d ORDER BY workflow, d",
+def _decided(store: Store, scope: Scope, now: int) -> dict[tuple[str, str], Outcome]:
+    """Outcomes decided in the scope's window, of transactions started at most
+    ``DECIDED_LOOKBACK_NS`` before it: the finished ones from the decided ledger (summed
+    by the instant of the decision), the overdue ones from the open set (decided when
+    their first deadline passed, if it has by ``now``)."""
+    params: dict[str, Any] = {
+        "d_since": scope.since,
+        "d_until": scope.until,
+        "l_since": scope.since - DECIDED_LOOKBACK_NS,
+        "until": scope.until,
+        "now": now,
+    }
+    narrow = ""
+    if scope.workflow:
+        narrow += " AND workflow = {workflow:String}"
+        params["workflow"] = scope.workflow
+    if scope.facility:
+        narrow += " AND facility = {facility:String}"
+        params["facility"] = scope.facility
+    finished = store.rows(
+        "SELECT facility, workflow, status, sum(n) AS k, toString(sum(amount))"
+        f" FROM {open_transactions.decided_relation(store)}"
+        " WHERE decided_ns >= {d_since:Int64} AND decided_ns < {d_until:Int64}"
+        f" AND id_time_ns >= {{l_since:Int64}} AND id_time_ns < {{until:Int64}}{narrow}"
+        " GROUP BY facility, workflow, status HAVING k != 0",
         params,
     )
-    ranges: list[list[Any]] = []  # [workflow, first day, last day]
-    for workflow, d in rows:
-        if ranges and ranges[-1][0] == workflow and ranges[-1][2] + 1 == d:
-            ranges[-1][2] = int(d)
-        else:
-            ranges.append([str(workflow), int(d), int(d)])
-    if len(ranges) > _MAX_DAY_RANGES:
-        first: dict[str, list[Any]] = {}
-        for workflow, a, b in ranges:
-            first.setdefault(workflow, [workflow, a, b])[2] = b
-        ranges = list(first.values())
-    if not ranges:
-        return "0", {}
-    bounds: dict[str, Any] = {}
-    terms = []
-    for n, (workflow, first_day, last_day) in enumerate(ranges):
-        bounds[f"dw{n}"] = workflow
-        bounds[f"da{n}"], bounds[f"db{n}"] = first_day * DAY_NS, (last_day + 1) * DAY_NS
-        terms.append(
-            f"(workflow = {{dw{n}:String}} AND id_time >= fromUnixTimestamp64Nano({{da{n}:Int64}})"
-            f" AND id_time < fromUnixTimestamp64Nano({{db{n}:Int64}}))"
-        )
-    return "(" + " OR ".join(terms) + ")", bounds
-
-
-def _decided_rows(store: Store, scope: Scope, now: int, columns: str) -> tuple[str, dict]:
-    """A subquery of the transactions decided in the scope's window, with ``s`` and
-    ``decided_at``; ``columns`` are the extra columns it keeps."""
-    wide = Scope(scope.since - DECIDED_LOOKBACK_NS, scope.until, scope.workflow, scope.facility)
-    days, bounds = _decided_days(store, wide, now, scope.since, scope.until)
-    where, params = wide.where(now)
-    params.update(bounds)
-    params["d_since"], params["d_until"] = scope.since, scope.until
-    sql = (
-        f"SELECT * FROM (SELECT {columns}, s, {_DECIDED_AT} AS decided_at FROM (SELECT"
-        f" {columns}, end_time, warn_deadline, breach_deadline, last_time, {_STATUS_NOW} AS s"
-        f" FROM {store.table('transactions')} FINAL WHERE {where} AND {days}{_FINAL}))"
-        " WHERE decided_at >= {d_since:Int64} AND decided_at < {d_until:Int64}"
+    due = "if(warn_ns != 0, warn_ns, breach_ns)"
+    overdue = store.rows(
+        f"SELECT facility, workflow, count(), toString(sum(amount))"
+        f" FROM {open_transactions.relation(store)}"
+        f" WHERE {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+        f" AND {due} >= {{d_since:Int64}} AND {due} < {{d_until:Int64}}"
+        " AND id_time >= fromUnixTimestamp64Nano({l_since:Int64})"
+        f" AND id_time < fromUnixTimestamp64Nano({{until:Int64}}){narrow}"
+        " GROUP BY facility, workflow",
+        params,
     )
-    return sql, params
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    risk: dict[tuple[str, str], Decimal] = {}
+    for facility, workflow, status, n, amount in [
+        *finished,
+        *((f, w, "overdue", n, a) for f, w, n, a in overdue),
+    ]:
+        key = (str(facility), str(workflow))
+        counts.setdefault(key, {})[str(status)] = int(n)
+        if status in ("late", "overdue"):
+            risk[key] = risk.get(key, Decimal("0")) + Decimal(amount)
+    return {
+        key: Outcome(
+            total=sum(c.values()),
+            complete=c.get("complete", 0),
+            late=c.get("late", 0),
+            overdue=c.get("overdue", 0),
+            failed=c.get("failed", 0),
+            amount_at_risk=risk.get(key, Decimal("0")),
+        )
+        for key, c in sorted(counts.items())
+    }
 
 
 def outcomes(
     store: Store, scope: Scope, now: int, decided: bool = False
 ) -> dict[tuple[str, str], Outcome]:
     """(facility, workflow) → outcome of the transactions started in the scope's window,
-    or, with ``decided``, of those whose outcome was decided in it (see ``_DECIDED_AT``;
+    or, with ``decided``, of those whose outcome was decided in it (see ``DECIDED_CANDIDATE``;
     then nothing is in progress)."""
     if decided:
-        inner, params = _decided_rows(store, scope, now, "facility, workflow, amount")
-    else:
-        where, params = scope.where(now)
-        inner = (
-            f"SELECT facility, workflow, amount, {_STATUS_NOW} AS s"
-            f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
-        )
+        return _decided(store, scope, now)
+    where, params = scope.where(now)
+    inner = (
+        f"SELECT facility, workflow, amount, {_STATUS_NOW} AS s"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+    )
     rows = store.dicts(
         f"SELECT facility, workflow, {_OUTCOME_COLUMNS} FROM ({inner})"
         " GROUP BY facility, workflow ORDER BY facility, workflow",

@@ -1,7 +1,9 @@
-"""Outcomes decided in a window read only the days of starts that hold a version decided
-in it (``decided_candidate`` and its index, ``dashboards.schema``): the same figures as
-the newest version of every transaction judged one by one, whatever versions the
-correlator wrote (rewritten, retired) and whether the engine has merged them yet."""
+"""Outcomes decided in a window are summed from the decided ledger (finished transactions
+by the instant of the decision) and the open set (overdue ones), both kept from the
+transaction versions written since their mark (``dashboards.open_transactions``): the
+same figures as the newest version of every transaction judged one by one, whatever
+versions the correlator wrote (rewritten, retired) and whether the engine has merged
+them yet."""
 
 from __future__ import annotations
 
@@ -82,6 +84,13 @@ def test_newest_versions_decide_by_hand(clean) -> None:
         row("g", T - 3 * DAY, "late", 1, end=T + 5 * DAY, amount="64.00",
             facility="LCH02", workflow=C2C),
     ])  # fmt: skip
+    # Before the rewrites: A and E overdue, C complete, D failed (B not due, F after).
+    assert q.outcomes(clean, WINDOW, NOW, decided=True) == {
+        ("NMC01", D2R): q.Outcome(
+            total=4, complete=1, overdue=2, failed=1, amount_at_risk=Decimal("17.00")
+        ),
+        ("LCH02", C2C): q.Outcome(total=1, late=1, amount_at_risk=Decimal("64.00")),
+    }
     write(clean, [
         row("a", T - 10 * DAY, "late", 2, end=T + 9 * DAY, amount="1.00"),
         row("b", T - 60 * DAY, "complete", 2, end=T + 3 * DAY, amount="2.00"),
@@ -182,30 +191,30 @@ def test_equal_to_judging_every_newest_version(clean) -> None:
                 )  # fmt: skip
             )
     # MSC03: one transaction every other day, decided within the hour, alternating two
-    # workflows: more separate days of starts than ranges are read one by one.
+    # workflows, over 170 days.
     for k in range(85):
         start = T - 2 * k * DAY
         wf = (D2R, C2C)[k % 2]
         rows.append(row(f"s{k}", start, "complete", 1, end=start + DAY // 24, workflow=wf,
                         facility="MSC03"))  # fmt: skip
-    for version in (1, 2, 3):  # one part per version
+    for version in (1, 2, 3):  # one part per version, read after each: built, then kept
         write(clean, [r for r in rows if r[11] == version])
+        written = [r for r in rows if r[11] <= version]
+        for scope in (WINDOW, q.Scope(T - 30 * DAY, T), q.Scope(T, T + 7 * DAY, workflow=C2C)):
+            for facility in (None, "LCH02"):
+                chosen = q.Scope(scope.since, scope.until, scope.workflow, facility)
+                expected = _reference(
+                    [r for r in written if (not facility or r[3] == facility)
+                     and (not chosen.workflow or r[1] == chosen.workflow)],
+                    chosen,
+                    NOW,
+                )  # fmt: skip
+                assert expected, "the check needs transactions decided in the window"
+                assert q.outcomes(clean, chosen, NOW, decided=True) == expected, version
+    clean.command(f"OPTIMIZE TABLE {clean.table('transactions')} FINAL")
+    assert q.outcomes(clean, WINDOW, NOW, decided=True) == _reference(rows, WINDOW, NOW)
     sparse = q.Scope(T - 170 * DAY, T + 7 * DAY, facility="MSC03")
-    wide = q.Scope(sparse.since - q.DECIDED_LOOKBACK_NS, sparse.until, facility="MSC03")
-    _, bounds = q._decided_days(clean, wide, NOW, sparse.since, sparse.until)
-    assert len(bounds) == 2 * 3  # 85 days of starts, read as one range per workflow
     assert q.outcomes(clean, sparse, NOW, decided=True) == {
         ("MSC03", D2R): q.Outcome(total=43, complete=43),
         ("MSC03", C2C): q.Outcome(total=42, complete=42),
     }
-    for scope in (WINDOW, q.Scope(T - 30 * DAY, T), q.Scope(T, T + 7 * DAY, workflow=C2C)):
-        for facility in (None, "LCH02"):
-            chosen = q.Scope(scope.since, scope.until, scope.workflow, facility)
-            expected = _reference(
-                [r for r in rows if (not facility or r[3] == facility)
-                 and (not chosen.workflow or r[1] == chosen.workflow)],
-                chosen,
-                NOW,
-            )  # fmt: skip
-            assert expected, "the check needs transactions decided in the window"
-            assert q.outcomes(clean, chosen, NOW, decided=True) == expected
