@@ -301,29 +301,21 @@ def run() -> Iterator[str]:
 
 
 def _measure(data_dir: str, count: int) -> Iterator[str]:
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.console", data_dir, str(count)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    if child.returncode != 0:
-        raise RuntimeError(child.stderr[-2000:])
-    for line in child.stdout.splitlines():
-        row = json.loads(line)
-        if "generated" in row:
-            yield f"{row['generated']:,} transactions generated in {row['seconds']:.0f} s"
-            continue
-        if "open set" in row:
-            seconds = row["open set"]
-            yield f"open set and decided ledger built from the transactions in {seconds:.1f} s"
-            continue
-        ms = 1000
-        yield (
-            f"{row['page']}: p50 {row['p50'] * ms:,.0f} ms, p95 {row['p95'] * ms:,.0f} ms"
-            f" (target 500 ms); reference full scan of ids {row['reference'] * ms:,.0f} ms"
+    # Each figure is printed as the child measures it (a long run shows its progress).
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.console", data_dir, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
         )
+        assert child.stdout is not None
+        for line in child.stdout:
+            yield _figure(json.loads(line))
+        if child.wait() != 0:
+            errors.seek(0)
+            raise RuntimeError(errors.read()[-2000:])
     yield from _first_render(data_dir)
     counted = subprocess.run(
         [sys.executable, "-m", "bench.console", "count", data_dir],
@@ -338,6 +330,19 @@ def _measure(data_dir: str, count: int) -> Iterator[str]:
     yield f"after serving: {live:,} live transactions of {count:,} generated"
     if live != count:
         raise RuntimeError("the server changed the generated transactions: figures above invalid")
+
+
+def _figure(row: dict[str, Any]) -> str:
+    if "generated" in row:
+        return f"{row['generated']:,} transactions generated in {row['seconds']:.0f} s"
+    if "open set" in row:
+        seconds = row["open set"]
+        return f"open set and decided ledger built from the transactions in {seconds:.1f} s"
+    ms = 1000
+    return (
+        f"{row['page']}: p50 {row['p50'] * ms:,.0f} ms, p95 {row['p95'] * ms:,.0f} ms"
+        f" (target 500 ms); reference full scan of ids {row['reference'] * ms:,.0f} ms"
+    )
 
 
 def count_live(data_dir: str) -> int:
