@@ -24,7 +24,9 @@ across stages. ``store`` is ``stitchboard.store.Store``, ``config`` the loaded
 - ``refresh_rollup(store, slos) -> Refresh``: bring the SLI rollup up to date
   (the evaluation does it every cycle); ``rollup_relation``: pass as
   ``slo_report(..., relation=rollup_relation)`` to count from the rollup instead
-  of scanning ``transactions`` (the same figures, as of the last refresh).
+  of scanning ``transactions`` (the same figures, as of the last refresh);
+  ``rollup_refreshed_at(store) -> int | None``: when the last refresh was made (ns),
+  None before the first.
 - ``slo_snapshot(store, slos)``: a context manager for readers; it catches the
   rollup up (under the alerts state lock) and yields a ``Snapshot`` (``relation``
   to pass to ``slo_report``/``slo_series``, ``as_of``, ``source``); count inside
@@ -47,6 +49,7 @@ from alerts.notifier import ChannelNotifier, MemoryNotifier, Notifier
 from alerts.objectives import SloState, SloStatus, slo_report, slo_series
 from alerts.rollup import Refresh, Snapshot, rollup_relation
 from alerts.rollup import refresh as refresh_rollup
+from alerts.rollup import refreshed_at as rollup_refreshed_at
 from alerts.rollup import snapshot as slo_snapshot
 from alerts.stage import EvaluationLoop
 
@@ -70,6 +73,7 @@ __all__ = [
     "list_silences",
     "notification_log",
     "refresh_rollup",
+    "rollup_refreshed_at",
     "rollup_relation",
     "silence",
     "slo_report",

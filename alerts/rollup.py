@@ -271,6 +271,13 @@ def _scan() -> Snapshot:
     return Snapshot(scan_relation, dt.datetime.now(dt.UTC), "transactions")
 
 
+def refreshed_at(store: Store) -> int | None:
+    """When the rollup was last brought up to date (ns: each refresh records a mark whose
+    version is the wall-clock time it was taken); None if it never was."""
+    value = store.scalar(f"SELECT max(version) FROM {store.table(SLO_ROLLUP_MARKS.name)}")
+    return int(value) if value else None
+
+
 def rollup_relation(store: Store, slo: Slo) -> tuple[str, dict[str, Any]]:
     """Counts from the rollup (current as of the last ``refresh``)."""
     sql = (

@@ -19,11 +19,15 @@ What other stages may use (nothing else in this package is public):
 - fan-in events no transaction carries (a GL journal whose charge batch is unknown),
   with their age, for alerts on "unmatched for longer than N": ``list_unmatched``,
   ``UnmatchedFilter``; counted per workflow x step x facility: ``unmatched_groups``,
-  ``UnmatchedGroup``.
+  ``UnmatchedGroup``;
+- ``mark_correlated(store, config, upto, version)``: record that the stored
+  transactions are correlated up to ``upto`` under ``config``, so a start resumes
+  from there (for tools that write transaction rows themselves: benchmarks).
 """
 
 from correlator.batch import RebuildReport, rebuild
 from correlator.engine import Correlator
+from correlator.index import mark_correlated
 from correlator.queries import BadQuery, TransactionFilter, decode_cursor
 from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
 from correlator.service import CorrelatorService
@@ -48,6 +52,7 @@ __all__ = [
     "UnmatchedFilter",
     "UnmatchedGroup",
     "list_unmatched",
+    "mark_correlated",
     "rebuild",
     "decode_cursor",
     "unmatched_groups",

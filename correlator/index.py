@@ -251,3 +251,16 @@ def write_state(store: Store, version: int, **values: int | str) -> None:
         for name, value in values.items()
     ]
     store.insert(CORRELATOR_STATE.name, ("name", "number", "text", "version"), rows)
+
+
+def mark_correlated(store: Store, config: SlasConfig, upto: int, version: int) -> None:
+    """Record that the stored transactions are correlated under ``config`` from every
+    event inserted before ``upto`` (ns), deadlines swept through it: the next start
+    resumes from there instead of a full pass. For tools that write transaction rows
+    themselves (benchmarks); ``version`` orders this state after any earlier one."""
+    values: dict[str, int | str] = {
+        SIGNATURE: config_signature(config),
+        WATERMARK: upto,
+        SWEPT: upto,
+    }
+    write_state(store, version, **values)

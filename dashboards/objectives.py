@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alerts import SloStatus, rollup_relation, slo_report
+from alerts import SloStatus, rollup_refreshed_at, rollup_relation, slo_report
 from dashboards import figures, queries
 from dashboards.formatting import NS
 from dashboards.time_range import TimeRange
@@ -37,13 +37,13 @@ def slo_figures(store: Store, config: SlasConfig, window: str, now: int) -> SloF
     """The alerts stage's SLO report over ``window`` ending ``now``, from its SLI rollup
     (as of the rollup's last refresh, which the alert evaluator makes every cycle).
     Before the first refresh the report counts straight from ``transactions``."""
-    return report_as_of(store, config, window, now, queries.rollup_as_of(store))
+    return report_as_of(store, config, window, now, rollup_refreshed_at(store))
 
 
 def report_as_of(
     store: Store, config: SlasConfig, window: str, now: int, as_of: int | None
 ) -> SloFigures:
-    """``slo_figures`` for a known last refresh (``queries.rollup_as_of``)."""
+    """``slo_figures`` for a known last refresh (``alerts.rollup_refreshed_at``)."""
     moment = dt.datetime.fromtimestamp(now / NS, dt.UTC)
     if as_of is None:
         return SloFigures(slo_report(store, config, now=moment, window=window), None)

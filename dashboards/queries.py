@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from dashboards import open_transactions
 from stitchboard.store import Store
 
 NS = 1_000_000_000
@@ -114,44 +115,95 @@ def _outcome(row: dict[str, Any]) -> Outcome:
 
 
 # When a transaction's outcome was decided: finished (complete or late) at its end,
-# overdue from the first deadline it passed, failed at its last hop.
-_DECIDED_AT = """multiIf(
-    s IN ('complete', 'late'), toUnixTimestamp64Nano(assumeNotNull(end_time)),
-    s = 'overdue', toUnixTimestamp64Nano(assumeNotNull(coalesce(warn_deadline, breach_deadline))),
-    s = 'failed', toUnixTimestamp64Nano(last_time), 0)"""
-# How far back a transaction decided in a window may have started (sort-key bound).
+# overdue from the first deadline it passed (warn, else breach), failed at its last hop.
+# ``DECIDED_CANDIDATE`` is that instant from a row's stored status alone (an open row: its
+# first deadline, which decides it once passed). The engine computes it into the column
+# ``decided_candidate`` on every insert (``dashboards.schema``); the decided ledger of
+# finished transactions (``open_transactions``) keeps it as their ``decided_ns``.
+DECIDED_CANDIDATE = (
+    "multiIf(status IN ('complete', 'late'), toUnixTimestamp64Nano(assumeNotNull(end_time)),"
+    " status IN ('in_progress', 'overdue'),"
+    " toUnixTimestamp64Nano(assumeNotNull(coalesce(warn_deadline, breach_deadline))),"
+    " status = 'failed', toUnixTimestamp64Nano(last_time), 0)"
+)
+# How far back a transaction decided in a window may have started.
 DECIDED_LOOKBACK_NS = 90 * DAY_NS
 
 
-def _decided_rows(store: Store, scope: Scope, now: int, columns: str) -> tuple[str, dict]:
-    """A subquery of the transactions decided in the scope's window, with ``s`` and
-    ``decided_at``; ``columns`` are the extra columns it keeps."""
-    wide = Scope(scope.since - DECIDED_LOOKBACK_NS, scope.until, scope.workflow, scope.facility)
-    where, params = wide.where(now)
-    params["d_since"], params["d_until"] = scope.since, scope.until
-    sql = (
-        f"SELECT * FROM (SELECT {columns}, s, {_DECIDED_AT} AS decided_at FROM (SELECT"
-        f" {columns}, end_time, warn_deadline, breach_deadline, last_time, {_STATUS_NOW} AS s"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}))"
-        " WHERE decided_at >= {d_since:Int64} AND decided_at < {d_until:Int64}"
+def _decided(store: Store, scope: Scope, now: int) -> dict[tuple[str, str], Outcome]:
+    """Outcomes decided in the scope's window, of transactions started at most
+    ``DECIDED_LOOKBACK_NS`` before it: the finished ones from the decided ledger (summed
+    by the instant of the decision), the overdue ones from the open set (decided when
+    their first deadline passed, if it has by ``now``)."""
+    params: dict[str, Any] = {
+        "d_since": scope.since,
+        "d_until": scope.until,
+        "l_since": scope.since - DECIDED_LOOKBACK_NS,
+        "until": scope.until,
+        "now": now,
+    }
+    narrow = ""
+    if scope.workflow:
+        narrow += " AND workflow = {workflow:String}"
+        params["workflow"] = scope.workflow
+    if scope.facility:
+        narrow += " AND facility = {facility:String}"
+        params["facility"] = scope.facility
+    finished = store.rows(
+        "SELECT facility, workflow, status, sum(n) AS k, toString(sum(amount))"
+        f" FROM {open_transactions.decided_relation(store)}"
+        " WHERE decided_ns >= {d_since:Int64} AND decided_ns < {d_until:Int64}"
+        f" AND id_time_ns >= {{l_since:Int64}} AND id_time_ns < {{until:Int64}}{narrow}"
+        " GROUP BY facility, workflow, status HAVING k != 0",
+        params,
     )
-    return sql, params
+    due = "if(warn_ns != 0, warn_ns, breach_ns)"
+    overdue = store.rows(
+        f"SELECT facility, workflow, count(), toString(sum(amount))"
+        f" FROM {open_transactions.relation(store)}"
+        f" WHERE {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+        f" AND {due} >= {{d_since:Int64}} AND {due} < {{d_until:Int64}}"
+        " AND id_time >= fromUnixTimestamp64Nano({l_since:Int64})"
+        f" AND id_time < fromUnixTimestamp64Nano({{until:Int64}}){narrow}"
+        " GROUP BY facility, workflow",
+        params,
+    )
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    risk: dict[tuple[str, str], Decimal] = {}
+    for facility, workflow, status, n, amount in [
+        *finished,
+        *((f, w, "overdue", n, a) for f, w, n, a in overdue),
+    ]:
+        key = (str(facility), str(workflow))
+        counts.setdefault(key, {})[str(status)] = int(n)
+        if status in ("late", "overdue"):
+            risk[key] = risk.get(key, Decimal("0")) + Decimal(amount)
+    return {
+        key: Outcome(
+            total=sum(c.values()),
+            complete=c.get("complete", 0),
+            late=c.get("late", 0),
+            overdue=c.get("overdue", 0),
+            failed=c.get("failed", 0),
+            amount_at_risk=risk.get(key, Decimal("0")),
+        )
+        for key, c in sorted(counts.items())
+    }
 
 
 def outcomes(
     store: Store, scope: Scope, now: int, decided: bool = False
 ) -> dict[tuple[str, str], Outcome]:
     """(facility, workflow) → outcome of the transactions started in the scope's window,
-    or, with ``decided``, of those whose outcome was decided in it (see ``_DECIDED_AT``;
+    or, with ``decided``, of those whose outcome was decided in it (see ``DECIDED_CANDIDATE``;
     then nothing is in progress)."""
     if decided:
-        inner, params = _decided_rows(store, scope, now, "facility, workflow, amount")
-    else:
-        where, params = scope.where(now)
-        inner = (
-            f"SELECT facility, workflow, amount, {_STATUS_NOW} AS s"
-            f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
-        )
+        return _decided(store, scope, now)
+    where, params = scope.where(now)
+    inner = (
+        f"SELECT facility, workflow, amount, {_STATUS_NOW} AS s"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+    )
     rows = store.dicts(
         f"SELECT facility, workflow, {_OUTCOME_COLUMNS} FROM ({inner})"
         " GROUP BY facility, workflow ORDER BY facility, workflow",
@@ -168,15 +220,33 @@ def total_outcome(cells: dict[tuple[str, str], Outcome]) -> Outcome:
     return Outcome(**sums, amount_at_risk=risk)
 
 
+# The open set's rows (``open_transactions``): deadlines in ns, 0 = none.
+_OPEN_OVERDUE = """(status = 'overdue'
+    OR (breach_ns != 0 AND breach_ns <= {now:Int64})
+    OR (warn_ns != 0 AND warn_ns <= {now:Int64}))"""
+_OPEN_STATUS = "status IN ('in_progress', 'overdue')"
+
+
+def _open_where(now: int, workflow: str | None, facility: str | None) -> tuple[str, dict]:
+    """Open-set rows of a workflow and facility (None: all) that started before tomorrow."""
+    clauses = ["id_time < fromUnixTimestamp64Nano({until:Int64})"]
+    params: dict[str, Any] = {"until": now + DAY_NS, "now": now}
+    if workflow:
+        clauses.append("workflow = {workflow:String}")
+        params["workflow"] = workflow
+    if facility:
+        clauses.append("facility = {facility:String}")
+        params["facility"] = facility
+    return " AND ".join(clauses), params
+
+
 def overdue_now(store: Store, now: int, workflow: str | None, facility: str | None) -> int:
-    """Open transactions past a deadline right now, whenever they started."""
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
-    where, params = scope.where(now)
+    """Open transactions past a deadline right now, whenever they started (the open set)."""
+    where, params = _open_where(now, workflow, facility)
     return int(
         store.scalar(
-            f"SELECT count() FROM (SELECT {_STATUS_NOW} AS s FROM {store.table('transactions')}"
-            f" FINAL WHERE {where} AND status IN ('in_progress', 'overdue'){_FINAL})"
-            " WHERE s = 'overdue'",
+            f"SELECT count() FROM {open_transactions.relation(store)}"
+            f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}",
             params,
         )
         or 0
@@ -202,22 +272,33 @@ def dnfb(
     bill_step: str = "final_bill",
     threshold_days: int = 3,
 ) -> Dnfb:
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
-    where, params = scope.where(now)
-    params.update(
-        discharge=discharge_step, bill=bill_step, threshold=threshold_days * DAY_NS, now_ns=now
-    )
+    if (discharge_step, bill_step) == (
+        open_transactions.DISCHARGE_STEP,
+        open_transactions.BILL_STEP,
+    ):
+        where, params = _open_where(now, workflow, facility)
+        source = (
+            f"SELECT amount, discharged_ns AS discharged, billed FROM"
+            f" {open_transactions.relation(store)} WHERE {where}"
+        )
+    else:  # other steps than the open set keeps: the whole table
+        scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+        where, params = scope.where(now)
+        params.update(discharge=discharge_step, bill=bill_step)
+        source = (
+            "SELECT amount,"
+            " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
+            " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed"
+            f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
+        )
+    params.update(threshold=threshold_days * DAY_NS, now_ns=now)
     row = store.dicts(
         "SELECT count() AS n, toString(sum(ifNull(amount, 0))) AS amount,"
         # toFloat64 first: avg(const - column) on Int64 is rewritten to const - avg(column),
         # whose Int64 sum overflows on a few thousand nanosecond timestamps.
         " avg(toFloat64({now_ns:Int64} - discharged)) / 86400e9 AS avg_days,"
-        " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over FROM ("
-        " SELECT amount,"
-        " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
-        " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
-        " WHERE discharged > 0 AND billed = 0",
+        " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over"
+        f" FROM ({source}) WHERE discharged > 0 AND billed = 0",
         params,
     )[0]
     n = int(row["n"])
@@ -338,17 +419,15 @@ class AgingBucket:
 
 def aging(store: Store, now: int, workflow: str | None, facility: str | None) -> list[AgingBucket]:
     """Open transactions (in progress or overdue) by age since their start, with $."""
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
-    where, params = scope.where(now)
+    where, params = _open_where(now, workflow, facility)
     params["now_ns"] = now
     bounds = [b for _, b in AGING_BUCKETS if b is not None]
     params["bounds"] = [int(b * DAY_NS) for b in bounds]
     rows = store.rows(
         "SELECT arrayFirstIndex(b -> age < b, {bounds:Array(Int64)}) AS i, count(),"
-        " toString(sum(ifNull(amount, 0))) FROM (SELECT amount,"
-        " {now_ns:Int64} - toUnixTimestamp64Nano(start_time) AS age"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}"
-        f" AND status IN ('in_progress', 'overdue'){_FINAL}) GROUP BY i",
+        " toString(sum(amount)) FROM (SELECT amount, {now_ns:Int64} - start_ns AS age"
+        f" FROM {open_transactions.relation(store)} WHERE {where} AND {_OPEN_STATUS})"
+        " GROUP BY i",
         params,
     )
     found = {int(i): (int(n), Decimal(a)) for i, n, a in rows}
@@ -395,10 +474,24 @@ def slowest(store: Store, scope: Scope, now: int, limit: int = 10) -> list[dict[
 def most_overdue(
     store: Store, now: int, workflow: str | None, facility: str | None, limit: int = 10
 ) -> list[dict[str, Any]]:
-    """Open transactions longest past the first deadline they passed (warn or breach)."""
-    scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
+    """Open transactions longest past the first deadline they passed (warn or breach).
+
+    The open set names them; their rows are then read by id from ``transactions``."""
+    where, params = _open_where(now, workflow, facility)
+    params["limit"] = limit
+    due = "if(warn_ns = 0, breach_ns, if(breach_ns = 0, warn_ns, least(warn_ns, breach_ns)))"
+    picked = store.rows(
+        f"SELECT id, toUnixTimestamp64Nano(id_time) FROM {open_transactions.relation(store)}"
+        f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+        f" ORDER BY {due}, id LIMIT {{limit:UInt32}}",
+        params,
+    )
+    if not picked:
+        return []
+    times = [int(t) for _, t in picked]
+    scope = Scope(min(times), max(times) + 1, workflow=workflow, facility=facility)
     where, params = scope.where(now)
-    params.update(limit=limit, now_ns=now)
+    params.update(limit=limit, now_ns=now, ids=[str(i) for i, _ in picked])
     due = (
         "toUnixTimestamp64Nano(assumeNotNull(least(ifNull(warn_deadline, breach_deadline),"
         " ifNull(breach_deadline, warn_deadline))))"
@@ -406,7 +499,7 @@ def most_overdue(
     return store.dicts(
         f"SELECT {_ROW}, {due} AS due_ns,"
         " ifNull(breach_ns <= {now_ns:Int64}, 0) AS past_breach"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}"
+        f" FROM {store.table('transactions')} FINAL WHERE {where} AND id IN {{ids:Array(String)}}"
         f" AND status IN ('in_progress', 'overdue') AND {_STATUS_NOW} = 'overdue'"
         " ORDER BY due_ns, id LIMIT {limit:UInt32}" + _FINAL,
         params,
@@ -461,33 +554,35 @@ class Feed:
 
 
 def feeds(store: Store, now: int, lookback_days: int = 7, minutes: int = 60) -> list[Feed]:
-    """Every feed seen in the lookback, its newest receipt and its last hour by minute."""
+    """Every feed seen in the lookback, its newest receipt and its last hour by minute.
+
+    One read of the lookback: per feed and minute of the last hour (-1 = before it), the
+    newest receipt and the count; the feed's figures are summed from those rows."""
     params = {"since": now - lookback_days * DAY_NS, "hour": now - minutes * 60 * NS, "now": now}
-    table = store.table("events")
     rows = store.rows(
-        "SELECT system, facility, toUnixTimestamp64Nano(max(observed_time)),"
-        " countIf(observed_time >= fromUnixTimestamp64Nano({hour:Int64}))"
-        f" FROM {table} WHERE observed_time >= fromUnixTimestamp64Nano({{since:Int64}})"
+        "SELECT system, facility, if(observed_time >= fromUnixTimestamp64Nano({hour:Int64}),"
+        " intDiv(toUnixTimestamp64Nano(observed_time) - {hour:Int64}, 60000000000), -1) AS m,"
+        " toUnixTimestamp64Nano(max(observed_time)), count()"
+        f" FROM {store.table('events')}"
+        " WHERE observed_time >= fromUnixTimestamp64Nano({since:Int64})"
         " AND observed_time <= fromUnixTimestamp64Nano({now:Int64})"
-        " GROUP BY system, facility ORDER BY system, facility",
-        params,
-    )
-    minute_rows = store.rows(
-        "SELECT system, facility,"
-        " intDiv(toUnixTimestamp64Nano(observed_time) - {hour:Int64}, 60000000000) AS m,"
-        f" count() FROM {table} WHERE observed_time >= fromUnixTimestamp64Nano({{hour:Int64}})"
-        " AND observed_time < fromUnixTimestamp64Nano({now:Int64})"
         " GROUP BY system, facility, m",
         params,
     )
+    last: dict[tuple[str, str], int] = {}
+    hour: dict[tuple[str, str], int] = {}
     series: dict[tuple[str, str], list[int]] = {}
-    for system, facility, minute, n in minute_rows:
-        counts = series.setdefault((system, facility), [0] * minutes)
-        if 0 <= minute < minutes:
-            counts[int(minute)] = int(n)
+    for system, facility, minute, newest, n in rows:
+        feed = (str(system), str(facility))
+        last[feed] = max(last.get(feed, 0), int(newest))
+        counts = series.setdefault(feed, [0] * minutes)
+        if minute >= 0:  # the last hour, ``now`` itself included (minute ``minutes``)
+            hour[feed] = hour.get(feed, 0) + int(n)
+            if minute < minutes:
+                counts[int(minute)] = int(n)
     return [
-        Feed(s, f, int(last), int(n), tuple(series.get((s, f), [0] * minutes)))
-        for s, f, last, n in rows
+        Feed(s, f, last[(s, f)], hour.get((s, f), 0), tuple(series[(s, f)]))
+        for s, f in sorted(last)
     ]
 
 
@@ -508,15 +603,6 @@ def dead_letter_reasons(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 # overdue or failed. An overdue judgement counts from the instant its deadline passed
 # (``due_ns``). Pinned by tests/store/test_overview_slo.py against ``slo_report``.
 _KIND_GOOD, _KIND_OVERDUE = 1, 3
-
-
-def rollup_as_of(store: Store) -> int | None:
-    """When the alerts stage last brought its SLI rollup up to date (ns); None if never.
-
-    Each refresh records a mark whose version is the wall-clock time it was taken.
-    """
-    value = store.scalar(f"SELECT max(version) FROM {store.table('slo_rollup_marks')}")
-    return int(value) if value else None
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,21 @@ page for that facility.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from alerts import SloStatus
+from alerts import SloStatus, rollup_refreshed_at
 from dashboards import figures, queries, time_range, view
 from dashboards.cache import TtlCache
 from dashboards.context import Console, console
 from dashboards.figures import HeatCell
 from dashboards.formatting import count, local_time, money_short, percent
 from dashboards.objectives import SloFigures, report_as_of, slo_window, trend_series
+from dashboards.parallel import side_by_side
 from dashboards.time_range import DEFAULT_RANGE, TimeRange
 
 PAGE = "ov"
@@ -77,9 +79,16 @@ def kpis(
     store = ctx.runtime.store
     since, until = chosen.window(now)
     scope = queries.Scope(since, until, facility=facility)
-    started = queries.total_outcome(queries.outcomes(store, scope, now))
-    decided = queries.total_outcome(queries.outcomes(store, scope, now, decided=True))
-    overdue = queries.overdue_now(store, now, None, facility)
+    has_dnfb = any(w.name == DNFB_WORKFLOW for w in ctx.runtime.config.workflows)
+    jobs: dict[str, Callable[[], Any]] = {
+        "started": lambda: queries.total_outcome(queries.outcomes(store, scope, now)),
+        "decided": lambda: queries.total_outcome(queries.outcomes(store, scope, now, decided=True)),
+        "overdue": lambda: queries.overdue_now(store, now, None, facility),
+    }
+    if has_dnfb:
+        jobs["dnfb"] = lambda: queries.dnfb(store, now, facility=facility, workflow=DNFB_WORKFLOW)
+    found = side_by_side(jobs)
+    started, decided, overdue = found["started"], found["decided"], found["overdue"]
     budget = worst_budget(
         [s for s in statuses if not facility or s.group.get("facility") == facility]
     )
@@ -127,8 +136,8 @@ def kpis(
             "ov-kpi-budget",
         ),
     ]
-    if any(w.name == DNFB_WORKFLOW for w in ctx.runtime.config.workflows):
-        d = queries.dnfb(store, now, facility=facility, workflow=DNFB_WORKFLOW)
+    if has_dnfb:
+        d = found["dnfb"]
         days = f"{d.average_days:.1f} days on average · " if d.average_days is not None else ""
         cards.append(
             view.card(
@@ -216,7 +225,7 @@ def _slo_figures(ctx: Console, chosen: TimeRange, now: int) -> SloFigures:
 
     A preset ends now; custom dates end at their last day (or now, if that is later)."""
     store, config = ctx.runtime.store, ctx.runtime.config
-    as_of = queries.rollup_as_of(store)
+    as_of = rollup_refreshed_at(store)
     length, end = slo_window(chosen, now)
     found: SloFigures = SLO_REPORT.get(
         (chosen.key, as_of), lambda: report_as_of(store, config, length, end, as_of)
@@ -280,7 +289,7 @@ def _refresh_trend(_: int | None, spec: dict | None, facility: str | None) -> An
     ctx = console()
     store, config = ctx.runtime.store, ctx.runtime.config
     now = ctx.now()
-    if queries.rollup_as_of(store) is None:
+    if rollup_refreshed_at(store) is None:
         return figures.empty("The trend appears after the alert evaluator's first cycle")
     chosen = _chosen(ctx, spec, facility)
     since, until = chosen.window(now)

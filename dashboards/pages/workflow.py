@@ -3,6 +3,7 @@ transactions with $, conformance flags, and the slowest and most overdue ones.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dashboards import figures, queries, time_range, view
 from dashboards.context import Console, console
 from dashboards.formatting import NS, duration, local_time, money
+from dashboards.parallel import side_by_side
 from dashboards.time_range import DEFAULT_RANGE, TimeRange
 from stitchboard.config.workflows import Workflow
 
@@ -108,17 +110,19 @@ def panels(ctx: Console, v: WorkflowView, now: int) -> dict[str, Any]:
     # reversal) are not stages of it.
     steps = [s.name for s in wf.steps if not s.optional]
     anchor, warn, breach = anchor_and_limits(wf, v.step)
-    latency = queries.step_latency(store, scope, now, v.step, anchor)
-    return {
-        "funnel": figures.funnel(queries.funnel(store, scope, now, steps)),
-        "latency": figures.latency(latency, warn, breach),
-        "aging": figures.aging(queries.aging(store, now, v.workflow, v.facility)),
-        "flags": figures.flags(queries.flag_counts(store, scope, now)),
-        "slowest": _rows(queries.slowest(store, scope, now), ctx, now, overdue=False),
-        "overdue": _rows(
+    jobs: dict[str, Callable[[], Any]] = {
+        "funnel": lambda: figures.funnel(queries.funnel(store, scope, now, steps)),
+        "latency": lambda: figures.latency(
+            queries.step_latency(store, scope, now, v.step, anchor), warn, breach
+        ),
+        "aging": lambda: figures.aging(queries.aging(store, now, v.workflow, v.facility)),
+        "flags": lambda: figures.flags(queries.flag_counts(store, scope, now)),
+        "slowest": lambda: _rows(queries.slowest(store, scope, now), ctx, now, overdue=False),
+        "overdue": lambda: _rows(
             queries.most_overdue(store, now, v.workflow, v.facility), ctx, now, overdue=True
         ),
     }
+    return side_by_side(jobs)
 
 
 def layout(**kwargs: Any) -> Any:

@@ -17,10 +17,9 @@ import datetime as dt
 
 import pytest
 
-from alerts import refresh_rollup, slo_report
+from alerts import refresh_rollup, rollup_refreshed_at, slo_report
 from correlator import CorrelatorService
 from dashboards import figures, time_range
-from dashboards import queries as q
 from dashboards.objectives import headline_slos, slo_figures, slo_window, trend_series
 from dashboards.pages.overview import worst_budget
 from stitchboard.events import EVENT_COLUMNS
@@ -54,7 +53,7 @@ def test_the_headline_slo_of_each_workflow() -> None:
 
 
 def test_before_the_first_refresh_the_figures_are_counted_from_transactions(seeded) -> None:
-    assert q.rollup_as_of(seeded) is None
+    assert rollup_refreshed_at(seeded) is None
     found = slo_figures(seeded, CONFIG, "30d", NOW)
     assert found.as_of is None
     e2e = {
@@ -70,6 +69,7 @@ def test_figures_come_from_the_rollup_as_of_its_last_refresh(seeded) -> None:
     refresh_rollup(seeded, list(CONFIG.slos))
     found = slo_figures(seeded, CONFIG, "30d", NOW)
     assert found.as_of is not None and found.as_of >= before
+    assert found.as_of == rollup_refreshed_at(seeded)
     moment = dt.datetime.fromtimestamp(NOW / NS, dt.UTC)
     assert found.statuses == slo_report(seeded, CONFIG, now=moment, window="30d")
     e2e = {
