@@ -81,6 +81,14 @@ def import_command(
             " CPU, at most 4). Files of fewer than 4 chunks are read by one.",
         ),
     ] = min(4, os.cpu_count() or 1),
+    python: Annotated[
+        bool,
+        typer.Option(
+            "--python",
+            help="Parse every HL7 message in Python, the reference path (default: the embedded"
+            " engine parses what it can, Python the rest).",
+        ),
+    ] = False,
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -94,7 +102,9 @@ def import_command(
         settings = load_settings(clickhouse=clickhouse, config=config)
         url = server or (None if direct else running_server(settings))
         target: DirectTarget | ServerTarget = (
-            ServerTarget(url) if url else DirectTarget(build_runtime(settings), workers)
+            ServerTarget(url)
+            if url
+            else DirectTarget(build_runtime(settings), workers, engine=not python)
         )
     except ConfigError as exc:
         fail(str(exc))

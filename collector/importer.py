@@ -24,7 +24,8 @@ import httpx
 from rich.progress import Progress
 
 from collector.files import Record, csv_header, detect_format, records
-from collector.import_pool import JudgePool
+from collector.hl7_native import NativeHl7
+from collector.import_pool import JudgePool, judge_chunk
 from collector.import_state import add_checkpoint, file_id, resume_offset
 from collector.mllp import frame
 from stitchboard.cli_options import server_headers
@@ -93,9 +94,13 @@ class DirectTarget:
         runtime: Runtime,
         workers: int = 1,
         sync: Callable[[], None] | None = None,
+        engine: bool = True,
     ):
         self.runtime = runtime
         self.pool = JudgePool(runtime.config, runtime.pseudonymize, workers)
+        # HL7 parsed by the engine where it can (embedded store); None: all in Python.
+        native = NativeHl7(runtime.config, runtime.pseudonymize, runtime.store) if engine else None
+        self.native = native if native is not None and native.enabled else None
         self.intake = self.pool.intake
         self.delimiter = self.runtime.config.messages.logs.csv_delimiter
         self.sync = sync or (lambda: sync_store(runtime.store.path))
@@ -115,6 +120,9 @@ class DirectTarget:
         fid: str,
         path: Path,
     ) -> Iterator[int]:
+        if fmt == "hl7" and self.native is not None:
+            yield from self._send_native(self.native, chunks, report, fid, path)
+            return
         for judged in self.pool.judge(chunks, path.name, f"file:{path.name}"):
             batch = Batch()
             batch.add("events", EVENT_COLUMNS, judged.event_rows)
@@ -132,6 +140,42 @@ class DirectTarget:
             if len(self._in_flight) > 1:
                 self._settle()
             yield judged.end
+
+    def _send_native(
+        self,
+        native: NativeHl7,
+        chunks: Iterable[list[Record]],
+        report: FileReport,
+        fid: str,
+        path: Path,
+    ) -> Iterator[int]:
+        """HL7 chunks parsed by the engine; what it leaves is judged here, in Python.
+
+        Each chunk: the engine's insert, the Python rows (with the previous chunk's
+        checkpoint), one sync; this chunk's checkpoint travels with the next one.
+        """
+        self.flush()
+        letters = f"file:{path.name}"
+        for chunk in chunks:
+            usable = [r for r in chunk if not r.problem]
+            loaded = native.load([r.data for r in usable], path.name, time.time_ns())
+            rest = [usable[i] for i in loaded.rest] + [r for r in chunk if r.problem]
+            batch = Batch()
+            report.events += loaded.events
+            if rest:
+                judged = judge_chunk(self.intake, rest, path.name, letters)
+                batch.add("events", EVENT_COLUMNS, judged.event_rows)
+                batch.add("dead_letters", DEAD_LETTER_COLUMNS, judged.letter_rows)
+                report.events += len(judged.event_rows)
+                report.rejected += judged.rejected
+                report.reasons.update(judged.reasons)
+            if self._durable is not None:
+                add_checkpoint(batch, *self._durable)
+            if batch.tables:
+                self._submit(batch).result()
+            self.sync()
+            self._durable = (fid, path.name, chunk[-1].end, len(chunk))
+            yield chunk[-1].end
 
     def _settle(self) -> None:
         """Wait for the oldest insert, make it durable; its checkpoint goes with the next batch."""
@@ -164,6 +208,8 @@ class DirectTarget:
             self.flush()
         finally:
             self.pool.close()
+            if self.native is not None:
+                self.native.close()
             self.runtime.close()
 
 
