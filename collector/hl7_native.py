@@ -34,6 +34,7 @@ from stitchboard.store import Store
 
 _INDEX = struct.Struct("<I")
 _TABLES = itertools.count(1)
+_PER_STREAM = 5_000  # fewer messages than this per stream are not worth another one
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,15 @@ class Loaded:
 class NativeHl7:
     """The engine-side HL7 path for one slas.yaml; ``reason`` says why it is off ("" = on)."""
 
-    def __init__(self, config: SlasConfig, pseudonymize: Callable[[str], str], store: Store):
+    def __init__(
+        self,
+        config: SlasConfig,
+        pseudonymize: Callable[[str], str],
+        store: Store,
+        streams: int | None = None,
+    ):
         self.store = store
+        self.streams = streams or min(4, os.cpu_count() or 1)
         extractor = Hl7Extractor(config, pseudonymize)
         self.reason = unsupported(extractor)
         if not isinstance(pseudonymize, Pseudonymizer):
@@ -77,12 +85,16 @@ class NativeHl7:
             self.store.command(f"DROP TABLE IF EXISTS {self._landing}")
             self.store.command(f"CREATE TABLE {self._landing} ({LANDING_COLUMNS}) ENGINE = Memory")
             self._ready = True
-        fd, path = tempfile.mkstemp(prefix="chunk-", suffix=".bin", dir=self._dir)
+        chunk = Path(tempfile.mkdtemp(prefix="chunk-", dir=self._dir))
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(_row_binary(messages))
+            # One file per stream: the engine parses the files of a glob in parallel.
+            streams = max(1, min(self.streams, len(messages) // _PER_STREAM))
+            size = -(-len(messages) // streams)
+            for n in range(streams):
+                part = _row_binary(messages[n * size : (n + 1) * size], n * size)
+                (chunk / f"part-{n}.bin").write_bytes(part)
             params = {
-                "path": path,
+                "path": str(chunk / "part-*.bin"),
                 "source": source,
                 "now": now,
                 "ipad": self._pads[0],
@@ -107,7 +119,7 @@ class NativeHl7:
             store.command(f"TRUNCATE TABLE {self._landing}")
             return Loaded(int(events), len(messages) - len(rest), tuple(int(i) for i in rest))
         finally:
-            os.unlink(path)
+            shutil.rmtree(chunk, ignore_errors=True)
 
     def close(self) -> None:
         if self._ready:
@@ -115,12 +127,12 @@ class NativeHl7:
             self._ready = False
 
 
-def _row_binary(messages: Sequence[bytes]) -> bytes:
+def _row_binary(messages: Sequence[bytes], first: int = 0) -> bytes:
     """RowBinary rows ``(idx UInt32, raw String)``: index, LEB128 length, bytes."""
     pack = _INDEX.pack
     parts: list[bytes] = []
     append = parts.append
-    for i, raw in enumerate(messages):
+    for i, raw in enumerate(messages, first):
         append(pack(i))
         n = len(raw)
         if n < 0x80:

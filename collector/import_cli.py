@@ -72,7 +72,10 @@ def import_command(
     restart: Annotated[
         bool, typer.Option(help="Ignore the checkpoint of an earlier import of the same file.")
     ] = False,
-    chunk: Annotated[int, typer.Option(help="Records per durable write.")] = 5_000,
+    chunk: Annotated[
+        int,
+        typer.Option(help="Records per durable write (HL7 parsed by the engine: at least 50,000)."),
+    ] = 5_000,
     workers: Annotated[
         int,
         typer.Option(

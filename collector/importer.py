@@ -35,6 +35,10 @@ from stitchboard.runtime import Runtime
 from stitchboard.settings import Settings
 from stitchboard.writer import Batch
 
+# Records per engine statement at least: planning the statement costs a fraction of a
+# second whatever the chunk, so the engine path parses large ones.
+ENGINE_CHUNK = 50_000
+
 CONTENT_TYPES = {
     "hl7": "x-application/hl7-v2+er7",
     "jsonl": "application/x-ndjson",
@@ -95,12 +99,14 @@ class DirectTarget:
         workers: int = 1,
         sync: Callable[[], None] | None = None,
         engine: bool = True,
+        engine_chunk: int = ENGINE_CHUNK,
     ):
         self.runtime = runtime
         self.pool = JudgePool(runtime.config, runtime.pseudonymize, workers)
         # HL7 parsed by the engine where it can (embedded store); None: all in Python.
         native = NativeHl7(runtime.config, runtime.pseudonymize, runtime.store) if engine else None
         self.native = native if native is not None and native.enabled else None
+        self.engine_chunk = engine_chunk
         self.intake = self.pool.intake
         self.delimiter = self.runtime.config.messages.logs.csv_delimiter
         self.sync = sync or (lambda: sync_store(runtime.store.path))
@@ -156,7 +162,7 @@ class DirectTarget:
         """
         self.flush()
         letters = f"file:{path.name}"
-        for chunk in chunks:
+        for chunk in _regrouped(chunks, self.engine_chunk):
             usable = [r for r in chunk if not r.problem]
             loaded = native.load([r.data for r in usable], path.name, time.time_ns())
             rest = [usable[i] for i in loaded.rest] + [r for r in chunk if r.problem]
@@ -211,6 +217,18 @@ class DirectTarget:
             if self.native is not None:
                 self.native.close()
             self.runtime.close()
+
+
+def _regrouped(chunks: Iterable[list[Record]], minimum: int) -> Iterator[list[Record]]:
+    """Chunks of at least ``minimum`` records (the last may be smaller)."""
+    group: list[Record] = []
+    for chunk in chunks:
+        group.extend(chunk)
+        if len(group) >= minimum:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def sync_store(path: Path | None) -> None:

@@ -10,7 +10,7 @@ time zone, the same event ids.
 
 Each message also gets ``ok``: 1 only when the SQL is certain to equal the
 reference. Everything else goes to the Python path, which also writes every
-dead letter: other delimiters, escape sequences anywhere, bytes that are not
+dead letter: other delimiters, escape sequences in a field it reads, bytes that are not
 UTF-8, unusual white space, malformed segments, a message without MSH-10, every
 rejection (no facility, no usable event time), times outside 1971-2105 or
 within a day of a daylight-saving change of the facility's zone, amounts that
@@ -165,6 +165,13 @@ class _Builder:
             "msg": _Names("__m", _MSG_BASE),
             "line": _Names("__l", _LINE_BASE),
         }
+        # Every field a value is read from ("line": of the repeated segment, as ``_o``).
+        self.fields: dict[str, dict[str, None]] = {"msg": {}, "line": {}}
+
+    def unescaped(self, scope: str) -> str:
+        """True when no field read in ``scope`` holds the escape character."""
+        checks = [f"position({f}, '\\\\') = 0" for f in self.fields[scope]]
+        return " AND ".join(checks) if checks else "1"
 
     def name(self, expr: str, scope: str | None, alias: str | None = None) -> str:
         if scope is None:
@@ -254,6 +261,11 @@ class _Builder:
         return self.name(self._value(path, occurrence), self.scope([path], occurrence))
 
     def _value(self, path: FieldPath, occurrence: str | None) -> str:
+        # Remember the field: an escape sequence in any field read sends the message to Python.
+        if occurrence is not None and path.segment == self.repeat:
+            self.fields["line"][self.field(path, "_o")] = None
+        else:
+            self.fields["msg"][self.field(path, None)] = None
         text = self.field(path, occurrence)
         if path.identifier_type:
             comp5 = "splitByChar('^', _r)[5]"
@@ -445,6 +457,7 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
         f"({b.first(amount_paths, '_o')} = '' OR match({amount_text('_o')}, {q(_AMOUNT)}))"
         f" AND {b.ascii_guard(line_paths, '_o')}"
     )
+    header_fields = [f"position(msh[{n}], '\\\\') = 0" for n in (3, 4, 7, 9, 10, 12)]
     message_guard_paths = [
         *x.facility,
         *x.event_time,
@@ -457,6 +470,21 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
         *(p for _, p in message_attrs),
     ]
 
+    line = lambda expr, alias: b.name(expr, "line", alias)  # noqa: E731
+    set_id = b.value(FieldPath(repeat or "MSH", 1), "o") if repeat else "''"
+    line(f"if(o = 0, '', if({set_id} != '', {set_id}, toString(ordinal)))", "part")
+    line(pairs(x.line_keys, "o"), "line_keys")
+    line("arrayFilter(_p -> _p.2 != '', arrayConcat(message_keys, line_keys))", "key_pairs")
+    set_attr = f"hl7.{(repeat or '').lower()}_set_id"
+    line_attr_items = [f"({q(n)}, {b.value(p, 'o')})" for n, p in line_attrs]
+    line_attr_items.append(f"({q(set_attr)}, if(o = 0, '', part))")
+    line(
+        "arrayFilter(_p -> _p.2 != '', arrayConcat(message_attrs,"
+        f" CAST([{', '.join(line_attr_items)}], 'Array(Tuple(String, String))')))",
+        "attr_pairs",
+    )
+    amount_raw = b.first(amount_paths, "o")
+    line(f"if({amount_raw} = '', NULL, toDecimal64OrNull({amount_text('o')}, 2))", "amount_value")
     m = lambda expr, alias: b.name(expr, "msg", alias)  # noqa: E731
     m(_Builder.header(10), "control_id")
     m(facility, "facility")
@@ -479,12 +507,12 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
     m(f"CAST([{', '.join(attrs)}], 'Array(Tuple(String, String))')", "message_attrs")
     m(
         "isValidUTF8(raw) AND startsWith(raw, 'MSH|^~\\\\&|')"
-        " AND countSubstrings(raw, '\\\\') = 1"
+        f" AND {' AND '.join(header_fields)} AND {b.unescaped('msg')}"
         f" AND NOT match(raw, {q(_ODD_SPACE)})"
         f" AND arrayAll(_s -> match(_s, {q(_SEGMENT)}), segs)"
         " AND control_id != '' AND facility != '' AND event.1 = 1 AND sent.1 = 1"
         f" AND {_ascii('status_code')} AND {b.ascii_guard(message_guard_paths)}"
-        f" AND arrayAll(_o -> {line_guard}, occs)",
+        f" AND arrayAll(_o -> {line_guard} AND {b.unescaped('line')}, occs)",
         "ok",
     )
     inner = b.names["msg"].wrap(
@@ -495,21 +523,6 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
         " FROM file({path:String}, 'RowBinary', 'idx UInt32, raw String')"
     )
 
-    line = lambda expr, alias: b.name(expr, "line", alias)  # noqa: E731
-    set_id = b.value(FieldPath(repeat or "MSH", 1), "o") if repeat else "''"
-    line(f"if(o = 0, '', if({set_id} != '', {set_id}, toString(ordinal)))", "part")
-    line(pairs(x.line_keys, "o"), "line_keys")
-    line("arrayFilter(_p -> _p.2 != '', arrayConcat(message_keys, line_keys))", "key_pairs")
-    set_attr = f"hl7.{(repeat or '').lower()}_set_id"
-    line_attr_items = [f"({q(n)}, {b.value(p, 'o')})" for n, p in line_attrs]
-    line_attr_items.append(f"({q(set_attr)}, if(o = 0, '', part))")
-    line(
-        "arrayFilter(_p -> _p.2 != '', arrayConcat(message_attrs,"
-        f" CAST([{', '.join(line_attr_items)}], 'Array(Tuple(String, String))')))",
-        "attr_pairs",
-    )
-    amount_raw = b.first(amount_paths, "o")
-    line(f"if({amount_raw} = '', NULL, toDecimal64OrNull({amount_text('o')}, 2))", "amount_value")
     events = b.names["line"].wrap(
         # One row per event of a message the SQL takes, one (ok 0) per message it leaves.
         # Not WHERE ok: a filter over this many nested levels costs the analyzer seconds.

@@ -65,7 +65,7 @@ def test_interrupted_import_resumes_after_the_last_durable_chunk(runtime, store,
                     raise Crash
                 yield end
 
-    crashing = CrashingTarget(runtime)
+    crashing = CrashingTarget(runtime, engine_chunk=1)  # an engine statement per chunk
     with pytest.raises(Crash):
         import_file(crashing, path, "auto", restart=False, chunk_size=100)
     crashing.flush()
@@ -239,7 +239,7 @@ def test_engine_import_checkpoints_only_synced_chunks(runtime, store, tmp_path):
                     raise Abandoned
                 yield end
 
-    abandoned = AbandonedTarget(runtime, sync=sync)
+    abandoned = AbandonedTarget(runtime, sync=sync, engine_chunk=1)  # a statement per chunk
     assert abandoned.native is not None
     with pytest.raises(Abandoned):
         import_file(abandoned, path, "auto", False, chunk_size=100)
