@@ -216,6 +216,7 @@ def demo(
             f'API for curl while this demo runs: export AUTH="Authorization: Bearer {token}"'
             " (an admin token of this run only)",
             highlight=False,
+            soft_wrap=True,  # one line whatever the terminal's width, so it can be copied
         )
         empty = int(health.get("store", {}).get("tables", {}).get("events", 0)) == 0
         options = SimulateOptions(
@@ -262,6 +263,7 @@ def _print_first_login(password_file: Path, api: str) -> None:
         " (shown once: it is not stored anywhere in clear; add users with"
         " `stitchboard users add`)",
         highlight=False,
+        soft_wrap=True,
     )
 
 
