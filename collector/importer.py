@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +55,7 @@ class FileReport:
     events: int = 0
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    engine: int = 0  # HL7 messages the engine parsed (the others: Python)
 
 
 class ImportTarget(Protocol):
@@ -162,12 +163,13 @@ class DirectTarget:
         """
         self.flush()
         letters = f"file:{path.name}"
-        for chunk in _regrouped(chunks, self.engine_chunk):
+        for chunk in _prefetched(_regrouped(chunks, self.engine_chunk)):
             usable = [r for r in chunk if not r.problem]
             loaded = native.load([r.data for r in usable], path.name, time.time_ns())
             rest = [usable[i] for i in loaded.rest] + [r for r in chunk if r.problem]
             batch = Batch()
             report.events += loaded.events
+            report.engine += loaded.messages
             if rest:
                 judged = judge_chunk(self.intake, rest, path.name, letters)
                 batch.add("events", EVENT_COLUMNS, judged.event_rows)
@@ -229,6 +231,19 @@ def _regrouped(chunks: Iterable[list[Record]], minimum: int) -> Iterator[list[Re
             group = []
     if group:
         yield group
+
+
+def _prefetched(groups: Iterator[list[Record]]) -> Iterator[list[Record]]:
+    """``groups``, the next one read by a thread while the caller works on the current one
+    (the engine releases the GIL while it parses and inserts)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="import-read") as reader:
+        upcoming = reader.submit(next, groups, None)
+        while True:
+            group = upcoming.result()
+            if group is None:
+                return
+            upcoming = reader.submit(next, groups, None)
+            yield group
 
 
 def sync_store(path: Path | None) -> None:
