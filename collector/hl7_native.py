@@ -107,14 +107,19 @@ class NativeHl7:
                 parameters=params,
                 settings=SETTINGS,
             )
+            # A message is left to Python when any of its rows is not ok (its marker row, or
+            # a line the SQL cannot be sure about): its other rows are not copied either.
+            landing = self._landing
+            left = f"(SELECT idx FROM {landing} WHERE ok = 0)"
             rest, events = store.query(
-                f"SELECT arraySort(groupArrayIf(idx, ok = 0)), countIf(ok = 1) FROM {self._landing}"
+                f"SELECT (SELECT arraySort(groupUniqArray(idx)) FROM {landing} WHERE ok = 0),"
+                f" (SELECT count() FROM {landing} WHERE idx NOT IN {left})"
             ).result_rows[0]
             if events:
                 columns = ", ".join(EVENT_COLUMNS)
                 store.command(
                     f"INSERT INTO {self._events} ({columns})"
-                    f" SELECT {columns} FROM {self._landing} WHERE ok = 1"
+                    f" SELECT {columns} FROM {landing} WHERE idx NOT IN {left}"
                 )
             store.command(f"TRUNCATE TABLE {self._landing}")
             return Loaded(int(events), len(messages) - len(rest), tuple(int(i) for i in rest))

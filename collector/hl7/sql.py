@@ -73,8 +73,9 @@ SETTINGS = {"query_plan_enable_optimizations": 0, "query_plan_merge_expressions"
 
 class Hl7Statements(NamedTuple):
     """``parse``: a SELECT of ``LANDING_COLUMNS`` from the messages in
-    ``file({path}, 'RowBinary', 'idx UInt32, raw String')``: the ``events`` rows of every
-    message the SQL takes (``ok`` 1), one row with ``ok`` 0 for each message it leaves.
+    ``file({path}, 'RowBinary', 'idx UInt32, raw String')``: one row per event, ``ok`` 1
+    when the SQL is sure of it, and one row with ``ok`` 0 for a message it is not sure of
+    as a whole. A message with any row ``ok`` 0 is left to Python, all of it.
     Parameters: ``path``, ``source``, ``now`` (ns), ``ipad``, ``opad``."""
 
     parse: str
@@ -116,7 +117,7 @@ def unsupported(extractor: Hl7Extractor) -> str:
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MSG_BASE = ("idx", "raw", "segs", "names", "flds", "msh")
-_LINE_BASE = ("o", "ordinal")
+_LINE_BASE = ("o", "ordinal", "line")
 
 
 class _Names:
@@ -165,7 +166,7 @@ class _Builder:
             "msg": _Names("__m", _MSG_BASE),
             "line": _Names("__l", _LINE_BASE),
         }
-        # Every field a value is read from ("line": of the repeated segment, as ``_o``).
+        # Every field a value is read from ("line": of the repeated segment's occurrence).
         self.fields: dict[str, dict[str, None]] = {"msg": {}, "line": {}}
 
     def unescaped(self, scope: str) -> str:
@@ -173,18 +174,14 @@ class _Builder:
         checks = [f"position({f}, '\\\\') = 0" for f in self.fields[scope]]
         return " AND ".join(checks) if checks else "1"
 
-    def name(self, expr: str, scope: str | None, alias: str | None = None) -> str:
-        if scope is None:
-            return expr
+    def name(self, expr: str, scope: str, alias: str | None = None) -> str:
         return self.names[scope].add(expr, alias)
 
-    def scope(self, paths: Sequence[FieldPath], occurrence: str | None) -> str | None:
-        """Where values of ``paths`` can be named: None inside a lambda (``_o``)."""
-        if occurrence is None:
-            return "msg"
-        if occurrence == "o":
-            return "line" if any(p.segment == self.repeat for p in paths) else "msg"
-        return None if any(p.segment == self.repeat for p in paths) else "msg"
+    def scope(self, paths: Sequence[FieldPath], occurrence: str | None) -> str:
+        """Where values of ``paths`` are computed: per event if they read the occurrence."""
+        if occurrence is not None and any(p.segment == self.repeat for p in paths):
+            return "line"
+        return "msg"
 
     # -- PHI, as collector.hl7.phi.Masker ---------------------------------------------------
 
@@ -250,10 +247,12 @@ class _Builder:
         if path.segment == "MSH":
             return f"msh[{path.field}]"
         index = (
-            occurrence
+            None
             if occurrence is not None and path.segment == self.repeat
             else f"indexOf(names, {q(path.segment)})"
         )
+        if index is None:  # the occurrence's fields, after ARRAY JOIN: column ``line``
+            return f"line[{path.field + (0 if path.segment == 'MSH' else 1)}]"
         return f"flds[{index}][{path.field + 1}]"
 
     def value(self, path: FieldPath, occurrence: str | None = None) -> str:
@@ -263,7 +262,7 @@ class _Builder:
     def _value(self, path: FieldPath, occurrence: str | None) -> str:
         # Remember the field: an escape sequence in any field read sends the message to Python.
         if occurrence is not None and path.segment == self.repeat:
-            self.fields["line"][self.field(path, "_o")] = None
+            self.fields["line"][self.field(path, occurrence)] = None
         else:
             self.fields["msg"][self.field(path, None)] = None
         text = self.field(path, occurrence)
@@ -447,16 +446,16 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
     message_attrs = [(n, p) for n, p in x.attributes.items() if p.segment != repeat]
     line_attrs = [(n, p) for n, p in x.attributes.items() if p.segment == repeat]
     attrs = ["('hl7.version', version)"] + [f"({q(n)}, {b.value(p)})" for n, p in message_attrs]
+    # The fields of each occurrence of the repeated segment (a lambda over two arrays
+    # captures no column: a captured column would be copied for every element).
     occurrences = (
-        f"arrayFilter(_o -> names[_o] = {q(repeat)}, arrayEnumerate(names))" if repeat else "[]"
+        f"arrayFilter((_f, _n) -> _n = {q(repeat)}, flds, names)"
+        if repeat
+        else "CAST([], 'Array(Array(String))')"
     )
     amount_paths = x.amount
     amount_text = lambda o: f"replaceAll({b.first(amount_paths, o)}, ',', '')"  # noqa: E731
     line_paths = [*(p for _, ps in x.line_keys for p in ps), *(p for _, p in line_attrs)]
-    line_guard = (
-        f"({b.first(amount_paths, '_o')} = '' OR match({amount_text('_o')}, {q(_AMOUNT)}))"
-        f" AND {b.ascii_guard(line_paths, '_o')}"
-    )
     header_fields = [f"position(msh[{n}], '\\\\') = 0" for n in (3, 4, 7, 9, 10, 12)]
     message_guard_paths = [
         *x.facility,
@@ -485,13 +484,21 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
     )
     amount_raw = b.first(amount_paths, "o")
     line(f"if({amount_raw} = '', NULL, toDecimal64OrNull({amount_text('o')}, 2))", "amount_value")
+    # What only a line can tell: its amount, and escapes or non-ASCII identifier types in
+    # the fields it reads (last: every line value must be built before).
+    line(
+        f"({amount_raw} = '' OR match({amount_text('o')}, {q(_AMOUNT)}))"
+        f" AND {b.ascii_guard(line_paths, 'o')} AND {b.unescaped('line')}",
+        "line_ok",
+    )
     m = lambda expr, alias: b.name(expr, "msg", alias)  # noqa: E731
     m(_Builder.header(10), "control_id")
     m(facility, "facility")
     m(b.zoned_times(x.event_time, "(0, 0)"), "event")
     m(b.zoned_times(x.sent_time, "(1, 0)"), "sent")
     m(b.first(x.status), "status_code")
-    m(f"if(empty({occurrences}), [0], {occurrences})", "occs")
+    m(occurrences, "lines")
+    m("length(lines)", "line_count")
     m(b.first(x.system), "system")
     m(operation, "operation")
     m(status, "status")
@@ -511,8 +518,7 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
         f" AND NOT match(raw, {q(_ODD_SPACE)})"
         f" AND arrayAll(_s -> match(_s, {q(_SEGMENT)}), segs)"
         " AND control_id != '' AND facility != '' AND event.1 = 1 AND sent.1 = 1"
-        f" AND {_ascii('status_code')} AND {b.ascii_guard(message_guard_paths)}"
-        f" AND arrayAll(_o -> {line_guard} AND {b.unescaped('line')}, occs)",
+        f" AND {_ascii('status_code')} AND {b.ascii_guard(message_guard_paths)}",
         "ok",
     )
     inner = b.names["msg"].wrap(
@@ -523,14 +529,17 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
         " FROM file({path:String}, 'RowBinary', 'idx UInt32, raw String')"
     )
 
+    joined = "if(ok AND line_count > 0, lines, [CAST([], 'Array(String)')])"
     events = b.names["line"].wrap(
-        # One row per event of a message the SQL takes, one (ok 0) per message it leaves.
+        # One row per event of a message the SQL takes, one (ok 0) per message it leaves;
+        # the message's own text and fields stay behind (ARRAY JOIN would copy them per row).
         # Not WHERE ok: a filter over this many nested levels costs the analyzer seconds.
-        f"SELECT *, o, ordinal FROM ({inner}) ARRAY JOIN if(ok, occs, [0]) AS o,"
-        " arrayEnumerate(if(ok, occs, [0])) AS ordinal"
+        f"SELECT * EXCEPT (raw, segs, names, flds, msh, lines), line, ordinal,"
+        f" if(line_count = 0, 0, ordinal) AS o FROM ({inner})"
+        f" ARRAY JOIN {joined} AS line, arrayEnumerate({joined}) AS ordinal"
     )
     parse = (
-        "SELECT idx, ok, lower(hex(MD5(concat(id_prefix, part)))),"
+        "SELECT idx, ok AND line_ok, lower(hex(MD5(concat(id_prefix, part)))),"
         " fromUnixTimestamp64Nano(event.2, 'UTC'), fromUnixTimestamp64Nano({now:Int64}, 'UTC'),"
         " 'hl7', {source:String}, facility, system, operation, status, status_message, 0,"
         " amount_value, '', '',"
