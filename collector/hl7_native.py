@@ -105,7 +105,7 @@ class NativeHl7:
             store.command(
                 f"INSERT INTO {self._landing} {self._sql.parse}",
                 parameters=params,
-                settings=SETTINGS,
+                settings={**SETTINGS, "max_insert_threads": streams},
             )
             # A message is left to Python when any of its rows is not ok (its marker row, or
             # a line the SQL cannot be sure about): its other rows are not copied either.
@@ -119,7 +119,8 @@ class NativeHl7:
                 columns = ", ".join(EVENT_COLUMNS)
                 store.command(
                     f"INSERT INTO {self._events} ({columns})"
-                    f" SELECT {columns} FROM {landing} WHERE idx NOT IN {left}"
+                    f" SELECT {columns} FROM {landing} WHERE idx NOT IN {left}",
+                    settings={"max_insert_threads": self.streams},
                 )
             store.command(f"TRUNCATE TABLE {self._landing}")
             return Loaded(int(events), len(messages) - len(rest), tuple(int(i) for i in rest))

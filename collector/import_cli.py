@@ -74,7 +74,9 @@ def import_command(
     ] = False,
     chunk: Annotated[
         int,
-        typer.Option(help="Records per durable write (HL7 parsed by the engine: at least 50,000)."),
+        typer.Option(
+            help="Records per durable write (HL7 parsed by the engine: at least 200,000)."
+        ),
     ] = 5_000,
     workers: Annotated[
         int,

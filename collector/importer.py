@@ -37,7 +37,7 @@ from stitchboard.writer import Batch
 
 # Records per engine statement at least: planning the statement costs a fraction of a
 # second whatever the chunk, so the engine path parses large ones.
-ENGINE_CHUNK = 50_000
+ENGINE_CHUNK = 200_000
 
 CONTENT_TYPES = {
     "hl7": "x-application/hl7-v2+er7",

@@ -25,7 +25,6 @@ into MSH-1/MSH-2, attribute names the extractor sets itself) gives
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -168,6 +167,8 @@ class _Builder:
         }
         # Every field a value is read from ("line": of the repeated segment's occurrence).
         self.fields: dict[str, dict[str, None]] = {"msg": {}, "line": {}}
+        # The facilities' time zones other than UTC (UTC needs no lookup).
+        self.zone_names = sorted({str(z) for z in extractor.zones.values()} - {"UTC"})
 
     def unescaped(self, scope: str) -> str:
         """True when no field read in ``scope`` holds the escape character."""
@@ -314,7 +315,7 @@ class _Builder:
 
     # -- times, as collector.hl7.dtm.parse_dtm -------------------------------------------------
 
-    def time(self, value: str, zone: str) -> str:
+    def time(self, value: str) -> str:
         """(state, ns) of one time value: state 0 empty or unreadable (the reference skips
         it), 1 read, 2 only Python can tell (the message takes the Python path)."""
         m = lambda expr: self.name(expr, "msg")  # noqa: E731
@@ -346,49 +347,45 @@ class _Builder:
         fraction = m(f"toInt64OrZero(rightPad({g}[7], 9, '0'))")
         sign = f"if(substring({offset}, 1, 1) = '-', -1, 1)"
         fixed = m(f"({local} - {sign} * ({off_h} * 3600 + {off_m} * 60))")
-        if zone == "UTC":
-            utc, near_change = m(f"if({offset} = '', {local}, {fixed})"), "0"
-        else:
-            z = q(zone)
 
-            def offset_at(instant: str) -> str:
-                bounded = f"toUInt32(greatest(least({instant}, 4294880000), 86400))"
-                return f"timeZoneOffset(toDateTime({bounded}, {z}))"
+        # The facility's zone (column zone_ix: 0 UTC, else 1 + its place in self.zone_names):
+        # one expression per zone, of which each row evaluates its own (short-circuit).
+        def offset_at(instant: str) -> str:
+            bounded = f"toUInt32(greatest(least({instant}, 4294880000), 86400))"
+            branches = [
+                f"zone_ix = {i}, timeZoneOffset(toDateTime({bounded}, {q(zone)}))"
+                for i, zone in enumerate(self.zone_names, 1)
+            ]
+            return f"multiIf({', '.join(branches)}, 0)" if branches else "0"
 
-            zoned = m(f"({local} - {offset_at(local)})")
-            utc = m(f"if({offset} = '', {zoned}, {fixed})")
-            # Within a day of a change the local time may be ambiguous or skipped: Python decides.
-            changes = f"{offset_at(zoned + ' - 86400')} != {offset_at(zoned + ' + 86400')}"
-            near_change = m(f"({offset} = '' AND {changes})")
+        zoned = m(f"({local} - {offset_at(local)})")
+        utc = m(f"if({offset} = '', {zoned}, {fixed})")
+        # Within a day of a change the local time may be ambiguous or skipped: Python decides.
+        changes = f"{offset_at(zoned + ' - 86400')} != {offset_at(zoned + ' + 86400')}"
+        near_change = m(f"({offset} = '' AND zone_ix != 0 AND {changes})")
         return m(
             f"multiIf({value} = '', (0, 0), NOT {_ascii(value)}, (2, 0), empty({g}), (0, 0),"
             f" NOT {valid}, (0, 0), {y} NOT BETWEEN {_FIRST_YEAR} AND {_LAST_YEAR}, (2, 0),"
             f" {near_change}, (2, 0), (1, {utc} * 1000000000 + {fraction}))"
         )
 
-    def times(self, paths: Sequence[FieldPath], zone: str, default: str) -> str:
+    def times(self, paths: Sequence[FieldPath], default: str) -> str:
         """The first time that is not skipped: (state, ns); ``default`` when all are."""
         branches = []
         for path in paths:
-            t = self.time(self.value(path), zone)
+            t = self.time(self.value(path))
             branches.append(f"{t}.1 != 0, {t}")
         return (
             self.name(f"multiIf({', '.join(branches)}, {default})", "msg") if branches else default
         )
 
-    def zoned_times(self, paths: Sequence[FieldPath], default: str) -> str:
-        """``times`` in the time zone of the message's facility (column ``facility``)."""
-        by_zone: dict[str, list[str]] = defaultdict(list)
-        for facility, zone in self.x.zones.items():
-            name = str(zone)
-            if name != "UTC":
-                by_zone[name].append(facility)
-        branches = [
-            f"facility IN ({', '.join(q(f) for f in ids)}), {self.times(paths, zone, default)}"
-            for zone, ids in sorted(by_zone.items())
-        ]
-        utc = self.times(paths, "UTC", default)
-        return f"multiIf({', '.join(branches)}, {utc})" if branches else utc
+    def zone_index(self) -> str:
+        """The message's zone as a number (``zone_names``), from its facility (column)."""
+        facilities = [f for f, zone in self.x.zones.items() if str(zone) in self.zone_names]
+        numbers = [str(self.zone_names.index(str(self.x.zones[f])) + 1) for f in facilities]
+        if not facilities:
+            return "0"
+        return f"transform(facility, {_strings(facilities)}, [{', '.join(numbers)}], 0)"
 
 
 def statements(extractor: Hl7Extractor) -> Hl7Statements:
@@ -494,8 +491,9 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
     m = lambda expr, alias: b.name(expr, "msg", alias)  # noqa: E731
     m(_Builder.header(10), "control_id")
     m(facility, "facility")
-    m(b.zoned_times(x.event_time, "(0, 0)"), "event")
-    m(b.zoned_times(x.sent_time, "(1, 0)"), "sent")
+    m(b.zone_index(), "zone_ix")
+    m(b.times(x.event_time, "(0, 0)"), "event")
+    m(b.times(x.sent_time, "(1, 0)"), "sent")
     m(b.first(x.status), "status_code")
     m(occurrences, "lines")
     m("length(lines)", "line_count")
