@@ -8,14 +8,14 @@ reads, PHI fields pseudonymized leaf by leaf with the same keyed HMAC (the pads
 travel as query parameters, never stored), MSH-7/EVN times in the facility's
 time zone, the same event ids.
 
-Each message also gets ``ok``: 1 only when the SQL is certain to equal the
+Each row also gets ``ok``: 1 only when the SQL is certain to equal the
 reference. Everything else goes to the Python path, which also writes every
-dead letter: other delimiters, escape sequences in a field it reads, bytes that are not
-UTF-8, unusual white space, malformed segments, a message without MSH-10, every
-rejection (no facility, no usable event time), times outside 1971-2105 or
-within a day of a daylight-saving change of the facility's zone, amounts that
-are not plain decimals with at most two places, non-ASCII text where Python's
-case or digit rules would differ from the engine's.
+dead letter: other delimiters, escape sequences in a field it reads, bytes that
+are not UTF-8, unusual white space, malformed segments, a message without
+MSH-10, every rejection (no facility, no usable event time), times outside
+1971-2105 or within a day of a daylight-saving change of the facility's zone,
+amounts that are not plain decimals with at most two places, non-ASCII text
+where Python's case or digit rules would differ from the engine's.
 
 A configuration the SQL does not cover at all (``store_message: true``, paths
 into MSH-1/MSH-2, attribute names the extractor sets itself) gives
