@@ -72,7 +72,12 @@ def import_command(
     restart: Annotated[
         bool, typer.Option(help="Ignore the checkpoint of an earlier import of the same file.")
     ] = False,
-    chunk: Annotated[int, typer.Option(help="Records per durable write.")] = 5_000,
+    chunk: Annotated[
+        int,
+        typer.Option(
+            help="Records per durable write (HL7 parsed by the engine: at least 200,000)."
+        ),
+    ] = 5_000,
     workers: Annotated[
         int,
         typer.Option(
@@ -81,6 +86,14 @@ def import_command(
             " CPU, at most 4). Files of fewer than 4 chunks are read by one.",
         ),
     ] = min(4, os.cpu_count() or 1),
+    python: Annotated[
+        bool,
+        typer.Option(
+            "--python",
+            help="Parse every HL7 message in Python, the reference path (default: the embedded"
+            " engine parses what it can, Python the rest).",
+        ),
+    ] = False,
     clickhouse: ClickhouseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -94,7 +107,9 @@ def import_command(
         settings = load_settings(clickhouse=clickhouse, config=config)
         url = server or (None if direct else running_server(settings))
         target: DirectTarget | ServerTarget = (
-            ServerTarget(url) if url else DirectTarget(build_runtime(settings), workers)
+            ServerTarget(url)
+            if url
+            else DirectTarget(build_runtime(settings), workers, engine=not python)
         )
     except ConfigError as exc:
         fail(str(exc))

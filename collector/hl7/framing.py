@@ -109,6 +109,27 @@ _BOUNDARY = re.compile(rb"(?:\r\n|\r|\n)+(?=(?:MSH|FHS|BHS|BTS|FTS)[^A-Za-z0-9\r
 _BLOCK = 4 * 1024 * 1024
 
 
+_NAMES = (b"MSH", *_ENVELOPE)
+_NOT_AFTER_NAME = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789\r\n")
+
+
+def boundaries(buffer: bytes) -> list[int]:
+    """Where messages start: ``[m.end() for m in _BOUNDARY.finditer(buffer)]``, by
+    ``bytes.find`` (several times faster than the regular expression on large files):
+    a segment name after a line break, followed by a character that can be a delimiter."""
+    cuts = []
+    end = len(buffer) - 3
+    for name in _NAMES:
+        at = buffer.find(name, 1)
+        while at != -1:
+            if at < end and buffer[at - 1] in (13, 10) and buffer[at + 3] not in _NOT_AFTER_NAME:
+                cuts.append(at)
+            at = buffer.find(name, at + 3)
+    if len(cuts) > 1:
+        cuts.sort()
+    return cuts
+
+
 def split_hl7_file(stream: BinaryIO, start: int = 0, block: int = _BLOCK) -> Iterator[Piece]:
     """The messages of an HL7 file from byte offset ``start`` (a resumed import)."""
     stream.seek(start)
@@ -145,7 +166,7 @@ def _split_text(stream: BinaryIO, head: bytes, start: int, block: int) -> Iterat
         buffer = carry + data
         if not buffer:
             return
-        cuts = [m.end() for m in _BOUNDARY.finditer(buffer)]
+        cuts = boundaries(buffer)
         if not eof:
             # The last piece may continue in the next block.
             if not cuts:

@@ -65,7 +65,7 @@ def test_interrupted_import_resumes_after_the_last_durable_chunk(runtime, store,
                     raise Crash
                 yield end
 
-    crashing = CrashingTarget(runtime)
+    crashing = CrashingTarget(runtime, engine_chunk=1)  # an engine statement per chunk
     with pytest.raises(Crash):
         import_file(crashing, path, "auto", restart=False, chunk_size=100)
     crashing.flush()
@@ -100,7 +100,7 @@ def test_a_checkpoint_names_only_records_synced_before_it(runtime, store, tmp_pa
                     raise Abandoned
                 yield end
 
-    abandoned = AbandonedTarget(runtime, sync=sync)
+    abandoned = AbandonedTarget(runtime, sync=sync, engine=False)  # the Python path's pipeline
     with pytest.raises(Abandoned):
         import_file(abandoned, path, "auto", False, chunk_size=100)
     # A sync after each of chunks 1-4 has been inserted (the next one may be in already).
@@ -120,7 +120,7 @@ def test_worker_processes_store_what_one_process_stores(runtime, store, tmp_path
     path = tmp_path / "parallel.hl7"
     body = b"".join(adt(40_000 + n).replace(b"\r", b"\n") + b"\n" for n in range(900))
     path.write_bytes(b"not a message\n" + body)
-    target = DirectTarget(runtime, workers=2)
+    target = DirectTarget(runtime, workers=2, engine=False)
     try:
         report = import_file(target, path, "auto", restart=False, chunk_size=100)
     finally:
@@ -133,7 +133,9 @@ def test_worker_processes_store_what_one_process_stores(runtime, store, tmp_path
         " WHERE startsWith(keys['msg'], 'IMP-04') ORDER BY event_id"
     )
     path.rename(tmp_path / "serial.hl7")
-    one = import_file(DirectTarget(runtime), tmp_path / "serial.hl7", "auto", True, 100)
+    one = import_file(
+        DirectTarget(runtime, engine=False), tmp_path / "serial.hl7", "auto", True, 100
+    )
     assert (one.records, one.events, one.rejected) == (901, 900, 1)
     serial = store.rows(
         f"SELECT event_id, event_time, keys FROM {store.table('events')} FINAL"
@@ -209,3 +211,71 @@ def test_json_lines_and_csv_files(runtime, store, tmp_path):
     assert count(store, "keys['invoice'] = 'INV-X' AND facility = 'ELSEWHERE'") == 1
     again = import_file(DirectTarget(runtime), csv_path, "auto", False, 64)
     assert again.records == 0
+
+
+ESCAPED = (DATA / "v26_dft_p03_three_lines.hl7").read_bytes()  # escapes: the Python path
+
+
+def test_engine_import_checkpoints_only_synced_chunks(runtime, store, tmp_path):
+    """The engine path: chunk N's rows, then a sync, then chunk N's checkpoint (with chunk
+    N + 1's rows); an abandoned import resumes there and stores nothing twice."""
+    path = tmp_path / "engine.hl7"
+    lines = [adt(50_000 + n) + b"\r\n" for n in range(600)]
+    path.write_bytes(b"".join(lines))
+    ends = [sum(len(line) for line in lines[: 100 * k]) for k in range(1, 7)]
+    seen: list[tuple[int, int]] = []
+    fid = file_id(path)
+
+    def sync() -> None:
+        seen.append((count(store, "startsWith(keys['msg'], 'IMP-05')"), resume_offset(store, fid)))
+
+    class Abandoned(Exception):
+        pass
+
+    class AbandonedTarget(DirectTarget):
+        def send_all(self, chunks, *args):
+            for sent, end in enumerate(super().send_all(chunks, *args), 1):
+                if sent == 5:
+                    raise Abandoned
+                yield end
+
+    abandoned = AbandonedTarget(runtime, sync=sync, engine_chunk=1)  # a statement per chunk
+    assert abandoned.native is not None
+    with pytest.raises(Abandoned):
+        import_file(abandoned, path, "auto", False, chunk_size=100)
+    assert seen == [(100, 0), (200, ends[0]), (300, ends[1]), (400, ends[2]), (500, ends[3])]
+    assert resume_offset(store, fid) == ends[3]
+    resumed = import_file(DirectTarget(runtime), path, "auto", restart=False, chunk_size=100)
+    assert (resumed.resumed_at, resumed.records, resumed.events) == (ends[3], 200, 200)
+    assert count(store, "startsWith(keys['msg'], 'IMP-05')") == 600
+    assert resume_offset(store, fid) == ends[5]
+
+
+def test_engine_and_python_paths_import_the_same_file_alike(runtime, store, tmp_path):
+    """A file of clean messages, messages with escapes (left to Python) and garbage:
+    the same report and, re-imported the other way, the same rows and no second copy."""
+    path = tmp_path / "mixed.hl7"
+    body = b"".join(
+        adt(60_000 + n) + b"\r\n"
+        if n % 10
+        else ESCAPED.replace(b"LCH-DFT-000777", f"IMP-06-{n:04d}".encode()) + b"\r\n"
+        for n in range(300)
+    )
+    path.write_bytes(b"garbage before the first message\r\n" + body)
+    where = "startsWith(keys['msg'], 'IMP-06')"
+    columns = "* EXCEPT (observed_time, inserted_at)"
+
+    def stored() -> list[tuple]:
+        return store.rows(
+            f"SELECT {columns} FROM {store.table('events')} FINAL WHERE {where} ORDER BY event_id"
+        )
+
+    python = import_file(DirectTarget(runtime, engine=False), path, "auto", True, 100)
+    by_python = stored()
+    engine = import_file(DirectTarget(runtime), path, "auto", True, 100)
+    by_engine = stored()
+    # 270 ADTs (one event each), 30 charges of three lines, one piece of garbage.
+    for report in (python, engine):
+        assert (report.records, report.events, report.rejected) == (301, 270 + 90, 1)
+    assert len(by_python) == 360 and by_engine == by_python
+    assert count(store, where) == 360
