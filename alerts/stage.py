@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -39,13 +40,21 @@ class EvaluationLoop:
         self.runtime = runtime
         self.notifier = ChannelNotifier(runtime.config, runtime.store)
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        # A cycle reschedules itself through the scheduler, whose shutdown holds the
+        # scheduler's lock while it waits for running cycles: stop() first waits for the
+        # cycle in flight and marks the loop stopping, so no cycle calls in after that.
+        self._cycle = threading.Lock()
+        self._stopping = False
 
     def run_once(self) -> None:
-        try:
-            evaluate_all(self.runtime.store, self.runtime.config, self.notifier)
-            self._wake_for_deadline()
-        except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
-            log.exception("alert evaluation failed")
+        with self._cycle:
+            if self._stopping:
+                return
+            try:
+                evaluate_all(self.runtime.store, self.runtime.config, self.notifier)
+                self._wake_for_deadline()
+            except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
+                log.exception("alert evaluation failed")
 
     def _wake_for_deadline(self) -> None:
         """Run the next cycle when the next high-value deadline passes, if that comes
@@ -85,8 +94,13 @@ class EvaluationLoop:
         self.scheduler.modify_job("alerts-evaluate", next_run_time=_now())
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self._stop_cycles)
         await asyncio.to_thread(self.scheduler.shutdown, True)
         await asyncio.to_thread(self.notifier.close)
+
+    def _stop_cycles(self) -> None:
+        with self._cycle:
+            self._stopping = True
 
     def describe(self) -> str:
         config = self.runtime.config
