@@ -320,7 +320,9 @@ def test_event_loop_senders_are_woken_once_per_group_commit(tmp_path):
     stats = w.journal.stats()
     assert sorted(done) == list(range(200))
     assert stats.synced_records == 200
-    assert 1 <= w.waiters.wakeups <= stats.syncs < 200
+    # A record synced before its sender was listed is answered on the loop itself, with
+    # no cross-thread wake-up: on a slow machine that can be every one of them.
+    assert w.waiters.wakeups <= stats.syncs < 200
     w.start()
     wait_for(lambda: w.journal.caught_up)
     assert sorted(ids(sink)) == sorted(f"e{i}" for i in range(200))
