@@ -142,6 +142,9 @@ def _refresh(store: Store) -> bool:
             f" FROM {transactions} FINAL WHERE {_FINISHED}"
             " SETTINGS do_not_merge_across_partitions_select_final = 1"
         )
+        # A large build lands in several parts that span the whole key: readers (FINAL)
+        # would merge all of them on every read. One part; later diffs are small parts.
+        store.command(f"OPTIMIZE TABLE {held} FINAL")
     elif newest > since or not complete_at_since:
         # The newest version of each transaction written since the mark (its newest of
         # all: versions only grow), open or not, against what the set holds for it. The
