@@ -34,6 +34,7 @@ from stitchboard.store import Store
 
 _INDEX = struct.Struct("<I")
 _TABLES = itertools.count(1)
+_LANDING = "_hl7_landing_"  # + process id + "_" + number: a Memory table per NativeHl7
 _PER_STREAM = 5_000  # fewer messages than this per stream are not worth another one
 
 
@@ -66,7 +67,7 @@ class NativeHl7:
             self.reason = "the store is a ClickHouse server (the engine reads local files)"
         self._pads = pseudonymize.hmac_pads() if isinstance(pseudonymize, Pseudonymizer) else None
         self._sql: Hl7Statements | None = None if self.reason else statements(extractor)
-        self._landing = store.table(f"_hl7_landing_{os.getpid()}_{next(_TABLES)}")
+        self._landing = store.table(f"{_LANDING}{os.getpid()}_{next(_TABLES)}")
         self._events = store.table("events")
         self._ready = False
         self._dir = Path(tempfile.mkdtemp(prefix="stitchboard-hl7-"))
@@ -82,7 +83,7 @@ class NativeHl7:
         if self._sql is None or self._pads is None or not messages:
             return Loaded(0, 0, tuple(range(len(messages))))
         if not self._ready:
-            self.store.command(f"DROP TABLE IF EXISTS {self._landing}")
+            self._drop_stale()
             self.store.command(f"CREATE TABLE {self._landing} ({LANDING_COLUMNS}) ENGINE = Memory")
             self._ready = True
         chunk = Path(tempfile.mkdtemp(prefix="chunk-", dir=self._dir))
@@ -126,6 +127,19 @@ class NativeHl7:
             return Loaded(int(events), len(messages) - len(rest), tuple(int(i) for i in rest))
         finally:
             shutil.rmtree(chunk, ignore_errors=True)
+
+    def _drop_stale(self) -> None:
+        """Drop landing tables an earlier process left (killed before ``close``): one process
+        owns an embedded store, so those of other process ids are nobody's."""
+        mine = f"{_LANDING}{os.getpid()}_"
+        stale = self.store.rows(
+            "SELECT name FROM system.tables WHERE database = {db:String}"
+            " AND startsWith(name, {prefix:String}) AND NOT startsWith(name, {mine:String})",
+            {"db": self.store.database, "prefix": _LANDING, "mine": mine},
+        )
+        for (name,) in stale:
+            self.store.command(f"DROP TABLE IF EXISTS {self.store.table(name)}")
+        self.store.command(f"DROP TABLE IF EXISTS {self._landing}")
 
     def close(self) -> None:
         if self._ready:

@@ -124,6 +124,7 @@ def test_direct_import_with_worker_processes(tmp_path):
         "10",
         "--workers",
         "2",
+        "--python",  # the judging processes parse HL7 only on the Python path
         "--clickhouse",
         f"chdb://{data}",
     )

@@ -12,6 +12,7 @@ explicit nulls, amounts, times with and without offsets in each facility's zone
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -261,3 +262,22 @@ def test_the_engine_takes_most_clean_messages(pair) -> None:
     many = [t.replace("|P|2.", f"{n}|P|2.", 1) for n in range(200) for t in texts]
     loaded = both_paths(pair, "repo", many)
     assert loaded.messages == len(many) and not loaded.rest
+
+
+def test_landing_tables_of_dead_processes_are_dropped(pair) -> None:
+    """A landing table left by a process killed mid-import goes with the next load."""
+    _, engine, natives = pair
+    stale = engine.table("_hl7_landing_999999999_1")
+    engine.command(f"CREATE TABLE {stale} (idx UInt32) ENGINE = Memory")
+    native = NativeHl7(ENGINE_CONFIGS["repo"], PSEUDO, engine)
+    try:
+        native.load([SAMPLES[1].encode()], SOURCE, NOW)
+        tables = engine.rows(
+            "SELECT name FROM system.tables WHERE database = {db:String}"
+            " AND startsWith(name, '_hl7_landing_')",
+            {"db": engine.database},
+        )
+        assert ("_hl7_landing_999999999_1",) not in tables
+        assert any(name.startswith(f"_hl7_landing_{os.getpid()}_") for (name,) in tables)
+    finally:
+        native.close()
