@@ -77,6 +77,9 @@ class EvaluationLoop:
             id="alerts-evaluate",
             max_instances=1,
             coalesce=True,
+            # A run the scheduler reaches late (a busy machine) still runs, once: by
+            # default one more than 1 s late is skipped, and a page waits a whole interval.
+            misfire_grace_time=None,
             next_run_time=None,
         )
         self.scheduler.start()
