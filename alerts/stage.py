@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -39,6 +40,11 @@ class EvaluationLoop:
         self.runtime = runtime
         self.notifier = ChannelNotifier(runtime.config, runtime.store)
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        # The job asks the scheduler for its next run; APScheduler's shutdown holds the
+        # job store lock while it waits for the running job, so the job must not ask once
+        # the shutdown began (it would wait on that lock forever).
+        self._scheduling = threading.Lock()
+        self._stopping = False
 
     def run_once(self) -> None:
         try:
@@ -56,15 +62,20 @@ class EvaluationLoop:
             return
         interval = config.evaluation_interval.nanos
         now = time.time_ns()
-        job = self.scheduler.get_job("alerts-evaluate")
-        regular = job.next_run_time if job is not None else None
-        next_tick = int(regular.timestamp() * 1e9) if regular else now + interval
         deadline = next_deadline(self.runtime.store, config.overdue.amount, now)
-        gap = min(interval // 5, _MAX_GAP_NS)
-        at = wake_at(now, next_tick, deadline, min_gap=gap, margin=_MARGIN_NS)
-        if at is not None:
-            when = dt.datetime.fromtimestamp(at / 1e9, dt.UTC)
-            self.scheduler.modify_job("alerts-evaluate", next_run_time=when)
+        if deadline is None:
+            return
+        with self._scheduling:
+            if self._stopping:
+                return
+            job = self.scheduler.get_job("alerts-evaluate")
+            regular = job.next_run_time if job is not None else None
+            next_tick = int(regular.timestamp() * 1e9) if regular else now + interval
+            gap = min(interval // 5, _MAX_GAP_NS)
+            at = wake_at(now, next_tick, deadline, min_gap=gap, margin=_MARGIN_NS)
+            if at is not None:
+                when = dt.datetime.fromtimestamp(at / 1e9, dt.UTC)
+                self.scheduler.modify_job("alerts-evaluate", next_run_time=when)
 
     async def start(self) -> None:
         # APScheduler logs every run at INFO: a line per 15 s drowns the server's log.
@@ -88,8 +99,13 @@ class EvaluationLoop:
         self.scheduler.modify_job("alerts-evaluate", next_run_time=_now())
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self._stop_scheduling)
         await asyncio.to_thread(self.scheduler.shutdown, True)
         await asyncio.to_thread(self.notifier.close)
+
+    def _stop_scheduling(self) -> None:
+        with self._scheduling:  # waits for a job that is asking the scheduler now
+            self._stopping = True
 
     def describe(self) -> str:
         config = self.runtime.config
