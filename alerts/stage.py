@@ -40,21 +40,18 @@ class EvaluationLoop:
         self.runtime = runtime
         self.notifier = ChannelNotifier(runtime.config, runtime.store)
         self.scheduler = BackgroundScheduler(timezone="UTC")
-        # A cycle reschedules itself through the scheduler, whose shutdown holds the
-        # scheduler's lock while it waits for running cycles: stop() first waits for the
-        # cycle in flight and marks the loop stopping, so no cycle calls in after that.
-        self._cycle = threading.Lock()
+        # The job asks the scheduler for its next run; APScheduler's shutdown holds the
+        # job store lock while it waits for the running job, so the job must not ask once
+        # the shutdown began (it would wait on that lock forever).
+        self._scheduling = threading.Lock()
         self._stopping = False
 
     def run_once(self) -> None:
-        with self._cycle:
-            if self._stopping:
-                return
-            try:
-                evaluate_all(self.runtime.store, self.runtime.config, self.notifier)
-                self._wake_for_deadline()
-            except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
-                log.exception("alert evaluation failed")
+        try:
+            evaluate_all(self.runtime.store, self.runtime.config, self.notifier)
+            self._wake_for_deadline()
+        except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
+            log.exception("alert evaluation failed")
 
     def _wake_for_deadline(self) -> None:
         """Run the next cycle when the next high-value deadline passes, if that comes
@@ -65,15 +62,20 @@ class EvaluationLoop:
             return
         interval = config.evaluation_interval.nanos
         now = time.time_ns()
-        job = self.scheduler.get_job("alerts-evaluate")
-        regular = job.next_run_time if job is not None else None
-        next_tick = int(regular.timestamp() * 1e9) if regular else now + interval
         deadline = next_deadline(self.runtime.store, config.overdue.amount, now)
-        gap = min(interval // 5, _MAX_GAP_NS)
-        at = wake_at(now, next_tick, deadline, min_gap=gap, margin=_MARGIN_NS)
-        if at is not None:
-            when = dt.datetime.fromtimestamp(at / 1e9, dt.UTC)
-            self.scheduler.modify_job("alerts-evaluate", next_run_time=when)
+        if deadline is None:
+            return
+        with self._scheduling:
+            if self._stopping:
+                return
+            job = self.scheduler.get_job("alerts-evaluate")
+            regular = job.next_run_time if job is not None else None
+            next_tick = int(regular.timestamp() * 1e9) if regular else now + interval
+            gap = min(interval // 5, _MAX_GAP_NS)
+            at = wake_at(now, next_tick, deadline, min_gap=gap, margin=_MARGIN_NS)
+            if at is not None:
+                when = dt.datetime.fromtimestamp(at / 1e9, dt.UTC)
+                self.scheduler.modify_job("alerts-evaluate", next_run_time=when)
 
     async def start(self) -> None:
         # APScheduler logs every run at INFO: a line per 15 s drowns the server's log.
@@ -86,6 +88,9 @@ class EvaluationLoop:
             id="alerts-evaluate",
             max_instances=1,
             coalesce=True,
+            # A run the scheduler reaches late (a busy machine) still runs, once: by
+            # default one more than 1 s late is skipped, and a page waits a whole interval.
+            misfire_grace_time=None,
             next_run_time=None,
         )
         self.scheduler.start()
@@ -94,12 +99,12 @@ class EvaluationLoop:
         self.scheduler.modify_job("alerts-evaluate", next_run_time=_now())
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self._stop_cycles)
+        await asyncio.to_thread(self._stop_scheduling)
         await asyncio.to_thread(self.scheduler.shutdown, True)
         await asyncio.to_thread(self.notifier.close)
 
-    def _stop_cycles(self) -> None:
-        with self._cycle:
+    def _stop_scheduling(self) -> None:
+        with self._scheduling:  # waits for a job that is asking the scheduler now
             self._stopping = True
 
     def describe(self) -> str:
