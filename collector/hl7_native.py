@@ -27,6 +27,7 @@ from pathlib import Path
 
 from collector.hl7.extract import Hl7Extractor
 from collector.hl7.sql import LANDING_COLUMNS, SETTINGS, Hl7Statements, statements, unsupported
+from collector.rowbinary import varint
 from stitchboard.config import SlasConfig
 from stitchboard.events import EVENT_COLUMNS
 from stitchboard.phi import Pseudonymizer
@@ -158,18 +159,6 @@ def _row_binary(messages: Sequence[bytes], first: int = 0) -> bytes:
         if n < 0x80:
             append(bytes((n,)))
         else:
-            append(_varint(n))
+            append(varint(n))
         append(raw)
     return b"".join(parts)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)

@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector.attributes import to_dict
 from collector.normalize import Normalizer, RecordProblem
+from collector.rowbinary import varint
 from stitchboard.config import SlasConfig
 from stitchboard.phi import ASCII_SPACE, Pseudonymizer
 from stitchboard.phi import PREFIX as PHI_PREFIX
@@ -328,7 +329,7 @@ class NativeTraces:
         try:
             with os.fdopen(fd, "wb") as out:
                 for body in payloads:
-                    out.write(_varint(len(body)))
+                    out.write(varint(len(body)))
                     out.write(body)
             params = {
                 "path": path,
@@ -361,15 +362,3 @@ def _scalar(attributes) -> bool:
             if magnitude >= 1e15 or 0 < magnitude < 1e-4:
                 return False
     return True
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
