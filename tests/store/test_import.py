@@ -30,6 +30,20 @@ def count(store, where: str, table: str = "events") -> int:
     return store.scalar(f"SELECT count() FROM {store.table(table)} FINAL WHERE {where}")
 
 
+class Abandoned(Exception):
+    """The import stopped without its final flush (a crash, as far as the store knows)."""
+
+
+class AbandonedTarget(DirectTarget):
+    """Gives up after its fifth durable chunk."""
+
+    def send_all(self, chunks, *args):
+        for sent, end in enumerate(super().send_all(chunks, *args), 1):
+            if sent == 5:
+                raise Abandoned
+            yield end
+
+
 def test_hl7_file_with_lf_separators_is_imported_and_reimport_stores_nothing(
     runtime, store, tmp_path
 ):
@@ -89,16 +103,6 @@ def test_a_checkpoint_names_only_records_synced_before_it(runtime, store, tmp_pa
 
     def sync() -> None:
         seen.append((count(store, "startsWith(keys['msg'], 'IMP-03')"), resume_offset(store, fid)))
-
-    class Abandoned(Exception):
-        pass
-
-    class AbandonedTarget(DirectTarget):
-        def send_all(self, chunks, *args):
-            for sent, end in enumerate(super().send_all(chunks, *args), 1):
-                if sent == 5:
-                    raise Abandoned
-                yield end
 
     abandoned = AbandonedTarget(runtime, sync=sync, engine=False)  # the Python path's pipeline
     with pytest.raises(Abandoned):
@@ -228,16 +232,6 @@ def test_engine_import_checkpoints_only_synced_chunks(runtime, store, tmp_path):
 
     def sync() -> None:
         seen.append((count(store, "startsWith(keys['msg'], 'IMP-05')"), resume_offset(store, fid)))
-
-    class Abandoned(Exception):
-        pass
-
-    class AbandonedTarget(DirectTarget):
-        def send_all(self, chunks, *args):
-            for sent, end in enumerate(super().send_all(chunks, *args), 1):
-                if sent == 5:
-                    raise Abandoned
-                yield end
 
     abandoned = AbandonedTarget(runtime, sync=sync, engine_chunk=1)  # a statement per chunk
     assert abandoned.native is not None
