@@ -30,6 +30,15 @@ _RECENT = (
 )
 OVERDUE = "overdue"
 IDLE_FEED = "idle_feed"
+# Receipt, not event time: a feed is idle when nothing arrives from it, whatever times
+# its events carry (a history replay sends old event times; a feed back from an outage
+# sends its backlog). The same clock as the console's data health. inserted_at >=
+# observed_time (an event is stored after it is received), so the index still prunes.
+_RECEIVED = (
+    "inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+    " AND observed_time >= fromUnixTimestamp64Nano({since:Int64})"
+    " AND observed_time <= fromUnixTimestamp64Nano({now:Int64})"
+)
 ERROR_SPIKE = "error_spike"
 
 
@@ -48,7 +57,7 @@ class FeedRow:
     system: str
     facility: str
     operation: str  # "" = every operation of the system
-    last_ns: int | None  # None: no events within the discovery window
+    last_ns: int | None  # newest receipt (observed time); None: none in the discovery window
 
 
 def overdue_rows(store: Store, threshold: float | None, now: int) -> list[OverdueRow]:
@@ -111,12 +120,13 @@ def overdue_candidates(
 
 
 def feed_rows(store: Store, config: SlasConfig, rule: IdleFeedRule, now: int) -> list[FeedRow]:
-    """Feeds seen within the discovery window (system x facility), plus declared ones."""
+    """Feeds received from within the discovery window (system x facility), plus declared
+    ones, with their newest receipt."""
     since = now - rule.discover_within.nanos
     sql = (
-        "SELECT system, facility, toUnixTimestamp64Nano(max(event_time)) AS last"
+        "SELECT system, facility, toUnixTimestamp64Nano(max(observed_time)) AS last"
         f" FROM {store.table('events')}"
-        f" WHERE {_RECENT} AND system != '' AND facility != ''"
+        f" WHERE {_RECEIVED} AND system != '' AND facility != ''"
         " GROUP BY system, facility HAVING count() >= {min_events:UInt32}"
     )
     params = {"since": since, "now": now, "min_events": rule.discover_min_events}
@@ -130,9 +140,9 @@ def feed_rows(store: Store, config: SlasConfig, rule: IdleFeedRule, now: int) ->
     for feed in rule.feeds:
         if feed.operation:
             last_op = store.scalar(
-                "SELECT toUnixTimestamp64Nano(max(event_time)) FROM"
+                "SELECT toUnixTimestamp64Nano(max(observed_time)) FROM"
                 f" {store.table('events')} WHERE system = {{s:String}} AND facility = {{f:String}}"
-                f" AND operation = {{o:String}} AND {_RECENT}",
+                f" AND operation = {{o:String}} AND {_RECEIVED}",
                 {
                     "s": feed.system,
                     "f": feed.facility,
@@ -179,7 +189,9 @@ def idle_candidates(
                 severity=rule.severity,
                 labels=labels,
                 annotations={
-                    "summary": f"No events from {row.system} at {row.facility} for {minutes}",
+                    "summary": (
+                        f"Nothing received from {row.system} at {row.facility} for {minutes}"
+                    ),
                     "description": (
                         f"The feed {row.system}"
                         + (f" {row.operation}" if row.operation else "")

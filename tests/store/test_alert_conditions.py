@@ -125,7 +125,7 @@ def test_idle_feeds_discovered_and_declared(loaded: Store) -> None:
         ("SYS_B", 31 * 60.0),
         ("SYS_C", None),
     ]
-    assert found[0].annotations["summary"] == "No events from SYS_A at F1 for 31 minutes"
+    assert found[0].annotations["summary"] == "Nothing received from SYS_A at F1 for 31 minutes"
     assert [c.labels["system"] for c in idle_candidates(CONFIG, rule, rows, NOW + 29 * MINUTE)] == [
         "SYS_C"
     ]
@@ -139,3 +139,51 @@ def test_business_hours_in_the_facility_time_zone() -> None:
     assert not in_business_hours(hours, CONFIG, "F1", tuesday_7am - NS)
     saturday = int(dt.datetime(2026, 3, 14, 15, 0, tzinfo=dt.UTC).timestamp()) * NS
     assert not in_business_hours(hours, CONFIG, "F1", saturday)
+
+
+def test_an_idle_feed_is_judged_by_receipt_not_by_event_time(loaded: Store) -> None:
+    """A history replay (old event times, received now) keeps its feed alive; a feed
+    whose stamps look recent but that has sent nothing for 40 minutes is idle."""
+    store = loaded
+    rows = [
+        # SYS_R replays history: stamped 3 h ago, received 1 minute ago.
+        *(
+            (
+                f"r{i}",
+                when(NOW - 180 * MINUTE),
+                when(NOW - MINUTE),
+                "otlp",
+                "t",
+                "F1",
+                "SYS_R",
+                "op",
+                "ok",
+            )
+            for i in range(3)
+        ),
+        # SYS_S: stamped 1 minute ago by a skewed clock, last received 40 minutes ago.
+        *(
+            (
+                f"s{i}",
+                when(NOW - MINUTE),
+                when(NOW - (40 + i) * MINUTE),
+                "otlp",
+                "t",
+                "F1",
+                "SYS_S",
+                "op",
+                "ok",
+            )
+            for i in range(3)
+        ),
+    ]
+    store.insert("events", EVENT_COLUMNS, rows)
+    rule = IdleFeedRule.model_validate({"idle_after": "30m", "discover_min_events": 2})
+    feeds = [r for r in feed_rows(store, CONFIG, rule, NOW) if r.system in ("SYS_R", "SYS_S")]
+    assert [(r.system, r.last_ns) for r in feeds] == [
+        ("SYS_R", NOW - MINUTE),
+        ("SYS_S", NOW - 40 * MINUTE),
+    ]
+    [idle] = idle_candidates(CONFIG, rule, feeds, NOW)
+    assert (idle.labels["system"], idle.value) == ("SYS_S", 40 * 60.0)
+    assert idle.annotations["summary"] == "Nothing received from SYS_S at F1 for 40 minutes"
