@@ -42,23 +42,9 @@ def burn_rate_candidates(config: SlasConfig, statuses: Iterable[SloStatus]) -> l
         labels = {"rule": RULE, "slo": slo.name, "workflow": status.workflow, **status.group}
         if status.step:
             labels["step"] = status.step
-        facility = status.group.get("facility", "")
-        where = f"{status.workflow}" + (f" step {status.step}" if status.step else "")
         annotations = {
-            "summary": (
-                f"{slo.name}: {where} at {facility} burns its error budget {rate:.1f}x"
-                f" over {long_label}"
-            ),
-            "description": (
-                f"Burn rate {rate:.1f}x over {long_label} and"
-                f" {status.burn_rates.get(short_label) or 0:.1f}x over {short_label};"
-                f" compliance {_pct(status.compliance)} against {slo.objective:.2%}"
-                f" over {status.window}; {status.overdue} overdue, {status.late} late,"
-                f" {status.failed} failed; ${status.amount_at_risk:,.2f} at risk"
-            ),
-            "burn_rate": f"{rate:.2f}",
-            "overdue": str(status.overdue),
-            "amount_at_risk": f"{status.amount_at_risk:.2f}",
+            "summary": f"{headline(status)} burns its error budget {rate:.1f}x over {long_label}",
+            **figures(status, slo.objective, long_label, short_label),
             **slo.alerting.annotations,
         }
         out.append(
@@ -72,6 +58,34 @@ def burn_rate_candidates(config: SlasConfig, statuses: Iterable[SloStatus]) -> l
             )
         )
     return out
+
+
+def headline(status: SloStatus) -> str:
+    """``slo: workflow [step s] at facility``."""
+    where = f"{status.workflow}" + (f" step {status.step}" if status.step else "")
+    return f"{status.slo}: {where} at {status.group.get('facility', '')}"
+
+
+def figures(
+    status: SloStatus, objective: float, long_label: str, short_label: str
+) -> dict[str, str]:
+    """The annotations that carry the SLO's figures over a pair of windows (firing or
+    cleared: the same shape, the figures as of that cycle)."""
+    return {
+        "description": (
+            f"Burn rate {status.burn_rates.get(long_label) or 0:.1f}x over {long_label} and"
+            f" {status.burn_rates.get(short_label) or 0:.1f}x over {short_label};"
+            f" compliance {_pct(status.compliance)} against {objective:.2%}"
+            f" over {status.window}; {status.overdue} overdue, {status.late} late,"
+            f" {status.failed} failed; ${status.amount_at_risk:,.2f} at risk"
+        ),
+        "burn_rate": f"{status.burn_rates.get(long_label) or 0:.2f}",
+        "long_window": long_label,
+        "short_window": short_label,
+        "compliance": "" if status.compliance is None else f"{status.compliance:.4f}",
+        "overdue": str(status.overdue),
+        "amount_at_risk": f"{status.amount_at_risk:.2f}",
+    }
 
 
 def _pct(value: float | None) -> str:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from alerts.lifecycle import Candidate
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.slos import BusinessHours, IdleFeedRule, OverdueRule
-from stitchboard.config.workflows import Pattern
+from stitchboard.config.workflows import Duration, Pattern
 from stitchboard.store import Store
 
 _NS = 1_000_000_000
@@ -165,13 +165,24 @@ def in_business_hours(hours: BusinessHours, config: SlasConfig, facility: str, n
     return found.calendar.is_business_day(local.date()) and hours.start <= local.hour < hours.end
 
 
+def idle_limit(rule: IdleFeedRule, row: FeedRow) -> Duration:
+    """How long the feed of ``row`` may stay silent: its declared limit, else the rule's."""
+    for feed in rule.feeds:
+        if (feed.system, feed.facility, feed.operation or "") == (
+            row.system,
+            row.facility,
+            row.operation,
+        ) and feed.idle_after is not None:
+            return feed.idle_after
+    return rule.idle_after
+
+
 def idle_candidates(
     config: SlasConfig, rule: IdleFeedRule, rows: Iterable[FeedRow], now: int
 ) -> list[Candidate]:
-    idle_after = {(f.system, f.facility, f.operation or ""): f.idle_after for f in rule.feeds}
     out = []
     for row in rows:
-        limit = idle_after.get((row.system, row.facility, row.operation)) or rule.idle_after
+        limit = idle_limit(rule, row)
         quiet = now - row.last_ns if row.last_ns is not None else None
         if quiet is not None and quiet < limit.nanos:
             continue

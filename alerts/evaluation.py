@@ -19,11 +19,12 @@ from alerts.conditions import (
     inhibited,
     overdue_candidates,
 )
-from alerts.lifecycle import Candidate, Step, advance
+from alerts.lifecycle import AlertState, Candidate, Step, advance
 from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
 from alerts.overdue import overdue_rows
 from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
+from alerts.resolution import Findings, cleared
 from alerts.rollup import refresh, rollup_relation
 from alerts.unmatched import unmatched_candidates
 from correlator import unmatched_groups
@@ -40,25 +41,33 @@ class Evaluation:
     step: Step
 
 
-def candidates(
-    store: Store, config: SlasConfig, statuses: list[SloStatus], now: int
-) -> list[Candidate]:
-    """What every rule finds; reads the ledgers as of the last refresh."""
+def observe(store: Store, config: SlasConfig, statuses: list[SloStatus], now: int) -> Findings:
+    """What every enabled rule reads this cycle; reads the ledgers as of the last refresh."""
     rules = config.alerts
-    found = burn_rate_candidates(config, statuses)
-    if rules.overdue.enabled:
-        rows = overdue_rows(store, rules.overdue.amount, now)
-        found += overdue_candidates(rules.overdue, rows, rules.external_url)
-    if rules.idle_feeds.enabled:
-        found += idle_candidates(
-            config, rules.idle_feeds, feed_rows(store, config, rules.idle_feeds, now), now
-        )
-    if rules.error_spike.enabled:
-        found += error_candidates(config, error_rows(store, rules.error_spike.window.nanos, now))
+    overdue = overdue_rows(store, rules.overdue.amount, now) if rules.overdue.enabled else []
+    feeds = feed_rows(store, config, rules.idle_feeds, now) if rules.idle_feeds.enabled else []
+    errors = (
+        error_rows(store, rules.error_spike.window.nanos, now) if rules.error_spike.enabled else []
+    )
+    unmatched = []
     if rules.unmatched.enabled:
         older = rules.unmatched.older_than.nanos if rules.unmatched.older_than else 0
-        groups = unmatched_groups(store, now, older)
-        found += unmatched_candidates(rules.unmatched, groups, now, rules.external_url)
+        unmatched = unmatched_groups(store, now, older)
+    return Findings(tuple(statuses), tuple(overdue), tuple(feeds), tuple(errors), tuple(unmatched))
+
+
+def candidates(config: SlasConfig, findings: Findings, now: int) -> list[Candidate]:
+    """What every rule finds in ``findings``."""
+    rules = config.alerts
+    found = burn_rate_candidates(config, findings.statuses)
+    if rules.overdue.enabled:
+        found += overdue_candidates(rules.overdue, findings.overdue, rules.external_url)
+    if rules.idle_feeds.enabled:
+        found += idle_candidates(config, rules.idle_feeds, findings.feeds, now)
+    if rules.error_spike.enabled:
+        found += error_candidates(config, findings.errors)
+    if rules.unmatched.enabled:
+        found += unmatched_candidates(rules.unmatched, findings.unmatched, now, rules.external_url)
     return found
 
 
@@ -77,10 +86,25 @@ def evaluate_all(
         # The rollup is brought up to date first; the SLOs are then counted from it.
         refresh(store, list(config.slos))
         statuses = slo_report(store, config, now, relation=rollup_relation)
-        found = candidates(store, config, statuses, now_ns)
+        findings = observe(store, config, statuses, now_ns)
+        found = candidates(config, findings, now_ns)
         muted = inhibited(config, found)
         previous = {r.fingerprint: r for r in live_records(store, now_ns)}
-        step = advance(previous, found, load_silences(store), muted, config.alerts.route, now_ns)
+        holding = {c.fingerprint for c in found}
+        resolutions = {
+            fp: cleared(r, findings, config, now_ns)
+            for fp, r in previous.items()
+            if fp not in holding and r.state != AlertState.RESOLVED
+        }
+        step = advance(
+            previous,
+            found,
+            load_silences(store),
+            muted,
+            config.alerts.route,
+            now_ns,
+            resolutions,
+        )
         # State first: a crash after this line may lose a notification, never send one twice.
         write_records(store, step.changed)
     if step.notices:

@@ -159,8 +159,12 @@ def advance(
     inhibited: frozenset[str],
     route: Route,
     now: int,
+    resolutions: Mapping[str, dict[str, str]] | None = None,
 ) -> Step:
-    """One evaluation: new states, and the notices to send now."""
+    """One evaluation: new states, and the notices to send now. ``resolutions``: the
+    annotations an alert that clears now takes (what it cleared to), by fingerprint; an
+    alert without one keeps those of its last cycle."""
+    resolutions = resolutions or {}
     active_silences = [s for s in silences if s.active(now)]
     records: dict[str, AlertRecord] = dict(previous)
     seen: set[str] = set()
@@ -177,7 +181,12 @@ def advance(
         records[fp] = record
     for fp, prev in previous.items():
         if fp not in seen and prev.state != AlertState.RESOLVED:
-            records[fp] = replace(prev, state=AlertState.RESOLVED.value, ends_at=now)
+            records[fp] = replace(
+                prev,
+                state=AlertState.RESOLVED.value,
+                ends_at=now,
+                annotations=resolutions.get(fp, prev.annotations),
+            )
     for fp, record in records.items():
         silenced = any(s.matches(record.labels) for s in active_silences)
         records[fp] = replace(record, silenced=silenced, inhibited=fp in inhibited)

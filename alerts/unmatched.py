@@ -18,7 +18,7 @@ UNMATCHED = "unmatched"
 _NS = 1_000_000_000
 
 
-def _age(ns: int) -> str:
+def age(ns: int) -> str:
     """A compact age: 3d 4h, 5h 12m, 7m."""
     minutes = max(ns, 0) // (60 * _NS)
     days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
@@ -43,7 +43,7 @@ def unmatched_candidates(
             why.append(f"{group.aged} waiting longer than {rule.older_than.text}")
         if by_count:
             why.append(f"{group.waiting} waiting (limit {rule.count})")
-        oldest = _age(now - group.oldest_ns)
+        oldest = age(now - group.oldest_ns)
         links = " ".join(
             f"{external_url}/api/v1/unmatched-events?key={quote(value)}"
             for value in group.waiting_for

@@ -114,6 +114,9 @@ def test_burn_rate_fires_when_the_ground_truth_says_and_pages_once(clean, monkey
         assert first["status"] == "firing"
         assert first["alerts"][0]["labels"]["severity"] == "ticket"
         assert "$1,000.00 at risk" in first["alerts"][0]["annotations"]["description"]
+        assert first["alerts"][0]["annotations"]["summary"] == (
+            "w_e2e: w at F1 burns its error budget 4.8x over 1d"
+        )
 
         cycle(NOW + 2 * MINUTE)
         [alert] = _burn(store)
@@ -141,6 +144,21 @@ def test_burn_rate_fires_when_the_ground_truth_says_and_pages_once(clean, monkey
         resolve = receiver.bodies()[2]
         assert resolve["status"] == "resolved"
         assert resolve["alerts"][0]["endsAt"] == "2026-03-10T12:10:00Z"
+        # The resolve says it cleared, with the figures at resolution (23 good of 23, over
+        # the page pair that fired last: 6h and 30m), not those of the page.
+        cleared = resolve["alerts"][0]["annotations"]
+        assert cleared["summary"] == "w_e2e: w at F1 cleared: burns its error budget 0.0x over 6h"
+        assert cleared["description"] == (
+            "Burn rate 0.0x over 6h and 0.0x over 30m; compliance 100.00% against 99.00%"
+            " over 30d; 0 overdue, 0 late, 0 failed; $0.00 at risk"
+        )
+        assert (cleared["burn_rate"], cleared["compliance"], cleared["overdue"]) == (
+            "0.00",
+            "1.0000",
+            "0",
+        )
+        assert cleared["amount_at_risk"] == "0.00"
+        assert _burn(store)[0].annotations == cleared  # the API shows the same
         cycle(NOW + 20 * MINUTE)
         assert len(receiver.posts) == 3
 
