@@ -27,6 +27,7 @@ from alerts.actions import (
 )
 from alerts.errors import AlertNotFound, BadSilence, SilenceNotFound
 from alerts.objectives import SloStatus, evaluate_slo, slo_report, slo_series
+from alerts.progress import PENDING
 from alerts.rollup import Snapshot, snapshot
 from stitchboard.api import ApiError
 from stitchboard.config.slos import Slo
@@ -107,6 +108,10 @@ def build_router(runtime: Runtime) -> APIRouter:
             raise ApiError(400, f"unknown facility {value!r}")
         return facilities[value]
 
+    def pending_events() -> int | None:
+        value = runtime.metrics.registry.get_sample_value(PENDING)
+        return None if value is None else int(value)
+
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
@@ -123,12 +128,20 @@ def build_router(runtime: Runtime) -> APIRouter:
         """Every SLO x group: compliance, objective, budget left, burn rates, counts, $ at risk.
 
         ``as_of``: every transaction written before it is counted; ``source``: counted
-        from the SLI rollup (caught up on each request) or straight from transactions.
+        from the SLI rollup (caught up on each request) or straight from transactions;
+        ``correlator_pending_events``: events received but not yet correlated (None when
+        no correlator runs in this server): while many are, the figures can still move
+        (a deadline judged overdue may complete) and burn-rate pages are held.
         """
         wanted = facility_id(facility)
         statuses, counted = await run(report, _window(window))
         items = [_status(s) for s in statuses if wanted is None or s.group["facility"] == wanted]
-        return {"as_of": jsonable(counted.as_of), "source": counted.source, "items": items}
+        return {
+            "as_of": jsonable(counted.as_of),
+            "source": counted.source,
+            "correlator_pending_events": pending_events(),
+            "items": items,
+        }
 
     def detail(
         slo: Slo, wanted: str | None, window: str | None, hours: int, step: dt.timedelta
@@ -173,6 +186,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             "budgeting": slo.budgeting,
             "as_of": jsonable(counted.as_of),
             "source": counted.source,
+            "correlator_pending_events": pending_events(),
             "items": items,
         }
 

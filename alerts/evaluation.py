@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from alerts.burn_rate import RULE as BURN_RATE
 from alerts.burn_rate import burn_rate_candidates
 from alerts.conditions import (
     error_candidates,
@@ -23,6 +24,7 @@ from alerts.lifecycle import AlertState, Candidate, Step, advance
 from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
 from alerts.overdue import overdue_rows
+from alerts.progress import MAX_HOLD_NS, Correlation
 from alerts.repository import STATE_LOCK, live_records, load_silences, to_ns, write_records
 from alerts.resolution import Findings, cleared
 from alerts.rollup import refresh, rollup_relation
@@ -76,7 +78,11 @@ def evaluate_all(
     config: SlasConfig,
     notifier: Notifier | None = None,
     now: dt.datetime | None = None,
+    correlation: Correlation | None = None,
 ) -> Evaluation:
+    """``correlation``: the correlator's progress (``alerts.progress``); while it catches
+    up, new burn-rate alerts are held pending. None (no correlator in this process):
+    nothing is held."""
     now = now or dt.datetime.now(dt.UTC)
     now_ns = to_ns(now) or 0
     notifier = notifier or MemoryNotifier()
@@ -91,6 +97,7 @@ def evaluate_all(
         muted = inhibited(config, found)
         previous = {r.fingerprint: r for r in live_records(store, now_ns)}
         holding = {c.fingerprint for c in found}
+        held = {BURN_RATE: correlation.reason()} if correlation and correlation.catching_up else {}
         resolutions = {
             fp: cleared(r, findings, config, now_ns)
             for fp, r in previous.items()
@@ -104,6 +111,8 @@ def evaluate_all(
             config.alerts.route,
             now_ns,
             resolutions,
+            held,
+            MAX_HOLD_NS,
         )
         # State first: a crash after this line may lose a notification, never send one twice.
         write_records(store, step.changed)

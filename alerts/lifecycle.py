@@ -160,11 +160,17 @@ def advance(
     route: Route,
     now: int,
     resolutions: Mapping[str, dict[str, str]] | None = None,
+    held: Mapping[str, str] | None = None,
+    max_hold_ns: int = 0,
 ) -> Step:
     """One evaluation: new states, and the notices to send now. ``resolutions``: the
     annotations an alert that clears now takes (what it cleared to), by fingerprint; an
-    alert without one keeps those of its last cycle."""
+    alert without one keeps those of its last cycle. ``held``: rules whose new alerts
+    may not start firing now, with the reason (shown as the ``held`` annotation); such
+    an alert stays pending, for at most ``max_hold_ns`` (then its ``for:`` decides as
+    usual); alerts already firing are not held."""
     resolutions = resolutions or {}
+    held = held or {}
     active_silences = [s for s in silences if s.active(now)]
     records: dict[str, AlertRecord] = dict(previous)
     seen: set[str] = set()
@@ -172,6 +178,12 @@ def advance(
         fp = c.fingerprint
         seen.add(fp)
         prev = previous.get(fp)
+        if c.rule in held and (prev is None or prev.state != AlertState.FIRING):
+            c = replace(
+                c,
+                for_ns=max(c.for_ns, max_hold_ns),
+                annotations={**c.annotations, "held": held[c.rule]},
+            )
         if prev is None or prev.state == AlertState.RESOLVED:
             record = _open(c, now)
             if prev is not None:  # a new episode keeps what the receivers were last told

@@ -17,6 +17,7 @@ from alerts.api import build_router
 from alerts.evaluation import evaluate_all
 from alerts.notifier import ChannelNotifier
 from alerts.overdue import next_deadline, wake_at
+from alerts.progress import Progress, RegistryProgress
 from alerts.schema import MIGRATIONS
 from stitchboard.components import Component
 from stitchboard.runtime import Runtime
@@ -45,10 +46,27 @@ class EvaluationLoop:
         # the shutdown began (it would wait on that lock forever).
         self._scheduling = threading.Lock()
         self._stopping = False
+        # The correlator's progress, from the metrics it registers in the shared registry.
+        self.progress: Progress = RegistryProgress(runtime.metrics.registry)
+        self._holding = False
 
     def run_once(self) -> None:
         try:
-            evaluate_all(self.runtime.store, self.runtime.config, self.notifier)
+            correlation = self.progress.read(time.time())
+            holding = correlation is not None and correlation.catching_up
+            if holding != self._holding and correlation is not None:
+                log.info(
+                    "burn-rate pages %s: %s",
+                    "held" if holding else "no longer held",
+                    correlation.reason(),
+                )
+            self._holding = holding
+            evaluate_all(
+                self.runtime.store,
+                self.runtime.config,
+                self.notifier,
+                correlation=correlation,
+            )
             self._wake_for_deadline()
         except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
             log.exception("alert evaluation failed")

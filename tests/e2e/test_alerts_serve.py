@@ -22,6 +22,8 @@ def test_slos_alerts_and_silences_over_http() -> None:
         assert all(s["compliance"] is None for s in slos)
         lakeside = client.get(f"{api}/slos", params={"facility": "LCH"}, timeout=30).json()
         assert {s["group"]["facility"] for s in lakeside["items"]} == {"LCH02"}
+        # The server's correlator has nothing to correlate: none pending.
+        assert lakeside["correlator_pending_events"] == 0
         detail = client.get(
             f"{api}/slos/discharge_charges_posted",
             params={"facility": "LCH02", "hours": 3},

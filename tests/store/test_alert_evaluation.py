@@ -230,3 +230,34 @@ def test_silences_round_trip(clean) -> None:
     [expired] = list_silences(store)
     assert expired["expired_by"] == "lee"
     assert expired["ends_at"] == start + dt.timedelta(minutes=30)
+
+
+def test_burn_rate_pages_wait_while_the_correlator_catches_up(clean, monkeypatch) -> None:
+    """NOW+1m fires the ticket (module docstring) unless the correlator lags: then the
+    alert is pending, says why, and nothing is sent; caught up, it fires and pages."""
+    from alerts.progress import Correlation
+
+    store, cfg = clean, config(YAML)
+    behind, caught_up = Correlation(48_000, 40.0), Correlation(0, 0.4)
+    with Receiver() as receiver:
+        monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
+
+        def cycle(at_ns: int, correlation: Correlation) -> None:
+            notifier = ChannelNotifier(cfg, store, sleep=lambda s: None)
+            evaluate_all(store, cfg, notifier, now=when(at_ns), correlation=correlation)
+            notifier.close()
+
+        cycle(NOW + MINUTE, behind)
+        [alert] = _burn(store)
+        assert alert.state == "pending"
+        assert alert.annotations["held"] == (
+            "correlator catching up: events wait 40 s to be correlated, 48,000 pending;"
+            " burn-rate pages wait while that exceeds 10 s (at most 10 minutes)"
+        )
+        assert receiver.posts == []
+        cycle(NOW + MINUTE + 15 * NS, caught_up)
+        [alert] = _burn(store)
+        assert (alert.state, alert.severity) == ("firing", "ticket")
+        assert "held" not in alert.annotations
+        [page] = receiver.bodies()
+        assert page["alerts"][0]["startsAt"] == "2026-03-10T12:01:15Z"

@@ -171,3 +171,46 @@ def test_an_acknowledgement_is_passed_on_once() -> None:
     [notice] = run.at(45, c).notices
     assert notice.acknowledgement and [a.fingerprint for a in notice.alerts] == [fp]
     assert run.at(60, c).notices == ()
+
+
+def test_a_held_rule_stays_pending_until_the_hold_lifts_or_runs_out() -> None:
+    """``held`` (the correlator catching up): a new alert of that rule waits pending,
+    saying why; it fires the first cycle the hold lifts, or after ``max_hold_ns``."""
+    run, c = Run(), cand()
+    hold = {"overdue": "correlator catching up"}
+
+    def at(seconds: int, *found: Candidate, held: dict[str, str] | None = None) -> Step:
+        step = advance(
+            run.records, found, [], frozenset(), run.route, T + seconds * S, None, held, 600 * S
+        )
+        run.records = step.records
+        return step
+
+    assert at(0, c, held=hold).notices == ()
+    record = run.records[c.fingerprint]
+    assert (record.state, record.annotations["held"]) == ("pending", "correlator catching up")
+    assert at(599, c, held=hold).notices == () and run.state(c) == "pending"
+    at(600, c)  # the hold lifted: fires now (for: 0), without the note
+    record = run.records[c.fingerprint]
+    assert (record.state, record.starts_at) == ("firing", T + 600 * S)
+    assert "held" not in record.annotations
+    # Firing alerts are not held back into pending.
+    at(700, c, held=hold)
+    assert run.state(c) == "firing"
+
+    # A hold that never lifts ends after max_hold_ns (600 s) of pending.
+    run = Run()
+    other = cand(facility="NMC01")
+    at(0, other, held=hold)
+    at(599, other, held=hold)
+    assert run.state(other) == "pending"
+    at(600, other, held=hold)
+    assert run.state(other) == "firing"
+
+    # A held alert whose condition clears resolves without a notification.
+    run = Run()
+    third = cand(facility="MSC03")
+    at(0, third, held=hold)
+    at(15)
+    assert run.state(third) == "resolved"
+    assert at(1000).notices == ()
