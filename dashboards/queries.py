@@ -159,13 +159,13 @@ def _decided(store: Store, scope: Scope, now: int) -> dict[tuple[str, str], Outc
     )
     due = "if(warn_ns != 0, warn_ns, breach_ns)"
     overdue = store.rows(
-        f"SELECT facility, workflow, count(), toString(sum(amount))"
-        f" FROM {open_transactions.relation(store)}"
+        f"SELECT facility, workflow, sum(n) AS k, toString(sum(amount * n))"
+        f" FROM {open_transactions.signed_relation(store)}"
         f" WHERE {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
         f" AND {due} >= {{d_since:Int64}} AND {due} < {{d_until:Int64}}"
         " AND id_time >= fromUnixTimestamp64Nano({l_since:Int64})"
         f" AND id_time < fromUnixTimestamp64Nano({{until:Int64}}){narrow}"
-        " GROUP BY facility, workflow",
+        " GROUP BY facility, workflow HAVING k != 0",
         params,
     )
     counts: dict[tuple[str, str], dict[str, int]] = {}
@@ -245,7 +245,7 @@ def overdue_now(store: Store, now: int, workflow: str | None, facility: str | No
     where, params = _open_where(now, workflow, facility)
     return int(
         store.scalar(
-            f"SELECT count() FROM {open_transactions.relation(store)}"
+            f"SELECT sum(n) FROM {open_transactions.signed_relation(store)}"
             f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}",
             params,
         )
@@ -278,8 +278,8 @@ def dnfb(
     ):
         where, params = _open_where(now, workflow, facility)
         source = (
-            f"SELECT amount, discharged_ns AS discharged, billed FROM"
-            f" {open_transactions.relation(store)} WHERE {where}"
+            f"SELECT amount, discharged_ns AS discharged, billed, n FROM"
+            f" {open_transactions.signed_relation(store)} WHERE {where}"
         )
     else:  # other steps than the open set keeps: the whole table
         scope = Scope(since=0, until=now + DAY_NS, workflow=workflow, facility=facility)
@@ -288,20 +288,20 @@ def dnfb(
         source = (
             "SELECT amount,"
             " arrayElement(step_first, indexOf(step_names, {discharge:String})) AS discharged,"
-            " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed"
+            " arrayElement(step_counts, indexOf(step_names, {bill:String})) AS billed, 1 AS n"
             f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
         )
     params.update(threshold=threshold_days * DAY_NS, now_ns=now)
     row = store.dicts(
-        "SELECT count() AS n, toString(sum(ifNull(amount, 0))) AS amount,"
-        # toFloat64 first: avg(const - column) on Int64 is rewritten to const - avg(column),
-        # whose Int64 sum overflows on a few thousand nanosecond timestamps.
-        " avg(toFloat64({now_ns:Int64} - discharged)) / 86400e9 AS avg_days,"
-        " countIf({now_ns:Int64} - discharged > {threshold:Int64}) AS over"
+        # Signed rows (the open set's n): counts are sums of n. toFloat64 first: an Int64
+        # sum of nanosecond ages overflows on a few thousand of them.
+        "SELECT sum(n) AS k, toString(sum(ifNull(amount, 0) * n)) AS amount,"
+        " sum(toFloat64({now_ns:Int64} - discharged) * n) / k / 86400e9 AS avg_days,"
+        " sumIf(n, {now_ns:Int64} - discharged > {threshold:Int64}) AS over"
         f" FROM ({source}) WHERE discharged > 0 AND billed = 0",
         params,
     )[0]
-    n = int(row["n"])
+    n = int(row["k"])
     return Dnfb(
         count=n,
         amount=Decimal(row["amount"]),
@@ -424,9 +424,9 @@ def aging(store: Store, now: int, workflow: str | None, facility: str | None) ->
     bounds = [b for _, b in AGING_BUCKETS if b is not None]
     params["bounds"] = [int(b * DAY_NS) for b in bounds]
     rows = store.rows(
-        "SELECT arrayFirstIndex(b -> age < b, {bounds:Array(Int64)}) AS i, count(),"
-        " toString(sum(amount)) FROM (SELECT amount, {now_ns:Int64} - start_ns AS age"
-        f" FROM {open_transactions.relation(store)} WHERE {where} AND {_OPEN_STATUS})"
+        "SELECT arrayFirstIndex(b -> age < b, {bounds:Array(Int64)}) AS i, sum(n),"
+        " toString(sum(amount * n)) FROM (SELECT amount, n, {now_ns:Int64} - start_ns AS age"
+        f" FROM {open_transactions.signed_relation(store)} WHERE {where} AND {_OPEN_STATUS})"
         " GROUP BY i",
         params,
     )
@@ -481,8 +481,11 @@ def most_overdue(
     params["limit"] = limit
     due = "if(warn_ns = 0, breach_ns, if(breach_ns = 0, warn_ns, least(warn_ns, breach_ns)))"
     picked = store.rows(
-        f"SELECT id, toUnixTimestamp64Nano(id_time) FROM {open_transactions.relation(store)}"
+        "SELECT id, toUnixTimestamp64Nano(id_time)"
+        f" FROM {open_transactions.signed_relation(store)}"
         f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+        # A row held now: its signed rows with these columns sum to 1.
+        " GROUP BY id, id_time, warn_ns, breach_ns HAVING sum(n) > 0"
         f" ORDER BY {due}, id LIMIT {{limit:UInt32}}",
         params,
     )
