@@ -120,7 +120,7 @@ def _generate(store: Any, count: int, now: int) -> None:
 def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Callable[[], object]]:
     from alerts import refresh_rollup, rollup_relation, slo_report
     from correlator import StoreTransactions, TransactionFilter
-    from dashboards import objectives
+    from dashboards import listing, objectives
     from dashboards import queries as q
 
     week = q.Scope(now - 7 * DAY * NS, now + 60 * NS)
@@ -158,15 +158,16 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
 
     def transactions() -> object:
         since = now - 7 * DAY * NS
-        first, cursor = reader.list_transactions(TransactionFilter(since=since), 100, now)
-        return first, reader.list_transactions(
+        first = listing.newest(store, TransactionFilter(since=since), 100, now)
+        return first, listing.newest(
+            store,
             TransactionFilter(workflow=D2R, facility="LCH02", status="overdue", since=since),
             100,
             now,
         )
 
     def search() -> object:
-        return reader.list_transactions(TransactionFilter(key_values=(visit,)), 100, now)
+        return listing.newest(store, TransactionFilter(key_values=(visit,)), 100, now)
 
     def detail() -> object:
         [item], _ = reader.list_transactions(TransactionFilter(key_values=(visit,)), 1, now)

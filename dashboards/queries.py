@@ -31,6 +31,7 @@ _STATUS_NOW = """multiIf(
       AND ((breach_deadline IS NOT NULL AND breach_deadline <= {now:DateTime64(9, 'UTC')})
         OR (warn_deadline IS NOT NULL AND warn_deadline <= {now:DateTime64(9, 'UTC')})),
     'overdue', status)"""
+STATUS_NOW = _STATUS_NOW  # the listing (``dashboards.listing``) reads it too
 
 _FINAL = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
