@@ -322,25 +322,19 @@ class FunnelStep:
 
 
 def funnel(store: Store, scope: Scope, now: int, steps: Sequence[str]) -> list[FunnelStep]:
+    """Per step: transactions that reached it, and open ones whose last step so far it
+    is; one read of the scope."""
     where, params = scope.where(now)
-    table = store.table("transactions")
-    reached = dict(
-        store.rows(
-            "SELECT step, count() FROM (SELECT arrayJoin(arrayFilter((n, c) -> c > 0,"
-            f" step_names, step_counts)) AS step FROM {table} FINAL WHERE {where}{_FINAL})"
-            " GROUP BY step",
-            params,
-        )
+    rows = store.rows(
+        "SELECT step, count(), countIf(open AND step = last) FROM ("
+        "SELECT arrayFilter((n, c) -> c > 0, step_names, step_counts) AS reached,"
+        f" arrayElement(reached, -1) AS last, {_STATUS_NOW} IN ('in_progress', 'overdue') AS open"
+        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
+        " ARRAY JOIN reached AS step GROUP BY step",
+        params,
     )
-    stopped = dict(
-        store.rows(
-            "SELECT last, count() FROM (SELECT arrayElement(arrayFilter((n, c) -> c > 0,"
-            f" step_names, step_counts), -1) AS last, {_STATUS_NOW} AS s FROM {table} FINAL"
-            f" WHERE {where}{_FINAL}) WHERE s IN ('in_progress', 'overdue') GROUP BY last",
-            params,
-        )
-    )
-    return [FunnelStep(s, int(reached.get(s, 0)), int(stopped.get(s, 0))) for s in steps]
+    found = {str(step): (int(n), int(stopped)) for step, n, stopped in rows}
+    return [FunnelStep(s, *found.get(s, (0, 0))) for s in steps]
 
 
 @dataclass(frozen=True)
