@@ -166,6 +166,14 @@ def test_overview_heatmap_cell_opens_the_workflow_for_that_facility(page: Page) 
     # judged its six, good VISIT0001 and VISIT0003 (past warn, within breach); the
     # claims' 999 step (4 h after the 837) has no clock yet, so none is judged: 2 of 6.
     tab.wait_for_selector("#ov-kpi-on-time")
+    # Like the heatmap, the card counts from the SLI rollup as of the alert evaluator's
+    # last cycle: until a cycle after the stitching it has nothing judged ("—").
+    deadline = time.monotonic() + 90
+    while tab.inner_text("#ov-kpi-on-time .kpi-value") == "—" and time.monotonic() < deadline:
+        time.sleep(2)
+        tab.reload()
+        page.settle()
+        tab.wait_for_selector("#ov-kpi-on-time")
     kpis = {k: tab.inner_text(f"#ov-kpi-{k} .kpi-value") for k in ("transactions", "on-time")}
     assert kpis == {"transactions": "9", "on-time": "33.3%"}
     assert tab.inner_text("#ov-kpi-on-time .kpi-note").startswith("2 of 6 judged")
