@@ -120,7 +120,7 @@ def _generate(store: Any, count: int, now: int) -> None:
 def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Callable[[], object]]:
     from alerts import refresh_rollup, rollup_relation, slo_report
     from correlator import StoreTransactions, TransactionFilter
-    from dashboards import listing, objectives
+    from dashboards import objectives
     from dashboards import queries as q
 
     week = q.Scope(now - 7 * DAY * NS, now + 60 * NS)
@@ -158,8 +158,8 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
 
     def transactions() -> object:
         since = now - 7 * DAY * NS
-        first = listing.newest(store, TransactionFilter(since=since), 100, now)
-        return first, listing.newest(
+        first = q.listing.newest(store, TransactionFilter(since=since), 100, now)
+        return first, q.listing.newest(
             store,
             TransactionFilter(workflow=D2R, facility="LCH02", status="overdue", since=since),
             100,
@@ -167,7 +167,7 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
         )
 
     def search() -> object:
-        return listing.newest(store, TransactionFilter(key_values=(visit,)), 100, now)
+        return q.listing.newest(store, TransactionFilter(key_values=(visit,)), 100, now)
 
     def detail() -> object:
         [item], _ = reader.list_transactions(TransactionFilter(key_values=(visit,)), 1, now)

@@ -1,6 +1,6 @@
 """Transactions: search by any business key, filter, page through newest first, export CSV.
 
-The grid pages on the server by keyset (``dashboards.listing``: a cursor on the
+The grid pages on the server by keyset (``dashboards.queries.listing``: a cursor on the
 sorting key), never by OFFSET, so a page is as fast at 10 million transactions as at
 ten: each block remembers the cursor of the block after it. A raw MRN typed into the search
 is pseudonymized before the query (the store only holds pseudonyms).
@@ -21,10 +21,11 @@ import dash_ag_grid as dag
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from correlator import FLAGS, STATUSES, TransactionFilter
-from dashboards import listing, time_range, view
+from dashboards import time_range, view
 from dashboards.context import Console, caller, console
 from dashboards.export_action import export_action
 from dashboards.formatting import duration, local_time, money
+from dashboards.queries import listing
 from dashboards.time_range import DEFAULT_RANGE, TimeRange
 
 PAGE = "tx"

@@ -1,4 +1,4 @@
-"""The transactions grid's read (``dashboards.listing``) equals the newest version of
+"""The transactions grid's read (``dashboards.queries.listing``) equals the newest version of
 every transaction judged one by one, page after page, whatever window the read stops
 at: rewritten, retired and merged transactions included, parts merged or not."""
 
@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from correlator import TransactionFilter
-from dashboards import listing
+from dashboards.queries import listing
 
 NS = 1_000_000_000
 HOUR = 3600 * NS

@@ -14,7 +14,7 @@ match of the range may have started its clock after its earliest event), and the
 read, with no floor, is the full one. Pages follow by keyset: the cursor is the last
 row's ``(id_time, id)``, never an OFFSET.
 
-Status is the status now (``queries.STATUS_NOW``): an open transaction past a deadline
+Status is the status now (``STATUS_NOW``): an open transaction past a deadline
 is overdue from that instant. A key search reads ``transaction_keys`` by value first
 and the transactions by their full sorting key.
 """
@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from correlator import TransactionFilter
-from dashboards.queries import STATUS_NOW
+from dashboards.queries.common import STATUS_NOW
 from stitchboard.store import Store
 
 NS = 1_000_000_000
