@@ -158,15 +158,16 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
 
     def transactions() -> object:
         since = now - 7 * DAY * NS
-        first, cursor = reader.list_transactions(TransactionFilter(since=since), 100, now)
-        return first, reader.list_transactions(
+        first = q.listing.newest(store, TransactionFilter(since=since), 100, now)
+        return first, q.listing.newest(
+            store,
             TransactionFilter(workflow=D2R, facility="LCH02", status="overdue", since=since),
             100,
             now,
         )
 
     def search() -> object:
-        return reader.list_transactions(TransactionFilter(key_values=(visit,)), 100, now)
+        return q.listing.newest(store, TransactionFilter(key_values=(visit,)), 100, now)
 
     def detail() -> object:
         [item], _ = reader.list_transactions(TransactionFilter(key_values=(visit,)), 1, now)

@@ -8,6 +8,7 @@ number is always written in the cell, so colour is never the only cue.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -328,6 +329,37 @@ def sparkline(per_minute: Sequence[int], idle: bool) -> go.Figure:
     return fig
 
 
+# Labels on the timeline: a character's width and the plot's narrowest width (px), to
+# tell which labels would overlap when drawn side by side.
+_CHAR_PX, _PLOT_PX = 6.2, 900
+_LABEL_ROW_PX = 14
+
+
+def _minutes(local: str) -> float:
+    """A plotted local time (``2026-03-09 09:00``) as minutes on a common scale."""
+    moment = dt.datetime.strptime(local[:16], "%Y-%m-%d %H:%M")
+    return moment.replace(tzinfo=dt.UTC).timestamp() / 60
+
+
+def label_rows(marks: Sequence[tuple[str, str]], span: tuple[str, str]) -> list[int]:
+    """Per mark (local time, label text), the row its label goes on (0 = nearest the
+    plot) so that no two labels on a row overlap: each label runs right of its time, as
+    wide as its text on the narrowest plot whose x axis spans ``span``."""
+    start, end = (_minutes(t) for t in span)
+    per_px = max(end - start, 1.0) / _PLOT_PX
+    ends: list[float] = []  # per row: where its last label ends (minutes)
+    rows = [0] * len(marks)
+    order = sorted(range(len(marks)), key=lambda i: _minutes(marks[i][0]))
+    for i in order:
+        at = _minutes(marks[i][0])
+        row = next((r for r, e in enumerate(ends) if e <= at), len(ends))
+        if row == len(ends):
+            ends.append(0.0)
+        ends[row] = at + (len(marks[i][1]) + 2) * _CHAR_PX * per_px
+        rows[i] = row
+    return rows
+
+
 def timeline(
     hops: Sequence[Mapping[str, Any]],
     steps: Sequence[Mapping[str, Any]],
@@ -353,6 +385,22 @@ def timeline(
         "late step": (VERMILLION, "diamond"),
         "failed": (VERMILLION, "x"),
     }
+    deadlines = [
+        (when, f"{step['name'].replace('_', ' ')} {level}", level)
+        for step in steps
+        for level in ("warn", "breach")
+        if (when := step.get(f"{level}_local"))
+    ]
+    times = [h["local"] for h in hops] + [d[0] for d in deadlines]
+    span = (min(times), max(times))
+    # Hop labels of one lane that would overlap go above and below their markers.
+    above: dict[int, bool] = {}
+    for system in systems:
+        lane = [(i, h) for i, h in enumerate(hops) if h["system"] == system]
+        marks = [(h["local"], (h["step"] or "—").replace("_", " ")) for _, h in lane]
+        for (i, _), row in zip(lane, label_rows(marks, span), strict=True):
+            above[i] = row % 2 == 0
+    index = {id(h): i for i, h in enumerate(hops)}
     for kind, items in groups.items():
         colour, symbol = style[kind]
         fig.add_trace(
@@ -361,7 +409,9 @@ def timeline(
                 y=[h["system"] for h in items],
                 mode="markers+text",
                 text=[(h["step"] or "—").replace("_", " ") for h in items],
-                textposition="top center",
+                textposition=[
+                    "top center" if above[index[id(h)]] else "bottom center" for h in items
+                ],
                 marker={
                     "color": colour,
                     "symbol": symbol,
@@ -374,36 +424,37 @@ def timeline(
                 "<extra></extra>",
             )
         )
-    for step in steps:
-        for level, colour, dash in (("warn", ORANGE, "dash"), ("breach", VERMILLION, "solid")):
-            when = step.get(f"{level}_local")
-            if when:
-                fig.add_shape(
-                    type="line",
-                    x0=when,
-                    x1=when,
-                    y0=0,
-                    y1=1,
-                    yref="paper",
-                    line={"color": colour, "dash": dash, "width": 1},
-                )
-                fig.add_annotation(
-                    x=when,
-                    y=1,
-                    yref="paper",
-                    showarrow=False,
-                    yanchor="bottom",
-                    xanchor="left",
-                    text=f"{step['name'].replace('_', ' ')} {level}",
-                    textangle=-40,
-                    font={"size": 10, "color": colour},
-                )
+    # Deadline labels read left to right above the plot, in rows where they would meet.
+    rows = label_rows([(when, text) for when, text, _ in deadlines], span)
+    colours = {"warn": (ORANGE, "dash"), "breach": (VERMILLION, "solid")}
+    for (when, text, level), row in zip(deadlines, rows, strict=True):
+        colour, dash = colours[level]
+        fig.add_shape(
+            type="line",
+            x0=when,
+            x1=when,
+            y0=0,
+            y1=1,
+            yref="paper",
+            line={"color": colour, "dash": dash, "width": 1},
+        )
+        fig.add_annotation(
+            x=when,
+            y=1,
+            yref="paper",
+            showarrow=False,
+            yanchor="bottom",
+            xanchor="left",
+            yshift=2 + _LABEL_ROW_PX * row,
+            text=text,
+            font={"size": 10, "color": colour},
+        )
     fig.update_yaxes(categoryorder="array", categoryarray=systems[::-1], title="system")
     fig.update_xaxes(title=f"time ({zone})")
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
     fig = _base(fig, height=300 + 45 * len(systems))
-    # Room above the plot for the deadline labels.
-    fig.update_layout(margin={"t": 120, "r": 120})
+    # Room above the plot for the rows of deadline labels, right of it for the last one.
+    fig.update_layout(margin={"t": 30 + _LABEL_ROW_PX * (max(rows, default=0) + 1), "r": 140})
     return fig
 
 
@@ -418,6 +469,4 @@ def _unit(seconds: float) -> tuple[float, str]:
 
 
 def _utc(epoch_s: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M")

@@ -187,11 +187,15 @@ def decided_relation(store: Store) -> str:
     return f"{store.table(DECIDED_OUTCOMES.name)}"
 
 
-def relation(store: Store) -> str:
-    """The open set, brought up to date: a subquery with the columns of
-    ``open_transactions``, one row per transaction it holds."""
+def signed_relation(store: Store) -> str:
+    """The open set, brought up to date, as its signed rows (``n``: +1 held, -1 taken
+    back), read without FINAL: count with ``sum(n)``, add amounts as ``sum(amount * n)``,
+    and pick rows with ``GROUP BY ... HAVING sum(n) > 0``. A row and the row that takes
+    it back carry the same columns, so any filter on them keeps or drops both; the sums
+    are those of the merged set however many parts it lies in (FINAL would merge the
+    parts again on every read)."""
     refresh(store)
-    return f"(SELECT {_COLUMNS} FROM {store.table(OPEN_TRANSACTIONS.name)} FINAL WHERE n > 0)"
+    return store.table(OPEN_TRANSACTIONS.name)
 
 
 class RefreshLoop:

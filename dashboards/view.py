@@ -133,7 +133,10 @@ def updated_at(now: int, zone: str) -> str:
     return f"Updated {local_time(now, zone)} · refreshes every {REFRESH_MS // 1000} s"
 
 
-def card(title: str, value: str, note: str = "", tone: str = "", card_id: str = "") -> Any:
+def card(
+    title: str, value: str, note: str = "", tone: str = "", card_id: str = "", tooltip: str = ""
+) -> Any:
+    """A KPI card; ``tooltip`` shows on hover (what the figure counts)."""
     return html.Div(
         [
             html.Div(title, className="kpi-title"),
@@ -142,6 +145,7 @@ def card(title: str, value: str, note: str = "", tone: str = "", card_id: str = 
         ],
         className=f"kpi {tone}".strip(),
         id=card_id or f"kpi-{title.lower().replace(' ', '-').replace('%', 'pct')}",
+        title=tooltip or None,
     )
 
 

@@ -78,21 +78,30 @@ def silence_from(
     )
 
 
+# The summary wraps onto short lines (AG Grid's own line height is the row's); Since and
+# For keep their full text, labels show in full on hover.
 ALERT_COLUMNS = [
     {"field": "state", "headerName": "State", "width": 110, "checkboxSelection": True},
-    {"field": "severity", "headerName": "Severity", "width": 100},
-    {"field": "rule", "headerName": "Rule", "width": 200},
+    {"field": "severity", "headerName": "Severity", "width": 95},
+    {"field": "rule", "headerName": "Rule", "width": 130, "tooltipField": "rule"},
     {
         "field": "summary",
         "headerName": "Summary",
-        "flex": 2,
-        "minWidth": 260,
+        "flex": 3,
+        "minWidth": 300,
         "wrapText": True,
         "autoHeight": True,
+        "cellClass": "cell-wrap",
     },
-    {"field": "labels", "headerName": "Labels", "flex": 2, "minWidth": 240},
-    {"field": "since", "headerName": "Since", "width": 170},
-    {"field": "for", "headerName": "For", "width": 100},
+    {
+        "field": "labels",
+        "headerName": "Labels",
+        "flex": 2,
+        "minWidth": 200,
+        "tooltipField": "labels",
+    },
+    {"field": "since", "headerName": "Since", "width": 185, "minWidth": 185},
+    {"field": "for", "headerName": "For", "width": 90},
     {"field": "acknowledged", "headerName": "Acknowledged by", "width": 150},
 ]
 

@@ -1,8 +1,8 @@
 """Transactions: search by any business key, filter, page through newest first, export CSV.
 
-The grid pages on the server by keyset (the correlator's cursor on its sorting key),
-never by OFFSET, so a page is as fast at 10 million transactions as at ten: each
-block remembers the cursor of the block after it. A raw MRN typed into the search
+The grid pages on the server by keyset (``dashboards.queries.listing``: a cursor on the
+sorting key), never by OFFSET, so a page is as fast at 10 million transactions as at
+ten: each block remembers the cursor of the block after it. A raw MRN typed into the search
 is pseudonymized before the query (the store only holds pseudonyms).
 """
 
@@ -20,11 +20,12 @@ import dash
 import dash_ag_grid as dag
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from correlator import FLAGS, STATUSES, StoreTransactions, TransactionFilter, decode_cursor
+from correlator import FLAGS, STATUSES, TransactionFilter
 from dashboards import time_range, view
 from dashboards.context import Console, caller, console
 from dashboards.export_action import export_action
-from dashboards.formatting import duration, iso_to_ns, local_time, money
+from dashboards.formatting import duration, local_time, money
+from dashboards.queries import listing
 from dashboards.time_range import DEFAULT_RANGE, TimeRange
 
 PAGE = "tx"
@@ -130,22 +131,21 @@ def key_values(ctx: Console, key: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys((key, ctx.runtime.pseudonymize(key))))
 
 
-def grid_row(item: dict[str, Any], config: Any) -> dict[str, Any]:
-    zone = view.facility_zone(config, item["facility"])
-    keys = item.get("keys", {})
+def grid_row(item: listing.Listed, config: Any) -> dict[str, Any]:
+    zone = view.facility_zone(config, item.facility)
     row = {
-        "id": item["id"],
-        "open": f"[{item['id'][:12]}…](/transactions/{item['id']})",
-        "workflow": item["workflow"].replace("_", " "),
-        "facility": item["facility"],
-        "status": item["status"].replace("_", " "),
-        "started": local_time(iso_to_ns(item["start_time"]), zone),
-        "duration": duration(item["duration_seconds"]),
-        "amount": money(item["amount"]) if item["amount"] else "",
-        "flags": ", ".join(item["flags"]),
+        "id": item.id,
+        "open": f"[{item.id[:12]}…](/transactions/{item.id})",
+        "workflow": item.workflow.replace("_", " "),
+        "facility": item.facility,
+        "status": item.status.replace("_", " "),
+        "started": local_time(item.start_ns, zone),
+        "duration": duration(None if item.duration_ns is None else item.duration_ns / 1e9),
+        "amount": money(item.amount) if item.amount is not None else "",
+        "flags": ", ".join(item.flags),
     }
     for name in _KEY_COLUMNS:
-        row[name] = ", ".join(keys.get(name, [])[:3])
+        row[name] = ", ".join(item.keys.get(name, [])[:3])
     return row
 
 
@@ -174,30 +174,19 @@ def rows_between(ctx: Console, search: Search, start: int, end: int, now: int) -
         return {"rowData": [], "rowCount": at}
     while at < start:  # walk forward from the nearest known block
         step = min(start - at, 1000)
-        _, token = _reader(ctx).list_transactions(_with(base, after), step, now)
+        _, after = listing.newest(ctx.runtime.store, base, step, now, after)
         at += step
-        after = decode_cursor(token) if token else None
         if after is None:
             return {"rowData": [], "rowCount": at}
         _remember(search_key, at, after)
-    items, token = _reader(ctx).list_transactions(_with(base, after), end - start, now)
+    items, token = listing.newest(ctx.runtime.store, base, end - start, now, after)
     if token:
-        _remember(search_key, end, decode_cursor(token))
+        _remember(search_key, end, token)
     rows = [grid_row(i, config) for i in items]
     result: dict[str, Any] = {"rowData": rows}
     if not token:
         result["rowCount"] = start + len(rows)
     return result
-
-
-def _reader(ctx: Console) -> StoreTransactions:
-    return StoreTransactions(ctx.runtime.store, ctx.runtime.config)
-
-
-def _with(base: TransactionFilter, after: tuple[int, str] | None) -> TransactionFilter:
-    from dataclasses import replace
-
-    return replace(base, after=after)
 
 
 def export_csv(ctx: Console, search: Search, now: int, limit: int = EXPORT_LIMIT) -> str:
@@ -218,20 +207,19 @@ def export_csv(ctx: Console, search: Search, now: int, limit: int = EXPORT_LIMIT
     ]
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    after = None
+    after: listing.Cursor | None = None
     written = 0
     while written < limit:
-        items, token = _reader(ctx).list_transactions(
-            _with(base, after), min(1000, limit - written), now
+        items, after = listing.newest(
+            ctx.runtime.store, base, min(1000, limit - written), now, after
         )
         for item in items:
             row = grid_row(item, config)
-            row["amount"] = item["amount"] or ""
+            row["amount"] = "" if item.amount is None else f"{item.amount:.2f}"
             writer.writerow(row)
         written += len(items)
-        if not token:
+        if after is None:
             break
-        after = decode_cursor(token)
     return out.getvalue()
 
 

@@ -10,7 +10,8 @@ import pytest
 from correlator import CorrelatorService
 from dashboards.app import build_dash
 from dashboards.context import Console
-from dashboards.pages import data_health, transactions, workflow
+from dashboards.objectives import slo_figures
+from dashboards.pages import data_health, overview, transactions, workflow
 from dashboards.pages.transactions import Search
 from dashboards.time_range import TimeRange
 from stitchboard.events import EVENT_COLUMNS
@@ -161,3 +162,18 @@ def test_custom_dates_narrow_the_grid_the_export_and_the_workflow(ctx) -> None:
     assert list(workflow.panels(ctx, monday, NOW)["funnel"].data[0].x) == [5, 5, 4, 3, 3, 3]
     tuesday = workflow.resolve(ctx, {"workflow": D2R, "from": "2026-03-10", "to": "2026-03-10"})
     assert workflow.panels(ctx, tuesday, NOW)["funnel"].data == ()
+
+
+def test_the_on_time_card_counts_as_the_slo_does(ctx) -> None:
+    # 30 days to NOW: the end-to-end SLO judged VISIT0001 and VISIT0003 (past warn,
+    # within breach) good of five: the card says 40.0 %, not the 20 % of "complete
+    # within every deadline".
+    build_dash()
+    chosen = TimeRange("30d")
+    statuses = slo_figures(ctx.runtime.store, ctx.runtime.config, "30d", NOW).statuses
+    cards = {c.id: c for c in overview.kpis(ctx, chosen, None, NOW, statuses)}
+    card = cards["ov-kpi-on-time"]
+    title, value, note = (part.children for part in card.children)
+    assert (title, value) == ("On time", "40.0%")
+    assert note == "2 of 5 judged in the range: within the breach deadline"
+    assert "heatmap" in card.title

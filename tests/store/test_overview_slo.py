@@ -21,7 +21,7 @@ from alerts import refresh_rollup, rollup_refreshed_at, slo_report
 from correlator import CorrelatorService
 from dashboards import figures, time_range
 from dashboards.objectives import headline_slos, slo_figures, slo_window, trend_series
-from dashboards.pages.overview import worst_budget
+from dashboards.pages.overview import OnTime, on_time, worst_budget
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import DAY, HOUR, NS, at, shipped_config
 from tests.dashboard_seed import NOW, T0, chain, seed_events
@@ -159,6 +159,21 @@ def test_custom_dates_count_what_was_judged_between_them(seeded) -> None:
     # Friday 13 March (UTC): VISIT0001 good at NMC01, VISIT0005 failed at MSC03; nothing
     # judged at LCH02 (VISIT0003 was judged on Sunday): no data, not 0 %.
     assert e2e == {"LCH02": (0, 0, "no_data"), "MSC03": (0, 1, "breach"), "NMC01": (1, 1, "ok")}
+
+
+def test_the_on_time_card_pools_the_heatmaps_verdicts(seeded) -> None:
+    # The headline SLO of discharge_to_revenue (end to end, breach level) judged five:
+    # good VISIT0001 and VISIT0003 (final bill at +6 d: past its 5 d warn, within the
+    # 7 d breach deadline), overdue VISIT0002 and VISIT0004, failed VISIT0005: 2 of 5.
+    # Counted as "complete within every deadline" VISIT0003 would be late: 1 of 5.
+    statuses = slo_figures(seeded, CONFIG, "30d", NOW).statuses
+    assert on_time(statuses) == OnTime(good=2, judged=5)
+    assert on_time(statuses).share == pytest.approx(0.4)
+    # One facility: the heatmap's cell (NMC01: VISIT0001 good of 0001, 0002, 0004).
+    assert on_time(statuses, "NMC01") == OnTime(good=1, judged=3)
+    assert on_time(statuses, "LCH02").share == 1.0
+    # Nothing judged: no figure, never 0 % or 100 %.
+    assert on_time(statuses, "NOPE").share is None
 
 
 def test_a_change_shows_after_the_next_refresh(seeded) -> None:

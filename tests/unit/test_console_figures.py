@@ -144,6 +144,55 @@ def test_timeline_marks_late_and_failed_hops_and_draws_deadlines() -> None:
     kinds = {trace.name: list(trace.y) for trace in fig.data}
     assert kinds == {"on time": ["EHR_ADT"], "late step": ["PATACCT"], "failed": ["PERIOP"]}
     assert [s.x0 for s in fig.layout.shapes] == ["2026-03-14 09:00", "2026-03-16 09:00"]
+    # Two days apart on a 6-day axis: both labels on the first row, level, not slanted.
+    assert [(a.text, a.yshift, a.textangle) for a in fig.layout.annotations] == [
+        ("final bill warn", 2, None),
+        ("final bill breach", 2, None),
+    ]
+    # The engine's ACK: warn 2 min and breach 15 min after the discharge, 13 minutes
+    # apart; the breach label goes on the row above the warn label.
+    ack = {
+        "name": "engine_ack",
+        "warn_local": "2026-03-09 09:02",
+        "breach_local": "2026-03-09 09:15",
+    }
+    fig = figures.timeline(hops, [ack, *steps], "America/Chicago")
+    shifts = {a.text: a.yshift for a in fig.layout.annotations}
+    assert shifts == {
+        "engine ack warn": 2,
+        "engine ack breach": 16,
+        "final bill warn": 2,
+        "final bill breach": 2,
+    }
+    assert fig.layout.margin.t == 30 + 2 * 14  # room for two rows
+
+
+def test_labels_that_would_meet_go_on_separate_rows() -> None:
+    # 9 days over the 900 px plot: 14.4 min a pixel; an 8-letter label and its gap
+    # (10 characters of 6.2 px) run 892.8 min, 14 h 52.8 min right of its time.
+    span = ("2026-03-09 00:00", "2026-03-18 00:00")
+    label = "x" * 8
+    marks = [
+        ("2026-03-09 00:00", label),  # row 0, taken until 14:52.8
+        ("2026-03-09 00:15", label),  # row 1, taken until 15:07.8
+        ("2026-03-09 15:00", label),  # row 0 is free again
+        ("2026-03-09 15:00", label),  # rows 0 and 1 taken: row 2
+        ("2026-03-12 00:00", label),  # far right: row 0
+    ]
+    assert figures.label_rows(marks, span) == [0, 1, 0, 2, 0]
+    assert figures.label_rows([], span) == []
+
+
+def test_hop_labels_of_one_lane_that_would_meet_go_above_and_below() -> None:
+    hop = {"system": "EHR_ADT", "status": "ok", "operation": "ADT^A03"}
+    hops = [
+        {**hop, "step": "discharge", "local": "2026-03-09 09:00"},
+        {**hop, "step": "unexpected", "local": "2026-03-09 09:30"},
+        {**hop, "step": "final_bill", "local": "2026-03-15 09:00"},
+    ]
+    fig = figures.timeline(hops, [], "America/Chicago")
+    [trace] = fig.data
+    assert list(trace.textposition) == ["top center", "bottom center", "top center"]
 
 
 def test_a_clicked_cell_opens_its_workflow_and_facility() -> None:
