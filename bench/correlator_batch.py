@@ -5,7 +5,8 @@ On the bench traffic (``bench.correlator_traffic``) stored in the embedded engin
 1. the component pass (routing, min-label propagation, attachment, ids in SQL,
    every workflow: the rebuild's ``grouping_seconds``) in events/s;
 2. the whole rebuild (grouping, streaming into ``summarize``, writing every
-   transaction and fan-in state, retiring) in events/s, with where its time went;
+   transaction and fan-in state, retiring) in events/s, with where its time went
+   (the writing runs on a thread of its own, beside the other two);
 3. the process's peak resident memory during the rebuild (the engine runs in this
    process, so this is engine plus Python);
 4. the in-run references on the same stored events: the Python core alone
@@ -104,7 +105,7 @@ def _one_size(
         f" {stored / whole:,.0f} events/s (target 100,000); grouping {grouping:.1f}s,"
         f" reading back + summarize {report.summarize_seconds:.1f}s"
         f" ({stored / max(report.summarize_seconds, 1e-9):,.0f} events/s), writing"
-        f" {report.write_seconds:.1f}s"
+        f" {report.write_seconds:.1f}s (on a writer thread: overlaps the other two)"
     )
     yield f"peak RSS during the rebuild (engine + Python): {peak:.2f} GiB"
     rounds = ", ".join(f"{w.workflow} {w.rounds}" for w in report.workflows if w.hops)

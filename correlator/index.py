@@ -69,7 +69,8 @@ class StoreIndex:
         self.store = store
         self.sink = sink
         self.attributes = tuple(attributes)
-        self.retired: set[str] = set()  # ids whose key rows are still to delete
+        self.retired: set[str] = set()  # ids whose key, hops and deadline rows are to delete
+        self.deadlines_pruned = 0  # pending deadlines due up to this instant (ns) are deleted
         self.events_by_id = 0  # events read from ``events`` by id (not from transaction_hops)
         # Write volume: event ids in the transaction rows written, and the key rows the
         # materialized view derives from them (one per key value of each row).
@@ -197,25 +198,58 @@ class StoreIndex:
         return written
 
     def prune_keys(self) -> int:
-        """Delete the key rows of retired ids (few, batched: each DELETE is a mutation)."""
+        """Delete every row kept for a retired id: its key rows, its stored hops and its
+        pending deadlines (few ids, batched: each DELETE is a mutation). Returns how
+        many ids were pruned."""
         if not self.retired:
             return 0
         ids = sorted(self.retired)
-        # A lightweight DELETE runs on the tables that hold rows: on a cluster, the local
-        # table of every shard (the Distributed table holds none).
-        cluster = self.store.cluster
-        table = (
-            f"{self.store.table(TRANSACTION_KEYS.name + '_local')} ON CLUSTER `{cluster}`"
-            if cluster
-            else self.store.table(TRANSACTION_KEYS.name)
+        tables = (
+            (TRANSACTION_KEYS.name, "transaction_id"),
+            (TRANSACTION_HOPS.name, "id"),
+            (TRANSACTION_DEADLINES.name, "id"),
         )
         for part in _chunks(ids):
-            self.store.command(
-                f"DELETE FROM {table} WHERE transaction_id IN {{ids:Array(String)}}",
-                parameters={"ids": list(part)},
-            )
+            for name, column in tables:
+                self.store.command(
+                    f"DELETE FROM {self._local(name)} WHERE {column} IN {{ids:Array(String)}}",
+                    parameters={"ids": list(part)},
+                )
         self.retired.clear()
         return len(ids)
+
+    def prune_deadlines(self, through: int) -> int:
+        """Delete the pending deadlines due at or before ``through`` (ns): the sweep has
+        judged them (it reads only what fell due after the instant it swept through), so
+        the table holds only deadlines still ahead. Returns how many rows went."""
+        if through <= self.deadlines_pruned:
+            return 0
+        table = self.store.table(TRANSACTION_DEADLINES.name)
+        bounds = {"after": self.deadlines_pruned, "through": through}
+        sql = f"SELECT count() FROM {table}"
+        sql += " WHERE due > {after:Int64} AND due <= {through:Int64}"
+        gone = int(self.store.scalar(sql, bounds) or 0)
+        if gone:
+            self.store.command(
+                f"DELETE FROM {self._local(TRANSACTION_DEADLINES.name)}"
+                " WHERE due <= {through:Int64}",
+                parameters={"through": through},
+            )
+        self.deadlines_pruned = through
+        return gone
+
+    def truncate_hops(self) -> None:
+        """After a full pass: every stored hops row predates it, and rows of ids the pass
+        retired are never read again; a live transaction is read back by id instead."""
+        self.store.command(f"TRUNCATE TABLE IF EXISTS {self._local(TRANSACTION_HOPS.name)}")
+
+    def _local(self, name: str) -> str:
+        """The table that holds the rows: on a cluster the local table of every shard
+        (the Distributed table holds none), for a lightweight DELETE or a TRUNCATE."""
+        cluster = self.store.cluster
+        if cluster:
+            return f"{self.store.table(name + '_local')} ON CLUSTER `{cluster}`"
+        return self.store.table(name)
 
     def write_all_lookup_hops(self, rows: Sequence[LookupHop]) -> None:
         for part in _chunks(rows, 100_000):

@@ -202,6 +202,9 @@ class CorrelatorService:
         self.recent_delays: deque[float] = deque(maxlen=100_000)
         self.watermark = 0  # events inserted before this (ns) are correlated
         self.swept = 0  # deadlines up to this (ns) are swept
+        # ``swept`` as last stored: a restart resumes sweeping from there, so only the
+        # deadlines up to it are pruned (the sweep might read a later one again).
+        self.swept_saved = 0
         self._state_written = 0.0  # monotonic time of the last state write
         self._housekeeping = 0.0
         self._gauged = 0.0  # monotonic time of the last unmatched gauges
@@ -338,7 +341,7 @@ class CorrelatorService:
     def resume(self, watermark: int, swept: int, now: int | None = None) -> int:
         """Correlate the events inserted since ``watermark`` against the stored state."""
         started = time.time_ns() - self.margin_ns
-        self.swept = swept
+        self.swept = self.swept_saved = swept
         count = written = 0
         for events in read_events_inserted_since(self.store, watermark, self._attributes):
             with collection_paused():
@@ -400,6 +403,10 @@ class CorrelatorService:
             SWEPT: self.swept,
         }
         write_state(self.store, self.sink.version(), **values)
+        self.swept_saved = self.swept
+        # Every stored hops row predates the pass (it writes none) and ids it retired are
+        # never read again: the live path reads a transaction by id the first time.
+        self.index.truncate_hops()
         self.rewritten = rewritten
         self.loaded = True
 
@@ -526,6 +533,8 @@ class CorrelatorService:
         if time.monotonic() - self._housekeeping >= _HOUSEKEEPING_EVERY:
             self._housekeeping = time.monotonic()
             self.index.prune_keys()
+            # Swept, and stored as swept: no sweep, now or after a restart, reads them.
+            self.index.prune_deadlines(min(self.swept, self.swept_saved))
             self._unmatched_gauges()
         return written
 
@@ -550,9 +559,9 @@ class CorrelatorService:
             return
         if not force and time.monotonic() - self._state_written < _STATE_EVERY:
             return
-        write_state(
-            self.store, self.sink.version(), **{WATERMARK: self.watermark, SWEPT: self.swept}
-        )
+        swept = self.swept
+        write_state(self.store, self.sink.version(), **{WATERMARK: self.watermark, SWEPT: swept})
+        self.swept_saved = swept
         self._state_written = time.monotonic()
 
     def _unmatched_gauges(self) -> None:

@@ -13,8 +13,9 @@ from bench.correlator_traffic import transactions as bench_traffic
 from correlator.batch.components import group_workflow, grouping, work_tables
 from correlator.batch.rebuild import rebuild, rebuilt
 from correlator.engine import correlate
-from correlator.repository import TX_COLUMNS
+from correlator.repository import TX_COLUMNS, TransactionSink
 from correlator.service import CorrelatorService
+from stitchboard.errors import StoreUnavailable
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import DAY, HOUR, at, discharge_chain, ev, shipped_config
 from tests.simulated_events import simulated_events
@@ -193,3 +194,43 @@ def test_a_long_chain_is_one_transaction(store) -> None:
     assert (stats.hops, stats.values, stats.transactions) == (300, 301, 1)
     assert stats.rounds <= 20, stats.rounds
     assert rebuilt(store, config, T0 + 40 * DAY) == expected
+
+
+class _FailingSink(TransactionSink):
+    """Refuses its ``fail_at``-th write of transactions (a store that goes away mid-pass)."""
+
+    def __init__(self, store, fail_at: int):
+        super().__init__(store)
+        self.fail_at = fail_at
+        self.writes = 0
+
+    def write(self, changes, chunk=50_000, new_keys=None) -> int:
+        self.writes += 1
+        if self.writes == self.fail_at:
+            raise StoreUnavailable("ClickHouse went away")
+        return super().write(changes, chunk, new_keys)
+
+
+def test_a_failed_write_fails_the_rebuild_and_the_next_one_repairs_it(store) -> None:
+    """Chunks are written on a writer thread while the next ones are summarized: a
+    write that fails there fails the pass (no report of rows it did not write), and
+    nothing is retired; a rebuild afterwards writes every transaction."""
+    events = list(bench_traffic(400, seed=7))
+    load(store, events)
+    clear_transactions(store)
+    now = T0 + 90 * DAY
+    expected = rebuilt(store, CONFIG, now)
+    sink = _FailingSink(store, fail_at=3)
+    with pytest.raises(StoreUnavailable, match="went away"):
+        rebuild(store, CONFIG, now=now, sink=sink, chunk=37)
+    assert sink.writes >= 3
+    partial = stored(store)
+    assert 0 < len(partial) < len(expected)  # the chunks before the failure, not retired
+    report = rebuild(store, CONFIG, now=now, chunk=37)
+    assert report.transactions == len(expected) and report.retired == 0
+    rows = stored(store)
+    assert rows.keys() == expected.keys()
+    assert {i: (r[4], r[5], tuple(r[15])) for i, r in rows.items()} == {
+        i: (tx.status, tx.level, tx.event_ids) for i, tx in expected.items()
+    }
+    assert store.rows(f"SHOW TABLES FROM `{store.database}` LIKE '\\_batch%'") == []

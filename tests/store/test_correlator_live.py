@@ -336,3 +336,61 @@ def test_a_backlog_is_taken_in_whole_batches_up_to_batch_max(clean: Store) -> No
         steps += 1
     assert steps == 3
     assert stored(clean) == expected(events)
+
+
+def _ids(store: Store, table: str) -> list[str]:
+    return [i for (i,) in store.rows(f"SELECT id FROM {store.table(table)}")]
+
+
+def _dues(store: Store) -> list[int]:
+    return [d for (d,) in store.rows(f"SELECT due FROM {store.table('transaction_deadlines')}")]
+
+
+def test_retired_and_judged_rows_are_pruned_and_the_state_still_equals_the_core(
+    clean: Store,
+) -> None:
+    """Stored hops and pending deadlines of merged ids, and deadlines the sweep has
+    judged, are deleted, so both tables hold only what a live transaction still needs;
+    the live path goes on equal to the core after the prune."""
+    events = list(traffic(300, seed=11, spread_ns=10 * DAY))
+    rng = random.Random(3)
+    arrival = events + rng.sample(events, 100)  # replays
+    rng.shuffle(arrival)  # late heads merge transactions stored earlier
+    seen = min(e.event_time for e in events)
+    service = CorrelatorService(clean, CONFIG, cache_hops=40)
+    service.start_up(seen)  # swept through the traffic's start, not the wall clock
+    for i in range(0, len(arrival), 89):
+        part = arrival[i : i + 89]
+        seen = max(seen, *(e.event_time for e in part))
+        feed(service, clean, part, now=seen)  # judged as it arrives: deadlines still ahead
+    retired = set(service.index.retired)
+    assert len(retired) > 10  # merges happened
+    live = set(stored(clean))
+    hops_before, dues_before = _ids(clean, "transaction_hops"), _dues(clean)
+    assert retired & set(hops_before)  # stored hops of merged ids
+    assert retired & set(_ids(clean, "transaction_deadlines"))
+    # Deadlines pass: the sweep judges them, and its first housekeeping prunes the rows
+    # of the merged ids (what it prunes next waits for the swept instant to be stored).
+    end = seen + 100 * DAY
+    service.sweep(now=end)
+    assert service.index.retired == set()
+    hops_after = _ids(clean, "transaction_hops")
+    assert set(hops_after) <= live and len(hops_after) < len(hops_before)
+    assert not retired & set(_ids(clean, "transaction_deadlines"))
+    assert not retired & set(
+        r for (r,) in clean.rows(f"SELECT transaction_id FROM {clean.table('transaction_keys')}")
+    )
+    judged = sum(1 for d in _dues(clean) if d <= end)
+    assert judged > 0
+    service._save_state(force=True)
+    assert service.swept_saved == end
+    assert service.index.prune_deadlines(service.swept_saved) == judged
+    dues_after = _dues(clean)
+    assert all(d > end for d in dues_after) and len(dues_after) < len(dues_before)
+    assert service.index.prune_deadlines(service.swept_saved) == 0  # nothing new
+
+    # The live path goes on from the pruned state: late copies and new events, with
+    # the touched transactions read back from the store.
+    more = list(traffic(40, seed=12, spread_ns=10 * DAY, prefix="x"))
+    feed(service, clean, more + rng.sample(events, 60), now=end)
+    assert stored(clean) == expected(events + more, now=end)
