@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -35,8 +35,9 @@ from stitchboard.runtime import Runtime
 from stitchboard.settings import Settings
 from stitchboard.writer import Batch
 
-# Records per engine statement at least: planning the statement costs a fraction of a
-# second whatever the chunk, so the engine path parses large ones.
+# Records per engine statement at least: planning the statement costs half a second
+# whatever the group, so the engine path parses large ones (streamed: the file is split
+# while the engine parses, so a group's size costs no waiting).
 ENGINE_CHUNK = 200_000
 
 CONTENT_TYPES = {
@@ -156,17 +157,21 @@ class DirectTarget:
         fid: str,
         path: Path,
     ) -> Iterator[int]:
-        """HL7 chunks parsed by the engine; what it leaves is judged here, in Python.
+        """HL7 groups parsed by the engine; what it leaves is judged here, in Python.
 
-        Each chunk: the engine's insert, the Python rows (with the previous chunk's
-        checkpoint), one sync; this chunk's checkpoint travels with the next one.
+        Each group of at least ``engine_chunk`` records: one engine statement fed while the
+        file is still being split, the Python rows (with the previous group's checkpoint),
+        one sync; this group's checkpoint travels with the next one.
         """
         self.flush()
         letters = f"file:{path.name}"
-        for chunk in _prefetched(_regrouped(chunks, self.engine_chunk)):
-            usable = [r for r in chunk if not r.problem]
-            loaded = native.load([r.data for r in usable], path.name, time.time_ns())
-            rest = [usable[i] for i in loaded.rest] + [r for r in chunk if r.problem]
+        source = iter(chunks)
+        while (first := next(source, None)) is not None:
+            group: list[Record] = []  # every record of the group, in order
+            usable: list[Record] = []  # those sent to the engine: index = the engine's idx
+            batches = _group_batches(first, source, self.engine_chunk, group, usable)
+            loaded = native.load_batches(batches, path.name, time.time_ns())
+            rest = [usable[i] for i in loaded.rest] + [r for r in group if r.problem]
             batch = Batch()
             report.events += loaded.events
             report.engine += loaded.messages
@@ -182,8 +187,8 @@ class DirectTarget:
             if batch.tables:
                 self._submit(batch).result()
             self.sync()
-            self._durable = (fid, path.name, chunk[-1].end, len(chunk))
-            yield chunk[-1].end
+            self._durable = (fid, path.name, group[-1].end, len(group))
+            yield group[-1].end
 
     def _settle(self) -> None:
         """Wait for the oldest insert, make it durable; its checkpoint goes with the next batch."""
@@ -221,29 +226,25 @@ class DirectTarget:
             self.runtime.close()
 
 
-def _regrouped(chunks: Iterable[list[Record]], minimum: int) -> Iterator[list[Record]]:
-    """Chunks of at least ``minimum`` records (the last may be smaller)."""
-    group: list[Record] = []
-    for chunk in chunks:
+def _group_batches(
+    first: list[Record],
+    chunks: Iterator[list[Record]],
+    minimum: int,
+    group: list[Record],
+    usable: list[Record],
+) -> Iterator[list[bytes]]:
+    """The messages of ``first`` and the chunks after it, one list per chunk, until the
+    group holds ``minimum`` records; each record goes to ``group`` as it is taken, and to
+    ``usable`` when it is sent (a record with a ``problem`` is not)."""
+    chunk: list[Record] | None = first
+    while chunk is not None:
         group.extend(chunk)
+        taken = [r for r in chunk if not r.problem]
+        usable.extend(taken)
+        yield [r.data for r in taken]
         if len(group) >= minimum:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-def _prefetched(groups: Iterator[list[Record]]) -> Iterator[list[Record]]:
-    """``groups``, the next one read by a thread while the caller works on the current one
-    (the engine releases the GIL while it parses and inserts)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="import-read") as reader:
-        upcoming = reader.submit(next, groups, None)
-        while True:
-            group = upcoming.result()
-            if group is None:
-                return
-            upcoming = reader.submit(next, groups, None)
-            yield group
+            return
+        chunk = next(chunks, None)
 
 
 def sync_store(path: Path | None) -> None:

@@ -71,11 +71,12 @@ SETTINGS = {"query_plan_enable_optimizations": 0, "query_plan_merge_expressions"
 
 
 class Hl7Statements(NamedTuple):
-    """``parse``: a SELECT of ``LANDING_COLUMNS`` from the messages in
-    ``file({path}, 'RowBinary', 'idx UInt32, raw String')``: one row per event, ``ok`` 1
-    when the SQL is sure of it, and one row with ``ok`` 0 for a message it is not sure of
-    as a whole. A message with any row ``ok`` 0 is left to Python, all of it.
-    Parameters: ``path``, ``source``, ``now`` (ns), ``ipad``, ``opad``."""
+    """``parse``: a SELECT of ``LANDING_COLUMNS`` from the messages in the files
+    ``{path_0}`` … ``{path_<inputs - 1>}`` (RowBinary, ``idx UInt32, raw String``; read as
+    streams, so they may be pipes): one row per event, ``ok`` 1 when the SQL is sure of
+    it, and one row with ``ok`` 0 for a message it is not sure of as a whole. A message
+    with any row ``ok`` 0 is left to Python, all of it.
+    Parameters: ``path_<n>``, ``source``, ``now`` (ns), ``ipad``, ``opad``."""
 
     parse: str
 
@@ -388,8 +389,17 @@ class _Builder:
         return f"transform(facility, {_strings(facilities)}, [{', '.join(numbers)}], 0)"
 
 
-def statements(extractor: Hl7Extractor) -> Hl7Statements:
-    """The routing and insert statements for this mapping (``unsupported`` must be "")."""
+def _inputs(count: int) -> str:
+    """The raw messages: one ``file()`` per input, each read by its own stream."""
+    files = [
+        f"SELECT idx, raw FROM file({{path_{n}:String}}, 'RowBinary', 'idx UInt32, raw String')"
+        for n in range(count)
+    ]
+    return "(" + " UNION ALL ".join(files) + ")"
+
+
+def statements(extractor: Hl7Extractor, inputs: int = 1) -> Hl7Statements:
+    """The statements for this mapping (``unsupported`` must be ""), reading ``inputs`` files."""
     b = _Builder(extractor)
     x = extractor
     repeat = x.repeat
@@ -524,7 +534,7 @@ def statements(extractor: Hl7Extractor) -> Hl7Statements:
         " arrayFilter(_s -> _s != '', splitByRegexp('\\r\\n|\\r|\\n', raw)) AS segs,"
         " arrayMap(_s -> substring(_s, 1, 3), segs) AS names,"
         " arrayMap(_s -> splitByChar('|', _s), segs) AS flds, flds[1] AS msh"
-        " FROM file({path:String}, 'RowBinary', 'idx UInt32, raw String')"
+        f" FROM {_inputs(inputs)}"
     )
 
     joined = "if(ok AND line_count > 0, lines, [CAST([], 'Array(String)')])"
