@@ -86,32 +86,25 @@ def step_latency(
         f" if(length(step_durations) > 0, {stored} >= 0, {start} > 0) AS measured"
         f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
     )
-    sub = f"SELECT seconds FROM ({inner}) WHERE done > 0 AND measured"
+    # One read of the scope: the quantiles, and the histogram from the same values (its
+    # bin width needs their maximum: bins over the collected values, ~8 bytes each).
+    params["bins"] = bins
     row = store.dicts(
-        "SELECT count() AS n, quantileExact(0.5)(seconds) AS p50,"
-        " quantileExact(0.9)(seconds) AS p90, quantileExact(0.99)(seconds) AS p99,"
-        f" max(seconds) AS top FROM ({sub})",
+        "SELECT n, q, greatest(top, 1.0) / {bins:UInt32} AS width,"
+        " arrayMap(x -> toInt64(floor(x / width)), values) AS idx,"
+        " arraySort(arrayDistinct(idx)) AS keys, arrayMap(k -> countEqual(idx, k), keys) AS counts"
+        " FROM (SELECT count() AS n, quantilesExact(0.5, 0.9, 0.99)(seconds) AS q,"
+        f" max(seconds) AS top, groupArray(seconds) AS values FROM ({inner})"
+        " WHERE done > 0 AND measured)",
         params,
     )[0]
     n = int(row["n"])
     if not n:
         return Latency(step, 0, None, None, None)
-    width = max(float(row["top"]), 1.0) / bins
-    params["width"] = width
-    hist = store.rows(
-        f"SELECT floor(seconds / {{width:Float64}}) AS b, count() FROM ({sub})"
-        " GROUP BY b ORDER BY b",
-        params,
-    )
-    return Latency(
-        step,
-        n,
-        float(row["p50"]),
-        float(row["p90"]),
-        float(row["p99"]),
-        tuple((float(b) * width, int(c)) for b, c in hist),
-        width,
-    )
+    width = float(row["width"])
+    p50, p90, p99 = (float(v) for v in row["q"])
+    hist = tuple((int(b) * width, int(c)) for b, c in zip(row["keys"], row["counts"], strict=True))
+    return Latency(step, n, p50, p90, p99, hist, width)
 
 
 @dataclass(frozen=True)

@@ -198,3 +198,31 @@ def test_the_servers_loop_keeps_the_set_current(clean) -> None:
         wait_for(kept(first + second))
     finally:
         asyncio.run(loop.stop())
+
+
+def test_most_overdue_past_rows_the_set_took_back(clean) -> None:
+    # Sixty overdue discharges, due one hour apart; the fifty due first then complete.
+    # Their rows stay in the set with the -1 rows that take them back (until a merge),
+    # ahead of every held row: the read must look past them to the ten still open.
+    rng = random.Random(1)
+
+    def tx(n: int, status: str, version: int) -> Tx:
+        t = Tx(rng, n, version)
+        t.workflow, t.facility, t.status, t.deleted = D2R, "NMC01", status, 0
+        t.start = NOW - 30 * DAY + n * 3600 * NS
+        t.warn, t.breach = t.start + DAY, None
+        return t
+
+    clean.insert("transactions", COLUMNS, [tx(n, "overdue", 1).row() for n in range(60)])
+    assert [r["id"] for r in q.most_overdue(clean, NOW, D2R, None)] == [
+        f"t{n:04d}" for n in range(10)
+    ]
+    clean.insert("transactions", COLUMNS, [tx(n, "complete", 2).row() for n in range(50)])
+    assert [r["id"] for r in q.most_overdue(clean, NOW, D2R, None)] == [
+        f"t{n:04d}" for n in range(50, 60)
+    ]
+    assert [r["id"] for r in q.most_overdue(clean, NOW, D2R, None, limit=3)] == [
+        "t0050", "t0051", "t0052"
+    ]  # fmt: skip
+    clean.insert("transactions", COLUMNS, [tx(n, "complete", 3).row() for n in range(50, 60)])
+    assert q.most_overdue(clean, NOW, D2R, None) == []
