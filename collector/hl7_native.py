@@ -44,7 +44,7 @@ _LANDING = "_hl7_landing_"  # + process id + "_" + number: a Memory table per Na
 READ_SETTINGS = {"storage_file_read_method": "read"}
 # The copy into ``events`` skips ``optimize_on_insert``: collapsing the ReplacingMergeTree's
 # duplicate event ids inside the inserted block made the copy of 150,000 events take
-# 1.2-1.45 s of CPU instead of 0.5 s. Copies of one event inside a chunk are then collapsed
+# 1.3-1.6 s of CPU instead of 0.55 s. Copies of one event inside a chunk are then collapsed
 # by the merges, as copies across chunks and imports always were (readers use FINAL).
 COPY_SETTINGS = {"optimize_on_insert": 0}
 

@@ -87,15 +87,18 @@ class MessagePipes:
             return None
 
     def _write(self, path: Path) -> None:
-        fd = self._open(path)
-        if fd is None:
-            return
         try:
+            fd = self._open(path)
+            if fd is None:
+                return
             with os.fdopen(fd, "wb", buffering=0) as pipe:
                 while (item := self._next()) is not None:
                     pipe.write(row_binary(item[1], item[0]))
         except BrokenPipeError:
             pass  # the statement ended (failed) before reading everything: nothing to feed
+        except OSError as exc:  # the pipe itself failed: the group must not count as loaded
+            with self._lock:
+                self.error = self.error or exc
 
     def _open(self, path: Path) -> int | None:
         """The pipe's write end once the engine has opened it for reading (None: stopped)."""
