@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import hl7.util
 from hl7.util import unescape as _hl7_unescape
 
 SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
@@ -25,6 +26,10 @@ _PATH = re.compile(
     r"^([A-Z][A-Z0-9]{2})-(\d{1,3})(?:\[(\d{1,3}|[A-Za-z][A-Za-z0-9_]{0,9})\])?"
     r"(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?$"
 )
+# hl7's unescape logs the whole raw field when it meets a sequence it cannot decode (an
+# empty one, a character-set switch). A field may hold PHI, and our own message says what
+# was wrong without it, so that logger never writes.
+hl7.util.logger.disabled = True
 # CX (extended identifier: PID-3, PID-18, PV1-19, ...) keeps the identifier type in component 5.
 _CX_TYPE = 5
 

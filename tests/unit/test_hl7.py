@@ -117,6 +117,19 @@ def test_custom_delimiters_and_escapes() -> None:
     assert event.keys["mrn"] == PSEUDO("MRN-M-3")
 
 
+def test_an_undecodable_escape_never_puts_the_raw_field_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """hl7's unescape logs the whole field on an empty sequence or a character-set switch;
+    a field may hold PHI, so nothing of it reaches the log."""
+    msh = "MSH|^~\\&|A|B|C|D|20260310101500||ADT^A01|M1|P|2.5"
+    message = Hl7Message.parse(msh + "\rPID|1||DOE\\\\JOHN\\C2842\\X")
+    with caplog.at_level("DEBUG"):
+        value = message.value(FieldPath.parse("PID-3"))
+    assert value is not None and value.startswith("DOE")
+    assert not [r for r in caplog.records if "DOE" in r.getMessage()]
+
+
 def test_older_versions_and_missing_optional_fields_without_facilities() -> None:
     intake = Intake(SlasConfig(), PSEUDO)
     (adt,) = intake.hl7(sample("v23_adt_a01.hl7"), "x", "x").events
