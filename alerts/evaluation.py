@@ -96,12 +96,12 @@ def evaluate_all(
         found = candidates(config, findings, now_ns)
         muted = inhibited(config, found)
         previous = {r.fingerprint: r for r in live_records(store, now_ns)}
-        holding = {c.fingerprint for c in found}
+        present = {c.fingerprint for c in found}
         held = {BURN_RATE: correlation.reason()} if correlation and correlation.catching_up else {}
         resolutions = {
             fp: cleared(r, findings, config, now_ns)
             for fp, r in previous.items()
-            if fp not in holding and r.state != AlertState.RESOLVED
+            if fp not in present and r.state != AlertState.RESOLVED
         }
         step = advance(
             previous,

@@ -55,11 +55,13 @@ class EvaluationLoop:
             correlation = self.progress.read(time.time())
             holding = correlation is not None and correlation.catching_up
             if holding != self._holding and correlation is not None:
-                log.info(
-                    "burn-rate pages %s: %s",
-                    "held" if holding else "no longer held",
-                    correlation.reason(),
-                )
+                if holding:
+                    log.info("burn-rate pages held: %s", correlation.reason())
+                else:
+                    log.info(
+                        "burn-rate pages no longer held: events wait %.0f s to be correlated",
+                        correlation.lag_s,
+                    )
             self._holding = holding
             evaluate_all(
                 self.runtime.store,

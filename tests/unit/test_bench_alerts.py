@@ -27,3 +27,13 @@ def test_the_split_without_and_with_the_correlator() -> None:
     assert lines[1] == (
         "-> the evaluation cycle that found it started: median 7.5 s, p95 10.0 s, max 10.0 s"
     )
+
+
+def test_an_unknown_part_is_refused_by_name(monkeypatch) -> None:
+    import pytest
+
+    from bench.alerts import run
+
+    monkeypatch.setenv("BENCH_ALERTS_PARTS", "load,cylce")
+    with pytest.raises(ValueError, match=r"BENCH_ALERTS_PARTS: unknown part\(s\) \['cylce'\]"):
+        next(run())
