@@ -28,8 +28,9 @@ _PATH = re.compile(
 )
 # hl7's unescape logs the whole raw field when it meets a sequence it cannot decode (an
 # empty one, a character-set switch). A field may hold PHI, and our own message says what
-# was wrong without it, so that logger never writes.
-hl7.util.logger.disabled = True
+# was wrong without it, so that logger drops every record. (A filter, because the server's
+# logging setup re-enables loggers it does not name.)
+hl7.util.logger.addFilter(lambda record: False)
 # CX (extended identifier: PID-3, PID-18, PV1-19, ...) keeps the identifier type in component 5.
 _CX_TYPE = 5
 
