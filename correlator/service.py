@@ -32,13 +32,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from correlator.batch import RebuildReport, rebuild
 from correlator.batch.handover import LookupHandover
+from correlator.batch.rebuild import collection_paused
 from correlator.engine import Correlator
 from correlator.index import (
     SIGNATURE,
@@ -71,25 +70,6 @@ _RESYNC_MARGIN_NS = 60 * 1_000_000_000  # inserted_at is stamped before a batch 
 _STATE_EVERY = 5.0  # seconds between writes of the watermark
 _HOUSEKEEPING_EVERY = 30.0  # seconds between unmatched gauges and key-row pruning
 _GAUGES_EVERY = 1.0  # at most this often, unmatched gauges after fan-in states changed
-
-
-@contextmanager
-def collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a batch is correlated and written.
-
-    A batch allocates hundreds of thousands of short-lived objects (hops, rows,
-    transactions), each allocation burst triggering collections that walk every
-    long-lived object of the process (the component cache, the web stages); in a
-    profile these full collections cost as much as correlating. The batch's garbage
-    holds no cycles that matter for the few hundred milliseconds it runs; the
-    collector resumes afterwards as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def retry_delay(failures: int, initial: float, maximum: float) -> float:
