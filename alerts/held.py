@@ -9,8 +9,10 @@ every granule (14 M ledger rows at 10 M transactions: most of a second). ``slo_h
 keeps the same judgements by key (the SLO, NUL, the id) in a key-value table, where a
 lookup costs per key, whatever the size of the ledger.
 
-One refresh: ``stage`` puts the new judgements (+1) and what is held (-1) for the
-changed transactions into ``slo_refresh_scratch``, reading ``transactions`` once;
+One refresh: ``stage_changed`` copies the newest version of each changed transaction
+(the columns a judgement reads) into ``slo_refresh_changed``, so ``transactions`` is
+read once, not once per SLO; ``stage`` puts the new judgements (+1) and what is held
+(-1) for them into ``slo_refresh_scratch``;
 ``ledger_diff`` is their net (what the ledger gets); ``advance`` writes each key's new
 judgement back (or a tombstone, n = 0, when it no longer counts).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.schema import SLO_HELD, SLO_HELD_MARKS, SLO_LEDGER, SLO_REFRESH_SCRATCH
+from alerts.sli import JUDGED_COLUMNS
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
 
@@ -34,6 +37,7 @@ COLS = "slo, id, facility, labels, minute, kind, due_ns, amount"
 _KEY = "concat(slo, '\\0', id)"
 _TOKEN = "rollup"
 DIRTY = "dirty"
+CHANGED = "slo_refresh_changed"
 
 
 def token(store: Store) -> str | None:
@@ -62,18 +66,30 @@ def fill_from_ledger(store: Store) -> None:
     )
 
 
-def stage(
-    store: Store, slos: list[Slo], judged: list[str], params: dict[str, Any], since: int
-) -> None:
-    """The scratch table := the new judgements of the changed transactions (``judged``:
-    a SELECT of ``COLS`` and n = +1 per SLO) and what is held for them (n = -1)."""
+def stage_changed(store: Store, since: int) -> str:
+    """``slo_refresh_changed`` := the newest version of each transaction written at or
+    after ``since``, the columns a judgement reads (a table of the engine's memory, made
+    anew each time: its columns follow ``transactions``'). Returns its name."""
+    table = store.table(CHANGED)
+    store.command(f"DROP TABLE IF EXISTS {table}")
+    store.command(
+        f"CREATE TABLE {table} ENGINE = Memory AS SELECT {JUDGED_COLUMNS}"
+        f" FROM {store.table('transactions')} WHERE version >= {int(since)}"
+        " ORDER BY version DESC LIMIT 1 BY id"
+    )
+    return table
+
+
+def stage(store: Store, slos: list[Slo], judged: list[str], params: dict[str, Any]) -> None:
+    """The scratch table := the new judgements of the staged changed transactions
+    (``judged``: a SELECT of ``COLS`` and n = +1 per SLO) and what is held for them
+    (n = -1)."""
     scratch = store.table(SLO_REFRESH_SCRATCH)
     store.command(f"TRUNCATE TABLE {scratch}")
     # The keys: each changed transaction under every SLO of its workflow.
     held = (
         f"SELECT {COLS}, -n AS n FROM {store.table(SLO_HELD)} WHERE key IN"
-        f" (SELECT concat(held_slo, '\\0', id) FROM (SELECT DISTINCT id, workflow"
-        f" FROM {store.table('transactions')} WHERE version >= {{since:UInt64}})"
+        f" (SELECT concat(held_slo, '\\0', id) FROM {store.table(CHANGED)}"
         " ARRAY JOIN {held_slos:Array(String)} AS held_slo,"
         " {held_workflows:Array(String)} AS held_workflow"
         " WHERE held_workflow = workflow) AND n != 0"
@@ -83,7 +99,6 @@ def stage(
         f" FROM ({' UNION ALL '.join([*judged, held])})",
         {
             **params,
-            "since": since,
             "held_slos": [slo.name for slo in slos],
             "held_workflows": [slo.indicator.workflow for slo in slos],
         },

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 from alerts import held, overdue
 from alerts.repository import STATE_LOCK
 from alerts.schema import OPEN_DEADLINES, SLO_HELD, SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
-from alerts.sli import JUDGED_COLUMNS, Relation, judgements_sql, scan_relation
+from alerts.sli import Relation, judgements_sql, scan_relation
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
 
@@ -103,12 +103,9 @@ def _mark(store: Store) -> _Mark | None:
 
 
 def _changed_source(store: Store) -> str:
-    """The newest version of each transaction written at or after ``since``."""
-    return (
-        f"(SELECT {JUDGED_COLUMNS} FROM {store.table('transactions')}"
-        " WHERE version >= {since:UInt64} AND workflow = {workflow:String}"
-        " ORDER BY version DESC LIMIT 1 BY id)"
-    )
+    """The newest version of each changed transaction of the workflow, as staged by
+    ``held.stage_changed``."""
+    return f"(SELECT * FROM {store.table(held.CHANGED)} WHERE workflow = {{workflow:String}})"
 
 
 _COLS = "id, facility, labels, minute, kind, due_ns, amount"
@@ -155,8 +152,9 @@ def _rebuild_slo(store: Store, slo: Slo) -> None:
 def _insert_diff(store: Store, slos: list[Slo], since: int) -> None:
     """Insert the net change of these SLOs' judgements of the changed transactions into
     the ledger (one new part of the ledger and of the rollup), and hold the new ones."""
+    held.stage_changed(store, since)
     branches, params = _judged_branches(store, slos, rebuild=False)
-    held.stage(store, slos, branches, params, since)
+    held.stage(store, slos, branches, params)
     store.command(
         f"INSERT INTO {store.table(SLO_LEDGER.name)} (slo, {_COLS}, n) {held.ledger_diff(store)}"
     )

@@ -163,8 +163,9 @@ def test_a_refresh_stopped_part_way_rebuilds(empty: Store) -> None:
     # held by key and the mark are written): running it again must not count twice.
     insert_transactions(store, [_row(rng, i, 2) for i in rng.sample(ids, 30)])
     held.set_token(store, held.DIRTY)
+    held.stage_changed(store, mark.watermark)
     branches, params = rollup._judged_branches(store, SLOS, rebuild=False)
-    held.stage(store, SLOS, branches, params, mark.watermark)
+    held.stage(store, SLOS, branches, params)
     store.command(
         f"INSERT INTO {store.table('slo_ledger')} ({held.COLS}, n) {held.ledger_diff(store)}"
     )
