@@ -39,8 +39,12 @@ def _open_sql(source: str) -> str:
     )
 
 
-def insert_changes(store: Store, since: int) -> None:
-    """Bring the ledger up to date for the transactions written at or after ``since``."""
+def insert_changes(store: Store, since: int, changed: str | None = None) -> None:
+    """Bring the ledger up to date for the transactions written at or after ``since``.
+
+    ``changed``: a table already holding the newest version of each of them (the rollup
+    refresh stages one), read instead of ``transactions``.
+    """
     transactions = store.table("transactions")
     ledger = store.table(OPEN_DEADLINES.name)
     # The newest version of each changed transaction; the filter applies after LIMIT BY
@@ -49,11 +53,15 @@ def insert_changes(store: Store, since: int) -> None:
         "(SELECT id, workflow, facility, status, deleted, breach_deadline, amount"
         f" FROM {transactions} WHERE version >= {{since:UInt64}}"
         " ORDER BY version DESC LIMIT 1 BY id)"
+        if changed is None
+        else f"(SELECT * FROM {changed})"
     )
-    held = (
-        f"SELECT {_COLS}, -n AS n FROM {ledger} WHERE id IN"
-        f" (SELECT id FROM {transactions} WHERE version >= {{since:UInt64}})"
+    ids = (
+        f"SELECT id FROM {transactions} WHERE version >= {{since:UInt64}}"
+        if changed is None
+        else f"SELECT id FROM {changed}"
     )
+    held = f"SELECT {_COLS}, -n AS n FROM {ledger} WHERE id IN ({ids})"
     store.command(
         f"INSERT INTO {ledger} ({_COLS}, n)"
         f" SELECT {_COLS}, sum(n) AS net FROM ({_open_sql(newest)} UNION ALL {held})"

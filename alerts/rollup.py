@@ -149,10 +149,10 @@ def _rebuild_slo(store: Store, slo: Slo) -> None:
     )
 
 
-def _insert_diff(store: Store, slos: list[Slo], since: int) -> None:
-    """Insert the net change of these SLOs' judgements of the changed transactions into
-    the ledger (one new part of the ledger and of the rollup), and hold the new ones."""
-    held.stage_changed(store, since)
+def _insert_diff(store: Store, slos: list[Slo]) -> None:
+    """Insert the net change of these SLOs' judgements of the changed transactions (as
+    staged) into the ledger (one new part of the ledger and of the rollup), and hold the
+    new ones."""
     branches, params = _judged_branches(store, slos, rebuild=False)
     held.stage(store, slos, branches, params)
     store.command(
@@ -234,9 +234,10 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
         held.fill_from_ledger(store)
         overdue.rebuild(store)
     else:
+        changed = held.stage_changed(store, since)
         if due:
-            _insert_diff(store, due, since)
-        overdue.insert_changes(store, since)
+            _insert_diff(store, due)
+        overdue.insert_changes(store, since, changed)
     version = time.time_ns()
     held.set_token(store, str(version))
     store.insert(
