@@ -1,4 +1,4 @@
-"""Feeds receiving a backlog, so that new burn-rate and overdue pages wait for it.
+"""Feeds receiving a backlog, so that new burn-rate, overdue and unmatched alerts wait for it.
 
 While a sender replays history (the demo's first minute, a migration sent over the
 wire) or an interface engine drains its queue after an outage, transactions whose
@@ -15,9 +15,9 @@ sent, and a live feed carries such events all day. A feed (system x facility) is
 receiving a backlog while at least half of the events received from it in the last
 ``window``, and at least ``min_events``, are such. Per feed rather than for the whole
 store: an engine that drains one facility's queue must not hold the pages of every
-other facility; the alerts held are those the backlog can change, the burn-rate and
-overdue alerts of workflows with a step from that system at that facility (the same
-reach as an idle feed's inhibition).
+other facility; the alerts held are those the backlog can change, the burn-rate,
+overdue and unmatched alerts of workflows with a step from that system at that
+facility (the same reach as an idle feed's inhibition).
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ from dataclasses import dataclass
 from alerts.burn_rate import RULE as BURN_RATE
 from alerts.conditions import OVERDUE, feeding
 from alerts.lifecycle import Candidate, Hold
+from alerts.unmatched import UNMATCHED
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.slos import BackfillHold
 from stitchboard.store import Store
 
-HELD_RULES = (BURN_RATE, OVERDUE)
+# The rules whose figures a backlog changes: SLOs, overdue transactions, and fan-in
+# events waiting for transactions that may still be in the backlog.
+HELD_RULES = (BURN_RATE, OVERDUE, UNMATCHED)
 _NS = 1_000_000_000
 
 
@@ -95,7 +98,7 @@ def describe(feed: Backlog, rule: BackfillHold, now: int) -> str:
 def held_reason(
     config: SlasConfig, workflow: str, facility: str, feeds: Iterable[Backlog], now: int
 ) -> str | None:
-    """Why the burn-rate and overdue alerts of ``workflow`` at ``facility`` wait, or None
+    """Why new alerts of ``HELD_RULES`` for ``workflow`` at ``facility`` wait, or None
     when none of the feeds it depends on is receiving a backlog."""
     rule = config.alerts.backfill
     by_key = {(f.system, f.facility): f for f in feeds}
@@ -105,15 +108,15 @@ def held_reason(
     return (
         "backlog arriving from "
         + ", ".join(describe(by_key[k], rule, now) for k in mine)
-        + f"; new burn-rate and overdue pages of {workflow} at {facility} wait until it is"
-        f" received (at most {rule.max_hold.text})"
+        + f"; new burn-rate, overdue and unmatched alerts of {workflow} at {facility} wait"
+        f" until it is in (at most {rule.max_hold.text})"
     )
 
 
 def backfill_holds(
     config: SlasConfig, candidates: Iterable[Candidate], feeds: tuple[Backlog, ...], now: int
 ) -> dict[str, Hold]:
-    """The holds, by fingerprint, of the burn-rate and overdue candidates whose workflow
+    """The holds, by fingerprint, of the candidates of ``HELD_RULES`` whose workflow
     at their facility depends on a feed receiving a backlog."""
     if not feeds:
         return {}

@@ -85,16 +85,15 @@ class EvaluationLoop:
             shown = "; ".join(describe(f, rule, time.time_ns()) for f in feeds[:5])
             more = f"; and {len(feeds) - 5} more feeds" if len(feeds) > 5 else ""
             log.info(
-                "new burn-rate and overdue pages of the workflows these feeds serve held"
-                " (at most %s): backlog arriving from %s%s",
+                "new burn-rate, overdue and unmatched alerts of the workflows these feeds"
+                " serve held (at most %s): backlog arriving from %s%s",
                 rule.max_hold.text,
                 shown,
                 more,
             )
         elif not feeds and self._backfill_since is not None:
             log.info(
-                "burn-rate and overdue pages no longer held for a backlog: no feed is"
-                " receiving one (held %.0f s)",
+                "alerts no longer held for a backlog: no feed is receiving one (held %.0f s)",
                 now - self._backfill_since,
             )
             self._backfill_since = None

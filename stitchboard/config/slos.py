@@ -235,14 +235,15 @@ class UnmatchedRule(_WithFor):
 class BackfillHold(Strict):
     """While a feed delivers a backlog (events sent long before they are received: a
     history replay, an interface engine draining its queue after an outage), new
-    burn-rate and overdue alerts of the workflows it feeds at its facility wait."""
+    burn-rate, overdue and unmatched alerts of the workflows it feeds at its facility
+    wait."""
 
     enabled: bool = True
     # An event sent at least this long before it was received comes from a backlog.
     lag: Duration = Field(default_factory=lambda: _duration("15m"))
     # A feed is backfilling while at least half of what it sent in this long, and at
     # least ``min_events``, came from a backlog.
-    window: Duration = Field(default_factory=lambda: _duration("2m"))
+    window: Duration = Field(default_factory=lambda: _duration("1m"))
     min_events: int = Field(default=10, ge=1)
     # A hold ends after this long whatever the backlog does: a real page goes out.
     max_hold: Duration = Field(default_factory=lambda: _duration("10m"))

@@ -1,4 +1,4 @@
-"""New burn-rate and overdue pages wait while a feed they depend on receives a backlog.
+"""New burn-rate, overdue and unmatched alerts wait while a feed they depend on receives a backlog.
 
 Ground truth, worked by hand (NOW = 2026-03-10 12:00 UTC; ``alerts.backfill`` with
 ``lag`` 15m, ``window`` 2m, ``min_events`` 10, ``max_hold`` 5m). Events received in
@@ -108,8 +108,8 @@ COLUMNS = (
 )
 W_F1 = (
     "backlog arriving from SYS_A at F1 (12 of 16 events received in the last 2m were sent"
-    " 15m or more before, the oldest 3d ago); new burn-rate and overdue pages of w at F1"
-    " wait until it is received (at most 5m)"
+    " 15m or more before, the oldest 3d ago); new burn-rate, overdue and unmatched alerts"
+    " of w at F1 wait until it is in (at most 5m)"
 )
 
 
@@ -358,9 +358,8 @@ def test_the_slos_api_says_what_is_held(live) -> None:
     )
     held = {i["group"]["facility"]: i["held"] for i in body["items"]}
     assert held["F1"] == (
-        f"backlog arriving from {LIVE_F1}; new burn-rate and overdue pages of w at F1 wait"
-        " until it is received"
-        " (at most 5m)"
+        f"backlog arriving from {LIVE_F1}; new burn-rate, overdue and unmatched alerts of w"
+        " at F1 wait until it is in (at most 5m)"
     )
     assert held["F2"] is None and held["F3"] is None  # F3: no data, nothing to hold
     detail = httpx.get(f"{api}/slos/w_e2e", headers=AUTH, timeout=60).json()
@@ -376,8 +375,8 @@ def test_the_server_log_says_when_holding_starts_and_stops(live, caplog) -> None
         loop.run_once()
         started = [r.getMessage() for r in caplog.records if "backlog" in r.getMessage()]
         assert started == [
-            "new burn-rate and overdue pages of the workflows these feeds serve held"
-            f" (at most 5m): backlog arriving from {LIVE_F1}"
+            "new burn-rate, overdue and unmatched alerts of the workflows these feeds serve"
+            f" held (at most 5m): backlog arriving from {LIVE_F1}"
         ]
         held = [a for a in list_alerts(store) if a.labels["facility"] == "F1"]
         assert {(a.rule, a.state) for a in held} == {
@@ -392,7 +391,7 @@ def test_the_server_log_says_when_holding_starts_and_stops(live, caplog) -> None
         loop.run_once()  # still none: logged once
     stopped = [r.getMessage() for r in caplog.records if "no longer held" in r.getMessage()]
     assert len(stopped) == 1 and stopped[0].startswith(
-        "burn-rate and overdue pages no longer held for a backlog: no feed is receiving one"
+        "alerts no longer held for a backlog: no feed is receiving one"
     )
     fired = [a for a in list_alerts(store) if a.labels["facility"] == "F1"]
     assert {(a.rule, a.state) for a in fired} == {
