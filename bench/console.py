@@ -148,11 +148,8 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
 
     def workflow() -> object:
         return (
-            q.funnel(store, wf, now, steps),
-            q.step_latency(store, wf, now, "engine_ack", "discharge"),
+            q.scope_figures(store, wf, now, steps, "engine_ack", "discharge"),
             q.aging(store, now, D2R, None),
-            q.flag_counts(store, wf, now),
-            q.slowest(store, wf, now),
             q.most_overdue(store, now, D2R, None),
         )
 
