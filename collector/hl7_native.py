@@ -67,6 +67,7 @@ class NativeHl7:
         pseudonymize: Callable[[str], str],
         store: Store,
         streams: int | None = None,
+        scratch: Path | None = None,
     ):
         self.store = store
         self.streams = streams or min(4, os.cpu_count() or 1)
@@ -77,14 +78,17 @@ class NativeHl7:
         elif store.path is None:
             self.reason = "the store is a ClickHouse server (the engine reads local files)"
         self._pads = pseudonymize.hmac_pads() if isinstance(pseudonymize, Pseudonymizer) else None
+        self._dir = Path()
+        if not self.reason:
+            self._dir, self.reason = _pipe_directory(scratch)
+        if self._dir != Path():
+            weakref.finalize(self, shutil.rmtree, self._dir, True)
         self._sql: Hl7Statements | None = (
             None if self.reason else statements(extractor, self.streams)
         )
         self._landing = store.table(f"{_LANDING}{os.getpid()}_{next(_TABLES)}")
         self._events = store.table("events")
         self._ready = False
-        self._dir = Path(tempfile.mkdtemp(prefix="stitchboard-hl7-"))
-        weakref.finalize(self, shutil.rmtree, self._dir, True)
 
     @property
     def enabled(self) -> bool:
@@ -166,3 +170,21 @@ class NativeHl7:
         if self._ready:
             self.store.command(f"DROP TABLE IF EXISTS {self._landing}")
             self._ready = False
+
+
+def _pipe_directory(scratch: Path | None) -> tuple[Path, str]:
+    """A private directory for the pipes under ``scratch`` (the system's temporary
+    directory by default), checked by making one pipe there; ``Path()`` and the reason
+    when that fails (no such directory, a filesystem without named pipes): the import
+    then takes the Python path."""
+    try:
+        where = Path(tempfile.mkdtemp(prefix="stitchboard-hl7-", dir=scratch))
+    except OSError as exc:
+        return Path(), f"no directory for named pipes in {scratch or tempfile.gettempdir()}: {exc}"
+    try:
+        os.mkfifo(where / "probe", 0o600)
+        os.unlink(where / "probe")
+    except OSError as exc:
+        shutil.rmtree(where, ignore_errors=True)
+        return Path(), f"named pipes cannot be made in {where.parent}: {exc}"
+    return where, ""

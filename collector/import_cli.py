@@ -117,6 +117,8 @@ def import_command(
     except StitchboardError as exc:
         fail(f"{exc} (if a server owns the data directory, import with --server URL)", 1)
         return
+    if isinstance(target, DirectTarget) and target.engine_off:
+        console.print(f"HL7 is parsed in Python: {target.engine_off}")
     delimiter = target.delimiter if isinstance(target, DirectTarget) else ","
     started = time.perf_counter()
     reports = []

@@ -108,6 +108,8 @@ class DirectTarget:
         # HL7 parsed by the engine where it can (embedded store); None: all in Python.
         native = NativeHl7(runtime.config, runtime.pseudonymize, runtime.store) if engine else None
         self.native = native if native is not None and native.enabled else None
+        # Why the engine path is off though asked for ("": on, or not asked for).
+        self.engine_off = native.reason if native is not None else ""
         self.engine_chunk = engine_chunk
         self.intake = self.pool.intake
         self.delimiter = self.runtime.config.messages.logs.csv_delimiter

@@ -197,6 +197,18 @@ class StoreIndex:
         self.retired.update(r.id for r in update.changes.retired)
         return written
 
+    def retired_by_pass(self, since: int) -> int:
+        """Queue for pruning the ids a full pass retired: its tombstones (``deleted = 1``
+        rows written at or after ``since``, ns; a pass writes versions from its start on).
+        The pass retires them in SQL, so the live path never saw them. Returns how many."""
+        ids = self.store.rows(
+            f"SELECT DISTINCT id FROM {self.store.table(TRANSACTIONS.name)}"
+            " WHERE deleted = 1 AND version >= {since:UInt64}",
+            {"since": since},
+        )
+        self.retired.update(i for (i,) in ids)
+        return len(ids)
+
     def prune_keys(self) -> int:
         """Delete every row kept for a retired id: its key rows, its stored hops and its
         pending deadlines (few ids, batched: each DELETE is a mutation). Returns how

@@ -387,6 +387,9 @@ class CorrelatorService:
         # Every stored hops row predates the pass (it writes none) and ids it retired are
         # never read again: the live path reads a transaction by id the first time.
         self.index.truncate_hops()
+        # The key rows (and pending deadlines) of the ids the pass retired go with the
+        # next housekeeping, as those of ids the live path retires do.
+        self.index.retired_by_pass(wall)
         self.rewritten = rewritten
         self.loaded = True
 

@@ -394,3 +394,28 @@ def test_retired_and_judged_rows_are_pruned_and_the_state_still_equals_the_core(
     more = list(traffic(40, seed=12, spread_ns=10 * DAY, prefix="x"))
     feed(service, clean, more + rng.sample(events, 60), now=end)
     assert stored(clean) == expected(events + more, now=end)
+
+
+def test_key_rows_of_ids_a_full_pass_retires_are_pruned(clean: Store) -> None:
+    """Transactions whose events went away (retention) are retired by the next full pass,
+    in SQL; their key rows go with the next prune, as those of merged ids do, and the
+    index then holds exactly the live transactions' keys."""
+    events = list(traffic(60, seed=13, spread_ns=5 * DAY))
+    service = started(clean)
+    feed(service, clean, events)
+    before = stored(clean)
+    gone = sorted(before)[:3]
+    dropped = {e for tx in gone for e in before[tx][4]}  # their event ids
+    clean.command(
+        f"DELETE FROM {clean.table('events')} WHERE event_id IN {{ids:Array(String)}}",
+        parameters={"ids": sorted(dropped)},
+    )
+    kept = [e for e in events if e.event_id not in dropped]
+    service.full_pass(NOW)
+    assert stored(clean) == expected(kept)
+    assert set(gone) <= service.index.retired
+    keys = f"SELECT DISTINCT transaction_id FROM {clean.table('transaction_keys')}"
+    assert set(gone) <= {i for (i,) in clean.rows(keys)}  # still there before the prune
+    service.index.prune_keys()
+    assert service.index.retired == set()
+    assert {i for (i,) in clean.rows(keys)} == set(stored(clean))

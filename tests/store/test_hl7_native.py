@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -319,3 +320,30 @@ def test_a_failing_source_writes_nothing_and_raises_its_error(pair) -> None:
     # The same loader goes on working.
     loaded = natives["repo"].load([text.format(n=1).encode()], SOURCE, NOW)
     assert loaded.messages == 1 and loaded.events == 1
+
+
+def test_without_named_pipes_every_message_goes_to_python(pair, tmp_path: Path) -> None:
+    """Where no pipe can be made (here: the directory does not exist), the engine path is
+    off with the reason, and a load hands every message back for the Python path."""
+    _, engine, _ = pair
+    missing = tmp_path / "gone"
+    native = NativeHl7(ENGINE_CONFIGS["repo"], PSEUDO, engine, scratch=missing)
+    try:
+        assert not native.enabled
+        assert native.reason.startswith(f"no directory for named pipes in {missing}: ")
+        loaded = native.load([SAMPLES[1].encode(), SAMPLES[2].encode()], SOURCE, NOW)
+        assert loaded == Loaded(0, 0, (0, 1))
+    finally:
+        native.close()
+
+
+def test_the_pipe_directory_is_checked_with_a_pipe(pair, tmp_path: Path) -> None:
+    """A usable directory gets a private subdirectory, emptied of the probe pipe."""
+    _, engine, _ = pair
+    native = NativeHl7(ENGINE_CONFIGS["repo"], PSEUDO, engine, scratch=tmp_path)
+    try:
+        assert native.enabled and native.reason == ""
+        (made,) = tmp_path.iterdir()
+        assert made.name.startswith("stitchboard-hl7-") and list(made.iterdir()) == []
+    finally:
+        native.close()

@@ -194,6 +194,31 @@ def test_random_requests_give_identical_rows(pair, request):
             ),
             "more than two decimals: Python rounding",
         ),
+        (
+            lambda s: s.attributes.add(key="m").value.kvlist_value.values.add(key="k"),
+            "map values are rendered as JSON by the Python decoder",
+        ),
+        (
+            lambda s: s.attributes.add(key="d").value.__setattr__("double_value", 1e15),
+            "a double Python and ClickHouse format apart (exponent)",
+        ),
+        (
+            lambda s: s.attributes.add(key="d").value.__setattr__("double_value", 5e-5),
+            "a small double Python and ClickHouse format apart",
+        ),
+        (lambda s: setattr(s, "trace_id", bytes(16)), "an all-zero trace id: dead letter"),
+        (lambda s: setattr(s, "trace_id", b"\x01" * 8), "a short trace id: dead letter"),
+        (lambda s: setattr(s, "span_id", bytes(8)), "an all-zero span id: dead letter"),
+        (
+            lambda s: s.events.add(name="e").attributes.add(key="a").value.array_value.values.add(),
+            "an array in an event's attributes",
+        ),
+        (
+            lambda s: s.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+            .attributes.add(key="a")
+            .value.kvlist_value.SetInParent(),
+            "a map in a link's attributes",
+        ),
     ],
 )
 def test_requests_the_engine_does_not_take(change, why):
@@ -201,6 +226,32 @@ def test_requests_the_engine_does_not_take(change, why):
     change(request.resource_spans[0].scope_spans[0].spans[0])
     native = NativeTraces(CONFIG, NORM, "unused")
     assert not native.eligible(request), why
+
+
+def test_the_resource_is_checked_too():
+    request = spans_request(2, seed=1)
+    request.resource_spans[0].resource.attributes.add(key="r").value.array_value.SetInParent()
+    assert not NativeTraces(CONFIG, NORM, "unused").eligible(request)
+
+
+def test_the_first_amount_attribute_set_is_the_one_judged():
+    """As the Python decoder reads amounts: slas.yaml's first amount attribute that is set
+    decides; a later one with more decimals does not matter, and ints are not text."""
+    names = CONFIG.otel.amount_attributes
+    assert len(names) >= 1
+    request = spans_request(1, seed=1)
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    for kv in list(span.attributes):
+        if kv.key in names:
+            span.attributes.remove(kv)
+    span.attributes.add(key=names[0]).value.string_value = "12.50"
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert native.eligible(request)
+    if len(names) > 1:
+        span.attributes.add(key=names[1]).value.string_value = "1.005"
+        assert native.eligible(request)
+    span.attributes.add(key="x").value.int_value = 7
+    assert native.eligible(request)
 
 
 def test_an_undeclared_facility_is_kept_as_sent_by_both_paths(pair):
