@@ -11,8 +11,8 @@ lookup costs per key, whatever the size of the ledger.
 
 One refresh: ``stage_changed`` copies the newest version of each changed transaction
 (the columns a judgement reads) into ``slo_refresh_changed``, so ``transactions`` is
-read once, not once per SLO; ``stage`` puts the new judgements (+1) and what is held
-(-1) for them into ``slo_refresh_scratch``;
+read once, not once per SLO (the overdue ledger's step reads it too); ``stage`` puts
+the new judgements (+1) and what is held (-1) for them into ``slo_refresh_scratch``;
 ``ledger_diff`` is their net (what the ledger gets); ``advance`` writes each key's new
 judgement back (or a tombstone, n = 0, when it no longer counts).
 
