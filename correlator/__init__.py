@@ -5,6 +5,9 @@ What other stages may use (nothing else in this package is public):
 - reading transactions: ``TransactionReader`` (a Protocol), ``StoreTransactions``
   (ClickHouse), ``MemoryTransactions`` (in memory, for tests), ``TransactionFilter``,
   ``BadQuery``, ``decode_cursor`` (a page's ``next_cursor`` as ``TransactionFilter.after``);
+  ``transaction_where(store, where, now)``: the WHERE clauses and bound parameters that
+  select a ``TransactionFilter``'s rows of ``transactions`` (for readers of their own,
+  such as the console's grid; the select list names the status now ``status_now``);
 - the vocabulary: ``Status``, ``Level``, ``Flag`` (with ``STATUSES``, ``LEVELS``, ``FLAGS``);
 - the pure core and its loop, for tools that drive them (benchmarks): ``Correlator``,
   ``CorrelatorService``;
@@ -28,7 +31,7 @@ What other stages may use (nothing else in this package is public):
 from correlator.batch import RebuildReport, rebuild
 from correlator.engine import Correlator
 from correlator.index import mark_correlated
-from correlator.queries import BadQuery, TransactionFilter, decode_cursor
+from correlator.queries import BadQuery, TransactionFilter, decode_cursor, transaction_where
 from correlator.reader import MemoryTransactions, StoreTransactions, TransactionReader
 from correlator.service import CorrelatorService
 from correlator.transaction import FLAGS, LEVELS, STATUSES, Flag, Level, Status
@@ -55,5 +58,6 @@ __all__ = [
     "mark_correlated",
     "rebuild",
     "decode_cursor",
+    "transaction_where",
     "unmatched_groups",
 ]

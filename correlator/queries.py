@@ -108,12 +108,19 @@ def decode_cursor(text: str) -> tuple[int, str]:
         raise BadQuery(f"bad cursor {text!r}: pass the next_cursor of a previous page") from None
 
 
-def list_transactions(
-    store: Store, where: TransactionFilter, limit: int, now: int
-) -> tuple[list[dict[str, Any]], str | None]:
-    table = store.table(TRANSACTIONS.name)
+def transaction_where(
+    store: Store, where: TransactionFilter, now: int
+) -> tuple[list[str], dict[str, Any]]:
+    """The clauses (to join with AND) and bound parameters that select ``where``'s
+    transactions from ``transactions``: live ones, of its workflow, facility and flag,
+    started in its range, carrying one of its key values, below its ``after`` cursor,
+    and of its status now. The status is that of the select list's ``status_now`` (an
+    open transaction past a deadline is overdue: the query binds ``now``).
+
+    Every reader of the table filters through this (the transactions API, the
+    console's grid): a filter means the same wherever it is read."""
     clauses = ["deleted = 0"]
-    params: dict[str, Any] = {"now": now, "limit": limit + 1}
+    params: dict[str, Any] = {"now": now}
     if where.workflow:
         clauses.append("workflow = {workflow:String}")
         params["workflow"] = where.workflow
@@ -147,6 +154,15 @@ def list_transactions(
     if where.status:
         clauses.append("status_now = {status:String}")
         params["status"] = where.status
+    return clauses, params
+
+
+def list_transactions(
+    store: Store, where: TransactionFilter, limit: int, now: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    table = store.table(TRANSACTIONS.name)
+    clauses, params = transaction_where(store, where, now)
+    params["limit"] = limit + 1
     sql = (
         f"SELECT {_SUMMARY} FROM {table} FINAL WHERE {' AND '.join(clauses)}"
         # Newest first by the transaction's earliest event (id_time: part of the

@@ -100,13 +100,20 @@ def worst_budget(statuses: list[SloStatus]) -> Budget | None:
 
 
 def kpis(
-    ctx: Console, chosen: TimeRange, facility: str | None, now: int, statuses: list[SloStatus]
+    ctx: Console,
+    chosen: TimeRange,
+    facility: str | None,
+    now: int,
+    slo_statuses: Callable[[], list[SloStatus]],
 ) -> list[Any]:
+    """The cards. ``slo_statuses`` (the SLO report's, shared with the heatmap) is fetched
+    beside the cards' own reads, not before them: the cards show once the slower is in."""
     store = ctx.runtime.store
     since, until = chosen.window(now)
     scope = queries.Scope(since, until, facility=facility)
     has_dnfb = any(w.name == DNFB_WORKFLOW for w in ctx.runtime.config.workflows)
     jobs: dict[str, Callable[[], Any]] = {
+        "slo": slo_statuses,
         "started": lambda: queries.total_outcome(queries.outcomes(store, scope, now)),
         "decided": lambda: queries.total_outcome(queries.outcomes(store, scope, now, decided=True)),
         "overdue": lambda: queries.overdue_now(store, now, None, facility),
@@ -115,6 +122,7 @@ def kpis(
         jobs["dnfb"] = lambda: queries.dnfb(store, now, facility=facility, workflow=DNFB_WORKFLOW)
     found = side_by_side(jobs)
     started, decided, overdue = found["started"], found["decided"], found["overdue"]
+    statuses: list[SloStatus] = found["slo"]
     budget = worst_budget(
         [s for s in statuses if not facility or s.group.get("facility") == facility]
     )
@@ -285,8 +293,8 @@ def _refresh_kpis(_: int | None, spec: dict | None, facility: str | None) -> tup
     now = ctx.now()
     chosen = _chosen(ctx, spec, facility)
     zone = view.facility_zone(ctx.runtime.config, facility)
-    statuses = _slo_figures(ctx, chosen, now).statuses
-    return kpis(ctx, chosen, facility, now, statuses), view.updated_at(now, zone)
+    cards = kpis(ctx, chosen, facility, now, lambda: _slo_figures(ctx, chosen, now).statuses)
+    return cards, view.updated_at(now, zone)
 
 
 @callback(

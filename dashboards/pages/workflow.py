@@ -111,18 +111,21 @@ def panels(ctx: Console, v: WorkflowView, now: int) -> dict[str, Any]:
     steps = [s.name for s in wf.steps if not s.optional]
     anchor, warn, breach = anchor_and_limits(wf, v.step)
     jobs: dict[str, Callable[[], Any]] = {
-        "funnel": lambda: figures.funnel(queries.funnel(store, scope, now, steps)),
-        "latency": lambda: figures.latency(
-            queries.step_latency(store, scope, now, v.step, anchor), warn, breach
-        ),
+        "scope": lambda: queries.scope_figures(store, scope, now, steps, v.step, anchor),
         "aging": lambda: figures.aging(queries.aging(store, now, v.workflow, v.facility)),
-        "flags": lambda: figures.flags(queries.flag_counts(store, scope, now)),
-        "slowest": lambda: _rows(queries.slowest(store, scope, now), ctx, now, overdue=False),
         "overdue": lambda: _rows(
             queries.most_overdue(store, now, v.workflow, v.facility), ctx, now, overdue=True
         ),
     }
-    return side_by_side(jobs)
+    done = side_by_side(jobs)
+    found: queries.ScopeFigures = done.pop("scope")
+    return {
+        **done,
+        "funnel": figures.funnel(found.funnel),
+        "latency": figures.latency(found.latency, warn, breach),
+        "flags": figures.flags(found.flags),
+        "slowest": _rows(list(found.slowest), ctx, now, overdue=False),
+    }
 
 
 def layout(**kwargs: Any) -> Any:

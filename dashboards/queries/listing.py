@@ -21,11 +21,11 @@ and the transactions by their full sorting key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from correlator import TransactionFilter
+from correlator import TransactionFilter, transaction_where
 from dashboards.queries.common import STATUS_NOW
 from stitchboard.store import Store
 
@@ -78,52 +78,14 @@ def _listed(row: dict[str, Any]) -> Listed:
     )
 
 
-def _where(
-    store: Store, where: TransactionFilter, after: Cursor | None, now: int
-) -> tuple[list[str], dict[str, Any]]:
-    clauses = ["deleted = 0"]
-    params: dict[str, Any] = {"now": now}
-    if where.workflow:
-        clauses.append("workflow = {workflow:String}")
-        params["workflow"] = where.workflow
-    if where.facility:
-        clauses.append("facility = {facility:String}")
-        params["facility"] = where.facility
-    if where.flag:
-        clauses.append("has(flags, {flag:String})")
-        params["flag"] = where.flag
-    if where.since is not None:
-        clauses.append("start_time >= fromUnixTimestamp64Nano({since:Int64})")
-        params["since"] = where.since
-    if where.until is not None:
-        # id_time <= start_time: the same bound on id_time narrows the sorting key.
-        clauses.append("start_time < fromUnixTimestamp64Nano({until:Int64})")
-        clauses.append("id_time < fromUnixTimestamp64Nano({until:Int64})")
-        params["until"] = where.until
-    if where.key_values:
-        clauses.append(
-            "(workflow, id_time, id) IN (SELECT workflow, id_time, transaction_id"
-            f" FROM {store.table('transaction_keys')} WHERE value IN {{values:Array(String)}})"
-        )
-        params["values"] = list(where.key_values)
-    if after is not None:
-        clauses.append(
-            "(id_time, id) < (fromUnixTimestamp64Nano({after_ns:Int64}), {after_id:String})"
-        )
-        params["after_ns"], params["after_id"] = after
-    if where.status:
-        clauses.append("status_now = {status:String}")
-        params["status"] = where.status
-    return clauses, params
-
-
 def newest(
     store: Store, where: TransactionFilter, limit: int, now: int, after: Cursor | None = None
 ) -> tuple[list[Listed], Cursor | None]:
     """Up to ``limit`` transactions matching ``where`` (its ``after`` is ignored: pass the
     cursor as ``after``), newest first by their earliest event, below the cursor; and the
     cursor of the next page (None on the last)."""
-    clauses, params = _where(store, where, after, now)
+    # The correlator's filter, so the grid and the transactions API select the same rows.
+    clauses, params = transaction_where(store, replace(where, after=after), now)
     params["limit"] = limit + 1
     table = store.table("transactions")
     top = after[0] if after is not None else where.until if where.until is not None else now

@@ -30,22 +30,6 @@ class FunnelStep:
     stopped_here: int  # open transactions whose last step so far is this one
 
 
-def funnel(store: Store, scope: Scope, now: int, steps: Sequence[str]) -> list[FunnelStep]:
-    """Per step: transactions that reached it, and open ones whose last step so far it
-    is; one read of the scope."""
-    where, params = scope.where(now)
-    rows = store.rows(
-        "SELECT step, count(), countIf(open AND step = last) FROM ("
-        "SELECT arrayFilter((n, c) -> c > 0, step_names, step_counts) AS reached,"
-        f" arrayElement(reached, -1) AS last, {_STATUS_NOW} IN ('in_progress', 'overdue') AS open"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
-        " ARRAY JOIN reached AS step GROUP BY step",
-        params,
-    )
-    found = {str(step): (int(n), int(stopped)) for step, n, stopped in rows}
-    return [FunnelStep(s, *found.get(s, (0, 0))) for s in steps]
-
-
 @dataclass(frozen=True)
 class Latency:
     """How long a step took from its anchor, over the transactions that reached it."""
@@ -59,45 +43,101 @@ class Latency:
     bin_seconds: float = 1.0
 
 
-def step_latency(
-    store: Store, scope: Scope, now: int, step: str, anchor: str | None, bins: int = 30
-) -> Latency:
-    """Seconds from the step's anchor to ``step``, as its deadline clock counts them.
+@dataclass(frozen=True)
+class ScopeFigures:
+    """What the workflow page shows of the transactions that started in its scope."""
 
-    The correlator stores each step's duration from its anchor (``step_durations``):
-    from the anchor's send time for an interface (``within.from: sent``), from the
-    step before a skipped optional one, never negative for a step that may come early.
-    ``anchor`` (the step its clock starts from, None = the start) is what the page
-    names; rows written before durations were stored fall back to the first times.
+    funnel: tuple[FunnelStep, ...]  # the steps asked for, in their order
+    latency: Latency
+    flags: dict[str, int]  # conformance flag → transactions, most first
+    slowest: tuple[dict[str, Any], ...]  # finished, longest first (``_ROW``'s columns)
+
+
+# Seconds from the step's anchor to the step, as its deadline clock counts them. The
+# correlator stores each step's duration from its anchor (``step_durations``): from the
+# anchor's send time for an interface (``within.from: sent``), from the step before a
+# skipped optional one, never negative for a step that may come early. Rows written
+# before durations were stored fall back to the first times (``anchor``: the step its
+# clock starts from, '' = the start).
+_LATENCY = """indexOf(step_names, {step:String}) AS position,
+    if({anchor:String} = '', toUnixTimestamp64Nano(start_time),
+       arrayElement(step_first, indexOf(step_names, {anchor:String}))) AS anchored,
+    if(length(step_durations) > 0, arrayElement(step_durations, position) / 1e9,
+       (arrayElement(step_first, position) - anchored) / 1e9) AS seconds,
+    arrayElement(step_first, position) > 0
+      AND if(length(step_durations) > 0, arrayElement(step_durations, position) >= 0,
+             anchored > 0) AS measured"""
+_ROW = f"""id, workflow, facility, {_STATUS_NOW} AS status_now,
+    toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
+    if(breach_deadline IS NULL, NULL,
+       toUnixTimestamp64Nano(assumeNotNull(breach_deadline))) AS breach_ns,
+    if(warn_deadline IS NULL, NULL, toUnixTimestamp64Nano(assumeNotNull(warn_deadline))) AS warn_ns,
+    toString(amount) AS amount_text"""
+
+
+def scope_figures(
+    store: Store,
+    scope: Scope,
+    now: int,
+    steps: Sequence[str],
+    step: str,
+    anchor: str | None,
+    bins: int = 30,
+    limit: int = 10,
+) -> ScopeFigures:
+    """The funnel over ``steps``, the latency of ``step`` from ``anchor`` (None = the
+    start) in ``bins`` bins, the conformance flags and the ``limit`` slowest finished
+    transactions of the scope, in two reads of its newest versions (FINAL) where five
+    were made before: the aggregates in one, the slowest by a sort with a limit.
+
+    The funnel counts, per step, the transactions that reached it and the open ones
+    whose last step so far it is; the flags, every flag a transaction carries. Rows are
+    grouped by their step names and flags (a handful of groups, more only after a
+    workflow's steps changed), so per-step sums add arrays position by position instead
+    of unnesting every step of every row; each group's latencies are gathered, then
+    judged together.
     """
     where, params = scope.where(now)
-    params.update(step=step, anchor=anchor or "")
-    start = (
-        "arrayElement(step_first, indexOf(step_names, {anchor:String}))"
-        if anchor
-        else "toUnixTimestamp64Nano(start_time)"
+    params.update(step=step, anchor=anchor or "", bins=bins)
+    grouped = (
+        "SELECT step_names, flags, count() AS rows,"
+        " sumForEach(arrayMap(c -> toUInt64(c > 0), step_counts)) AS reached,"
+        " sumForEach(arrayMap(i -> toUInt64(open AND i = last), arrayEnumerate(step_counts)))"
+        " AS stopped,"
+        " groupArrayIf(seconds, measured) AS latencies"
+        " FROM (SELECT step_names, step_counts, flags,"
+        " status IN ('in_progress', 'overdue') AS open,"
+        f" arrayLastIndex(c -> c > 0, step_counts) AS last, {_LATENCY}"
+        f" FROM {store.table('transactions')} FINAL WHERE {where})"
+        " GROUP BY step_names, flags"
     )
-    position = "indexOf(step_names, {step:String})"
-    stored = f"arrayElement(step_durations, {position})"
-    inner = (
-        f"SELECT if(length(step_durations) > 0, {stored} / 1e9,"
-        f" (arrayElement(step_first, {position}) - {start}) / 1e9) AS seconds,"
-        f" arrayElement(step_first, {position}) AS done,"
-        f" if(length(step_durations) > 0, {stored} >= 0, {start} > 0) AS measured"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL}"
-    )
-    # One read of the scope: the quantiles, and the histogram from the same values (its
-    # bin width needs their maximum: bins over the collected values, ~8 bytes each).
-    params["bins"] = bins
     row = store.dicts(
-        "SELECT n, q, greatest(top, 1.0) / {bins:UInt32} AS width,"
+        "SELECT groups, length(values) AS n, arrayReduce('quantilesExact(0.5, 0.9, 0.99)',"
+        " values) AS q, greatest(arrayMax(values), 1.0) / {bins:UInt32} AS width,"
         " arrayMap(x -> toInt64(floor(x / width)), values) AS idx,"
         " arraySort(arrayDistinct(idx)) AS keys, arrayMap(k -> countEqual(idx, k), keys) AS counts"
-        " FROM (SELECT count() AS n, quantilesExact(0.5, 0.9, 0.99)(seconds) AS q,"
-        f" max(seconds) AS top, groupArray(seconds) AS values FROM ({inner})"
-        " WHERE done > 0 AND measured)",
+        " FROM (SELECT groupArray((step_names, flags, rows, reached, stopped)) AS groups,"
+        f" arrayFlatten(groupArray(latencies)) AS values FROM ({grouped}))" + _FINAL,
         params,
     )[0]
+    reached: dict[str, list[int]] = {}
+    flags: dict[str, int] = {}
+    for names, carried, rows, reached_at, stopped_at in row["groups"]:
+        for name, r, s in zip(names, reached_at, stopped_at, strict=False):
+            total = reached.setdefault(str(name), [0, 0])
+            total[0] += int(r)
+            total[1] += int(s)
+        for flag in carried:
+            flags[str(flag)] = flags.get(str(flag), 0) + int(rows)
+    return ScopeFigures(
+        funnel=tuple(FunnelStep(s, *reached.get(s, (0, 0))) for s in steps),
+        latency=_latency(step, row),
+        flags=dict(sorted(flags.items(), key=lambda kv: (-kv[1], kv[0]))),
+        slowest=tuple(_slowest(store, scope, now, limit)),
+    )
+
+
+def _latency(step: str, row: dict[str, Any]) -> Latency:
     n = int(row["n"])
     if not n:
         return Latency(step, 0, None, None, None)
@@ -105,6 +145,19 @@ def step_latency(
     p50, p90, p99 = (float(v) for v in row["q"])
     hist = tuple((int(b) * width, int(c)) for b, c in zip(row["keys"], row["counts"], strict=True))
     return Latency(step, n, p50, p90, p99, hist, width)
+
+
+def _slowest(store: Store, scope: Scope, now: int, limit: int) -> list[dict[str, Any]]:
+    """Finished transactions that took longest, start to end: a sort with a limit reads
+    the rows it keeps, where gathering them in the aggregates would copy every row."""
+    where, params = scope.where(now)
+    params["limit"] = limit
+    return store.dicts(
+        f"SELECT {_ROW} FROM {store.table('transactions')} FINAL WHERE {where}"
+        " AND status IN ('complete', 'late') AND duration_ns IS NOT NULL"
+        " ORDER BY duration_ns DESC, id LIMIT {limit:UInt32}" + _FINAL,
+        params,
+    )
 
 
 @dataclass(frozen=True)
@@ -137,50 +190,36 @@ def aging(store: Store, now: int, workflow: str | None, facility: str | None) ->
     return result
 
 
-def flag_counts(store: Store, scope: Scope, now: int) -> dict[str, int]:
-    where, params = scope.where(now)
-    rows = store.rows(
-        f"SELECT flag, count() FROM (SELECT arrayJoin(flags) AS flag"
-        f" FROM {store.table('transactions')} FINAL WHERE {where}{_FINAL})"
-        " GROUP BY flag ORDER BY count() DESC, flag",
-        params,
-    )
-    return {str(f): int(n) for f, n in rows}
-
-
-_ROW = f"""id, workflow, facility, {_STATUS_NOW} AS status_now,
-    toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
-    if(breach_deadline IS NULL, NULL,
-       toUnixTimestamp64Nano(assumeNotNull(breach_deadline))) AS breach_ns,
-    if(warn_deadline IS NULL, NULL, toUnixTimestamp64Nano(assumeNotNull(warn_deadline))) AS warn_ns,
-    toString(amount) AS amount_text"""
-
-
-def slowest(store: Store, scope: Scope, now: int, limit: int = 10) -> list[dict[str, Any]]:
-    """Finished transactions that took longest, start to end."""
-    where, params = scope.where(now)
-    params["limit"] = limit
-    return store.dicts(
-        f"SELECT {_ROW} FROM {store.table('transactions')} FINAL WHERE {where}"
-        " AND status IN ('complete', 'late') AND duration_ns IS NOT NULL"
-        " ORDER BY duration_ns DESC, id LIMIT {limit:UInt32}" + _FINAL,
-        params,
-    )
-
-
 def most_overdue(
     store: Store, now: int, workflow: str | None, facility: str | None, limit: int = 10
 ) -> list[dict[str, Any]]:
     """Open transactions longest past the first deadline they passed (warn or breach).
 
-    The open set names them; their rows are then read by id from ``transactions``."""
+    The open set names them; their rows are then read by id from ``transactions``.
+
+    A row held now is one whose signed rows sum to 1. Rather than summing every open
+    row of the workflow to keep the first ``limit``, only the candidates are summed: the
+    rows due no later than the ``(limit + k)``-th row by due instant, where k is the
+    weight of the rows taken back (-1 rows: few, merges cancel them), with every row
+    taken back. A row taken back cancels at most one row due before a held one, so the
+    first ``limit`` held rows are among the candidates; all the rows of a transaction
+    share its due instant, so its sum is whole. The threshold reads only the deadline
+    columns: the ids of the candidates alone are read."""
     where, params = _open_where(now, workflow, facility)
     params["limit"] = limit
     due = "if(warn_ns = 0, breach_ns, if(breach_ns = 0, warn_ns, least(warn_ns, breach_ns)))"
+    relation = open_transactions.signed_relation(store)
+    overdue = f"{where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+    taken_back = f"SELECT ifNull(sum(-n), 0) FROM {relation} WHERE {overdue} AND n < 0"
+    threshold = (
+        f"SELECT max(due) FROM (SELECT {due} AS due FROM {relation} WHERE {overdue} AND n > 0"
+        f" ORDER BY due LIMIT {{limit:UInt32}} + ({taken_back}))"
+    )
+    columns = "id, id_time, warn_ns, breach_ns, n"
     picked = store.rows(
-        "SELECT id, toUnixTimestamp64Nano(id_time)"
-        f" FROM {open_transactions.signed_relation(store)}"
-        f" WHERE {where} AND {_OPEN_STATUS} AND {_OPEN_OVERDUE}"
+        "SELECT id, toUnixTimestamp64Nano(id_time) FROM ("
+        f"(SELECT {columns} FROM {relation} WHERE {overdue} AND n > 0 AND {due} <= ({threshold}))"
+        f" UNION ALL (SELECT {columns} FROM {relation} WHERE {overdue} AND n < 0))"
         # A row held now: its signed rows with these columns sum to 1.
         " GROUP BY id, id_time, warn_ns, breach_ns HAVING sum(n) > 0"
         f" ORDER BY {due}, id LIMIT {{limit:UInt32}}",

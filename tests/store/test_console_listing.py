@@ -1,6 +1,8 @@
 """The transactions grid's read (``dashboards.queries.listing``) equals the newest version of
 every transaction judged one by one, page after page, whatever window the read stops
-at: rewritten, retired and merged transactions included, parts merged or not."""
+at: rewritten, retired and merged transactions included, parts merged or not; and the
+transactions API, which filters through the same clauses (``transaction_where``),
+selects the same rows."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from decimal import Decimal
 
 import pytest
 
-from correlator import TransactionFilter
+from correlator import StoreTransactions, TransactionFilter, decode_cursor
 from dashboards.queries import listing
+from tests.correlator_helpers import shipped_config
 
 NS = 1_000_000_000
 HOUR = 3600 * NS
@@ -105,6 +108,17 @@ def walk(store, where: TransactionFilter, size: int) -> list[tuple[str, str]]:
         assert len(page) == size and after == (page[-1].id_ns, page[-1].id)
 
 
+def walk_api(store, where: TransactionFilter, size: int) -> list[tuple[str, str]]:
+    reader = StoreTransactions(store, shipped_config())
+    seen: list[tuple[str, str]] = []
+    while True:
+        page, cursor = reader.list_transactions(where, size, NOW)
+        seen += [(t["id"], t["status"]) for t in page]
+        if cursor is None:
+            return seen
+        where = replace(where, after=decode_cursor(cursor))
+
+
 @pytest.fixture
 def clean(store):
     for table in ("transactions", "transaction_keys"):
@@ -191,4 +205,5 @@ def test_equal_to_the_newest_versions_page_after_page(clean) -> None:
             expected = reference(newest, where)
             for size in (3, 25):
                 assert walk(clean, where, size) == expected, (round_, where, size)
+            assert walk_api(clean, where, 25) == expected, (round_, where)
         assert len(reference(newest, TransactionFilter())) > 60, "the check needs live rows"

@@ -70,9 +70,13 @@ def test_overdue_now_and_dnfb(seeded) -> None:
     assert q.dnfb(seeded, T0 + 2 * DAY).over_threshold == 0
 
 
-def test_funnel_reached_and_stopped(seeded) -> None:
+def figures_of(store, step: str = "engine_ack", anchor: str | None = "discharge"):
     steps = [s.name for s in CONFIG.workflows[0].steps if not s.optional]  # as the page does
-    funnel = {f.step: (f.reached, f.stopped_here) for f in q.funnel(seeded, WEEK, NOW, steps)}
+    return q.scope_figures(store, WEEK, NOW, steps, step, anchor)
+
+
+def test_funnel_reached_and_stopped(seeded) -> None:
+    funnel = {f.step: (f.reached, f.stopped_here) for f in figures_of(seeded).funnel}
     assert funnel == {
         "discharge": (5, 0),
         "engine_ack": (5, 1),  # VISIT0004 stopped after the engine's ACK
@@ -84,7 +88,7 @@ def test_funnel_reached_and_stopped(seeded) -> None:
 
 
 def test_step_latency_quantiles(seeded) -> None:
-    latency = q.step_latency(seeded, WEEK, NOW, "engine_ack", "discharge")
+    latency = figures_of(seeded).latency
     # ACKs after 60, 60, 60, 300 and 60 seconds.
     assert latency.count == 5
     assert (latency.p50, latency.p90, latency.p99) == (60.0, 300.0, 300.0)
@@ -92,10 +96,10 @@ def test_step_latency_quantiles(seeded) -> None:
     # 30 bins up to the slowest (300 s): 10 s wide; four in the 60 s bin, one in the 300 s bin.
     assert latency.bin_seconds == 10.0
     assert latency.histogram == ((60.0, 4), (300.0, 1))
-    end = q.step_latency(seeded, WEEK, NOW, "final_bill", None)
+    end = figures_of(seeded, "final_bill", None).latency
     assert end.count == 3 and end.p50 == 4 * 86400.0 and end.p99 == 6 * 86400.0
     # Durations are the correlator's (from each step's own anchor): no such step, none.
-    assert q.step_latency(seeded, WEEK, NOW, "nonexistent", None).count == 0
+    assert figures_of(seeded, "nonexistent", None).latency.count == 0
 
 
 def test_aging_of_open_transactions(seeded) -> None:
@@ -107,8 +111,9 @@ def test_aging_of_open_transactions(seeded) -> None:
 
 
 def test_flags_slowest_and_most_overdue(seeded) -> None:
-    assert q.flag_counts(seeded, WEEK, NOW).get("unexpected_step") == 1
-    slow = q.slowest(seeded, WEEK, NOW)
+    found = figures_of(seeded)
+    assert found.flags.get("unexpected_step") == 1
+    slow = found.slowest
     assert [r["id"] for r in slow][:1] == [tx_id(seeded, "VISIT0003")]
     assert slow[0]["duration_ns"] == 6 * DAY
     overdue = q.most_overdue(seeded, NOW, D2R, None)

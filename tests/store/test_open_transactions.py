@@ -226,3 +226,27 @@ def test_most_overdue_past_rows_the_set_took_back(clean) -> None:
     ]  # fmt: skip
     clean.insert("transactions", COLUMNS, [tx(n, "complete", 3).row() for n in range(50, 60)])
     assert q.most_overdue(clean, NOW, D2R, None) == []
+
+
+def test_most_overdue_with_reopened_rows_and_equal_deadlines(clean) -> None:
+    # Twenty overdue discharges, the first twelve due at one instant (ordered by id), the
+    # rest an hour apart after it. The first eight complete, then four of them reopen with
+    # the columns they had: their +1, -1 and +1 rows lie ahead of every other held row.
+    rng = random.Random(2)
+
+    def tx(n: int, status: str, version: int) -> Tx:
+        t = Tx(rng, n, version)
+        t.workflow, t.facility, t.status, t.deleted = D2R, "NMC01", status, 0
+        t.start = NOW - 30 * DAY + max(0, n - 11) * 3600 * NS
+        t.warn, t.breach = t.start + DAY, None
+        return t
+
+    clean.insert("transactions", COLUMNS, [tx(n, "overdue", 1).row() for n in range(20)])
+    q.overdue_now(clean, NOW, None, None)  # the set as it was: the +1 rows
+    clean.insert("transactions", COLUMNS, [tx(n, "complete", 2).row() for n in range(8)])
+    q.overdue_now(clean, NOW, None, None)  # the -1 rows
+    clean.insert("transactions", COLUMNS, [tx(n, "overdue", 3).row() for n in (1, 3, 5, 7)])
+    expected = ["t0001", "t0003", "t0005", "t0007", "t0008", "t0009", "t0010", "t0011"]
+    assert [r["id"] for r in q.most_overdue(clean, NOW, D2R, None, limit=8)] == expected
+    assert [r["id"] for r in q.most_overdue(clean, NOW, D2R, None, limit=3)] == expected[:3]
+    assert [r["id"] for r in q.most_overdue(clean, NOW, D2R, None)] == [*expected, "t0012", "t0013"]
