@@ -36,7 +36,7 @@ browser:
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # Pure unit tests and the embedded-engine tests: no server subprocess, no browser.
 test-fast: install

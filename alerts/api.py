@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from alerts.actions import (
     silence,
     unsilence,
 )
+from alerts.backfill import Backlog, backfilling, backlog_rows, held_reason
 from alerts.errors import AlertNotFound, BadSilence, SilenceNotFound
 from alerts.objectives import SloStatus, evaluate_slo, slo_report, slo_series
 from alerts.progress import PENDING
@@ -120,6 +122,28 @@ def build_router(runtime: Runtime) -> APIRouter:
             now = dt.datetime.now(dt.UTC)
             return slo_report(store, config, now, window, counted.relation), counted
 
+    def backlogs() -> tuple[tuple[Backlog, ...], int]:
+        """The feeds receiving a backlog now, as the evaluation reads them."""
+        now = time.time_ns()
+        rule = config.alerts.backfill
+        return (backfilling(rule, backlog_rows(store, rule, now)) if rule.enabled else ()), now
+
+    def held(body: dict[str, Any], feeds: tuple[Backlog, ...], now: int) -> dict[str, Any]:
+        body["held"] = held_reason(config, body["workflow"], body["group"]["facility"], feeds, now)
+        return body
+
+    def feeds_body(feeds: tuple[Backlog, ...]) -> list[dict[str, Any]]:
+        return [
+            {
+                "system": f.system,
+                "facility": f.facility,
+                "received": f.received,
+                "lagging": f.lagging,
+                "oldest_sent": jsonable(dt.datetime.fromtimestamp(f.oldest_sent_ns / 1e9, dt.UTC)),
+            }
+            for f in feeds
+        ]
+
     @router.get("/slos")
     async def slos(
         facility: Annotated[str | None, Query(description="Facility id or alias")] = None,
@@ -131,15 +155,23 @@ def build_router(runtime: Runtime) -> APIRouter:
         from the SLI rollup (caught up on each request) or straight from transactions;
         ``correlator_pending_events``: events received but not yet correlated (None when
         no correlator runs in this server): while many are, the figures can still move
-        (a deadline judged overdue may complete) and burn-rate pages are held.
+        (a deadline judged overdue may complete) and burn-rate pages are held;
+        ``backfilling``: the feeds receiving a backlog, and each item's ``held`` says why
+        its new burn-rate and overdue pages wait (None: they do not).
         """
         wanted = facility_id(facility)
         statuses, counted = await run(report, _window(window))
-        items = [_status(s) for s in statuses if wanted is None or s.group["facility"] == wanted]
+        feeds, now = await run(backlogs)
+        items = [
+            held(_status(s), feeds, now)
+            for s in statuses
+            if wanted is None or s.group["facility"] == wanted
+        ]
         return {
             "as_of": jsonable(counted.as_of),
             "source": counted.source,
             "correlator_pending_events": pending_events(),
+            "backfilling": feeds_body(feeds),
             "items": items,
         }
 
@@ -177,6 +209,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         wanted = facility_id(facility)
         step = dt.timedelta(minutes=step_minutes)
         items, counted = await run(detail, slo, wanted, _window(window), hours, step)
+        feeds, now = await run(backlogs)
+        items = [held(item, feeds, now) for item in items]
         return {
             "name": slo.name,
             "description": slo.description,
@@ -187,6 +221,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             "as_of": jsonable(counted.as_of),
             "source": counted.source,
             "correlator_pending_events": pending_events(),
+            "backfilling": feeds_body(feeds),
             "items": items,
         }
 

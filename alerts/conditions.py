@@ -267,17 +267,25 @@ def inhibited(config: SlasConfig, candidates: Sequence[Candidate]) -> frozenset[
         workflow, facility = c.labels.get("workflow"), c.labels.get("facility")
         if workflow is None or facility is None:
             continue
-        wf = next((w for w in config.workflows if w.name == workflow), None)
-        if wf is None:
-            continue
-        for system, idle_facility in idle:
-            if idle_facility != facility:
-                continue
-            if any(
-                s.match.system is not None and _matches(s.match.system, system) for s in wf.steps
-            ):
-                muted.add(c.fingerprint)
+        if feeding(config, workflow, facility, idle):
+            muted.add(c.fingerprint)
     return frozenset(muted)
+
+
+def feeding(
+    config: SlasConfig, workflow: str, facility: str, feeds: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The feeds (system, facility) of ``feeds`` that ``workflow`` at ``facility`` depends
+    on: those at that facility whose system one of the workflow's steps matches."""
+    wf = next((w for w in config.workflows if w.name == workflow), None)
+    if wf is None:
+        return []
+    return [
+        (system, at)
+        for system, at in feeds
+        if at == facility
+        and any(s.match.system is not None and _matches(s.match.system, system) for s in wf.steps)
+    ]
 
 
 def _matches(pattern: Pattern, value: str) -> bool:

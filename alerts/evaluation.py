@@ -1,7 +1,10 @@
 """One evaluation cycle: judge every SLO and rule, advance the lifecycle, notify.
 
 ``evaluate_all`` is the plain function behind the scheduler job, the CLI's
-``alerts evaluate --once`` and the tests (which pass a fixed clock).
+``alerts evaluate --once`` and the tests (which pass a fixed clock). New alerts that
+partial data may have raised wait, pending with a ``held`` annotation: burn-rate
+alerts while the correlator catches up (``alerts.progress``), burn-rate and overdue
+alerts of the workflows a feed receiving a backlog feeds (``alerts.backfill``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from alerts.backfill import Backlog, backfill_holds, backfilling, backlog_rows
 from alerts.burn_rate import RULE as BURN_RATE
 from alerts.burn_rate import burn_rate_candidates
 from alerts.conditions import (
@@ -20,7 +24,7 @@ from alerts.conditions import (
     inhibited,
     overdue_candidates,
 )
-from alerts.lifecycle import AlertState, Candidate, Step, advance
+from alerts.lifecycle import AlertState, Candidate, Hold, Step, advance
 from alerts.notifier import MemoryNotifier, Notifier
 from alerts.objectives import SloStatus, slo_report
 from alerts.overdue import overdue_rows
@@ -41,6 +45,7 @@ class Evaluation:
     statuses: tuple[SloStatus, ...]
     candidates: tuple[Candidate, ...]
     step: Step
+    backfilling: tuple[Backlog, ...] = ()  # the feeds receiving a backlog this cycle
 
 
 def observe(store: Store, config: SlasConfig, statuses: list[SloStatus], now: int) -> Findings:
@@ -73,6 +78,26 @@ def candidates(config: SlasConfig, findings: Findings, now: int) -> list[Candida
     return found
 
 
+def holds(
+    config: SlasConfig,
+    found: list[Candidate],
+    correlation: Correlation | None,
+    feeds: tuple[Backlog, ...],
+    now: int,
+) -> dict[str, Hold]:
+    """Which new alerts may not start firing this cycle, and why (by fingerprint)."""
+    out = backfill_holds(config, found, feeds, now)
+    if correlation is None or not correlation.catching_up:
+        return out
+    for c in found:
+        if c.rule != BURN_RATE:
+            continue
+        also = out.get(c.fingerprint)
+        reason = correlation.reason() + (f"; {also.reason}" if also else "")
+        out[c.fingerprint] = Hold(reason, max(MAX_HOLD_NS, also.max_ns if also else 0))
+    return out
+
+
 def evaluate_all(
     store: Store,
     config: SlasConfig,
@@ -82,7 +107,7 @@ def evaluate_all(
 ) -> Evaluation:
     """``correlation``: the correlator's progress (``alerts.progress``); while it catches
     up, new burn-rate alerts are held pending. None (no correlator in this process):
-    nothing is held."""
+    nothing is held for it. Feeds receiving a backlog are read from the store."""
     now = now or dt.datetime.now(dt.UTC)
     now_ns = to_ns(now) or 0
     notifier = notifier or MemoryNotifier()
@@ -97,7 +122,11 @@ def evaluate_all(
         muted = inhibited(config, found)
         previous = {r.fingerprint: r for r in live_records(store, now_ns)}
         present = {c.fingerprint for c in found}
-        held = {BURN_RATE: correlation.reason()} if correlation and correlation.catching_up else {}
+        backfill = config.alerts.backfill
+        feeds = (
+            backfilling(backfill, backlog_rows(store, backfill, now_ns)) if backfill.enabled else ()
+        )
+        held = holds(config, found, correlation, feeds, now_ns)
         resolutions = {
             fp: cleared(r, findings, config, now_ns)
             for fp, r in previous.items()
@@ -112,10 +141,9 @@ def evaluate_all(
             now_ns,
             resolutions,
             held,
-            MAX_HOLD_NS,
         )
         # State first: a crash after this line may lose a notification, never send one twice.
         write_records(store, step.changed)
     if step.notices:
         notifier.notify(step.notices)
-    return Evaluation(tuple(statuses), tuple(found), step)
+    return Evaluation(tuple(statuses), tuple(found), step, feeds)

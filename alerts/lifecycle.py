@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import NamedTuple
 
 from stitchboard.config.slos import Route
 
@@ -109,6 +110,14 @@ class Notice:
     acknowledgement: bool = False
 
 
+class Hold(NamedTuple):
+    """Why a new alert may not start firing now (its ``held`` annotation), and how long
+    at most it stays pending for that (then its ``for:`` decides as usual)."""
+
+    reason: str
+    max_ns: int
+
+
 @dataclass(frozen=True)
 class Step:
     records: dict[str, AlertRecord]  # every alert after this evaluation
@@ -160,15 +169,14 @@ def advance(
     route: Route,
     now: int,
     resolutions: Mapping[str, dict[str, str]] | None = None,
-    held: Mapping[str, str] | None = None,
-    max_hold_ns: int = 0,
+    held: Mapping[str, Hold] | None = None,
 ) -> Step:
     """One evaluation: new states, and the notices to send now. ``resolutions``: the
     annotations an alert that clears now takes (what it cleared to), by fingerprint; an
-    alert without one keeps those of its last cycle. ``held``: rules whose new alerts
-    may not start firing now, with the reason (shown as the ``held`` annotation); such
-    an alert stays pending, for at most ``max_hold_ns`` (then its ``for:`` decides as
-    usual); alerts already firing are not held."""
+    alert without one keeps those of its last cycle. ``held``: alerts (by fingerprint)
+    that may not start firing now, with the reason (shown as the ``held`` annotation);
+    such an alert stays pending, for at most the hold's ``max_ns`` since it became
+    pending (then its ``for:`` decides as usual); alerts already firing are not held."""
     resolutions = resolutions or {}
     held = held or {}
     active_silences = [s for s in silences if s.active(now)]
@@ -178,11 +186,12 @@ def advance(
         fp = c.fingerprint
         seen.add(fp)
         prev = previous.get(fp)
-        if c.rule in held and (prev is None or prev.state != AlertState.FIRING):
+        hold = held.get(fp)
+        if hold is not None and (prev is None or prev.state != AlertState.FIRING):
             c = replace(
                 c,
-                for_ns=max(c.for_ns, max_hold_ns),
-                annotations={**c.annotations, "held": held[c.rule]},
+                for_ns=max(c.for_ns, hold.max_ns),
+                annotations={**c.annotations, "held": hold.reason},
             )
         if prev is None or prev.state == AlertState.RESOLVED:
             record = _open(c, now)

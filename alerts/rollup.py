@@ -10,11 +10,13 @@ its inserts would count every version. ``refresh`` works from versions instead:
 the transactions written since the last refresh (``version >=`` the mark; versions
 only grow) are judged again, and the difference from what the ledger holds for
 them (each transaction's current contribution per SLO) is inserted: +1 for a new
-judgement, -1 for the one it replaces. One statement does it for every SLO (the
-ledger is read once for all of them, one new part of the ledger and of the rollup
-per refresh); a rebuild goes one SLO per statement. Re-running a refresh inserts nothing new,
-so a crash between the ledger insert and the mark only repeats work. The ledger
-feeds ``slo_rollup`` through a materialized view in the same insert.
+judgement, -1 for the one it replaces. What the ledger holds is looked up by key in
+``slo_held`` (``alerts/held.py``), not in the ledger: the changed ids lie all over the
+window, and a lookup in the ledger's order would read nearly all of it. One insert
+does it for every SLO (one new part of the ledger and of the rollup per refresh); a
+rebuild goes one SLO per statement. A crash part way is found by ``slo_held``'s token
+and rebuilds. The ledger feeds ``slo_rollup`` through a materialized view in the same
+insert.
 
 The same refresh keeps ``open_deadlines`` (``alerts/overdue.py``), what the overdue
 rule reads, by the same difference.
@@ -38,10 +40,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from alerts import overdue
+from alerts import held, overdue
 from alerts.repository import STATE_LOCK
-from alerts.schema import OPEN_DEADLINES, SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
-from alerts.sli import JUDGED_COLUMNS, Relation, judgements_sql, scan_relation
+from alerts.schema import OPEN_DEADLINES, SLO_HELD, SLO_LEDGER, SLO_ROLLUP, SLO_ROLLUP_MARKS
+from alerts.sli import Relation, judgements_sql, scan_relation
 from stitchboard.config.slos import Slo
 from stitchboard.store import Store
 
@@ -56,7 +58,7 @@ class Refresh:
 
 
 # The ledgers a refresh keeps: a store built before one of them existed is rebuilt once.
-_LEDGERS = [SLO_LEDGER.name, OPEN_DEADLINES.name]
+_LEDGERS = [SLO_LEDGER.name, OPEN_DEADLINES.name, SLO_HELD]
 
 
 def signature(slos: list[Slo]) -> str:
@@ -81,24 +83,29 @@ def _first_block(store: Store) -> int:
     return int(value or 0)
 
 
-def _mark(store: Store) -> tuple[str, int, int, int] | None:
+class _Mark(NamedTuple):
+    signature: str
+    watermark: int
+    first_block: int
+    at_watermark: int
+    version: int
+
+
+def _mark(store: Store) -> _Mark | None:
     rows = store.rows(
-        "SELECT signature, watermark, first_block, watermark_rows FROM"
+        "SELECT signature, watermark, first_block, watermark_rows, version FROM"
         f" {store.table(SLO_ROLLUP_MARKS.name)} ORDER BY version DESC LIMIT 1"
     )
     if not rows:
         return None
-    signature_, watermark, first_block, at_watermark = rows[0]
-    return str(signature_), int(watermark), int(first_block), int(at_watermark)
+    signature_, watermark, first_block, at_watermark, version = rows[0]
+    return _Mark(str(signature_), int(watermark), int(first_block), int(at_watermark), int(version))
 
 
 def _changed_source(store: Store) -> str:
-    """The newest version of each transaction written at or after ``since``."""
-    return (
-        f"(SELECT {JUDGED_COLUMNS} FROM {store.table('transactions')}"
-        " WHERE version >= {since:UInt64} AND workflow = {workflow:String}"
-        " ORDER BY version DESC LIMIT 1 BY id)"
-    )
+    """The newest version of each changed transaction of the workflow, as staged by
+    ``held.stage_changed``."""
+    return f"(SELECT * FROM {store.table(held.CHANGED)} WHERE workflow = {{workflow:String}})"
 
 
 _COLS = "id, facility, labels, minute, kind, due_ns, amount"
@@ -119,33 +126,39 @@ def _judged(store: Store, slo: Slo, n: int, rebuild: bool) -> tuple[str, dict[st
     return sql, {f"{name}_{n}": value for name, value in params.items()}
 
 
-def _held(store: Store) -> str:
-    """What the ledger holds (-1 each) for the changed transactions, for every SLO in
-    ``{slos}`` at once: one read of the ledger per refresh."""
-    return (
-        f"SELECT slo, {_COLS}, -n AS n FROM {store.table(SLO_LEDGER.name)}"
-        " WHERE slo IN {slos:Array(String)} AND id IN"
-        f" (SELECT id FROM {store.table('transactions')} WHERE version >= {{since:UInt64}})"
-    )
-
-
-def _insert_diff(store: Store, slos: list[Slo], since: int, rebuild: bool) -> None:
-    """Insert the net change of these SLOs' judgements into the ledger, in one statement
-    (one new part of the ledger and of the rollup)."""
-    params: dict[str, Any] = {"since": since, "slos": [slo.name for slo in slos]}
+def _judged_branches(
+    store: Store, slos: list[Slo], rebuild: bool
+) -> tuple[list[str], dict[str, Any]]:
+    params: dict[str, Any] = {}
     branches = []
     for n, slo in enumerate(slos):
         sql, more = _judged(store, slo, n, rebuild)
         branches.append(sql)
         params.update(more)
-    if not rebuild:
-        branches.append(_held(store))
+    return branches, params
+
+
+def _rebuild_slo(store: Store, slo: Slo) -> None:
+    """One SLO's judgements of every transaction into the (emptied) ledger."""
+    [sql], params = _judged_branches(store, [slo], rebuild=True)
     store.command(
         f"INSERT INTO {store.table(SLO_LEDGER.name)} (slo, {_COLS}, n)"
-        f" SELECT slo, {_COLS}, sum(n) AS net FROM ({' UNION ALL '.join(branches)})"
+        f" SELECT slo, {_COLS}, sum(n) AS net FROM ({sql})"
         f" GROUP BY slo, {_COLS} HAVING net != 0",
         params,
     )
+
+
+def _insert_diff(store: Store, slos: list[Slo], since: int) -> None:
+    """Insert the net change of these SLOs' judgements of the changed transactions into
+    the ledger (one new part of the ledger and of the rollup), and hold the new ones."""
+    held.stage_changed(store, since)
+    branches, params = _judged_branches(store, slos, rebuild=False)
+    held.stage(store, slos, branches, params)
+    store.command(
+        f"INSERT INTO {store.table(SLO_LEDGER.name)} (slo, {_COLS}, n) {held.ledger_diff(store)}"
+    )
+    held.advance(store)
 
 
 class _Plan(NamedTuple):
@@ -161,10 +174,12 @@ def _plan(store: Store, slos: list[Slo]) -> _Plan:
     first_block = _first_block(store)
     mark = _mark(store)
     # The oldest block moved: rows went away (an empty table's first block is 0).
-    removed = mark is not None and mark[2] != 0 and first_block != mark[2]
-    rebuild = mark is None or mark[0] != wanted or removed
-    since = 0 if rebuild or mark is None else mark[1]
-    return _Plan(wanted, first_block, rebuild, since, 0 if mark is None else mark[3])
+    removed = mark is not None and mark.first_block != 0 and first_block != mark.first_block
+    # What is held by key no longer matches the mark (a refresh stopped part way).
+    apart = mark is not None and held.token(store) != str(mark.version)
+    rebuild = mark is None or mark.signature != wanted or removed or apart
+    since = 0 if rebuild or mark is None else mark.watermark
+    return _Plan(wanted, first_block, rebuild, since, 0 if mark is None else mark.at_watermark)
 
 
 def refresh(store: Store, slos: list[Slo]) -> Refresh:
@@ -208,21 +223,26 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
         )
     )
     due = [slo for slo in slos if slo.indicator.workflow in changed]
+    held.set_token(store, held.DIRTY)  # until the mark below is taken
     if plan.rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP, OPEN_DEADLINES):
             store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
+        held.clear(store)
         # A rebuild judges every transaction: one SLO per statement bounds its memory.
         for slo in due:
-            _insert_diff(store, [slo], since, rebuild=True)
+            _rebuild_slo(store, slo)
+        held.fill_from_ledger(store)
         overdue.rebuild(store)
     else:
         if due:
-            _insert_diff(store, due, since, rebuild=False)
+            _insert_diff(store, due, since)
         overdue.insert_changes(store, since)
+    version = time.time_ns()
+    held.set_token(store, str(version))
     store.insert(
         SLO_ROLLUP_MARKS.name,
         ("signature", "watermark", "first_block", "version", "watermark_rows"),
-        [(plan.signature, upto, plan.first_block, time.time_ns(), at_upto)],
+        [(plan.signature, upto, plan.first_block, version, at_upto)],
     )
     return Refresh(plan.rebuild, since, upto, time.perf_counter() - started, as_of)
 

@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import APIRouter
 
 from alerts.api import build_router
+from alerts.backfill import Backlog, describe
 from alerts.evaluation import evaluate_all
 from alerts.notifier import ChannelNotifier
 from alerts.overdue import next_deadline, wake_at
@@ -49,6 +50,7 @@ class EvaluationLoop:
         # The correlator's progress, from the metrics it registers in the shared registry.
         self.progress: Progress = RegistryProgress(runtime.metrics.registry)
         self._holding = False
+        self._backfill_since: float | None = None  # when feeds began receiving a backlog
 
     def run_once(self) -> None:
         try:
@@ -63,15 +65,38 @@ class EvaluationLoop:
                         correlation.lag_s,
                     )
             self._holding = holding
-            evaluate_all(
+            evaluation = evaluate_all(
                 self.runtime.store,
                 self.runtime.config,
                 self.notifier,
                 correlation=correlation,
             )
+            self._log_backfill(evaluation.backfilling)
             self._wake_for_deadline()
         except Exception:  # noqa: BLE001 - one failed cycle must not stop the next
             log.exception("alert evaluation failed")
+
+    def _log_backfill(self, feeds: tuple[Backlog, ...]) -> None:
+        """One line when feeds begin receiving a backlog (pages held), one when none does."""
+        now = time.time()
+        if feeds and self._backfill_since is None:
+            self._backfill_since = now
+            rule = self.runtime.config.alerts.backfill
+            shown = "; ".join(describe(f, rule, time.time_ns()) for f in feeds[:5])
+            more = f"; and {len(feeds) - 5} more feeds" if len(feeds) > 5 else ""
+            log.info(
+                "new burn-rate, overdue and unmatched alerts of the workflows these feeds"
+                " serve held (at most %s): backlog arriving from %s%s",
+                rule.max_hold.text,
+                shown,
+                more,
+            )
+        elif not feeds and self._backfill_since is not None:
+            log.info(
+                "alerts no longer held for a backlog: no feed is receiving one (held %.0f s)",
+                now - self._backfill_since,
+            )
+            self._backfill_since = None
 
     def _wake_for_deadline(self) -> None:
         """Run the next cycle when the next high-value deadline passes, if that comes

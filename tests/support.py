@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -145,11 +146,32 @@ class ServeProcess:
         return self.proc.returncode
 
 
+def with_evaluation_interval(config: Path, interval: str, directory: Path) -> Path:
+    """``config`` written to ``directory`` with ``alerts.evaluation_interval`` set to
+    ``interval``: a test that waits for an evaluation cycle waits seconds, not 15."""
+    text = config.read_text()
+    found = re.search(r"^  evaluation_interval: .*$", text, flags=re.MULTILINE)
+    assert found is not None, f"{config} sets no alerts.evaluation_interval"
+    path = directory / "slas.yaml"
+    path.write_text(
+        f"{text[: found.start()]}  evaluation_interval: {interval}{text[found.end() :]}"
+    )
+    return path
+
+
 @contextmanager
 def serve_process(
-    config: Path | None = None, env: dict[str, str] | None = None
+    config: Path | None = None,
+    env: dict[str, str] | None = None,
+    evaluation_interval: str | None = None,
 ) -> Iterator[ServeProcess]:
+    """A started server on a data directory of its own, stopped and removed afterwards.
+    ``evaluation_interval``: the alerts' interval instead of the configuration's."""
     workdir = Path(tempfile.mkdtemp(prefix="stitchboard-serve-"))
+    if evaluation_interval is not None:
+        config = with_evaluation_interval(
+            config or ROOT / "slas.yaml", evaluation_interval, workdir
+        )
     server = ServeProcess(workdir / "data", config=config, env=env).start()
     try:
         yield server

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from stitchboard.config.base import Strict
 from stitchboard.config.workflows import Duration
@@ -232,6 +232,28 @@ class UnmatchedRule(_WithFor):
         return None if value is None else _clock_duration(value, "older_than")
 
 
+class BackfillHold(Strict):
+    """While a feed delivers a backlog (events sent long before they are received: a
+    history replay, an interface engine draining its queue after an outage), new
+    burn-rate, overdue and unmatched alerts of the workflows it feeds at its facility
+    wait."""
+
+    enabled: bool = True
+    # An event sent at least this long before it was received comes from a backlog.
+    lag: Duration = Field(default_factory=lambda: _duration("15m"))
+    # A feed is backfilling while at least half of what it sent in this long, and at
+    # least ``min_events``, came from a backlog.
+    window: Duration = Field(default_factory=lambda: _duration("1m"))
+    min_events: int = Field(default=10, ge=1)
+    # A hold ends after this long whatever the backlog does: a real page goes out.
+    max_hold: Duration = Field(default_factory=lambda: _duration("10m"))
+
+    @field_validator("lag", "window", "max_hold")
+    @classmethod
+    def _clock(cls, value: Duration, info: ValidationInfo) -> Duration:
+        return _clock_duration(value, str(info.field_name))
+
+
 class Route(Strict):
     """Alertmanager's routing knobs for every alert."""
 
@@ -284,6 +306,7 @@ class AlertsConfig(Strict):
     # An idle feed of a system at a facility mutes that facility's burn-rate and
     # overdue alerts of workflows with a step from that system.
     inhibit_idle_feeds: bool = True
+    backfill: BackfillHold = Field(default_factory=BackfillHold)
     channels: list[Channel] = Field(default_factory=lambda: [Channel(name="log", type="log")])
 
     @field_validator("evaluation_interval")

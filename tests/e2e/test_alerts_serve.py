@@ -24,6 +24,9 @@ def test_slos_alerts_and_silences_over_http() -> None:
         assert {s["group"]["facility"] for s in lakeside["items"]} == {"LCH02"}
         # The server's correlator has nothing to correlate: none pending.
         assert lakeside["correlator_pending_events"] == 0
+        # Nothing received, so no feed is receiving a backlog and nothing is held for one.
+        assert lakeside["backfilling"] == []
+        assert [s["held"] for s in lakeside["items"]] == [None] * 7
         detail = client.get(
             f"{api}/slos/discharge_charges_posted",
             params={"facility": "LCH02", "hours": 3},

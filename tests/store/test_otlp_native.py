@@ -214,9 +214,11 @@ def test_random_requests_give_identical_rows(pair, request):
             "an array in an event's attributes",
         ),
         (
-            lambda s: s.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
-            .attributes.add(key="a")
-            .value.kvlist_value.SetInParent(),
+            lambda s: (
+                s.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+                .attributes.add(key="a")
+                .value.kvlist_value.SetInParent()
+            ),
             "a map in a link's attributes",
         ),
     ],

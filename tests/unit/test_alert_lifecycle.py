@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from alerts.lifecycle import AlertRecord, Candidate, Silence, Step, advance, fingerprint
+from alerts.lifecycle import (
+    AlertRecord,
+    Candidate,
+    Hold,
+    Silence,
+    Step,
+    advance,
+    fingerprint,
+)
 from stitchboard.config.slos import Route
 
 S = 1_000_000_000
@@ -173,16 +181,16 @@ def test_an_acknowledgement_is_passed_on_once() -> None:
     assert run.at(60, c).notices == ()
 
 
-def test_a_held_rule_stays_pending_until_the_hold_lifts_or_runs_out() -> None:
-    """``held`` (the correlator catching up): a new alert of that rule waits pending,
-    saying why; it fires the first cycle the hold lifts, or after ``max_hold_ns``."""
+def test_a_held_alert_stays_pending_until_the_hold_lifts_or_runs_out() -> None:
+    """``held`` (the correlator catching up, a feed backfilling): a new alert waits
+    pending, saying why; it fires the first cycle the hold lifts, or after the hold's
+    ``max_ns``."""
     run, c = Run(), cand()
-    hold = {"overdue": "correlator catching up"}
+    hold = Hold("correlator catching up", 600 * S)
 
-    def at(seconds: int, *found: Candidate, held: dict[str, str] | None = None) -> Step:
-        step = advance(
-            run.records, found, [], frozenset(), run.route, T + seconds * S, None, held, 600 * S
-        )
+    def at(seconds: int, *found: Candidate, held: Hold | None = None) -> Step:
+        holds = {f.fingerprint: held for f in found} if held else None
+        step = advance(run.records, found, [], frozenset(), run.route, T + seconds * S, None, holds)
         run.records = step.records
         return step
 
@@ -198,7 +206,7 @@ def test_a_held_rule_stays_pending_until_the_hold_lifts_or_runs_out() -> None:
     at(700, c, held=hold)
     assert run.state(c) == "firing"
 
-    # A hold that never lifts ends after max_hold_ns (600 s) of pending.
+    # A hold that never lifts ends after its max_ns (600 s) of pending.
     run = Run()
     other = cand(facility="NMC01")
     at(0, other, held=hold)

@@ -90,6 +90,7 @@ def test_every_slo_and_alerts_field_is_documented() -> None:
         slos.Feed,
         slos.Route,
         slos.Channel,
+        slos.BackfillHold,
     )
     missing = [
         f"{model.__name__}.{info.alias or name}"
