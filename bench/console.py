@@ -14,8 +14,8 @@ Part two: a real ``stitchboard serve`` over the same data directory (it resumes
 from the mark; a full pass would retire every generated transaction); headless
 Chromium opens each page five times and the time from navigation until the page's
 own figures are filled (``PAGES``) and no Dash callback is pending, as the page's own
-clock (``performance.now()``) reads it, is the first render (target 2 s). Last, the live transactions are counted again: the run is
-refused if the server changed them.
+clock (``performance.now()``) reads it, is the first render (target 2 s). Last, the
+live transactions are counted again: the run is refused if the server changed them.
 """
 
 from __future__ import annotations
@@ -141,9 +141,7 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
     def overview() -> object:
         return (
             q.outcomes(store, week, now),
-            q.outcomes(store, week, now, decided=True),
-            q.overdue_now(store, now, None, None),
-            q.dnfb(store, now),
+            q.open_cards(store, week, now, D2R),
         )
 
     def workflow() -> object:
