@@ -13,9 +13,9 @@ beside an in-run reference (one full scan of the table).
 Part two: a real ``stitchboard serve`` over the same data directory (it resumes
 from the mark; a full pass would retire every generated transaction); headless
 Chromium opens each page five times and the time from navigation until the page's
-own figures are filled (``PAGES``) and no Dash callback is pending is the first
-render (target 2 s). Last, the live transactions are counted again: the run is
-refused if the server changed them.
+own figures are filled (``PAGES``) and no Dash callback is pending, as the page's own
+clock (``performance.now()``) reads it, is the first render (target 2 s). Last, the
+live transactions are counted again: the run is refused if the server changed them.
 """
 
 from __future__ import annotations
