@@ -141,9 +141,7 @@ def _page_queries(store: Any, config: Any, now: int, count: int) -> dict[str, Ca
     def overview() -> object:
         return (
             q.outcomes(store, week, now),
-            q.outcomes(store, week, now, decided=True),
-            q.overdue_now(store, now, None, None),
-            q.dnfb(store, now),
+            q.decided_cards(store, week, now, D2R),
         )
 
     def workflow() -> object:

@@ -115,13 +115,14 @@ def kpis(
     jobs: dict[str, Callable[[], Any]] = {
         "slo": slo_statuses,
         "started": lambda: queries.total_outcome(queries.outcomes(store, scope, now)),
-        "decided": lambda: queries.total_outcome(queries.outcomes(store, scope, now, decided=True)),
-        "overdue": lambda: queries.overdue_now(store, now, None, facility),
+        "cards": lambda: queries.decided_cards(
+            store, scope, now, DNFB_WORKFLOW if has_dnfb else None
+        ),
     }
-    if has_dnfb:
-        jobs["dnfb"] = lambda: queries.dnfb(store, now, facility=facility, workflow=DNFB_WORKFLOW)
     found = side_by_side(jobs)
-    started, decided, overdue = found["started"], found["decided"], found["overdue"]
+    started, cards_found = found["started"], found["cards"]
+    decided = queries.total_outcome(cards_found.decided)
+    overdue = cards_found.overdue_now
     statuses: list[SloStatus] = found["slo"]
     budget = worst_budget(
         [s for s in statuses if not facility or s.group.get("facility") == facility]
@@ -173,15 +174,15 @@ def kpis(
             "ov-kpi-budget",
         ),
     ]
-    if has_dnfb:
-        d = found["dnfb"]
+    if cards_found.dnfb is not None:
+        d = cards_found.dnfb
         days = f"{d.average_days:.1f} days on average · " if d.average_days is not None else ""
         cards.append(
             view.card(
                 "DNFB",
                 money_short(d.amount),
                 f"{count(d.count)} discharged, not final billed · {days}"
-                f"{count(d.over_threshold)} over 3 days",
+                f"{count(d.over_threshold)} over {queries.DNFB_THRESHOLD_DAYS} days",
                 "bad" if d.over_threshold else "good",
                 "ov-kpi-dnfb",
             )

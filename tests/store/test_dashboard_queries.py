@@ -70,6 +70,27 @@ def test_overdue_now_and_dnfb(seeded) -> None:
     assert q.dnfb(seeded, T0 + 2 * DAY).over_threshold == 0
 
 
+def test_the_cards_figures_from_one_read_of_the_open_set(seeded) -> None:
+    d2r = q.Scope(since=T0, until=NOW, workflow=D2R)
+    cards = q.decided_cards(seeded, d2r, NOW, D2R)
+    assert cards.overdue_now == 2  # VISIT0002 and VISIT0004, as overdue_now counts them
+    assert cards.dnfb == q.dnfb(seeded, NOW)
+    assert cards.dnfb is not None and (cards.dnfb.count, cards.dnfb.over_threshold) == (2, 2)
+    total = q.total_outcome(cards.decided)
+    # Decided since T0: VISIT0001 complete, VISIT0003 late ($150.50), the failed one at
+    # MSC03, and the two overdue (VISIT0002's $100.00 at risk; VISIT0004 has no amount).
+    assert (total.total, total.complete, total.late, total.overdue, total.failed) == (5, 1, 1, 2, 1)
+    assert total.amount_at_risk == Decimal("250.50")
+    assert cards.decided == q.outcomes(seeded, d2r, NOW, decided=True)
+    # Narrowed to LCH02: its late transaction, nothing overdue, no DNFB; without a DNFB
+    # workflow the read leaves it out.
+    lch = q.decided_cards(seeded, q.Scope(T0, NOW, D2R, "LCH02"), NOW, None)
+    assert (lch.overdue_now, lch.dnfb) == (0, None)
+    assert lch.decided == {
+        ("LCH02", D2R): q.Outcome(total=1, late=1, amount_at_risk=Decimal("150.50"))
+    }
+
+
 def figures_of(store, step: str = "engine_ack", anchor: str | None = "discharge"):
     steps = [s.name for s in CONFIG.workflows[0].steps if not s.optional]  # as the page does
     return q.scope_figures(store, WEEK, NOW, steps, step, anchor)
