@@ -42,7 +42,6 @@ from alerts.notifier import ChannelNotifier
 from alerts.stage import EvaluationLoop
 from stitchboard.api import build_api
 from stitchboard.components import HttpComponent
-from stitchboard.config import parse_config
 from stitchboard.config.model import SlasConfig
 from stitchboard.store import Store
 from tests.alerts_helpers import (
@@ -51,6 +50,7 @@ from tests.alerts_helpers import (
     MINUTE,
     NS,
     Receiver,
+    config,
     insert_transactions,
     migrate_alerts,
     tx,
@@ -60,19 +60,8 @@ from tests.support import AUTH, InProcess, free_port, make_runtime
 
 NOW = int(dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC).timestamp()) * NS
 
+# The helpers' facilities, keys and workflow w, and a second workflow fed by SYS_C.
 YAML = """\
-facilities:
-  - {id: F1, timezone: America/Chicago}
-  - {id: F2, timezone: America/New_York}
-  - {id: F3}
-keys:
-  visit: {attributes: [visit.id]}
-workflows:
-  - name: w
-    within: {warn: 1h, breach: 2h}
-    steps:
-      - {name: a, match: {system: SYS_A}, keys: [visit]}
-      - {name: b, match: {system: SYS_B}, keys: [visit], within: {warn: 30m, breach: 1h}}
   - name: v
     within: {warn: 1h, breach: 2h}
     steps:
@@ -93,7 +82,7 @@ alerts:
   channels:
     - {name: hook, type: webhook, url_env: TEST_HOOK_URL}
 """
-CONFIG = parse_config(YAML)
+CONFIG = config(YAML)
 COLUMNS = (
     "event_id",
     "event_time",
@@ -304,7 +293,7 @@ def test_a_hold_ends_after_max_hold_while_the_backlog_goes_on(clean: Store, monk
 def _live_config() -> SlasConfig:
     """The same, judged by the real clock, with a 10-second window (receipts age out
     within the test)."""
-    return parse_config(
+    return config(
         YAML.replace("window: 2m, min_events: 10", "window: 10s, min_events: 10").replace(
             "{name: hook, type: webhook, url_env: TEST_HOOK_URL}", "{name: log, type: log}"
         )
