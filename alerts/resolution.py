@@ -87,16 +87,49 @@ def _burn_rate(
     pair = slo.alerting.windows[0]
     long_label = fired.get("long_window") or label(scaled(pair.long, slo))
     short_label = fired.get("short_window") or label(scaled(pair.short, slo))
-    rate = status.burn_rates.get(long_label)
-    now_text = (
-        f"burns its error budget {rate:.1f}x over {long_label}"
-        if rate is not None
-        else f"nothing judged over {long_label}"
+    factor = next(
+        (
+            w.factor
+            for w in slo.alerting.windows
+            if (label(scaled(w.long, slo)), label(scaled(w.short, slo)))
+            == (long_label, short_label)
+        ),
+        pair.factor,
     )
+    now_text = _burn_cleared(status, long_label, short_label, factor, slo.alerting.min_events)
     return {
         "summary": f"{headline(status)} cleared: {now_text}",
         **figures(status, slo.objective, long_label, short_label),
     }
+
+
+def _burn_cleared(
+    status: SloStatus, long_label: str, short_label: str, factor: float, min_events: int
+) -> str:
+    """What cleared a burn-rate pair: the window(s) now under its factor (one is enough),
+    with the other's rate beside, so a long window still burning fast does not read as
+    the reason; else the minimum-events guard."""
+
+    def rate(window: str) -> str:
+        value = status.burn_rates.get(window)
+        return f"nothing judged over {window}" if value is None else f"{value:.1f}x over {window}"
+
+    low = [
+        w
+        for w in (long_label, short_label)
+        if (value := status.burn_rates.get(w)) is None or value < factor
+    ]
+    if not low:
+        events = status.window_counts.get(long_label, (0, 0))[1]
+        return (
+            f"{events} judged over {long_label}, fewer than the {min_events} the rule needs"
+            f" (burns its error budget {rate(long_label)} and {rate(short_label)})"
+        )
+    text = f"burns its error budget {' and '.join(rate(w) for w in low)}, under {factor:g}x"
+    if len(low) == 1:
+        other = short_label if low == [long_label] else long_label
+        text += f" ({rate(other)})"
+    return text
 
 
 def _overdue(

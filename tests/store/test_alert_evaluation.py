@@ -147,7 +147,10 @@ def test_burn_rate_fires_when_the_ground_truth_says_and_pages_once(clean, monkey
         # The resolve says it cleared, with the figures at resolution (23 good of 23, over
         # the page pair that fired last: 6h and 30m), not those of the page.
         cleared = resolve["alerts"][0]["annotations"]
-        assert cleared["summary"] == "w_e2e: w at F1 cleared: burns its error budget 0.0x over 6h"
+        assert cleared["summary"] == (
+            "w_e2e: w at F1 cleared: burns its error budget 0.0x over 6h and 0.0x over 30m,"
+            " under 6x"
+        )
         assert cleared["description"] == (
             "Burn rate 0.0x over 6h and 0.0x over 30m; compliance 100.00% against 99.00%"
             " over 30d; 0 overdue, 0 late, 0 failed; $0.00 at risk"

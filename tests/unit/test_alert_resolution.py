@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from alerts.conditions import FeedRow, OverdueRow
 from alerts.lifecycle import AlertRecord
+from alerts.objectives import SloStatus
 from alerts.resolution import Findings, cleared
 from correlator import UnmatchedGroup
 from tests.alerts_helpers import MINUTE, NS, config
@@ -103,3 +104,67 @@ def test_error_spike_and_unmatched_cleared_with_their_counts_now() -> None:
     assert done["summary"] == "w at F1 cleared: 1 b events match no transaction"
     assert (done["waiting"], done["aged"]) == ("1", "0")
     assert "examples" not in done and "example_links" not in done
+
+
+def _burning(rates: dict[str, float | None], counts: dict[str, tuple[int, int]]) -> SloStatus:
+    return SloStatus(
+        slo="w_e2e",
+        workflow="w",
+        step=None,
+        group={"facility": "F1"},
+        objective=0.9,
+        window="1d",
+        status="ok",
+        compliance=0.95,
+        good=95,
+        bad=5,
+        late=3,
+        overdue=2,
+        failed=0,
+        total=100,
+        budget_remaining=0.5,
+        burn_rates=rates,
+        amount_at_risk=Decimal("0"),
+        window_counts=counts,
+    )
+
+
+def test_burn_rate_cleared_names_the_window_that_fell_under_the_factor() -> None:
+    # The helpers' SLOs: w_e2e's window is 1d, so the workbook's ticket pair 3x over
+    # 1d/2h scales to 48m/4m.
+    record = fired("slo_burn_rate", {"slo": "w_e2e", "workflow": "w", "facility": "F1"})
+    record.annotations.update(long_window="48m", short_window="4m")
+    judged = {"48m": (40, 50), "4m": (8, 8)}
+
+    def summary(rates: dict[str, float | None]) -> str:
+        found = Findings(statuses=(_burning(rates, judged),))
+        return cleared(record, found, config(), NOW)["summary"]
+
+    # The long window still burns 5x; the short one fell to 0: that is what cleared.
+    assert summary({"48m": 5.0, "4m": 0.0}) == (
+        "w_e2e: w at F1 cleared: burns its error budget 0.0x over 4m, under 3x (5.0x over 48m)"
+    )
+    assert summary({"48m": 2.5, "4m": 4.0}) == (
+        "w_e2e: w at F1 cleared: burns its error budget 2.5x over 48m, under 3x (4.0x over 4m)"
+    )
+    assert summary({"48m": 0.0, "4m": None}) == (
+        "w_e2e: w at F1 cleared: burns its error budget 0.0x over 48m and nothing judged"
+        " over 4m, under 3x"
+    )
+    # Both still over 3x: with a guard of 60 events, the 50 judged over 48m clear it.
+    strict = config(SLOS_GUARDED)
+    found = Findings(statuses=(_burning({"48m": 5.0, "4m": 4.0}, judged),))
+    assert cleared(record, found, strict, NOW)["summary"] == (
+        "w_e2e: w at F1 cleared: 50 judged over 48m, fewer than the 60 the rule needs"
+        " (burns its error budget 5.0x over 48m and 4.0x over 4m)"
+    )
+
+
+SLOS_GUARDED = """\
+slos:
+  - name: w_e2e
+    indicator: {workflow: w}
+    objective: 0.9
+    window: 1d
+    alerting: {min_events: 60}
+"""
