@@ -4,7 +4,8 @@
 ``dash.page_registry``); ``mount_console`` serves its Flask server through a2wsgi
 at ``/``, where it replaces the kernel's plain index page. Paths under ``/api/``
 and ``/metrics`` never fall through to the console: an unknown API path still
-answers the API's 404 error body.
+answers the API's 404 error body. plotly.js comes from ``plotly_bundle`` (the
+cartesian bundle, cached and compressed), not from Dash.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from dashboards import plotly_bundle
 from dashboards.context import Console, caller, install
 from stitchboard.api import API_PREFIX, error_response
 from stitchboard.console_shell import csrf_of, nav_items, who
@@ -117,6 +119,12 @@ class _ConsoleApp:
         path = scope.get("path", "")
         if scope["type"] == "http" and (path.startswith("/api/") or path == "/metrics"):
             await error_response(404, f"no route {path}")(scope, receive, send)
+            return
+        if scope["type"] == "http" and path == plotly_bundle.PLOTLY_PATH:
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            await plotly_bundle.response(headers)(scope, receive, send)
             return
         await self.wsgi(scope, receive, send)
 

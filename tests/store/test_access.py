@@ -170,6 +170,24 @@ def test_security_headers_on_every_answer(console, tokens):
         assert response.headers["cache-control"] == "no-store"
 
 
+def test_plotly_js_is_the_cartesian_bundle_compressed_and_cached(console):
+    """Dash asks for the full plotly.js at this path; the console answers with the
+    cartesian bundle (all it draws), gzipped, revalidated by ETag after an hour."""
+    _, _, client = console
+    path = "/_dash-component-suites/plotly/package_data/plotly.min.js"
+    first = client.get(path, headers={"Accept-Encoding": "gzip"})
+    assert first.status_code == 200
+    assert first.text.startswith("/**\n* plotly.js (cartesian - minified) v")
+    assert first.headers["content-encoding"] == "gzip"
+    assert int(first.headers["content-length"]) < len(first.content) / 3  # 1.5 MB, ~0.5 gzipped
+    assert first.headers["cache-control"] == "public, max-age=3600"
+    assert first.headers["content-type"].startswith("text/javascript")
+    again = client.get(path, headers={"If-None-Match": first.headers["etag"]})
+    assert (again.status_code, again.content) == (304, b"")
+    plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == first.content
+
+
 def login(client: Client, user: str, password: str, next_path: str = "/") -> Any:
     page = client.get("/login", params={"next": next_path})
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
