@@ -46,8 +46,8 @@ class Correlation:
 
     def reason(self) -> str:
         return (
-            f"correlator catching up: events wait {self.lag_s:.0f} s to be correlated,"
-            f" {self.pending:,} pending; burn-rate pages wait while that exceeds"
+            f"correlator catching up: events waited {self.lag_s:.0f} s to be correlated,"
+            f" {self.pending:,} still pending; burn-rate pages wait while that exceeds"
             f" {LAG_LIMIT_S:.0f} s (at most {MAX_HOLD_NS // 60_000_000_000} minutes)"
         )
 

@@ -101,7 +101,7 @@ ALERT_COLUMNS = [
         "tooltipField": "labels",
     },
     {"field": "since", "headerName": "Since", "width": 185, "minWidth": 185},
-    {"field": "for", "headerName": "For", "width": 90},
+    {"field": "for", "headerName": "For", "width": 120, "minWidth": 120},
     {"field": "acknowledged", "headerName": "Acknowledged by", "width": 150},
 ]
 

@@ -254,7 +254,7 @@ def test_burn_rate_pages_wait_while_the_correlator_catches_up(clean, monkeypatch
         [alert] = _burn(store)
         assert alert.state == "pending"
         assert alert.annotations["held"] == (
-            "correlator catching up: events wait 40 s to be correlated, 48,000 pending;"
+            "correlator catching up: events waited 40 s to be correlated, 48,000 still pending;"
             " burn-rate pages wait while that exceeds 10 s (at most 10 minutes)"
         )
         assert receiver.posts == []

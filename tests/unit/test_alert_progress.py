@@ -27,7 +27,7 @@ def test_lag_is_the_mean_wait_since_the_last_reading_or_the_stall() -> None:
     delay.observe(30.0)
     reading = progress.read(130.0)
     assert reading == Correlation(50_000, 21.0) and reading.catching_up
-    assert reading.reason().startswith("correlator catching up: events wait 21 s")
+    assert reading.reason().startswith("correlator catching up: events waited 21 s")
     # Stalled: events pending, none correlated since 130 s: the lag is the stall, 25 s.
     assert progress.read(155.0) == Correlation(50_000, 25.0)
     # Drained: pending 0, the last batch waited 0.5 s.
