@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from alerts import held
 from alerts.schema import MIGRATIONS
 from stitchboard.config import parse_config
 from stitchboard.config.model import SlasConfig
@@ -55,6 +56,16 @@ def migrate_alerts(store: Store) -> None:
     for migration in MIGRATIONS:
         for sql in migration.statements(ctx):
             store.command(sql)
+
+
+def emptied_judgements(store: Store) -> Store:
+    """The alerts stage's tables migrated, with no transactions and nothing judged:
+    the SLI ledger, rollup and its marks, the open deadlines and ``slo_held``."""
+    migrate_alerts(store)
+    for table in ("transactions", "slo_ledger", "slo_rollup", "slo_rollup_marks", "open_deadlines"):
+        store.command(f"TRUNCATE TABLE {store.table(table)}")
+    held.clear(store)
+    return store
 
 
 def when(ns: int) -> dt.datetime:

@@ -11,7 +11,7 @@ from alerts import overdue
 from alerts.conditions import overdue_rows as scanned
 from alerts.rollup import refresh
 from stitchboard.store import Store
-from tests.alerts_helpers import MINUTE, config, insert_transactions, migrate_alerts, tx
+from tests.alerts_helpers import MINUTE, config, emptied_judgements, insert_transactions, tx
 
 NOW = 1_773_144_000 * 1_000_000_000  # 2026-03-10T12:00Z
 SLOS = list(config().slos)
@@ -24,11 +24,7 @@ def _v(row: tuple[object, ...], version: int) -> tuple[object, ...]:
 
 @pytest.fixture
 def empty(store: Store) -> Store:
-    migrate_alerts(store)
-    for table in ("transactions", "slo_ledger", "slo_rollup", "slo_rollup_marks"):
-        store.command(f"TRUNCATE TABLE {store.table(table)}")
-    store.command(f"TRUNCATE TABLE {store.table('open_deadlines')}")
-    return store
+    return emptied_judgements(store)
 
 
 def _both(store: Store, threshold: float, at: int) -> list[overdue.OverdueRow]:

@@ -25,8 +25,8 @@ from tests.alerts_helpers import (
     HOUR,
     MINUTE,
     config,
+    emptied_judgements,
     insert_transactions,
-    migrate_alerts,
     tx,
     when,
 )
@@ -92,12 +92,7 @@ def _row(rng: random.Random, tx_id: str, version: int) -> tuple[object, ...]:
 
 @pytest.fixture
 def empty(store: Store) -> Store:
-    migrate_alerts(store)
-    for table in ("transactions", "slo_ledger", "slo_rollup", "slo_rollup_marks"):
-        store.command(f"TRUNCATE TABLE {store.table(table)}")
-    store.command(f"TRUNCATE TABLE {store.table('open_deadlines')}")
-    held.clear(store)
-    return store
+    return emptied_judgements(store)
 
 
 def _check(store: Store) -> int:
