@@ -10,8 +10,9 @@ rewritten, the rows the pass did not write retired, and the lookup hops the live
 path continues from written from the pass's own work tables
 (``correlator.batch.handover``); Python holds one chunk of transactions at a time.
 
-After that, each durable batch the writer reports is queued by a listener and
-correlated within ``interval`` seconds against the stored state, through a
+After that, each durable batch the writer reports is queued by a listener, and
+the thread correlates what is queued every ``interval`` seconds (at once when
+``batch_max`` events wait) against the stored state, through a
 size-capped cache of recent components; a periodic SQL sweep recomputes open
 transactions whose deadline just passed so they turn ``overdue`` at the
 deadline, not when their next event arrives.
@@ -211,7 +212,12 @@ class CorrelatorService:
                 return
             self._queue.append((time.monotonic(), events, stamps))
             self._pending += len(events)
-        self._wake.set()
+            full = self._pending >= self.batch_max
+        # The thread steps every ``interval`` on its own: one step then carries every
+        # batch loaded meanwhile (a step's index lookup and writes cost about the same for
+        # ten events as for thousands). Only a full batch waiting wakes it early.
+        if full:
+            self._wake.set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -283,10 +289,15 @@ class CorrelatorService:
         self._reloaded_seen = 0
 
     def _release(self) -> None:
-        """The full pass is written: the store holds the state, drop the in-memory one."""
+        """The full pass is written: the store holds the state, drop the in-memory one.
+
+        What a pass in memory froze goes back to the collector and is collected; what
+        is alive then lives as long as the process (as the server freezes it once it
+        has started) and is frozen again, out of every later full collection's walk."""
         gc.unfreeze()
         self.correlator = Correlator(self.config)
         gc.collect()
+        gc.freeze()
 
     def _failed(self, what: str, exc: Exception) -> None:
         """Count a failure, log the first of a streak, and wait before the next try:
