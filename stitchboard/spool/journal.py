@@ -17,6 +17,11 @@ On open, the directory is locked for this process, segments before the
 checkpoint are deleted and the rest scanned: a torn final record (see
 ``segment``) is logged, counted and skipped, every record before it is kept.
 Appends always go to a new segment, so a recovered segment is never written again.
+
+A record may carry a memo (the writer's decoded batch): once the record is synced
+the memo is kept beside its position, up to ``memo_rows`` rows in all, and the
+loader takes it instead of decoding the record it reads back. Only this process's
+own recent records have one; a recovered or a memo-less record is decoded from disk.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stitchboard.errors import ConfigError, Overloaded, StoreUnavailable
 from stitchboard.spool.segment import (
@@ -89,6 +95,7 @@ class Journal:
         retry_after: int = 1,
         clock: Callable[[], int] = time.time_ns,
         on_sync: Callable[[int, float], None] | None = None,
+        memo_rows: int = 50_000,
     ):
         self.directory = directory.resolve()
         self.max_bytes = max_bytes
@@ -103,7 +110,11 @@ class Journal:
         self._lock = threading.Lock()
         self._pending_cv = threading.Condition(self._lock)
         self._durable_cv = threading.Condition(self._lock)
-        self._pending: list[tuple[bytes, int, Future[None]]] = []
+        self._pending: list[tuple[bytes, int, Future[None], Any]] = []
+        # Synced records' memos by position, while they hold at most ``memo_rows`` rows.
+        self.memo_rows = memo_rows
+        self._memos: dict[Position, tuple[Any, int]] = {}
+        self._memo_total = 0
         self._pending_bytes = 0
         self._sealed = False
         self._ends: dict[int, int] = {}  # sealed segment -> end of its valid records
@@ -173,8 +184,9 @@ class Journal:
 
     # -- appending ----------------------------------------------------------------------------
 
-    def append(self, payload: bytes, rows: int) -> Future[None]:
-        """Queue a record; the future resolves once it is synced to disk."""
+    def append(self, payload: bytes, rows: int, memo: Any = None) -> Future[None]:
+        """Queue a record; the future resolves once it is synced to disk. ``memo``
+        (what ``payload`` decodes to) is handed to the loader with the record."""
         record = encode(payload, self.clock(), rows)
         future: Future[None] = Future()
         with self._lock:
@@ -193,7 +205,7 @@ class Journal:
                     f"spool full ({unloaded} bytes not loaded into the store yet)",
                     self.retry_after,
                 )
-            self._pending.append((record, rows, future))
+            self._pending.append((record, rows, future, memo))
             self._pending_bytes += len(record)
             self._pending_cv.notify()
         return future
@@ -206,7 +218,7 @@ class Journal:
                 if not self._pending:
                     return
                 group, self._pending = self._pending, []
-            data = b"".join(record for record, _, _ in group)
+            data = b"".join(record for record, _, _, _ in group)
             started = time.perf_counter()
             try:
                 _write_all(self._fd, data)
@@ -221,7 +233,7 @@ class Journal:
                 with self._lock:
                     self._pending_bytes -= len(data)
                 error = StoreUnavailable(f"spool write failed: {exc}")
-                for _, _, future in group:
+                for _, _, future, _ in group:
                     future.set_exception(error)
                 if self.on_group is not None:
                     self.on_group()
@@ -232,14 +244,15 @@ class Journal:
                 continue
             elapsed = time.perf_counter() - started
             with self._lock:
+                self._keep_memos(group)
                 self._durable += len(data)
                 self._sizes[self._active] = self._durable
                 self._pending_bytes -= len(data)
-                self.appended.add(len(group), sum(rows for _, rows, _ in group), len(data))
+                self.appended.add(len(group), sum(rows for _, rows, _, _ in group), len(data))
                 self.syncs += 1
                 self.synced_records += len(group)
                 self._durable_cv.notify_all()
-            for _, _, future in group:
+            for _, _, future, _ in group:
                 future.set_result(None)
             if self.on_group is not None:
                 self.on_group()
@@ -247,6 +260,24 @@ class Journal:
                 self.on_sync(len(group), elapsed)
             if self._durable >= self.segment_bytes:
                 self._roll()
+
+    def _keep_memos(self, group: list[tuple[bytes, int, Future[None], Any]]) -> None:
+        """Memos of a group just synced, by position (under the lock)."""
+        offset = self._durable
+        for record, rows, _, memo in group:
+            if memo is not None and self._memo_total + rows <= self.memo_rows:
+                self._memos[Position(self._active, offset)] = (memo, rows)
+                self._memo_total += rows
+            offset += len(record)
+
+    def take_memo(self, position: Position) -> Any:
+        """The memo of the record at ``position`` (None if it has none), given once."""
+        with self._lock:
+            kept = self._memos.pop(position, None)
+            if kept is None:
+                return None
+            self._memo_total -= kept[1]
+            return kept[0]
 
     def _roll(self) -> None:
         segment = self._active + 1
@@ -315,6 +346,10 @@ class Journal:
         with self._lock:
             self.checkpoint = position
             self.loaded.add(len(records), rows, size)
+            for record in records:  # memos the loader did not take
+                kept = self._memos.pop(record.position, None)
+                if kept is not None:
+                    self._memo_total -= kept[1]
             done = [s for s in self._ends if s < position.segment]
             for segment in done:
                 del self._ends[segment]

@@ -169,7 +169,7 @@ class SpooledWriter:
             return future
         self._inserter.check(batch)
         try:
-            return self.journal.append(encode_batch(batch), rows)
+            return self.journal.append(encode_batch(batch), rows, memo=batch)
         except (Overloaded, StoreUnavailable):
             self.spool_metrics.refused.inc()
             raise
@@ -239,6 +239,10 @@ class SpooledWriter:
     def _decode(self, records: list[Record]) -> Batch:
         batches = []
         for record in records:
+            memo = self.journal.take_memo(record.position)
+            if memo is not None:  # this process's own batch: what the payload decodes to
+                batches.append(memo)
+                continue
             try:
                 batches.append(decode_batch(record.payload))
             except UnreadableRecord as exc:

@@ -88,6 +88,40 @@ def test_concurrent_senders_share_syncs(tmp_path):
     w.close()
 
 
+def test_the_loader_takes_this_process_s_own_batches_up_to_the_memo_bound(tmp_path, monkeypatch):
+    import stitchboard.spool.loader as loader
+
+    decoded: list[int] = []
+
+    def counting(payload: bytes) -> Batch:
+        decoded.append(len(payload))
+        return decode_batch(payload)
+
+    monkeypatch.setattr(loader, "decode_batch", counting)
+    sink = MemorySink()
+    # Memos for at most 4 rows: of batches of 2, 1, 1 and 2 rows the first three are kept
+    # (4 rows), the fourth would pass the bound.
+    w = writer(tmp_path, sink, memo_rows=4)
+    for first, n in ((0, 2), (2, 1), (3, 1), (4, 2)):
+        w.write_sync(batch(first, n), timeout=5)
+    w.start()
+    wait_for(lambda: w.journal.caught_up)
+    assert ids(sink) == [f"e{i}" for i in range(6)]
+    assert len(decoded) == 1  # only the fourth batch was read back from its bytes
+    assert w.journal.take_memo(Position(1, len(MAGIC))) is None  # each memo is given once
+    w.close()
+    # A new process has no memos: every recovered record is decoded from disk.
+    decoded.clear()
+    again = writer(tmp_path, MemorySink())
+    again.write_sync(batch(9), timeout=5)
+    again.close()
+    third = writer(tmp_path, sink := MemorySink())
+    third.start()
+    wait_for(lambda: third.journal.caught_up)
+    assert ids(sink) == ["e9"] and len(decoded) == 1
+    third.close()
+
+
 def test_listeners_get_each_loaded_batch(tmp_path):
     sink = MemorySink()
     w = writer(tmp_path, sink)
