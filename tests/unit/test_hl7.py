@@ -249,6 +249,30 @@ def test_ack_echoes_control_id_and_escapes_the_reason() -> None:
     assert str(parsed["MSH.F5"]) == "PERIOP"  # back to the sender
 
 
+def test_each_ack_carries_its_own_message_s_control_id_in_its_sender_s_delimiters() -> None:
+    extract = Hl7Extractor(repo_config(), PSEUDO).extract
+    dft = sample("dft_p03.hl7")
+    again = dft.replace("DFT20250312110545000188", "DFT-SECOND-0002")
+    custom = extract(sample("v28_bar_p05_custom_delimiters.hl7"), "x", 0).header
+    acks = [
+        ack_text(extract(text, "x", 0).header, "AA", now_ns=n * 1_000_000_000)
+        for n, text in ((1, dft), (2, again))
+    ]
+    first, second = (hl7.parse(text) for text in acks)
+    assert str(first["MSA.F2"]) == "DFT20250312110545000188"
+    assert str(second["MSA.F2"]) == "DFT-SECOND-0002"  # the first message's id is not reused
+    assert str(first["MSH.F7"]) == "19700101000001+0000"
+    assert str(second["MSH.F7"]) == "19700101000002+0000"
+    assert str(first["MSH.F10"]) != str(second["MSH.F10"])
+    for parsed in (first, second):
+        assert str(parsed["MSH.F5"]) == "PERIOP" and str(parsed["MSH.F9.R1.C2"]) == "P03"
+    # Another sender, other delimiters: its own MSH, in its own field separator.
+    text = ack_text(custom, "AA")
+    assert text.startswith("MSH" + custom.encoding.field + custom.encoding.characters)
+    assert custom.encoding.field != "|" and "|" not in text
+    assert text.split("\r")[1].split(custom.encoding.field)[2] == custom.control_id
+
+
 def test_batch_files_and_separators() -> None:
     batch = (DATA / "batch_fhs_bhs.hl7").read_bytes()
     pieces = list(split_hl7_file(io.BytesIO(batch)))
