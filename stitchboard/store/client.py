@@ -147,7 +147,7 @@ class Store:
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if rows:
-            self._call(lambda c: c.insert(self.table(table), rows, column_names=list(columns)))
+            self._call(lambda c: _insert(c, self.table(table), columns, rows))
 
     def stream_rows(
         self,
@@ -210,6 +210,23 @@ class Store:
 
     def close(self) -> None:
         self._drop_client()
+
+
+def _insert(
+    client: Client, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> None:
+    """``client.insert``, leaving nothing for the cyclic collector.
+
+    clickhouse-connect's insert context keeps a bound method of itself (a reference
+    cycle) beside the rows, so after an insert the rows are freed only by a cyclic
+    collection. The correlator pauses those while it correlates and writes: a rebuild
+    kept every row it had written until it ended. Breaking the cycle lets reference
+    counting free the rows as soon as the insert returns."""
+    context = client.create_insert_context(table, column_names=list(columns), data=rows)
+    try:
+        client.data_insert(context)
+    finally:
+        vars(context).pop("_next_block_data", None)
 
 
 def _is_connection_problem(exc: ClickHouseError) -> bool:

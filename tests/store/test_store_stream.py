@@ -87,3 +87,29 @@ def test_an_os_error_mid_stream_becomes_store_unavailable() -> None:
             got.append(block)
     assert got == [[(1,)]]
     assert store.broken.closed  # the broken client is dropped, the next read reconnects
+
+
+class _Rows(list):  # a list that can be watched with a weak reference
+    pass
+
+
+def test_inserted_rows_are_freed_when_the_insert_returns_even_with_the_collector_paused(
+    store: Store,
+) -> None:
+    import gc
+    import weakref
+
+    store.command("CREATE TABLE IF NOT EXISTS freed (n UInt32, s String) ENGINE = Memory")
+    rows = _Rows((i, f"row {i}") for i in range(1000))
+    watched = weakref.ref(rows)
+    enabled = gc.isenabled()
+    gc.disable()  # as the correlator writes: no cyclic collection until it is done
+    try:
+        store.insert("freed", ("n", "s"), rows)
+        del rows
+        assert watched() is None  # freed by reference counting, not kept for a collection
+    finally:
+        if enabled:
+            gc.enable()
+    assert store.scalar("SELECT count() FROM freed") == 1000
+    store.command("DROP TABLE freed")
