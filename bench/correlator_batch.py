@@ -51,6 +51,15 @@ def _traffic(count: int) -> Iterator:
     return itertools.islice(transactions(count), count)
 
 
+def store_traffic(store, size: int, columns) -> int:
+    """Store ``size`` events of the bench traffic in ``events``; how many it holds."""
+    stream = _traffic(size)
+    while chunk := list(itertools.islice(stream, 200_000)):
+        store.insert("events", columns, [e.row() for e in chunk])
+    gc.collect()
+    return int(store.scalar(f"SELECT count() FROM {store.table('events')}"))
+
+
 def run() -> Iterator[str]:
     """Yields each figure as soon as it is measured."""
     from correlator import Correlator, CorrelatorService, rebuild
@@ -81,12 +90,7 @@ def _one_size(
 ) -> Iterator[str]:  # fmt: skip
     for table in ("events", "transactions", "transaction_keys", "unmatched_events"):
         store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table)}")
-    stream = _traffic(size)
-    while chunk := list(itertools.islice(stream, 200_000)):
-        store.insert("events", EVENT_COLUMNS, [e.row() for e in chunk])
-    del chunk
-    gc.collect()
-    stored = int(store.scalar(f"SELECT count() FROM {store.table('events')}"))
+    stored = store_traffic(store, size, EVENT_COLUMNS)
     yield f"{stored:,} events stored ({size:,} asked)"
 
     # -- 1 and 2. the whole rebuild, writes included; its SQL half is the component pass ----

@@ -18,12 +18,11 @@ BENCHMARKS.md use 20,000,000, about 40 minutes on 2 cores).
 from __future__ import annotations
 
 import gc
-import itertools
 import os
 import time
 from collections.abc import Iterator
 
-from bench.correlator_batch import _peak_gib, _reset_peak, _traffic
+from bench.correlator_batch import _peak_gib, _reset_peak, store_traffic
 
 
 def run() -> Iterator[str]:
@@ -39,12 +38,7 @@ def run() -> Iterator[str]:
     store = open_store(engine_url(), database="bench_correlator_scale")
     try:
         started = time.perf_counter()
-        stream = _traffic(size)
-        while chunk := list(itertools.islice(stream, 200_000)):
-            store.insert("events", EVENT_COLUMNS, [e.row() for e in chunk])
-        del chunk
-        gc.collect()
-        stored = int(store.scalar(f"SELECT count() FROM {store.table('events')}"))
+        stored = store_traffic(store, size, EVENT_COLUMNS)
         yield f"{stored:,} events stored in {time.perf_counter() - started:.0f}s"
 
         time.sleep(1.5)  # past the margin below: a restart has nothing new to read
