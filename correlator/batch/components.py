@@ -21,8 +21,15 @@ For one workflow, in work tables the pass creates and drops itself:
 5. ``ids``: per component the deterministic transaction id
    (``transaction.transaction_id``) from its earliest core hop (by time, then id).
 
-Everything is set-based SQL: memory is the engine's (joins hold the smaller side,
-the values), never one Python object per event.
+Everything is set-based SQL: memory is the engine's, never one Python object per
+event, and bounded (``spill_settings``): every statement runs with settings that
+make the engine spill to disk rather than hold a large intermediate whole.
+Aggregations (the edges, each round's least labels, the ids) and sorts spill
+beyond ``SPILL_BYTES``; inserted blocks are ``BLOCK_ROWS`` rows; a workflow with
+more than ``VALUES_PER_BUCKET`` chain values joins by ClickHouse's grace hash
+join, in buckets of about that many values, instead of one hash table of every
+value per join. At 6 M events this took the pass's peak from 4.4 to 1.5 GiB
+(BENCHMARKS.md); a workflow of fewer values keeps the in-memory hash join.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from correlator.batch.routing import (
     NOT_ROUTED,
@@ -49,6 +57,28 @@ MAX_ROUNDS = 10_000
 
 # Work tables are plain MergeTree: they spill to disk, never held whole in memory.
 _ENGINE = "ENGINE = MergeTree ORDER BY tuple()"
+
+# The memory bounds of the pass's statements (see the module docstring).
+SPILL_BYTES = 256 * 1024 * 1024  # an aggregation or sort beyond this spills to disk
+BLOCK_ROWS = 100_000  # rows per inserted block (a million, the default, with the
+# events' key maps, took 1.6 GiB to fill the hops table at 6 M events; this 0.5)
+VALUES_PER_BUCKET = 4_000_000  # chain values per join bucket (hashed), about
+
+
+def spill_settings(values: int = 0) -> dict[str, Any]:
+    """The settings of a pass statement for a workflow with ``values`` chain values."""
+    settings: dict[str, Any] = {
+        "max_bytes_before_external_group_by": SPILL_BYTES,
+        "max_bytes_before_external_sort": SPILL_BYTES,
+        "max_insert_block_size": BLOCK_ROWS,
+        "min_insert_block_size_rows": BLOCK_ROWS,
+    }
+    buckets = -(-values // VALUES_PER_BUCKET)
+    if buckets > 1:
+        settings["join_algorithm"] = "grace_hash"
+        # A power of two: the grace hash join doubles its buckets when it grows them.
+        settings["grace_hash_join_initial_buckets"] = 1 << (buckets - 1).bit_length()
+    return settings
 
 
 # The hop columns summaries read (with ``comp`` and ``attached``): see ``members``.
@@ -87,6 +117,11 @@ class WorkTables:
     def __init__(self, store: Store, run: str | None = None):
         self.store = store
         self.run = run or uuid.uuid4().hex[:12]
+        self.settings = spill_settings()  # of the workflow being grouped
+
+    def command(self, sql: str) -> None:
+        """Run one of the pass's statements, within its memory bounds."""
+        self.store.command(sql, settings=self.settings)
 
     def __call__(self, name: str) -> str:
         return self.store.table(f"_batch_{self.run}_{name}")
@@ -96,7 +131,7 @@ class WorkTables:
             self.store.command(f"DROP TABLE IF EXISTS {self(name)}")
 
 
-WORK = ("hops", "edges", "labels", "next", "jumped", "members", "carriers", "ids")
+WORK = ("hops", "edges", "labels", "least", "next", "jumped", "members", "carriers", "ids")
 
 
 @contextmanager
@@ -111,9 +146,10 @@ def work_tables(store: Store, run: str | None = None) -> Iterator[WorkTables]:
 def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> ComponentStats:
     """Fill ``members`` and ``ids`` for one workflow (replacing a previous workflow's)."""
     t.drop(*WORK)
+    t.settings = spill_settings()
     plan = KeyPlan(workflow)
     core, fan_in = _ints(plan.core), _ints(plan.fan_in)
-    run = store.command
+    run = t.command
     # 1. routed, deduplicated, stitchable hops.
     stitch = values_sql(plan.stitch_keys_sql())
     carried = values_sql(plan.carried_sql())
@@ -133,30 +169,37 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
     # self-loops included, so every value is a node).
     run(
         f"CREATE TABLE {t('edges')} {_ENGINE} AS"
-        " SELECT DISTINCT p.1 AS a, p.2 AS b FROM ("
+        " SELECT p.1 AS a, p.2 AS b FROM ("
         " SELECT arrayJoin([(first, node), (node, first)]) AS p FROM ("
         f" SELECT {_node('stitch[1]')} AS first, arrayJoin(arrayMap(x -> {_node('x')}, stitch))"
-        f" AS node FROM {t('hops')} WHERE step IN {core}))"
+        f" AS node FROM {t('hops')} WHERE step IN {core})) GROUP BY a, b"
     )
     # 3. min-label propagation with pointer jumping, to a fixed point.
-    run(f"CREATE TABLE {t('labels')} {_ENGINE} AS SELECT DISTINCT a AS n, a AS l FROM {t('edges')}")
+    run(
+        f"CREATE TABLE {t('labels')} {_ENGINE} AS"
+        f" SELECT a AS n, a AS l FROM {t('edges')} GROUP BY a"
+    )
     values = int(store.scalar(f"SELECT count() FROM {t('labels')}") or 0)
+    t.settings = spill_settings(values)
     total = _label_sum(store, t("labels"))
     rounds = 0
     while True:
         rounds += 1
         if rounds > MAX_ROUNDS:
             raise RuntimeError(f"workflow {workflow.name}: labels still falling after {MAX_ROUNDS}")
-        # Each value takes the least label among its neighbours, and so does the value its
+        # Each value takes the least label among its neighbours (``least``: the edges
+        # hold self-loops, so a value is its own neighbour), and so does the value its
         # label names (hooking: a root adopts a smaller label seen anywhere below it).
+        # Two statements of one join each: the least neighbour label per value, then
+        # that offered to the value's own label too.
         run(
-            f"CREATE TABLE {t('next')} {_ENGINE} AS SELECT n, min(l) AS l FROM ("
-            f" SELECT e.a AS n, l.l AS l FROM {t('edges')} AS e"
-            f" INNER JOIN {t('labels')} AS l ON e.b = l.n"
-            " UNION ALL"
-            f" SELECT own.l AS n, l.l AS l FROM {t('edges')} AS e"
-            f" INNER JOIN {t('labels')} AS l ON e.b = l.n"
-            f" INNER JOIN {t('labels')} AS own ON e.a = own.n"
+            f"CREATE TABLE {t('least')} {_ENGINE} AS SELECT e.a AS n, min(l.l) AS m"
+            f" FROM {t('edges')} AS e INNER JOIN {t('labels')} AS l ON e.b = l.n GROUP BY n"
+        )
+        run(
+            f"CREATE TABLE {t('next')} {_ENGINE} AS SELECT n, min(m) AS l FROM ("
+            f" SELECT n, m FROM {t('least')} UNION ALL SELECT l.l AS n, x.m AS m"
+            f" FROM {t('least')} AS x INNER JOIN {t('labels')} AS l ON x.n = l.n"
             ") GROUP BY n"
         )
         run(
@@ -164,7 +207,7 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
             f" SELECT x.n AS n, least(x.l, j.l) AS l FROM {t('next')} AS x"
             f" INNER JOIN {t('next')} AS j ON x.l = j.n"
         )
-        t.drop("labels", "next")
+        t.drop("labels", "least", "next")
         run(f"RENAME TABLE {t('jumped')} TO {t('labels')}")
         now_total = _label_sum(store, t("labels"))
         if now_total == total:
@@ -187,8 +230,8 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
         )
     run(
         f"CREATE TABLE {t('carriers')} ENGINE = MergeTree ORDER BY value AS"
-        " SELECT DISTINCT arrayJoin(carried) AS value, comp"
-        f" FROM {t('members')} WHERE attached = 0 AND notEmpty(carried)"
+        " SELECT arrayJoin(carried) AS value, comp"
+        f" FROM {t('members')} WHERE attached = 0 AND notEmpty(carried) GROUP BY value, comp"
     )
     if plan.fan_in:
         run(

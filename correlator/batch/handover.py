@@ -77,7 +77,7 @@ class LookupHandover:
         self._clear()
         insert = lookup_hops_sql(self.store, workflow, t)
         if insert is not None:
-            self.store.command(insert)
+            t.command(insert)
 
     def finish(self) -> None:
         self._clear()

@@ -165,7 +165,7 @@ def write_fan_in(
         facility = f"transform({facility}, [{aliases}], [{ids}], {facility})"
     table = store.table(UNMATCHED_EVENTS.name)
     # ``key\x1fvalue``: key names are slas.yaml identifiers, never holding \x1f.
-    store.command(
+    t.command(
         f"INSERT INTO {table} ({', '.join(UNMATCHED_COLUMNS)})"
         f" SELECT {literal(workflow.name)}, transform(step, [{steps}], [{names}], ''), event_id,"
         f" fromUnixTimestamp64Nano(event_time, 'UTC'), {facility}, system, operation,"

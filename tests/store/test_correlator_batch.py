@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.correlator_traffic import transactions as bench_traffic
+from correlator.batch import components
 from correlator.batch.components import group_workflow, grouping, work_tables
 from correlator.batch.rebuild import rebuild, rebuilt
 from correlator.engine import correlate
@@ -101,6 +102,35 @@ def test_bench_traffic_groups_and_summarizes_as_the_core(store) -> None:
     expected = {tx.id: tx for tx in correlate(CONFIG, events, now)}
     assert _grouping(store, CONFIG) == {i: frozenset(tx.event_ids) for i, tx in expected.items()}
     assert rebuilt(store, CONFIG, now, chunk=100) == expected
+
+
+def test_a_pass_that_spills_every_statement_to_disk_finds_the_same_transactions(
+    store, monkeypatch
+) -> None:
+    """The memory bounds only move work to disk: with every aggregation and sort
+    spilling at once and every join a grace hash join of many buckets, the pass finds
+    what the core does."""
+    monkeypatch.setattr(components, "SPILL_BYTES", 1)
+    monkeypatch.setattr(components, "VALUES_PER_BUCKET", 200)
+    events = list(bench_traffic(3_000, seed=5))
+    load(store, events)
+    now = T0 + 90 * DAY
+    expected = {tx.id: tx for tx in correlate(CONFIG, events, now)}
+    assert components.spill_settings(3_000)["grace_hash_join_initial_buckets"] == 16
+    assert _grouping(store, CONFIG) == {i: frozenset(tx.event_ids) for i, tx in expected.items()}
+    assert rebuilt(store, CONFIG, now, chunk=500) == expected
+
+
+def test_spill_settings_join_in_memory_up_to_a_bucket_then_in_buckets() -> None:
+    small = components.spill_settings(4_000_000)
+    assert "join_algorithm" not in small
+    assert small["max_bytes_before_external_group_by"] == 256 * 1024 * 1024
+    assert small["max_insert_block_size"] == 100_000
+    # One value more: 2 buckets of at most 4 million values.
+    large = components.spill_settings(4_000_001)
+    assert (large["join_algorithm"], large["grace_hash_join_initial_buckets"]) == ("grace_hash", 2)
+    # 23 million: 6 buckets, rounded up to a power of two.
+    assert components.spill_settings(23_000_000)["grace_hash_join_initial_buckets"] == 8
 
 
 @pytest.mark.slow
