@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import random
@@ -235,6 +236,7 @@ def make_runtime(store, sink=None, config=None, spool: Path | None = None, **set
     settings.setdefault("bootstrap_token", TEST_ADMIN_TOKEN)
     # Files a console writes (export bundles, the signing key) go to a temporary directory.
     scratch = Path(tempfile.mkdtemp(prefix="stitchboard-runtime-"))
+    atexit.register(shutil.rmtree, scratch, True)  # not left behind by the test run
     settings.setdefault("exports_dir", scratch / "exports")
     settings.setdefault("export_key_file", scratch / "export-signing-key.pem")
     cfg = Settings(clickhouse=store.url, database=store.database, **settings)
