@@ -44,11 +44,6 @@ def engine_url() -> str:
     return f"chdb://{_engine_dir}"
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _engine_dir is not None:
-        shutil.rmtree(_engine_dir, ignore_errors=True)
-
-
 def _tables(store: Store) -> list[tuple[str, str, str]]:
     # A materialized view's inner table is named by a random UUID; its view says the rest.
     rows = store.rows(
