@@ -8,6 +8,7 @@ transaction, keys chained visit → charge → batch → journal and claim → t
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from decimal import Decimal
@@ -128,3 +129,42 @@ def transactions(
             n += 1
             amount = Decimal("125.00") if operation == "DFT^P03" else None
             yield _event(f"{prefix}{n:031x}", time, facility, system, operation, keys, amount)
+
+
+def late_charges(stored_events: int, seed: int = 11) -> Iterator[Event]:
+    """A late charge line for each of a series of stored discharges, never the same twice.
+
+    The discharges are those of ``transactions(n)`` cut at ``stored_events`` events (what
+    ``bench.correlator_batch.store_traffic`` stores). Each event carries a new charge
+    key, listed first, so a query for it finds the transaction only once the event is
+    correlated; its visit, account and batch tie it to the stored transaction.
+    """
+    # Transactions average about 5 events; stay clear of the last, possibly cut, one.
+    span = max(1, stored_events // 6)
+    step = 2_654_435_761  # prime: k * step mod span visits every index once per cycle
+    offset = random.Random(seed).randrange(span)
+    t = T0 + 61 * 24 * HOUR  # after the whole history
+    for k in itertools.count():
+        i = (offset + k * step) % span
+        if i % 5 == 0:  # a claim: take the discharge beside it
+            i += 1
+        keys = {
+            "charge": f"C{i}-L{k}",
+            "visit": f"V{i}",
+            "account": f"A{i}",
+            "charge_batch": f"B{i // 40}",
+        }
+        yield _event(
+            f"L{k:031x}", t + k, FACILITIES[i % 3], "PERIOP", "DFT^P03", keys, Decimal("80.00")
+        )
+
+
+def mixed(stored_events: int, new_per_late: int = 5, seed: int = 99) -> Iterator[Event]:
+    """New transactions hop by hop, with a late charge for a stored discharge after every
+    ``new_per_late`` of their events: about one stored transaction reloaded for each new one.
+    """
+    fresh = transactions(10**9, seed=seed, prefix="f")
+    late = late_charges(stored_events)
+    while True:
+        yield from itertools.islice(fresh, new_per_late)
+        yield next(late)

@@ -264,9 +264,8 @@ class LiveCorrelator:
                     new_keys[tx.id] = tuple(kv for kv in tx.keys if kv not in had)
                 else:
                     new_keys[tx.id] = tx.keys
-            written = {tx.id for tx in changes.upserts}
-            gone = {r.id for r in changes.retired}
-            current.extend((ref, hops) for ref, hops, _ in stored if ref.id not in written | gone)
+            replaced = {tx.id for tx in changes.upserts} | {r.id for r in changes.retired}
+            current.extend((ref, hops) for ref, hops, _ in stored if ref.id not in replaced)
         events = sum(len(h) for h in routed.values())
         return Update(
             Changes(tuple(upserts), tuple(retired), tuple(fan_in), now),
