@@ -49,6 +49,18 @@ def count(value: int | float | None) -> str:
     return f"{int(value):,}"
 
 
+def size(n_bytes: int | float | None) -> str:
+    """Bytes in binary units: 1,536 → "1.5 KiB", 80 GiB → "80.0 GiB"."""
+    if n_bytes is None:
+        return "—"
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} TiB"
+
+
 def percent(fraction: float | None, digits: int = 1) -> str:
     """``98.5%`` from 0.985; no data is an em dash, never 0% or 100%."""
     if fraction is None:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stitchboard import __version__
 from stitchboard.access import Access, AccessMiddleware
+from stitchboard.disks import warnings as disk_warnings
 from stitchboard.errors import StoreUnavailable
 from stitchboard.roles import Need, requires
 from stitchboard.runtime import Runtime
@@ -151,7 +152,7 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
     @app.get(f"{API_PREFIX}/health", tags=["health"])
     @requires(Need.PUBLIC)
     async def health(request: Request) -> JSONResponse:
-        """Store reachable, schema version, row counts, ingest buffer.
+        """Store reachable, schema version, row counts, ingest buffer, free disk.
 
         Without credentials (liveness and readiness probes) only ``ok`` or not.
         """
@@ -189,6 +190,10 @@ def build_api(runtime: Runtime, routers: Iterable[APIRouter] = ()) -> FastAPI:
         spool = runtime.writer.health()
         if spool is not None:
             body["spool"] = spool
+        disks = await asyncio.to_thread(runtime.disks)
+        minimum = runtime.settings.disk_min_free_percent
+        body["disks"] = [disk.as_dict(minimum) for disk in disks]
+        body["warnings"] = disk_warnings(disks, minimum)
         try:
             body["store"].update(await asyncio.to_thread(probe))
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise

@@ -6,8 +6,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from stitchboard.config import SlasConfig, load_config
+from stitchboard.disks import DiskCollector, DiskSpace
 from stitchboard.errors import ConfigError
 from stitchboard.metrics import Metrics
 from stitchboard.phi import Pseudonymizer, load_key
@@ -29,6 +31,16 @@ class Runtime:
     pseudonymize: Pseudonymizer
     # Called with the new slas.yaml after a reload: parts that compile it rebuild.
     config_listeners: list[Callable[[SlasConfig], None]] = field(default_factory=list)
+    spool_dir: Path | None = None  # the ingest spool's directory, when senders are spooled
+    disk_watch: DiskCollector = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.disk_watch = DiskCollector(self.store, self.spool_dir)
+        self.metrics.registry.register(self.disk_watch)  # stitchboard_disk_*_bytes
+
+    def disks(self) -> list[DiskSpace]:
+        """The store's disks and the spool's filesystem (at most 10 s old)."""
+        return self.disk_watch.read()
 
     def on_config(self, listener: Callable[[SlasConfig], None]) -> None:
         self.config_listeners.append(listener)
@@ -74,12 +86,13 @@ def build_runtime(settings: Settings, spool: bool = False) -> Runtime:
     store = open_store(settings.clickhouse, database=settings.database, cluster=settings.cluster)
     metrics = Metrics()
     writer: IngestWriter
-    if spool and settings.spool:
+    spool_dir = settings.spool_dir if spool and settings.spool else None
+    if spool_dir is not None:
         from stitchboard.spool import open_spooled_writer
 
         writer = open_spooled_writer(
             store,
-            settings.spool_dir,
+            spool_dir,
             max_bytes=settings.spool_max_bytes,
             segment_bytes=settings.spool_segment_bytes,
             batch_max_rows=settings.batch_max_rows,
@@ -102,4 +115,5 @@ def build_runtime(settings: Settings, spool: bool = False) -> Runtime:
         writer=writer,
         metrics=metrics,
         pseudonymize=pseudonymize,
+        spool_dir=spool_dir,
     )

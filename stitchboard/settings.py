@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         1 << 30, gt=0, description="Unloaded bytes the spool holds before 429/503 and AR"
     )
     spool_segment_bytes: int = Field(64 << 20, gt=0, description="Size of one spool segment file")
+    disk_min_free_percent: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="Health warns when a store disk or the spool's filesystem has less free",
+    )
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After on 429/503")
     pseudonym_key: str | None = Field(None, description="HMAC key for PHI pseudonyms")
     pseudonym_key_file: Path | None = Field(None, description="File holding the HMAC key")

@@ -268,4 +268,5 @@ def make_runtime(store, sink=None, config=None, spool: Path | None = None, **set
         writer=writer,
         metrics=metrics,
         pseudonymize=Pseudonymizer(TEST_KEY.encode()),
+        spool_dir=spool,
     )

@@ -1,5 +1,6 @@
 """Data health: every feed with its last receipt, per-minute sparkline and idle marker;
-dead letters by reason with replay; ingest rates and correlator lag from /metrics."""
+dead letters by reason with replay; ingest rates and correlator lag from /metrics; the
+lowest free disk of the store and the spool."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from dashboards import figures, queries, view
 from dashboards.context import Console, console
-from dashboards.formatting import NS, count, duration, local_time
+from dashboards.formatting import NS, count, duration, local_time, size
 from stitchboard.config.model import SlasConfig
+from stitchboard.disks import DiskSpace
 
 PAGE = "dh"
 
@@ -66,6 +68,30 @@ def metric_totals(registry: CollectorRegistry) -> dict[str, float]:
             if name:
                 totals[name] += sample.value
     return totals
+
+
+def disk_card(disks: list[DiskSpace], min_free_percent: float) -> Any:
+    """The disk with the least free space: bad below the health warning's threshold,
+    warn below twice it."""
+    if not disks:
+        return view.card("Free disk", "—", "disks not readable", "warn", "dh-kpi-disk")
+    lowest = min(disks, key=lambda d: d.free_percent)
+    tone = "good"
+    if lowest.low(min_free_percent):
+        tone = "bad"
+    elif lowest.low(2 * min_free_percent):
+        tone = "warn"
+    return view.card(
+        "Free disk",
+        f"{lowest.free_percent:.1f} %",
+        f"{size(lowest.free_bytes)} of {size(lowest.total_bytes)} on {lowest.name}",
+        tone,
+        "dh-kpi-disk",
+        tooltip=" · ".join(
+            f"{d.name} {d.path}: {size(d.free_bytes)} free ({d.free_percent:.1f} %)" for d in disks
+        )
+        + f" · warns below {min_free_percent:g} % (STITCHBOARD_DISK_MIN_FREE_PERCENT)",
+    )
 
 
 def rates(previous: dict[str, float] | None, current: dict[str, float]) -> dict[str, float]:
@@ -232,6 +258,7 @@ def _refresh(_: int | None, __: Any, previous: dict[str, float] | None) -> tuple
             "rows not yet durable",
             card_id="dh-kpi-queue",
         ),
+        disk_card(ctx.runtime.disks(), ctx.runtime.settings.disk_min_free_percent),
     ]
     reasons = queries.dead_letter_reasons(ctx.runtime.store)
     return (

@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -322,6 +323,15 @@ def test_data_health_lists_every_feed(page: Page) -> None:
         assert system in feeds
     # Seven systems at NMC01 and LCH02; six at MSC03, whose one charge line is PERIOP's.
     assert tab.locator("#dh-feeds-table tbody tr").count() == 20
+    # The disk with the least free space of the store's and the spool's (one filesystem
+    # here: either may be the lowest by a few bytes).
+    disk = tab.inner_text("#dh-kpi-disk")
+    assert re.search(
+        r"Free disk\s+\d+\.\d %\s+[\d.,]+ [KMGT]?i?B of [\d.,]+ [KMGT]?i?B"
+        r" on (store:default|spool)",
+        disk,
+        re.IGNORECASE,  # the title is shown in capitals
+    ), disk
     page.shot("data-health")
     page.assert_clean()
 
