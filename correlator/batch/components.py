@@ -49,6 +49,7 @@ from correlator.batch.routing import (
 )
 from correlator.matching import UNEXPECTED
 from stitchboard.config.workflows import Workflow
+from stitchboard.disks import GIB, DiskSpace
 from stitchboard.store import Store
 
 # A guard only: labels fall every round until the fixed point, which hooking and pointer
@@ -62,7 +63,10 @@ _ENGINE = "ENGINE = MergeTree ORDER BY tuple()"
 SPILL_BYTES = 256 * 1024 * 1024  # an aggregation or sort beyond this spills to disk
 BLOCK_ROWS = 100_000  # rows per inserted block (a million, the default, with the
 # events' key maps, took 1.6 GiB to fill the hops table at 6 M events; this 0.5)
-VALUES_PER_BUCKET = 4_000_000  # chain values per join bucket (hashed), about
+VALUES_PER_BUCKET = 4_000_000  # chain values per join bucket (hashed)
+# The most free disk a pass used, per stored event: 10.8 GB over 20 M events
+# (work tables, spilled join buckets, transactions written; BENCHMARKS.md).
+DISK_PER_EVENT = 540
 
 
 def spill_settings(values: int = 0) -> dict[str, Any]:
@@ -79,6 +83,22 @@ def spill_settings(values: int = 0) -> dict[str, Any]:
         # A power of two: the grace hash join doubles its buckets when it grows them.
         settings["grace_hash_join_initial_buckets"] = 1 << (buckets - 1).bit_length()
     return settings
+
+
+def disk_shortfall(disks: list[DiskSpace], events: int) -> str | None:
+    """Why the store's disk may be too small for a pass over ``events`` (None: it is
+    not). The engine spills to where it keeps its data: the ``default`` disk."""
+    need = events * DISK_PER_EVENT
+    default = [d for d in disks if d.name == "store:default"] or disks
+    short = [d for d in default if d.free_bytes < need]
+    if not short:
+        return None
+    free = ", ".join(f"{d.name} ({d.path}) has {d.free_bytes / GIB:,.1f} GiB free" for d in short)
+    return (
+        f"the batch pass over {events:,} events may need up to {need / GIB:,.1f} GiB of"
+        f" free disk ({DISK_PER_EVENT} bytes an event) and {free}; a pass that runs out"
+        " fails with the engine's error and is retried"
+    )
 
 
 # The hop columns summaries read (with ``comp`` and ``attached``): see ``members``.

@@ -28,6 +28,7 @@ of the pass's Python time in a profile).
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +41,7 @@ from correlator.batch.components import (
     HOP_COLUMNS,
     ComponentStats,
     WorkTables,
+    disk_shortfall,
     group_workflow,
     work_tables,
 )
@@ -54,9 +56,12 @@ from correlator.unmatched import UNMATCHED_EVENTS
 from correlator.unmatched import retire_older_than as retire_unmatched
 from stitchboard.config.model import SlasConfig
 from stitchboard.config.workflows import Workflow
+from stitchboard.disks import store_disks
 from stitchboard.errors import ConfigError
 from stitchboard.events import Event
 from stitchboard.store import Store
+
+log = logging.getLogger(__name__)
 
 CHUNK = 20_000  # transactions summarized and written at a time
 IN_FLIGHT = 2  # chunks summarized and waiting for the writer, at most
@@ -281,6 +286,8 @@ def rebuild(
     renamed = renamed_facilities(config)
     started = sink.version()
     events = int(store.scalar(f"SELECT count() FROM {store.table('events')}") or 0)
+    if short := disk_shortfall(store_disks(store), events):
+        log.warning("%s", short)
     grouping = summarizing = writing = 0.0
     written = fan_in = 0
     stats = []

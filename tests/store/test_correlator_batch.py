@@ -16,6 +16,7 @@ from correlator.batch.rebuild import rebuild, rebuilt
 from correlator.engine import correlate
 from correlator.repository import TX_COLUMNS, TransactionSink
 from correlator.service import CorrelatorService
+from stitchboard.disks import DiskSpace
 from stitchboard.errors import StoreUnavailable
 from stitchboard.events import EVENT_COLUMNS
 from tests.correlator_helpers import DAY, HOUR, at, discharge_chain, ev, shipped_config
@@ -131,6 +132,36 @@ def test_spill_settings_join_in_memory_up_to_a_bucket_then_in_buckets() -> None:
     assert (large["join_algorithm"], large["grace_hash_join_initial_buckets"]) == ("grace_hash", 2)
     # 23 million: 6 buckets, rounded up to a power of two.
     assert components.spill_settings(23_000_000)["grace_hash_join_initial_buckets"] == 8
+
+
+def test_disk_shortfall_compares_the_default_disk_with_540_bytes_an_event() -> None:
+    cold = DiskSpace("store:cold", "/cold/", 10, 10**12)  # not where the engine spills
+    # One million events: 540,000,000 bytes, 0.5 GiB.
+    enough = DiskSpace("store:default", "/data/", 540_000_000, 10**12)
+    assert components.disk_shortfall([enough, cold], 1_000_000) is None
+    short = DiskSpace("store:default", "/data/", 539_999_999, 10**12)
+    assert components.disk_shortfall([short, cold], 1_000_000) == (
+        "the batch pass over 1,000,000 events may need up to 0.5 GiB of free disk"
+        " (540 bytes an event) and store:default (/data/) has 0.5 GiB free; a pass that"
+        " runs out fails with the engine's error and is retried"
+    )
+    # Without a default disk every disk counts.
+    assert "store:cold (/cold/) has 0.0 GiB free" in str(components.disk_shortfall([cold], 1))
+
+
+def test_a_pass_warns_in_the_log_when_the_disk_may_be_too_small(store, monkeypatch, caplog) -> None:
+    load(store, discharge_chain(T0, 1))
+    with caplog.at_level("WARNING", logger="correlator.batch.rebuild"):
+        first = rebuild(store, CONFIG, NOW)
+    assert not [r for r in caplog.records if "may need up to" in r.message]
+    monkeypatch.setattr(components, "DISK_PER_EVENT", 1 << 50)  # a petabyte an event
+    with caplog.at_level("WARNING", logger="correlator.batch.rebuild"):
+        report = rebuild(store, CONFIG, NOW)
+    warned = [r.message for r in caplog.records if "may need up to" in r.message]
+    assert len(warned) == 1 and "store:default" in warned[0]
+    assert warned[0].startswith(f"the batch pass over {report.events:,} events ")
+    # A warning: the pass still runs, and writes what it wrote without one.
+    assert report.transactions == first.transactions == 2
 
 
 @pytest.mark.slow
