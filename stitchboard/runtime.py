@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -36,7 +37,10 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.disk_watch = DiskCollector(self.store, self.spool_dir)
-        self.metrics.registry.register(self.disk_watch)  # stitchboard_disk_*_bytes
+        # stitchboard_disk_*_bytes; a copy of a runtime (``dataclasses.replace``) shares
+        # its metrics, where the original's collector is registered already.
+        with contextlib.suppress(ValueError):
+            self.metrics.registry.register(self.disk_watch)
 
     def disks(self) -> list[DiskSpace]:
         """The store's disks and the spool's filesystem (at most 10 s old)."""
