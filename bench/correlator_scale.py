@@ -29,6 +29,8 @@ import os
 import time
 from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry
+
 from bench.correlator import _freshness
 from bench.correlator_batch import _peak_gib, _reset_peak, store_traffic
 from bench.correlator_traffic import mixed
@@ -71,7 +73,8 @@ def run() -> Iterator[str]:
 
         _reset_peak()
         started = time.perf_counter()
-        again = CorrelatorService(store, config)
+        registry = CollectorRegistry()  # what the live path correlates, below
+        again = CorrelatorService(store, config, registry)
         read = again.start_up()
         ready = time.perf_counter() - started
         yield (
@@ -83,9 +86,18 @@ def run() -> Iterator[str]:
         seconds = int(os.environ.get("BENCH_SCALE_FRESH_SECONDS", "60"))
         if seconds:
             _reset_peak()
+            started = time.perf_counter()
             line = _freshness(store, again, seconds=seconds, stream=mixed(stored))
-            again.stop()
-            yield f"on top of {stored:,} stored events: {line}; peak RSS {_peak_gib():.2f} GiB"
+            elapsed = time.perf_counter() - started
+            correlated = registry.get_sample_value("stitchboard_correlated_events_total") or 0
+            dropped = registry.get_sample_value("stitchboard_correlator_dropped_batches_total")
+            yield (
+                f"on top of {stored:,} stored events: {line}; peak RSS {_peak_gib():.2f} GiB;"
+                f" the live path correlated {correlated:,.0f} events in the {elapsed:.0f}s of"
+                f" sending and probing = {correlated / elapsed:,.0f} events/s"
+                f" ({dropped or 0:,.0f} batches over its queue's bound, re-read later)"
+            )
+            again.stop(timeout=600)  # it correlates what is still queued before it stops
     finally:
         store.command("DROP DATABASE IF EXISTS bench_correlator_scale")  # gigabytes
         store.close()

@@ -134,15 +134,15 @@ def test_spill_settings_join_in_memory_up_to_a_bucket_then_in_buckets() -> None:
     assert components.spill_settings(23_000_000)["grace_hash_join_initial_buckets"] == 8
 
 
-def test_disk_shortfall_compares_the_default_disk_with_540_bytes_an_event() -> None:
+def test_disk_shortfall_compares_the_default_disk_with_700_bytes_an_event() -> None:
     cold = DiskSpace("store:cold", "/cold/", 10, 10**12)  # not where the engine spills
-    # One million events: 540,000,000 bytes, 0.5 GiB.
-    enough = DiskSpace("store:default", "/data/", 540_000_000, 10**12)
+    # One million events: 700,000,000 bytes, 0.65 GiB.
+    enough = DiskSpace("store:default", "/data/", 700_000_000, 10**12)
     assert components.disk_shortfall([enough, cold], 1_000_000) is None
-    short = DiskSpace("store:default", "/data/", 539_999_999, 10**12)
+    short = DiskSpace("store:default", "/data/", 699_999_999, 10**12)
     assert components.disk_shortfall([short, cold], 1_000_000) == (
-        "the batch pass over 1,000,000 events may need up to 0.5 GiB of free disk"
-        " (540 bytes an event) and store:default (/data/) has 0.5 GiB free; a pass that"
+        "the batch pass over 1,000,000 events may need up to 0.7 GiB of free disk"
+        " (700 bytes an event) and store:default (/data/) has 0.7 GiB free; a pass that"
         " runs out fails with the engine's error and is retried"
     )
     # Without a default disk every disk counts.
