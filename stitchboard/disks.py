@@ -79,7 +79,7 @@ def path_space(name: str, path: Path) -> DiskSpace:
     while not where.exists() and where != where.parent:
         where = where.parent
     usage = shutil.disk_usage(where)
-    return DiskSpace(name, str(path), usage.free, usage.total)
+    return DiskSpace(name, str(path.absolute()), usage.free, usage.total)
 
 
 def disk_spaces(store: Store, spool_dir: Path | None) -> list[DiskSpace]:
