@@ -64,3 +64,8 @@ def test_the_card_shows_the_disk_with_the_least_free_space() -> None:
     assert disk_card([SPOOL, STORE], 5.0).className == "kpi good"
     unread = disk_card([], 10.0)
     assert (unread.children[1].children, unread.className) == ("—", "kpi warn")
+
+
+def test_a_relative_spool_directory_is_reported_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert path_space("spool", Path("spool")).path == str(tmp_path / "spool")
