@@ -75,11 +75,11 @@ def store_disks(store: Store) -> list[DiskSpace]:
 
 def path_space(name: str, path: Path) -> DiskSpace:
     """The filesystem of ``path``, or of its nearest existing parent (not created yet)."""
-    where = path.absolute()
+    absolute = where = path.absolute()
     while not where.exists() and where != where.parent:
         where = where.parent
     usage = shutil.disk_usage(where)
-    return DiskSpace(name, str(path.absolute()), usage.free, usage.total)
+    return DiskSpace(name, str(absolute), usage.free, usage.total)
 
 
 def disk_spaces(store: Store, spool_dir: Path | None) -> list[DiskSpace]:
