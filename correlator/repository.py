@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -354,11 +355,21 @@ def events_from_payload(text: str) -> dict[str, Event]:
     return found
 
 
-def read_events_inserted_since(
-    store: Store, since: int, attributes: Sequence[str] = (), block: int = 20_000
-) -> Iterator[list[Event]]:
-    """The events inserted at or after ``since`` (ns), oldest insert first, one page
-    at a time (a page is read whole, so the caller may query between pages)."""
+@dataclass(frozen=True)
+class InsertCursor:
+    """A place in ``events`` in insert order: rows inserted at or after ``since`` (ns)
+    that come after the row (``at`` in microseconds, ``after`` its event id)."""
+
+    since: int
+    at: int = -1
+    after: str = ""
+
+
+def read_events_page(
+    store: Store, cursor: InsertCursor, attributes: Sequence[str] = (), block: int = 20_000
+) -> tuple[list[Event], InsertCursor]:
+    """Up to ``block`` events after ``cursor``, oldest insert first, and the cursor
+    after them (the same one when there were none). Fewer than ``block``: caught up."""
     wanted = (
         "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
         if attributes
@@ -372,31 +383,57 @@ def read_events_inserted_since(
         " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})"
         " ORDER BY inserted_at, event_id LIMIT {block:UInt32}"
     )
-    at, after = -1, ""
+    params: dict[str, Any] = {
+        "since": cursor.since,
+        "at": cursor.at,
+        "after": cursor.after,
+        "block": block,
+    }
+    if attributes:
+        params["attribute_names"] = list(attributes)
+    rows = store.rows(sql, params)
+    if not rows:
+        return [], cursor
+    events = [
+        correlation_event(
+            event_id=i,
+            event_time=t,
+            sent_time=sent,
+            facility=facility,
+            system=system,
+            operation=operation,
+            status=status,
+            amount=amount,
+            keys=keys,
+            attributes=attrs,
+        )
+        for i, t, sent, facility, system, operation, status, amount, keys, attrs, _ in rows
+    ]
+    return events, InsertCursor(cursor.since, rows[-1][-1], rows[-1][0])
+
+
+def count_events_after(store: Store, cursor: InsertCursor) -> int:
+    """How many events come after ``cursor`` in insert order (a catch-up's backlog)."""
+    rows = store.rows(
+        f"SELECT count() FROM {store.table('events')}"
+        " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+        " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})",
+        {"since": cursor.since, "at": cursor.at, "after": cursor.after},
+    )
+    return int(rows[0][0])
+
+
+def read_events_inserted_since(
+    store: Store, since: int, attributes: Sequence[str] = (), block: int = 20_000
+) -> Iterator[list[Event]]:
+    """The events inserted at or after ``since`` (ns), oldest insert first, one page
+    at a time (a page is read whole, so the caller may query between pages)."""
+    cursor = InsertCursor(since)
     while True:
-        params: dict[str, Any] = {"since": since, "at": at, "after": after, "block": block}
-        if attributes:
-            params["attribute_names"] = list(attributes)
-        rows = store.rows(sql, params)
-        if not rows:
-            return
-        yield [
-            correlation_event(
-                event_id=i,
-                event_time=t,
-                sent_time=sent,
-                facility=facility,
-                system=system,
-                operation=operation,
-                status=status,
-                amount=amount,
-                keys=keys,
-                attributes=attrs,
-            )
-            for i, t, sent, facility, system, operation, status, amount, keys, attrs, _ in rows
-        ]
-        at, after = rows[-1][-1], rows[-1][0]
-        if len(rows) < block:
+        events, cursor = read_events_page(store, cursor, attributes, block)
+        if events:
+            yield events
+        if len(events) < block:
             return
 
 

@@ -18,8 +18,12 @@ transactions whose deadline just passed so they turn ``overdue`` at the
 deadline, not when their next event arrives.
 
 The queue is bounded: if the correlator falls behind by more than
-``max_pending`` events, the listener drops batches and the thread re-reads
-``events`` inserted since the first drop instead (idempotent: event ids dedupe).
+``max_pending`` events, it catches up from the store instead. The listener stops
+queueing, and the thread reads ``events`` in insert order from shortly before the
+first batch it did not queue, one page of ``batch_max`` events per step, so a backlog
+of any length costs one page of memory. At the first short page, queueing resumes
+and the thread reads once more from ``watermark_margin`` before where it was, for
+what was inserted while it switched (idempotent: event ids dedupe).
 
 No store error ends the thread: a failed pass or step is counted
 (``stitchboard_correlator_failures``), logged once per streak of failures, and
@@ -33,6 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -51,10 +56,13 @@ from correlator.index import (
 )
 from correlator.live import LiveCorrelator, LookupHop, Update
 from correlator.repository import (
+    InsertCursor,
     TransactionSink,
+    count_events_after,
     events_from_batch,
     read_events,
     read_events_inserted_since,
+    read_events_page,
 )
 from correlator.stitching import Changes
 from correlator.unmatched import UNMATCHED_EVENTS
@@ -109,7 +117,7 @@ class CorrelatorMetrics:
         )
         self.dropped = Counter(
             "stitchboard_correlator_dropped_batches",
-            "Batches dropped by a full correlator queue (re-read from events)",
+            "Writer batches not queued while the correlator catches up (read from events)",
             registry=r,
         )
         self.unmatched = Gauge(
@@ -170,7 +178,13 @@ class CorrelatorService:
         self._failures = 0  # failed attempts in a row (a streak logs once)
         self._queue: deque[tuple[float, list[Event], list[int]]] = deque()
         self._pending = 0
-        self._resync_since: int | None = None
+        # Catching up (the queue overflowed): batches are not queued and the thread reads
+        # ``events`` from this place in insert order, a page per step.
+        self._cursor: InsertCursor | None = None
+        self._queueing = True  # False while catching up
+        self._closing = False  # queueing again; reading what came in while it switched
+        self._behind = 0  # events in the store after the cursor, as last counted
+        self._taken = 0  # events a step took from the queue and has not written yet
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -205,10 +219,16 @@ class CorrelatorService:
             return
         events = events_from_batch(*table, self._attributes) if table else []
         with self._lock:
-            if self._pending + len(events) > self.max_pending:
-                if self._resync_since is None:
-                    self._resync_since = time.time_ns() - _RESYNC_MARGIN_NS
+            if not self._queueing or self._pending + len(events) > self.max_pending:
+                if self._queueing:
+                    self._queueing = self._closing = False
+                    if self._cursor is None:
+                        self._cursor = InsertCursor(time.time_ns() - _RESYNC_MARGIN_NS)
+                    log.warning(
+                        "correlator %d events behind: catching up from the store", self._pending
+                    )
                 self.metrics.dropped.inc()
+                self._wake.set()
                 return
             self._queue.append((time.monotonic(), events, stamps))
             self._pending += len(events)
@@ -224,6 +244,22 @@ class CorrelatorService:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="correlator", daemon=True)
         self._thread.start()
+
+    @property
+    def caught_up(self) -> bool:
+        """Nothing queued and no catch-up from the store under way."""
+        with self._lock:
+            return not self._queue and self._cursor is None and not self._taken
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Wait (up to ``timeout`` seconds) until the thread has correlated everything
+        reported so far; False if it had not by then."""
+        deadline = time.monotonic() + timeout
+        while not self.caught_up:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -449,9 +485,9 @@ class CorrelatorService:
     def step(self, now: int | None = None) -> None:
         """Correlate and write what is queued, up to ``batch_max`` events (whole writer
         batches, at least one); the rest stays queued for the next step, which follows
-        at once. A resync (batches dropped by a full queue) is read back and correlated
-        in parts of ``batch_max``. Between parts, a due deadline sweep runs: a passed
-        deadline never waits for a backlog to drain."""
+        at once. While catching up, one page of events read from the store follows.
+        Between parts, a due deadline sweep runs: a passed deadline never waits for a
+        backlog to drain."""
         drained = time.time_ns() - self.margin_ns
         with self._lock:
             batches: list[tuple[float, list[Event], list[int]]] = []
@@ -461,44 +497,47 @@ class CorrelatorService:
                 batches.append(batch)
                 taken += len(batch[1])
             self._pending -= taken
+            self._taken = taken
             left = bool(self._queue)
             if left:
                 # The watermark stays behind the oldest batch still queued (it may hold
                 # events inserted before the ones taken now).
                 oldest = time.time_ns() - int((time.monotonic() - self._queue[0][0]) * 1e9)
                 drained = min(drained, oldest - self.margin_ns)
-            resync, self._resync_since = self._resync_since, None
-        self.metrics.pending.set(self._pending)
-        if left:
-            self._wake.set()  # more is queued: no wait before the next step
-        if not batches and resync is None:
+            cursor, closing = self._cursor, self._closing
+        self.metrics.pending.set(self._pending + self._behind)
+        if not batches and cursor is None:
             return
         events = [event for _, batch_events, _ in batches for event in batch_events]
         stamps = [stamp for _, _, batch_stamps in batches for stamp in batch_stamps]
+        count = 0
         try:
-            if stamps:
-                for block in read_events(
-                    self.store, inserted_stamps=stamps, attributes=self._attributes
-                ):
-                    events.extend(block)
-            if resync is not None:
-                for block in read_events(
-                    self.store, inserted_since=resync, attributes=self._attributes
-                ):
-                    events.extend(block)
-            for i in range(0, len(events), self.batch_max):
-                with collection_paused():
-                    self._write_update(self.live.correlate(events[i : i + self.batch_max], now))
-                if i + self.batch_max < len(events):
+            for part in self._parts(events, stamps):
+                if count:
                     self.sweep_if_due(now)
+                with collection_paused():
+                    self._write_update(self.live.correlate(part, now))
+                count += len(part)
+            if cursor is not None:
+                if count:
+                    self.sweep_if_due(now)
+                page, after = read_events_page(
+                    self.store, cursor, self._attributes, block=self.batch_max
+                )
+                with collection_paused():
+                    self._write_update(self.live.correlate(page, now))
+                count += len(page)
+                if page and not closing:  # how long its newest event waited
+                    self.metrics.freshness.observe(max(0.0, time.time() - after.at / 1e6))
+                self._caught_up_to(after, full=len(page) == self.batch_max)
+                # Pending includes the store's backlog: alerts hold while it drains.
+                self._behind = count_events_after(self.store, self._cursor) if self._cursor else 0
+                self.metrics.pending.set(self._pending + self._behind)
         except BaseException:
             with self._lock:  # correlate them again next time
                 self._queue.extendleft(reversed(batches))
                 self._pending += sum(len(b[1]) for b in batches)
-                if resync is not None and (
-                    self._resync_since is None or self._resync_since > resync
-                ):
-                    self._resync_since = resync
+                self._taken = 0
             raise
         done = time.monotonic()
         for received, _, _ in batches:
@@ -506,8 +545,42 @@ class CorrelatorService:
             self.recent_delays.append(done - received)
         if batches:
             self.correlated_through = batches[-1][0]
+        with self._lock:
+            self._taken = 0
+            if self._cursor is not None:  # nothing after it is correlated yet
+                place = max(self._cursor.since, self._cursor.at * 1000)
+                drained = min(drained, place - self.margin_ns)
+            if left or self._cursor is not None:
+                self._wake.set()  # more to do: no wait before the next step
         self.watermark = max(self.watermark, drained)
-        self.metrics.events.inc(len(events))
+        self.metrics.events.inc(count)
+
+    def _parts(self, events: list[Event], stamps: list[int]) -> Iterator[list[Event]]:
+        """The queued events in parts of at most ``batch_max``, with those the engine
+        decoded itself (read back by their ``inserted_at`` stamps)."""
+        if stamps:
+            for block in read_events(
+                self.store, inserted_stamps=stamps, attributes=self._attributes
+            ):
+                events.extend(block)
+        for i in range(0, len(events), self.batch_max):
+            yield events[i : i + self.batch_max]
+
+    def _caught_up_to(self, after: InsertCursor, full: bool) -> None:
+        """Move the catch-up on past a page just correlated: a full page, on to the next;
+        a short one while not queueing, queue again and re-read from ``margin`` before
+        (a batch stamped earlier may have become visible later); a short one after
+        that, done."""
+        with self._lock:
+            if full:
+                self._cursor = after
+            elif self._closing:
+                self._cursor = None
+                self._closing = False
+                log.info("correlator caught up with the store")
+            else:
+                self._queueing = self._closing = True
+                self._cursor = InsertCursor(max(after.since, after.at * 1000 - self.margin_ns))
 
     def sweep_if_due(self, now: int | None = None) -> int:
         """The sweep on its own schedule (every ``sweep_interval`` seconds), called
