@@ -9,7 +9,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-err = Console(stderr=True)
+# Messages stay one line each however narrow the terminal (or a log): soft wrap only.
+err = Console(stderr=True, soft_wrap=True)
 
 ClickhouseOpt = Annotated[
     str | None,
