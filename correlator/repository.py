@@ -265,6 +265,32 @@ def correlation_event(
     )
 
 
+def _wanted(attributes: Sequence[str]) -> str:
+    """The ``attributes`` column with only the names correlation reads."""
+    if not attributes:
+        return "map()"
+    return "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
+
+
+def _events(rows: Sequence[Sequence[Any]]) -> list[Event]:
+    """Events from rows of ``_SELECT_EVENTS`` (columns after its ten are ignored)."""
+    return [
+        correlation_event(
+            event_id=row[0],
+            event_time=row[1],
+            sent_time=row[2],
+            facility=row[3],
+            system=row[4],
+            operation=row[5],
+            status=row[6],
+            amount=row[7],
+            keys=row[8],
+            attributes=row[9],
+        )
+        for row in rows
+    ]
+
+
 def read_events(
     store: Store,
     inserted_since: int | None = None,
@@ -278,11 +304,7 @@ def read_events(
     No FINAL: copies of one event share its id and the correlator keeps one, so
     unmerged duplicates cannot change a result, and the scan stays a plain read.
     """
-    wanted = (
-        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
-        if attributes
-        else "map()"
-    )
+    wanted = _wanted(attributes)
     sql = _SELECT_EVENTS.format(table=store.table("events"), attributes=wanted)
     params: dict[str, Any] = {"attribute_names": list(attributes)} if attributes else {}
     if inserted_since is not None:
@@ -298,21 +320,7 @@ def read_events(
         params.update(lo=lowest, hi=highest, stamps=sorted(set(inserted_stamps)))
     settings = {"max_block_size": block}
     for rows in store.stream_rows(sql, params or None, settings):
-        yield [
-            correlation_event(
-                event_id=i,
-                event_time=t,
-                sent_time=sent,
-                facility=facility,
-                system=system,
-                operation=operation,
-                status=status,
-                amount=amount,
-                keys=keys,
-                attributes=attrs,
-            )
-            for i, t, sent, facility, system, operation, status, amount, keys, attrs in rows
-        ]
+        yield _events(rows)
 
 
 def hops_payload(events: Sequence[Event]) -> str:
@@ -370,11 +378,7 @@ def read_events_page(
 ) -> tuple[list[Event], InsertCursor]:
     """Up to ``block`` events after ``cursor``, oldest insert first, and the cursor
     after them (the same one when there were none). Fewer than ``block``: caught up."""
-    wanted = (
-        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
-        if attributes
-        else "map()"
-    )
+    wanted = _wanted(attributes)
     select = _SELECT_EVENTS.replace(
         " FROM {table}", ", toUnixTimestamp64Micro(inserted_at) FROM {table}"
     )
@@ -394,21 +398,7 @@ def read_events_page(
     rows = store.rows(sql, params)
     if not rows:
         return [], cursor
-    events = [
-        correlation_event(
-            event_id=i,
-            event_time=t,
-            sent_time=sent,
-            facility=facility,
-            system=system,
-            operation=operation,
-            status=status,
-            amount=amount,
-            keys=keys,
-            attributes=attrs,
-        )
-        for i, t, sent, facility, system, operation, status, amount, keys, attrs, _ in rows
-    ]
+    events = _events(rows)
     return events, InsertCursor(cursor.since, rows[-1][-1], rows[-1][0])
 
 
@@ -441,11 +431,7 @@ def read_events_by_id(
     store: Store, event_ids: Sequence[str], attributes: Sequence[str] = (), chunk: int = 20_000
 ) -> dict[str, Event]:
     """The stored events with these ids (``events`` is sorted by id: a key lookup)."""
-    wanted = (
-        "mapFilter((k, v) -> has({attribute_names:Array(String)}, k), attributes)"
-        if attributes
-        else "map()"
-    )
+    wanted = _wanted(attributes)
     sql = _SELECT_EVENTS.format(table=store.table("events"), attributes=wanted)
     sql += " WHERE event_id IN {ids:Array(String)}"
     found: dict[str, Event] = {}
