@@ -178,11 +178,11 @@ class CorrelatorService:
         self._failures = 0  # failed attempts in a row (a streak logs once)
         self._queue: deque[tuple[float, list[Event], list[int]]] = deque()
         self._pending = 0
-        # Catching up (the queue overflowed): batches are not queued and the thread reads
-        # ``events`` from this place in insert order, a page per step.
+        # Catching up (the queue overflowed): the thread reads ``events`` from this place
+        # in insert order, a page per step; batches are not queued unless ``_closing``
+        # (queueing again, reading what came in while it switched).
         self._cursor: InsertCursor | None = None
-        self._queueing = True  # False while catching up
-        self._closing = False  # queueing again; reading what came in while it switched
+        self._closing = False
         self._behind = 0  # events in the store after the cursor, as last counted
         self._taken = 0  # events a step took from the queue and has not written yet
         self._lock = threading.Lock()
@@ -219,9 +219,10 @@ class CorrelatorService:
             return
         events = events_from_batch(*table, self._attributes) if table else []
         with self._lock:
-            if not self._queueing or self._pending + len(events) > self.max_pending:
-                if self._queueing:
-                    self._queueing = self._closing = False
+            catching_up = self._cursor is not None and not self._closing
+            if catching_up or self._pending + len(events) > self.max_pending:
+                if not catching_up:
+                    self._closing = False
                     if self._cursor is None:
                         self._cursor = InsertCursor(time.time_ns() - _RESYNC_MARGIN_NS)
                     log.warning(
@@ -579,7 +580,7 @@ class CorrelatorService:
                 self._closing = False
                 log.info("correlator caught up with the store")
             else:
-                self._queueing = self._closing = True
+                self._closing = True
                 self._cursor = InsertCursor(max(after.since, after.at * 1000 - self.margin_ns))
 
     def sweep_if_due(self, now: int | None = None) -> int:

@@ -132,7 +132,7 @@ def test_a_batch_stamped_before_the_cursor_is_read_when_queueing_resumes(empty: 
     for n in range(1, 4):  # 7 queued, then two batches not queued: catching up
         deliver(empty, service, discharge_chain(T0 + n * 60 * 10**9, n, batch=f"B{n}"))
     service.step(LATER)
-    assert service._cursor is not None and not service._queueing
+    assert service._cursor is not None and not service._closing
     read_up_to = service._cursor.at  # microseconds
     # Stamped half a second before the rows read so far, visible only now.
     late = discharge_chain(T0 + 2 * DAY, 8, batch="B8")
@@ -161,7 +161,7 @@ def test_the_thread_catches_up_on_its_own(empty: Store) -> None:
             deliver(empty, service, discharge_chain(T0 + n * 60 * 10**9, n, batch=f"B{n}"))
         expected = [(f"V{n}", "complete") for n in range(1, 5)]
         assert service.wait_caught_up(20)
-        assert service._cursor is None and service._queueing
+        assert service._cursor is None and not service._closing
         assert visits(empty) == expected
     finally:
         service.stop()
