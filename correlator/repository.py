@@ -373,6 +373,14 @@ class InsertCursor:
     after: str = ""
 
 
+# The rows after an ``InsertCursor``: the bound on ``inserted_at`` is what its minmax
+# index can skip granules by.
+_AFTER_CURSOR = (
+    " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
+    " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})"
+)
+
+
 def read_events_page(
     store: Store, cursor: InsertCursor, attributes: Sequence[str] = (), block: int = 20_000
 ) -> tuple[list[Event], InsertCursor]:
@@ -383,9 +391,7 @@ def read_events_page(
         " FROM {table}", ", toUnixTimestamp64Micro(inserted_at) FROM {table}"
     )
     sql = select.format(table=store.table("events"), attributes=wanted) + (
-        " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
-        " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})"
-        " ORDER BY inserted_at, event_id LIMIT {block:UInt32}"
+        _AFTER_CURSOR + " ORDER BY inserted_at, event_id LIMIT {block:UInt32}"
     )
     params: dict[str, Any] = {
         "since": cursor.since,
@@ -405,9 +411,7 @@ def read_events_page(
 def count_events_after(store: Store, cursor: InsertCursor) -> int:
     """How many events come after ``cursor`` in insert order (a catch-up's backlog)."""
     rows = store.rows(
-        f"SELECT count() FROM {store.table('events')}"
-        " WHERE inserted_at >= fromUnixTimestamp64Nano({since:Int64})"
-        " AND (toUnixTimestamp64Micro(inserted_at), event_id) > ({at:Int64}, {after:String})",
+        f"SELECT count() FROM {store.table('events')}" + _AFTER_CURSOR,
         {"since": cursor.since, "at": cursor.at, "after": cursor.after},
     )
     return int(rows[0][0])
