@@ -5,13 +5,16 @@ One ``INSERT … SELECT`` reads every message of a group from ``inputs`` pipes (
 batches feed it, and the Python work that produces the batches (reading and splitting
 the file) overlaps the engine's parse instead of preceding it.
 
-One writer thread per pipe, each taking the next batch from the shared source under a
-lock (so message indexes follow the source's order). A thread blocked on its pipe never
-holds the lock: if the engine reads the pipes one after another, the other threads take
-the rest of the batches, and the blocked one continues when its pipe is read. Pipes are
-opened without blocking (retried until the engine opens them), so a statement that fails
-before reading them cannot leave a thread waiting; a statement that fails after closes
-its ends, and the writers stop on the broken pipe.
+One reader thread takes the batches from the source in order, numbers their messages and
+encodes them, up to ``AHEAD`` batches before the pipes: reading and splitting the file
+goes on while the engine still plans the statement (for 100,000 messages, about 0.7 s of
+Python against 0.5-0.7 s of planning, which otherwise ran one after the other). One
+writer thread per pipe takes the next encoded batch; a writer blocked on its pipe holds
+only that batch, so if the engine reads the pipes one after another the other writers
+take the rest, and the blocked one continues when its pipe is read. Pipes are opened
+without blocking (retried until the engine opens them), so a statement that fails before
+reading them cannot leave a thread waiting; a statement that fails after closes its
+ends, and the writers stop on the broken pipe.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import queue
 import shutil
 import struct
 import tempfile
@@ -32,6 +36,10 @@ from collector.rowbinary import varint
 
 _INDEX = struct.Struct("<I")
 _OPEN_RETRY = 0.002  # seconds between attempts to open a pipe the engine has not opened yet
+_WAIT = 0.05  # seconds a thread waits on the batches before it looks whether it was stopped
+# Encoded batches read ahead of the pipes: the importer's 20,000 messages a batch make
+# about 0.15 s of splitting each, so four cover the statement's planning.
+AHEAD = 4
 
 
 class MessagePipes:
@@ -44,13 +52,19 @@ class MessagePipes:
         self.paths = [self._dir / f"part-{n}.bin" for n in range(inputs)]
         for path in self.paths:
             os.mkfifo(path, 0o600)
-        self.count = 0  # messages handed to the pipes so far
+        self.count = 0  # messages taken from the source so far
         self.error: BaseException | None = None  # the source's own failure, if any
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._ready: queue.Queue[bytes | None] = queue.Queue(AHEAD)
         self._threads = [
-            threading.Thread(target=self._write, args=(path,), name=f"hl7-pipe-{n}", daemon=True)
-            for n, path in enumerate(self.paths)
+            threading.Thread(target=self._read, name="hl7-pipes-source", daemon=True),
+            *(
+                threading.Thread(
+                    target=self._write, args=(path,), name=f"hl7-pipe-{n}", daemon=True
+                )
+                for n, path in enumerate(self.paths)
+            ),
         ]
 
     def __enter__(self) -> MessagePipes:
@@ -69,22 +83,44 @@ class MessagePipes:
             thread.join()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def _next(self) -> tuple[int, Sequence[bytes]] | None:
-        """The next batch and the index of its first message; None when done or stopped."""
-        with self._lock:
-            while not self._stopped.is_set() and self.error is None:
-                try:
-                    batch = next(self._source)
-                except StopIteration:
-                    return None
-                except BaseException as exc:  # reported by the caller after the statement
-                    self.error = exc
-                    return None
+    def _read(self) -> None:
+        """Every batch of the source, numbered and encoded, in order; then one end mark per
+        writer. A failing source ends the batches there and leaves its error for the caller."""
+        try:
+            for batch in self._source:
                 if batch:
-                    first = self.count
+                    data = row_binary(batch, self.count)
                     self.count += len(batch)
-                    return first, batch
-            return None
+                    if not self._put(data):
+                        return
+        except BaseException as exc:  # reported by the caller after the statement
+            self._failed(exc)
+        for _ in self.paths:
+            if not self._put(None):
+                return
+
+    def _put(self, item: bytes | None) -> bool:
+        """Hand ``item`` to the writers; False when stopped first."""
+        while not self._stopped.is_set():
+            try:
+                self._ready.put(item, timeout=_WAIT)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _take(self) -> bytes | None:
+        """The next encoded batch; None when the source is done or the pipes are stopped."""
+        while not self._stopped.is_set():
+            try:
+                return self._ready.get(timeout=_WAIT)
+            except queue.Empty:
+                continue
+        return None
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.error = self.error or exc
 
     def _write(self, path: Path) -> None:
         try:
@@ -92,13 +128,12 @@ class MessagePipes:
             if fd is None:
                 return
             with os.fdopen(fd, "wb", buffering=0) as pipe:
-                while (item := self._next()) is not None:
-                    pipe.write(row_binary(item[1], item[0]))
+                while (data := self._take()) is not None:
+                    pipe.write(data)
         except BrokenPipeError:
             pass  # the statement ended (failed) before reading everything: nothing to feed
         except OSError as exc:  # the pipe itself failed: the group must not count as loaded
-            with self._lock:
-                self.error = self.error or exc
+            self._failed(exc)
 
     def _open(self, path: Path) -> int | None:
         """The pipe's write end once the engine has opened it for reading (None: stopped)."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from collector.message_pipes import MessagePipes, row_binary
+from collector.message_pipes import AHEAD, MessagePipes, row_binary
 
 
 def decode(data: bytes) -> list[tuple[int, bytes]]:
@@ -76,6 +77,29 @@ def test_a_reader_taking_the_pipes_one_after_another_gets_everything(tmp_path: P
         assert not thread.is_alive()
     rows = sorted(row for data in out[0] for row in decode(data))  # type: ignore[attr-defined]
     assert rows == list(enumerate(ALL))
+
+
+def test_the_source_is_read_ahead_while_nobody_reads_the_pipes(tmp_path: Path) -> None:
+    """The engine opens its inputs only once the statement is planned: by then ``AHEAD``
+    batches are encoded and waiting (and one more taken), and no further."""
+    taken: list[int] = []
+
+    def source() -> Iterator[list[bytes]]:
+        for n, batch in enumerate(BATCHES + BATCHES):  # twice AHEAD batches
+            taken.append(n)
+            yield batch
+
+    with MessagePipes(source(), 2, tmp_path) as pipes:
+        deadline = time.monotonic() + 10
+        while len(taken) < AHEAD + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # time to take more, were it not bounded
+        assert taken == list(range(AHEAD + 1)) and pipes.count == 7 * (AHEAD + 1)
+        readers = [in_thread(read_all, path) for path in pipes.paths]
+        for thread, _ in readers:
+            thread.join(10)
+    rows = sorted(row for _, out in readers for row in decode(out[0]))  # type: ignore[arg-type]
+    assert rows == list(enumerate(ALL + ALL))
 
 
 def test_a_failing_source_closes_the_pipes_and_reports_its_error(tmp_path: Path) -> None:
