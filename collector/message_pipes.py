@@ -43,8 +43,9 @@ AHEAD = 4
 
 
 class MessagePipes:
-    """Named pipes under ``parent`` fed from ``batches`` by writer threads (a context manager:
-    ``__exit__`` stops and joins the writers and removes the pipes)."""
+    """Named pipes under ``parent`` fed from ``batches`` by a reader thread and one writer
+    thread per pipe (a context manager: ``__exit__`` stops and joins the threads and removes
+    the pipes)."""
 
     def __init__(self, batches: Iterable[Sequence[bytes]], inputs: int, parent: Path):
         self._source: Iterator[Sequence[bytes]] = iter(batches)
