@@ -4,15 +4,17 @@
 value through ``Hl7Message``, a general view of the message (a few calls and a
 cache lookup per value). This one reads only the segments and fields the
 configured paths name, with one function per value, skips what the common
-delimiters make unnecessary (``MSH|^~\\&|`` needs no ``encoding_of``), and
-builds each event's row once. Everything a message gives - events, ids, the
-masked text, the header, the rejection reason and code - must equal the
-reference's: ``tests/unit/test_hl7_compiled.py`` checks that on the shared
-samples and on generated messages (Hypothesis).
+delimiters make unnecessary (``MSH|^~\\&|`` needs no ``encoding_of``), masks only
+the PHI fields it reads (the whole masked text is made when asked for: a dead
+letter, ``store_message``), and builds each event's row once. Everything a
+message gives - events, ids, the masked text, the header, the rejection reason
+and code - must equal the reference's: ``tests/unit/test_hl7_compiled.py``
+checks that on the shared samples and on generated messages (Hypothesis).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -27,6 +29,7 @@ from collector.hl7.message import (
     unescape,
     validate,
 )
+from collector.hl7.phi import FieldMask, Masker
 from stitchboard.config import SlasConfig
 from stitchboard.events import STATUS_ERROR, STATUS_OK, STATUS_UNSET, Event, event_id
 
@@ -37,24 +40,29 @@ _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _NAMES: set[str] = set()  # segment names seen well-formed
 
 
-# A FieldPath as the tuple the hot loop unpacks: segment, field, component, subcomponent, and
-# the path itself when it picks a repetition other than the first (by number or CX type).
-Leaf = tuple[str, int, int, int, FieldPath | None]
+# A FieldPath as the tuple the hot loop unpacks: segment, field, component, subcomponent,
+# the path itself when it picks a repetition other than the first (by number or CX type),
+# and how the field is masked when it is a PHI field.
+Leaf = tuple[str, int, int, int, FieldPath | None, FieldMask | None]
 
 
-def leaf(path: FieldPath) -> Leaf:
+def leaf(path: FieldPath, masker: Masker) -> Leaf:
     chosen = path if path.repetition != 1 or path.identifier_type else None
-    return (path.segment, path.field, path.component, path.subcomponent, chosen)
+    mask = masker.field_mask(path.segment, path.field)
+    return (path.segment, path.field, path.component, path.subcomponent, chosen, mask)
 
 
 class _Segments:
-    """The segments of one validated, masked message; each split into fields once, on demand."""
+    """The segments of one validated message; each split into fields once, on demand, and
+    a PHI field masked (as ``Masker.segments`` masks it) once, when it is read."""
 
-    __slots__ = ("segments", "enc", "first", "split")
+    __slots__ = ("segments", "enc", "first", "split", "masker", "masked")
 
-    def __init__(self, segments: list[str], enc: Encoding, msh: list[str]):
+    def __init__(self, segments: list[str], enc: Encoding, msh: list[str], masker: Masker):
         self.segments = segments
         self.enc = enc
+        self.masker = masker
+        self.masked: dict[tuple[int, int], str] = {}
         first: dict[str, int] = {}
         for i, segment in enumerate(segments):
             name = segment[:3]
@@ -75,7 +83,7 @@ class _Segments:
 
     def value(self, leaf: Leaf, index: int | None = None) -> str:
         """What ``Hl7Message.value(path, index)`` returns, in one call."""
-        segment, number, component, subcomponent, chosen = leaf
+        segment, number, component, subcomponent, chosen, mask = leaf
         if index is None:
             index = self.first.get(segment)
             if index is None:
@@ -89,6 +97,11 @@ class _Segments:
         if number <= 2 and segment == "MSH":
             return text.strip()
         enc = self.enc
+        if mask is not None and text:
+            masked = self.masked.get((index, number))
+            if masked is None:
+                masked = self.masked[index, number] = self.masker.mask_field(text, mask, enc)
+            text = masked
         if chosen is not None:
             text = _chosen_repetition(text, chosen, enc)
         else:
@@ -172,13 +185,16 @@ class CompiledExtractor(Hl7Extractor):
 
     def __init__(self, config: SlasConfig, pseudonymize: Callable[[str], str]):
         super().__init__(config, pseudonymize)
-        leaves = lambda paths: [leaf(p) for p in paths]  # noqa: E731
-        self.leaves_event_time = [(leaf(p), p) for p in self.event_time]
+        masker = self.masker
+        leaves = lambda paths: [leaf(p, masker) for p in paths]  # noqa: E731
+        self.leaves_event_time = [(leaf(p, masker), p) for p in self.event_time]
         self.leaves_sent_time = leaves(self.sent_time)
         self.leaves_facility = leaves(self.facility)
         self.leaves_system = leaves(self.system)
         self.leaves_operation = [
-            [leaf(p)] if p.component else [leaf(FieldPath(p.segment, p.field, c)) for c in (1, 2)]
+            [leaf(p, masker)]
+            if p.component
+            else [leaf(FieldPath(p.segment, p.field, c), masker) for c in (1, 2)]
             for p in self.operation
         ]
         self.leaves_status = leaves(self.status)
@@ -186,25 +202,27 @@ class CompiledExtractor(Hl7Extractor):
         self.leaves_amount = leaves(self.amount)
         self.leaves_message_keys = [(name, leaves(paths)) for name, paths in self.message_keys]
         self.leaves_line_keys = [(name, leaves(paths)) for name, paths in self.line_keys]
-        self.leaves_attributes = [(name, leaf(p)) for name, p in self.attributes.items()]
-        self.leaves_set_id = leaf(FieldPath(self.repeat or "MSH", 1))
+        self.leaves_attributes = [(name, leaf(p, masker)) for name, p in self.attributes.items()]
+        self.leaves_set_id = leaf(FieldPath(self.repeat or "MSH", 1), masker)
 
     def extract(self, text: str, source: str, observed_time: int) -> Hl7Result:
         try:
             segments, enc = _validate(text)
         except Hl7Error as exc:
-            return Hl7Result(masked=self.masker.text(text), reason=exc.reason, error_code=exc.code)
-        segments = self.masker.segments(segments, enc)
-        masked = "\r".join(segments)
-        msh = segments[0].split(enc.field)
+            return Hl7Result(self.masker.text(text), reason=exc.reason, error_code=exc.code)
+        msh = segments[0].split(enc.field)  # MSH holds no PHI: never masked
         msh[0:1] = ["MSH", enc.field]
         header = Header(enc, tuple(msh))
-        view = _Segments(segments, enc, msh)
+        view = _Segments(segments, enc, msh, self.masker)
+        masked = functools.partial(self._masked_text, segments, enc)
         try:
             events = self._read_events(view, masked, header, source, observed_time)
         except Hl7Error as exc:
-            return Hl7Result(masked=masked, header=header, reason=exc.reason, error_code=exc.code)
-        return Hl7Result(masked=masked, header=header, events=events)
+            return Hl7Result(masked, header=header, reason=exc.reason, error_code=exc.code)
+        return Hl7Result(masked, header=header, events=events)
+
+    def _masked_text(self, segments: list[str], enc: Encoding) -> str:
+        return "\r".join(self.masker.segments(segments, enc))
 
     def _read_facility(self, view: _Segments) -> str:
         first = ""
@@ -260,7 +278,12 @@ class CompiledExtractor(Hl7Extractor):
         return event_time, sent_time
 
     def _read_events(
-        self, view: _Segments, masked: str, header: Header, source: str, observed_time: int
+        self,
+        view: _Segments,
+        masked: Callable[[], str],
+        header: Header,
+        source: str,
+        observed_time: int,
     ) -> tuple[Event, ...]:
         facility = self._read_facility(view)
         event_time, sent_time = self._read_times(view, facility)
@@ -291,11 +314,12 @@ class CompiledExtractor(Hl7Extractor):
         version = header.version
         attributes = {"hl7.version": version} if version else {}
         if self.store_message:
-            attributes["hl7.message"] = masked
+            attributes["hl7.message"] = masked()
         control_id = header.control_id
-        identity = (
-            f"{control_id}|{header.field(7)}|{header.field(9)}" if control_id else event_id(masked)
-        )
+        if control_id:
+            identity = f"{control_id}|{header.field(7)}|{header.field(9)}"
+        else:
+            identity = event_id(masked())
         application, sender = header.sending_application, header.sending_facility
         message_keys = self._read_keys(view, self.leaves_message_keys, None)
 

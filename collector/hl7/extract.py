@@ -87,19 +87,32 @@ class Header:
         return self.field(12, 1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Hl7Result:
-    """Either events, or a rejection reason; ``masked`` is the PHI-masked message text."""
+    """Either events, or a rejection reason. ``masked`` is the message text with every PHI
+    field pseudonymized, given as ``text`` or as the function that makes it when it is read
+    (an accepted message's whole masked text is rarely wanted: ``store_message``, a message
+    without a control id)."""
 
-    masked: str
+    text: str | Callable[[], str]
     header: Header = field(default_factory=Header)
     events: tuple[Event, ...] = ()
     reason: str = ""
     error_code: str = ""
 
     @property
+    def masked(self) -> str:
+        return self.text if isinstance(self.text, str) else self.text()
+
+    @property
     def rejected(self) -> bool:
         return bool(self.reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hl7Result):
+            return NotImplemented
+        mine = (self.masked, self.header, self.events, self.reason, self.error_code)
+        return mine == (other.masked, other.header, other.events, other.reason, other.error_code)
 
 
 class Hl7Extractor:
@@ -134,15 +147,15 @@ class Hl7Extractor:
         try:
             segments, encoding = validate(text)
         except Hl7Error as exc:
-            return Hl7Result(masked=self.masker.text(text), reason=exc.reason, error_code=exc.code)
+            return Hl7Result(self.masker.text(text), reason=exc.reason, error_code=exc.code)
         message = Hl7Message(self.masker.segments(segments, encoding), encoding)
         masked = message.text()
         header = _header(message)
         try:
             events = self._events(message, masked, header, source, observed_time)
         except Hl7Error as exc:
-            return Hl7Result(masked=masked, header=header, reason=exc.reason, error_code=exc.code)
-        return Hl7Result(masked=masked, header=header, events=tuple(events))
+            return Hl7Result(masked, header=header, reason=exc.reason, error_code=exc.code)
+        return Hl7Result(masked, header=header, events=tuple(events))
 
     # -- the pure mapping ---------------------------------------------------------------
 

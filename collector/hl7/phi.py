@@ -44,6 +44,13 @@ _CX_FIELDS = frozenset(
     }
 )
 _CX_CODES = (3, 4, 5, 6)
+# How one field is masked: the components masked (empty: all of them), the components kept.
+FieldMask = tuple[frozenset[int], tuple[int, ...]]
+
+
+def _kept(segment: str, number: int, components: set[int]) -> tuple[int, ...]:
+    """The components of a wholly masked field left as they are: a CX field's codes."""
+    return _CX_CODES if not components and (segment, number) in _CX_FIELDS else ()
 
 
 class Masker:
@@ -51,6 +58,7 @@ class Masker:
         # Patients recur across messages; the HMAC is the costliest step of ingest.
         self.pseudonymize = functools.lru_cache(maxsize=1 << 16)(pseudonymize)
         self._cache: dict[tuple[str, Encoding], str] = {}
+        self._fields: dict[tuple[str, FieldMask, Encoding], str] = {}
         # segment name -> field number -> components to mask (empty set: the whole field)
         self.targets: dict[str, dict[int, set[int]]] = defaultdict(dict)
         for text in phi_fields:
@@ -86,6 +94,29 @@ class Masker:
                 encoding = DEFAULT_ENCODING
         return "\r".join(self.segments(segments, encoding))
 
+    def field_mask(self, segment: str, number: int) -> FieldMask | None:
+        """How ``segments`` masks field ``number`` of a ``segment`` segment (None: it does
+        not): for ``mask_field``, so a reader can mask only the fields it reads."""
+        if segment == "MSH":
+            return None
+        components = self.targets.get(segment, {}).get(number)
+        if components is None:
+            return None
+        return frozenset(components), _kept(segment, number, components)
+
+    def mask_field(self, field: str, mask: FieldMask, enc: Encoding) -> str:
+        """The field as ``segments`` leaves it in the masked segment."""
+        if not field:
+            return field
+        # A patient's identifiers recur unchanged across the ADT, charges and billing messages.
+        key = (field, mask, enc)
+        masked = self._fields.get(key)
+        if masked is None:
+            if len(self._fields) >= _CACHE_SIZE:
+                self._fields.clear()
+            masked = self._fields[key] = self._field(field, mask[0], enc, mask[1])
+        return masked
+
     def _segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
         # A patient's PID recurs unchanged across the ADT, charges and billing messages.
         key = (segment, enc)
@@ -101,12 +132,16 @@ class Masker:
         name = segment[:3]
         for number, components in targets.items():
             if number < len(fields) and fields[number]:
-                keep = _CX_CODES if not components and (name, number) in _CX_FIELDS else ()
+                keep = _kept(name, number, components)
                 fields[number] = self._field(fields[number], components, enc, keep)
         return enc.field.join(fields)
 
     def _field(
-        self, field: str, components: set[int], enc: Encoding, keep: tuple[int, ...] = ()
+        self,
+        field: str,
+        components: set[int] | frozenset[int],
+        enc: Encoding,
+        keep: tuple[int, ...] = (),
     ) -> str:
         repetitions = []
         for repetition in field.split(enc.repetition):

@@ -191,3 +191,25 @@ def test_generated_messages_give_what_the_reference_gives(
 
 def test_intake_uses_the_compiled_extractor() -> None:
     assert isinstance(Intake(CONFIGS["repo"], PSEUDO).hl7_extractor, CompiledExtractor)
+
+
+def test_an_accepted_message_masks_only_the_fields_it_reads() -> None:
+    """No rule reads the patient's name, birth date or address in ADT^A03: they are
+    pseudonymized only when the masked text is asked for (a dead letter, store_message),
+    and then exactly as the reference masks them."""
+    seen: list[str] = []
+
+    def pseudonymize(value: str) -> str:
+        seen.append(value)
+        return PSEUDO(value)
+
+    adt = (DATA / "adt_a03.hl7").read_bytes().decode("utf-8")
+    result = CompiledExtractor(CONFIGS["repo"], pseudonymize).extract(adt, "x", 0)
+    mrn = PSEUDO("MRN00482917")
+    # PID-3.1 for the mrn key, then the key's own pseudonymizing, which keeps a pseudonym.
+    assert seen == ["MRN00482917", mrn] and result.events[0].keys["mrn"] == mrn
+    masked = result.masked
+    name, birth, address = ["TESTPATIENT", "ALEX", "J"], ["19580722"], ["100 ELM ST"]
+    assert seen[2:] == [*name, *birth, *address, "SPRINGFIELD", "IL", "62701"]
+    assert masked == Hl7Extractor(CONFIGS["repo"], PSEUDO).extract(adt, "x", 0).masked
+    assert "TESTPATIENT" not in masked and f"PID|1||{mrn}^^^NMC^MR||" in masked
