@@ -54,15 +54,14 @@ def leaf(path: FieldPath, masker: Masker) -> Leaf:
 
 class _Segments:
     """The segments of one validated message; each split into fields once, on demand, and
-    a PHI field masked (as ``Masker.segments`` masks it) once, when it is read."""
+    a PHI field masked (as ``Masker.segments`` masks it) when it is read."""
 
-    __slots__ = ("segments", "enc", "first", "split", "masker", "masked")
+    __slots__ = ("segments", "enc", "first", "split", "masker")
 
     def __init__(self, segments: list[str], enc: Encoding, msh: list[str], masker: Masker):
         self.segments = segments
         self.enc = enc
         self.masker = masker
-        self.masked: dict[tuple[int, int], str] = {}
         first: dict[str, int] = {}
         for i, segment in enumerate(segments):
             name = segment[:3]
@@ -97,11 +96,8 @@ class _Segments:
         if number <= 2 and segment == "MSH":
             return text.strip()
         enc = self.enc
-        if mask is not None and text:
-            masked = self.masked.get((index, number))
-            if masked is None:
-                masked = self.masked[index, number] = self.masker.mask_field(text, mask, enc)
-            text = masked
+        if mask is not None:
+            text = self.masker.mask_field(text, mask, enc)
         if chosen is not None:
             text = _chosen_repetition(text, chosen, enc)
         else:
