@@ -57,8 +57,8 @@ class Masker:
     def __init__(self, phi_fields: Iterable[str], pseudonymize: Pseudonymize):
         # Patients recur across messages; the HMAC is the costliest step of ingest.
         self.pseudonymize = functools.lru_cache(maxsize=1 << 16)(pseudonymize)
-        self._cache: dict[tuple[str, Encoding], str] = {}
-        self._fields: dict[tuple[str, FieldMask, Encoding], str] = {}
+        # Masked segments (mask None) and masked fields, by their text: both recur.
+        self._cache: dict[tuple[str, FieldMask | None, Encoding], str] = {}
         # segment name -> field number -> components to mask (empty set: the whole field)
         self.targets: dict[str, dict[int, set[int]]] = defaultdict(dict)
         for text in phi_fields:
@@ -110,21 +110,23 @@ class Masker:
             return field
         # A patient's identifiers recur unchanged across the ADT, charges and billing messages.
         key = (field, mask, enc)
-        masked = self._fields.get(key)
+        masked = self._cache.get(key)
         if masked is None:
-            if len(self._fields) >= _CACHE_SIZE:
-                self._fields.clear()
-            masked = self._fields[key] = self._field(field, mask[0], enc, mask[1])
+            masked = self._keep(key, self._field(field, mask[0], enc, mask[1]))
         return masked
 
     def _segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
         # A patient's PID recurs unchanged across the ADT, charges and billing messages.
-        key = (segment, enc)
+        key = (segment, None, enc)
         masked = self._cache.get(key)
         if masked is None:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            masked = self._cache[key] = self._mask_segment(segment, targets, enc)
+            masked = self._keep(key, self._mask_segment(segment, targets, enc))
+        return masked
+
+    def _keep(self, key: tuple[str, FieldMask | None, Encoding], masked: str) -> str:
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = masked
         return masked
 
     def _mask_segment(self, segment: str, targets: dict[int, set[int]], enc: Encoding) -> str:
