@@ -153,6 +153,13 @@ def _variant(
         if day + 1 == days // 3:
             gc.collect()
             rss_third = _rss_mib()
+        if (day + 1) % 10 == 0:  # progress of a long run, on stderr (stdout is the result)
+            print(
+                f"{variant}: day {day + 1}, {count:,} events, RSS {_rss_mib():.0f} MiB,"
+                f" {count / elapsed:,.0f} events/s",
+                file=sys.stderr,
+                flush=True,
+            )
     gc.collect()
     result: dict[str, object] = {
         "events": count,
