@@ -38,13 +38,17 @@ class Signal:
         self, body: bytes, content_type: str, norm: Normalizer, native: NativeTraces | None = None
     ) -> Decoded:
         if self.name == "traces":
-            request = decode_traces(body, content_type)
-            if native is not None and content_type == PROTOBUF and native.eligible(request):
+            if native is None or content_type != PROTOBUF:
+                return traces_to_batch(decode_traces(body, content_type), norm)
+            spans = native.quick_spans(body)  # most requests: no full parse in Python
+            if spans is None:
+                request = decode_traces(body, content_type)
+                if not native.eligible(request):
+                    return traces_to_batch(request, norm)
                 spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-                decoded = Decoded(accepted=spans)
-                decoded.batch.add_raw(NATIVE_KIND, body, spans)
-                return decoded
-            return traces_to_batch(request, norm)
+            decoded = Decoded(accepted=spans)
+            decoded.batch.add_raw(NATIVE_KIND, body, spans)
+            return decoded
         return logs_to_batch(decode_logs(body, content_type), norm)
 
     def export_response(self, decoded: Decoded):

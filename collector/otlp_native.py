@@ -13,11 +13,14 @@ A request takes this path only when ``eligible`` says so: every span valid,
 facility and amount attributes resolvable, and only scalar attribute values.
 Anything else (rejections, arrays and maps as values, amounts with more than
 two decimals) goes through the Python decoder, which dead-letters what it must.
+``quick_spans`` answers the common case from the body itself, without the full
+parse and the walk over every attribute that ``eligible`` needs (see there).
 ``tests/store/test_otlp_native.py`` checks that both paths write the same rows.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -27,8 +30,15 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from collector.normalize import Normalizer
 from collector.rowbinary import varint
@@ -110,6 +120,8 @@ class NativeTraces:
         self.config = config
         self.norm = normalizer
         self.database = database
+        self._amount_keys = _amount_keys(config)
+        self._amount_pattern = _amount_pattern(self._amount_keys)
         pseudonymize = normalizer.pseudonymize
         if not isinstance(pseudonymize, Pseudonymizer):
             raise TypeError("the engine-side decoder needs a keyed Pseudonymizer (its HMAC pads)")
@@ -128,6 +140,8 @@ class NativeTraces:
         insert (under the insert lock, so no insert runs against half of them)."""
         with self._lock:
             self.config, self.norm = config, normalizer
+            self._amount_keys = _amount_keys(config)
+            self._amount_pattern = _amount_pattern(self._amount_keys)
             self._sql = self._build_sql()
             self._prepared = False
 
@@ -171,6 +185,63 @@ class NativeTraces:
                     if span.links and not all(_scalar(ln.attributes) for ln in span.links):
                         return False
         return True
+
+    def quick_spans(self, body: bytes) -> int | None:
+        """The number of spans of a protobuf request body that ``eligible`` would take, or
+        None: then parse it in full and ask ``eligible``.
+
+        ``eligible`` walks every attribute of the parsed request in Python (about 7.5 µs a
+        span of twelve). This reads the body with the OTLP schema in which an attribute
+        value can only be a string, bool, int or bytes (``_quick_request_type``), drops
+        what that schema does not know (doubles, arrays, maps, fields newer than the
+        schema) and asks for the same bytes back. Equal bytes mean none of that was there,
+        and that the body is in canonical form: each key, then its value, in field order,
+        so the amount attributes can be read off the bytes (``_plain_amounts``). What is
+        left in Python is each span's ids and start time.
+        """
+        try:
+            request = _quick_request_type().FromString(body)
+        except DecodeError:
+            return None  # the full parse says why
+        request.DiscardUnknownFields()
+        if request.SerializeToString() != body:
+            return None
+        spans = 0
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    trace_id, span_id = span.trace_id, span.span_id
+                    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+                        return None
+                    if len(span_id) != 8 or span_id == _ZERO_SPAN:
+                        return None
+                    if not span.start_time_unix_nano:
+                        return None
+                spans += len(ss.spans)
+        return spans if self._plain_amounts(body) else None
+
+    def _plain_amounts(self, body: bytes) -> bool:
+        """Every amount attribute of a canonical body is text ``eligible`` accepts.
+
+        In canonical form an attribute is ``0x0A <len> key 0x12 <len> AnyValue`` and a
+        text value ``0x0A <len> text``, so every amount attribute is at a place where its
+        key's bytes occur. Each such place must read as an empty value or as text of the
+        form ``eligible`` accepts, of exactly the length given before it; a place where
+        the bytes occur by chance (inside some other text) that does not only sends the
+        request to ``eligible``. With several amount attributes configured the first one
+        set decides, which only ``eligible`` can tell: it is asked whenever one occurs.
+        """
+        keys = self._amount_keys
+        if len(keys) != 1:
+            return not any(key in body for key in keys)
+        key, pattern = keys[0], self._amount_pattern
+        found = pattern.findall(body)
+        if len(found) != body.count(key):
+            return False
+        return all(
+            not size or (size[0] == length[0] + 2 and length[0] == len(text))
+            for size, length, text in found
+        )
 
     # -- the SQL ---------------------------------------------------------------------------
 
@@ -342,6 +413,49 @@ class NativeTraces:
                 store.command(self._sql[0], parameters=params, settings=self.settings())
         finally:
             os.unlink(path)
+
+
+@functools.cache
+def _quick_request_type() -> type[ExportTraceServiceRequest]:
+    """``ExportTraceServiceRequest`` as the installed OTLP schema has it, in a pool of its
+    own, except that ``AnyValue`` has no double, array or map value: those parse as
+    unknown fields. (Doubles in the range both decoders format alike are fine, but only
+    ``eligible`` looks at the value.)"""
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2, trace_pb2, trace_service_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        for message in proto.message_type:
+            if message.name == "AnyValue":
+                kept = [f for f in message.field if f.name not in _NOT_QUICK]
+                del message.field[:]
+                message.field.extend(kept)
+        pool.Add(proto)
+    name = trace_service_pb2.DESCRIPTOR.message_types_by_name["ExportTraceServiceRequest"]
+    found = message_factory.GetMessageClass(pool.FindMessageTypeByName(name.full_name))
+    return cast(type[ExportTraceServiceRequest], found)  # same fields, fewer value kinds
+
+
+_NOT_QUICK = frozenset({"double_value", "array_value", "kvlist_value"})
+
+
+def _amount_keys(config: SlasConfig) -> tuple[bytes, ...]:
+    """Each amount attribute's key as a canonical body holds it (``0x0A <len> key``)."""
+    return tuple(
+        b"\n" + varint(len(raw)) + raw
+        for raw in (name.encode() for name in config.otel.amount_attributes)
+    )
+
+
+def _amount_pattern(keys: Sequence[bytes]) -> re.Pattern[bytes]:
+    """After the one amount key: an empty value (0x12 0x00), or a value of one text
+    (0x12 <size> 0x0A <length> text) where the text, if any, is an amount ``_AMOUNT``
+    accepts without a line end. Sizes and lengths under 128 (one byte each); ``findall``
+    gives (size, length, text), all empty for the empty value."""
+    key = re.escape(keys[0]) if len(keys) == 1 else b"(?!)"
+    return re.compile(
+        key + rb"\x12(?:\x00|([\x02-\x7f])\n([\x00-\x7d])(-?\d{1,15}(?:\.\d{1,2})?)?)"
+    )
 
 
 def _scalar(attributes) -> bool:

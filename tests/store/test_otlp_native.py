@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.normalize import Normalizer
 from collector.otlp import traces_to_batch
 from collector.otlp_native import NativeTraces
+from collector.rowbinary import varint
 from stitchboard.config import load_config
 from stitchboard.phi import Pseudonymizer
 from stitchboard.stages import open_store
@@ -59,18 +60,14 @@ def both_paths(pair, request: ExportTraceServiceRequest) -> None:
         assert len(got) == len(expected)
         for a, b in zip(got, expected, strict=True):
             assert [x for x in zip(a, b, strict=True) if x[0] != x[1]] == [], table
+    # Every event of the insert carries its stamp (a span sent twice in one request is
+    # two rows of one event id: count ids, not rows).
     stamped = other.scalar(
-        f"SELECT count() FROM {other.table('events')}"
+        f"SELECT uniqExact(event_id) FROM {other.table('events')}"
         " WHERE inserted_at = fromUnixTimestamp64Micro({s:Int64}, 'UTC')",
         {"s": now // 1000},
     )
-    spans = {
-        (sp.trace_id, sp.span_id)
-        for r in request.resource_spans
-        for ss in r.scope_spans
-        for sp in ss.spans
-    }
-    assert stamped == len(spans)  # one event per distinct span, all with this insert's stamp
+    assert stamped == other.scalar(f"SELECT count() FROM {other.table('events')} FINAL")
 
 
 def test_realistic_batch_is_identical(pair):
@@ -228,12 +225,15 @@ def test_requests_the_engine_does_not_take(change, why):
     change(request.resource_spans[0].scope_spans[0].spans[0])
     native = NativeTraces(CONFIG, NORM, "unused")
     assert not native.eligible(request), why
+    assert native.quick_spans(request.SerializeToString()) is None, why
 
 
 def test_the_resource_is_checked_too():
     request = spans_request(2, seed=1)
     request.resource_spans[0].resource.attributes.add(key="r").value.array_value.SetInParent()
-    assert not NativeTraces(CONFIG, NORM, "unused").eligible(request)
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert not native.eligible(request)
+    assert native.quick_spans(request.SerializeToString()) is None
 
 
 def test_the_first_amount_attribute_set_is_the_one_judged():
@@ -269,3 +269,188 @@ def test_an_undeclared_facility_is_kept_as_sent_by_both_paths(pair):
         " WHERE facility IN ('ZZZ', 'LCH02') ORDER BY facility"
     )
     assert [f for (f,) in facilities] == ["LCH02", "ZZZ"]
+
+
+# -- the quick check: the common request judged from its body -------------------------------
+
+
+def _spans(request: ExportTraceServiceRequest) -> int:
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def _values(request: ExportTraceServiceRequest):
+    for rs in request.resource_spans:
+        yield from rs.resource.attributes
+        for ss in rs.scope_spans:
+            yield from ss.scope.attributes
+            for span in ss.spans:
+                yield from span.attributes
+                for ev in span.events:
+                    yield from ev.attributes
+                for ln in span.links:
+                    yield from ln.attributes
+
+
+def _only_for_the_full_check(request: ExportTraceServiceRequest) -> bool:
+    """What the quick check leaves to ``eligible`` in an otherwise eligible request: a
+    double, or an amount attribute that is not text."""
+    amounts = set(CONFIG.otel.amount_attributes)
+    return any(
+        kv.value.WhichOneof("value") == "double_value"
+        or (kv.key in amounts and kv.value.WhichOneof("value") not in (None, "string_value"))
+        for kv in _values(request)
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(request=requests())
+def test_the_quick_check_takes_what_the_full_check_takes(request):
+    native = NativeTraces(CONFIG, NORM, "unused")
+    quick = native.quick_spans(request.SerializeToString())
+    if quick is not None:
+        assert native.eligible(request)
+        assert quick == _spans(request)
+    else:
+        assert not native.eligible(request) or _only_for_the_full_check(request)
+
+
+def test_plain_requests_are_counted_by_the_quick_check():
+    native = NativeTraces(CONFIG, NORM, "unused")
+    request = spans_request(3, seed=2, extra={"my.int": 7, "my.bool": True, "my.bytes": b"\x01"})
+    request.resource_spans.add().CopyFrom(spans_request(2, seed=5).resource_spans[0])
+    assert native.quick_spans(request.SerializeToString()) == 5
+    assert native.quick_spans(ExportTraceServiceRequest().SerializeToString()) == 0
+
+
+@pytest.mark.parametrize("amount", ["12.50", "-3", "0.5", "999999999999999.99", ""])
+def test_text_amounts_the_engine_reads_pass_the_quick_check(amount):
+    request = spans_request(2, seed=1)
+    span = request.resource_spans[0].scope_spans[0].spans[1]
+    for kv in list(span.attributes):
+        if kv.key == "stitchboard.amount":
+            span.attributes.remove(kv)
+    span.attributes.add(key="stitchboard.amount").value.string_value = amount
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert native.eligible(request)
+    assert native.quick_spans(request.SerializeToString()) == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        lambda v: setattr(v, "double_value", 0.25),  # a double both decoders format alike
+        lambda v: setattr(v, "int_value", 1250),  # an amount that is not text
+    ],
+)
+def test_what_the_quick_check_cannot_read_goes_to_the_full_check(value):
+    request = spans_request(2, seed=1)
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    for kv in list(span.attributes):
+        if kv.key == "stitchboard.amount":
+            span.attributes.remove(kv)
+    value(span.attributes.add(key="stitchboard.amount").value)
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert native.quick_spans(request.SerializeToString()) is None
+    assert native.eligible(request)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    return bytes([tag]) + varint(len(payload)) + payload
+
+
+def _request_around(span_bytes: bytes) -> bytes:
+    """A request of one resource and scope (from the factory) holding these span bytes."""
+    rs = spans_request(1, seed=1).resource_spans[0]
+    scope = rs.scope_spans[0]
+    del scope.spans[:]
+    scope_bytes = scope.SerializeToString() + _field(0x12, span_bytes)
+    del rs.scope_spans[:]
+    return _field(0x0A, rs.SerializeToString() + _field(0x12, scope_bytes))
+
+
+def test_a_body_not_in_canonical_form_goes_to_the_full_check():
+    span = spans_request(1, seed=3).resource_spans[0].scope_spans[0].spans[0]
+    body = _request_around(span.SerializeToString() + _field(0x2A, b"x"))  # name twice
+    request = ExportTraceServiceRequest.FromString(body)
+    assert request.resource_spans[0].scope_spans[0].spans[0].name == "x"  # the last one
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert native.eligible(request)
+    assert native.quick_spans(body) is None
+
+
+def test_an_amount_sent_value_first_is_judged_by_the_full_check():
+    # key and value swapped: the amount's bytes do not follow its key; as read, 1.005
+    span = spans_request(1, seed=3).resource_spans[0].scope_spans[0].spans[0]
+    for kv in list(span.attributes):
+        if kv.key == "stitchboard.amount":
+            span.attributes.remove(kv)
+    value = _field(0x0A, b"1.005")
+    swapped = _field(0x12, value) + _field(0x0A, b"stitchboard.amount")
+    body = _request_around(span.SerializeToString() + _field(0x4A, swapped))
+    request = ExportTraceServiceRequest.FromString(body)
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert not native.eligible(request)
+    assert native.quick_spans(body) is None
+
+
+def test_an_amount_key_inside_other_text_does_not_pass_for_an_amount():
+    key = b"\n\x12stitchboard.amount"
+    native = NativeTraces(CONFIG, NORM, "unused")
+    for text, quick in (
+        (key + b"\x12\x07\n\x051.005", None),  # reads as a bad amount: the full check
+        (key + b"!", None),  # reads as nothing: the full check
+        (key + b"\x12\x06\n\x0412.5", 1),  # reads as a good amount: harmless
+    ):
+        request = spans_request(1, seed=4)
+        span = request.resource_spans[0].scope_spans[0].spans[0]
+        span.attributes.add(key="note").value.string_value = text.decode()
+        assert native.eligible(request)
+        assert native.quick_spans(request.SerializeToString()) == quick
+
+
+def test_the_sdk_exporters_requests_pass_the_quick_check():
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "PATACCT", "facility.id": "NMC01"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("charges", "1.0")
+    for i in range(3):
+        with tracer.start_as_current_span("charge.post") as span:
+            span.set_attribute("charge.id", f"C{i}")
+            span.set_attribute("stitchboard.amount", "125.50")
+            span.set_attribute("line.count", 3)
+            span.add_event("posted", {"batch": "B1"})
+    provider.shutdown()
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert native.eligible(ExportTraceServiceRequest.FromString(body))
+    assert native.quick_spans(body) == 3
+
+
+def test_a_request_with_an_undecodable_body_is_left_to_the_full_parse():
+    assert NativeTraces(CONFIG, NORM, "unused").quick_spans(b"\x0a\xff\xff") is None
+
+
+def test_with_two_amount_attributes_the_full_check_judges_any_amount():
+    """The first amount attribute set decides: only ``eligible`` reads which one that is."""
+    otel = CONFIG.otel.model_copy(
+        update={"amount_attributes": ["charge.amount", "stitchboard.amount"]}
+    )
+    native = NativeTraces(CONFIG.model_copy(update={"otel": otel}), NORM, "unused")
+    request = spans_request(2, seed=1)
+    assert any(kv.key == "stitchboard.amount" for kv in _values(request))
+    assert native.eligible(request)
+    assert native.quick_spans(request.SerializeToString()) is None
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        for kv in list(span.attributes):
+            if kv.key == "stitchboard.amount":
+                span.attributes.remove(kv)
+    assert native.quick_spans(request.SerializeToString()) == 2
