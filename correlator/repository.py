@@ -248,20 +248,29 @@ def correlation_event(
     keys: dict[str, str],
     attributes: dict[str, str],
 ) -> Event:
-    """An event with only what correlation reads (the one builder for both readers)."""
+    """An event with only what correlation reads (the one builder for both readers).
+
+    ``Event``'s fields are passed by position: millions are built, and keywords made
+    each about a quarter dearer. ``test_correlation_events_carry_what_was_read`` holds
+    the positions to the names."""
     return Event(
-        event_id=event_id,
-        event_time=event_time,
-        observed_time=event_time,
-        source_kind="",
-        facility=facility,
-        system=system,
-        operation=operation,
-        status=status,
-        amount=amount,
-        keys=keys,
-        attributes=attributes,
-        sent_time=sent_time if sent_time != event_time else 0,
+        event_id,
+        event_time,
+        event_time,  # observed_time
+        "",  # source_kind
+        "",  # source
+        facility,
+        system,
+        operation,
+        status,
+        "",  # status_message
+        0,  # duration_ns
+        amount,
+        "",  # trace_id
+        "",  # span_id
+        keys,
+        attributes,
+        sent_time if sent_time != event_time else 0,
     )
 
 
