@@ -454,3 +454,13 @@ def test_with_two_amount_attributes_the_full_check_judges_any_amount():
             if kv.key == "stitchboard.amount":
                 span.attributes.remove(kv)
     assert native.quick_spans(request.SerializeToString()) == 2
+
+
+def test_without_a_copy_of_the_schema_every_request_takes_the_full_check(monkeypatch):
+    import collector.otlp_native as otlp_native
+
+    monkeypatch.setattr(otlp_native, "_quick_request_type", lambda: None)
+    request = spans_request(2, seed=1)
+    native = NativeTraces(CONFIG, NORM, "unused")
+    assert native.quick_spans(request.SerializeToString()) is None
+    assert native.eligible(request)
