@@ -160,12 +160,7 @@ class NativeTraces:
                 return False
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    trace_id, span_id = span.trace_id, span.span_id
-                    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
-                        return False
-                    if len(span_id) != 8 or span_id == _ZERO_SPAN:
-                        return False
-                    if not span.start_time_unix_nano:
+                    if not _valid(span):
                         return False
                     found: dict[str, str] | None = None  # amount attributes sent as text
                     for kv in span.attributes:
@@ -213,14 +208,8 @@ class NativeTraces:
         spans = 0
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
-                for span in ss.spans:
-                    trace_id, span_id = span.trace_id, span.span_id
-                    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
-                        return None
-                    if len(span_id) != 8 or span_id == _ZERO_SPAN:
-                        return None
-                    if not span.start_time_unix_nano:
-                        return None
+                if not all(_valid(span) for span in ss.spans):
+                    return None
                 spans += len(ss.spans)
         return spans if self._plain_amounts(body) else None
 
@@ -455,6 +444,16 @@ def _quick_request_type() -> type[ExportTraceServiceRequest] | None:
 
 
 _NOT_QUICK = frozenset({"double_value", "array_value", "kvlist_value"})
+
+
+def _valid(span) -> bool:
+    """Ids and a start time the Python decoder accepts (else it dead-letters the span)."""
+    trace_id, span_id = span.trace_id, span.span_id
+    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+        return False
+    if len(span_id) != 8 or span_id == _ZERO_SPAN:
+        return False
+    return bool(span.start_time_unix_nano)
 
 
 def _amount_keys(config: SlasConfig) -> tuple[bytes, ...]:

@@ -322,13 +322,17 @@ def test_plain_requests_are_counted_by_the_quick_check():
     assert native.quick_spans(ExportTraceServiceRequest().SerializeToString()) == 0
 
 
+def _drop_amounts(span) -> None:
+    for kv in list(span.attributes):
+        if kv.key == "stitchboard.amount":
+            span.attributes.remove(kv)
+
+
 @pytest.mark.parametrize("amount", ["12.50", "-3", "0.5", "999999999999999.99", ""])
 def test_text_amounts_the_engine_reads_pass_the_quick_check(amount):
     request = spans_request(2, seed=1)
     span = request.resource_spans[0].scope_spans[0].spans[1]
-    for kv in list(span.attributes):
-        if kv.key == "stitchboard.amount":
-            span.attributes.remove(kv)
+    _drop_amounts(span)
     span.attributes.add(key="stitchboard.amount").value.string_value = amount
     native = NativeTraces(CONFIG, NORM, "unused")
     assert native.eligible(request)
@@ -345,9 +349,7 @@ def test_text_amounts_the_engine_reads_pass_the_quick_check(amount):
 def test_what_the_quick_check_cannot_read_goes_to_the_full_check(value):
     request = spans_request(2, seed=1)
     span = request.resource_spans[0].scope_spans[0].spans[0]
-    for kv in list(span.attributes):
-        if kv.key == "stitchboard.amount":
-            span.attributes.remove(kv)
+    _drop_amounts(span)
     value(span.attributes.add(key="stitchboard.amount").value)
     native = NativeTraces(CONFIG, NORM, "unused")
     assert native.quick_spans(request.SerializeToString()) is None
@@ -382,9 +384,7 @@ def test_a_body_not_in_canonical_form_goes_to_the_full_check():
 def test_an_amount_sent_value_first_is_judged_by_the_full_check():
     # key and value swapped: the amount's bytes do not follow its key; as read, 1.005
     span = spans_request(1, seed=3).resource_spans[0].scope_spans[0].spans[0]
-    for kv in list(span.attributes):
-        if kv.key == "stitchboard.amount":
-            span.attributes.remove(kv)
+    _drop_amounts(span)
     value = _field(0x0A, b"1.005")
     swapped = _field(0x12, value) + _field(0x0A, b"stitchboard.amount")
     body = _request_around(span.SerializeToString() + _field(0x4A, swapped))
@@ -450,9 +450,7 @@ def test_with_two_amount_attributes_the_full_check_judges_any_amount():
     assert native.eligible(request)
     assert native.quick_spans(request.SerializeToString()) is None
     for span in request.resource_spans[0].scope_spans[0].spans:
-        for kv in list(span.attributes):
-            if kv.key == "stitchboard.amount":
-                span.attributes.remove(kv)
+        _drop_amounts(span)
     assert native.quick_spans(request.SerializeToString()) == 2
 
 
