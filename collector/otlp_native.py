@@ -219,10 +219,10 @@ class NativeTraces:
         In canonical form an attribute is ``0x0A <len> key 0x12 <len> AnyValue`` and a
         text value ``0x0A <len> text``, so every amount attribute is at a place where its
         key's bytes occur. Each such place must read as an empty value or as text of the
-        form ``eligible`` accepts, of exactly the length given before it; a place where
-        the bytes occur by chance (inside some other text) that does not only sends the
-        request to ``eligible``. With several amount attributes configured the first one
-        set decides, which only ``eligible`` can tell: it is asked whenever one occurs.
+        form ``eligible`` accepts, of exactly the length given before it. Where the bytes
+        occur by chance (inside some other text) and do not read so, the request only
+        goes to ``eligible``. With several amount attributes configured the first one set
+        decides, which only ``eligible`` can tell: it is asked whenever one occurs.
         """
         keys = self._amount_keys
         if len(keys) != 1:

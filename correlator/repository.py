@@ -251,7 +251,7 @@ def correlation_event(
     """An event with only what correlation reads (the one builder for both readers).
 
     ``Event``'s fields are passed by position: millions are built, and keywords made
-    each about a quarter dearer. ``test_correlation_events_carry_what_was_read`` holds
+    each about a sixth dearer. ``test_correlation_events_carry_what_was_read`` holds
     the positions to the names."""
     return Event(
         event_id,
