@@ -22,6 +22,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from collector.hl7.ack import ACCEPT, ERROR, REJECT, ack_bytes
 from collector.hl7.extract import Header
@@ -33,7 +34,11 @@ from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
+from stitchboard.spool import SpooledWriter
 from stitchboard.writer import Batch
+
+if TYPE_CHECKING:
+    from stitchboard.components import Component
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,7 @@ class MllpListener:
         metrics: Metrics | None = None,
         senders: SenderNetworks | None = None,
         tls: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
     ):
         self.intake = intake
         self.write = write
@@ -80,17 +86,28 @@ class MllpListener:
         self.metrics = metrics or Metrics()
         self.senders = senders or SenderNetworks(())
         self.tls = tls
+        self.sock = sock  # already bound and listening (``host`` and ``port`` unused)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve,
-            self.host,
-            self.port,
-            limit=self.read_size,
-            ssl=self.tls,
-            # A sender that connects and never finishes the handshake is dropped.
-            ssl_handshake_timeout=30.0 if self.tls is not None else None,
-        )
+        # A sender that connects and never finishes the handshake is dropped.
+        handshake = 30.0 if self.tls is not None else None
+        if self.sock is not None:
+            self._server = await asyncio.start_server(
+                self._serve,
+                sock=self.sock,
+                limit=self.read_size,
+                ssl=self.tls,
+                ssl_handshake_timeout=handshake,
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._serve,
+                self.host,
+                self.port,
+                limit=self.read_size,
+                ssl=self.tls,
+                ssl_handshake_timeout=handshake,
+            )
         sockets = self._server.sockets or ()
         if sockets and self.port == 0:
             self.port = sockets[0].getsockname()[1]
@@ -230,8 +247,14 @@ class MllpListener:
         return acks
 
 
-def listener(runtime: Runtime) -> MllpListener:
+def listener(runtime: Runtime) -> Component:
+    """The listener of ``stitchboard serve``: in a process of its own when senders are
+    spooled (``mllp_process``), else on the server's event loop."""
     settings = runtime.settings
+    if settings.mllp_process and isinstance(runtime.writer, SpooledWriter):
+        from collector.mllp_process import SUBDIRECTORY, MllpProcess
+
+        return MllpProcess(runtime, runtime.writer, runtime.writer.journal.directory / SUBDIRECTORY)
     server = MllpListener(
         Intake(runtime.config, runtime.pseudonymize),
         runtime.writer.write,

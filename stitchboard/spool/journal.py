@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,149 @@ class JournalStats:
     refused: int
 
 
-class Journal:
+def sum_stats(parts: list[JournalStats]) -> JournalStats:
+    """Several spool directories' figures as one."""
+    return JournalStats(*(sum(values) for values in zip(*(astuple(p) for p in parts), strict=True)))
+
+
+@dataclass(frozen=True)
+class SpoolState:
+    """Where a journal's durable records are, for a loader in another process."""
+
+    checkpoint: Position
+    active: int  # the segment being appended to
+    durable: int  # the end of its synced records
+    ends: dict[int, int]  # sealed segments (from the checkpoint's on) -> end of valid records
+    appended: tuple[int, int, int]  # records, rows, bytes (recovered ones included)
+    syncs: int
+    synced_records: int
+    torn_records: int
+    refused: int
+
+
+class Segments:
+    """The read side of a spool directory: where each segment's durable records end,
+    the load checkpoint and the tallies; ``read`` and ``commit`` for the loader.
+
+    ``Journal`` is the side that appends (in this process); ``FollowedSpool``
+    (``stitchboard.spool.follower``) follows a directory another process appends to.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory.resolve()
+        self._lock = threading.Lock()
+        self._durable_cv = threading.Condition(self._lock)
+        self._ends: dict[int, int] = {}  # sealed segment -> end of its valid records
+        self._sizes: dict[int, int] = {}  # segment -> bytes on disk
+        self._active = 1  # the segment being appended to
+        self._durable = len(MAGIC)  # end of its synced records
+        self.appended = Tally()
+        self.loaded = Tally()
+        self.syncs = 0
+        self.synced_records = 0
+        self.torn_records = 0
+        self.refused = 0
+        self.load_error: str | None = None  # set by the loader while the store refuses
+        self.checkpoint = Position(1, len(MAGIC))
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def wait(self, start: Position, timeout: float) -> bool:
+        """Wait until a durable record lies at or after ``start``; False on timeout or seal."""
+        with self._lock:
+            if not self._readable(start):
+                self._durable_cv.wait(timeout)
+            return self._readable(start)
+
+    def _readable(self, start: Position) -> bool:
+        if start.segment != self._active:
+            return True
+        return start.offset < self._durable
+
+    def read(self, start: Position, max_rows: int) -> tuple[list[Record], Position]:
+        """Durable records from ``start`` (``max_rows`` rows, at least one), the next position."""
+        with self._lock:
+            active, durable, ends = self._active, self._durable, dict(self._ends)
+        records: list[Record] = []
+        rows = 0
+        position = start
+        while True:
+            segment = position.segment
+            stop = durable if segment == active else ends.get(segment)
+            if stop is not None and position.offset < stop:
+                path = self.directory / segment_name(segment)
+                with path.open("rb") as stream:
+                    found, torn = read_records(
+                        stream, segment, position.offset, stop, max(max_rows - rows, 1)
+                    )
+                if torn is not None:  # changed under us: end the segment there
+                    log.error("spool segment %s: bad record at byte %d", path.name, torn.offset)
+                    with self._lock:
+                        self._ends[segment] = torn.offset
+                    stop = torn.offset
+                if found:
+                    records.extend(found)
+                    rows += sum(r.rows for r in found)
+                    position = Position(segment, found[-1].end)
+                if rows >= max_rows:
+                    break
+                if stop is not None and position.offset < stop:
+                    continue
+            if segment == active:
+                break
+            later = [s for s in (*ends, active) if s > segment]
+            position = Position(min(later), len(MAGIC))
+        return records, position
+
+    def commit(self, position: Position, records: list[Record]) -> None:
+        """Mark everything before ``position`` loaded; delete segments wholly before it."""
+        _write_checkpoint(self.directory, position)
+        rows, size = sum(r.rows for r in records), sum(r.size for r in records)
+        with self._lock:
+            self.checkpoint = position
+            self.loaded.add(len(records), rows, size)
+            self._forget(records)
+            done = [s for s in self._ends if s < position.segment]
+            for segment in done:
+                del self._ends[segment]
+                self._sizes.pop(segment, None)
+        for segment in done:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / segment_name(segment)).unlink()
+
+    def readable(self, start: Position) -> bool:
+        """Whether a durable record lies at or after ``start``."""
+        with self._lock:
+            return self._readable(start)
+
+    def take_memo(self, position: Position) -> Any:
+        """The decoded batch kept for the record at ``position`` (None: decode it)."""
+        return None
+
+    def _forget(self, records: list[Record]) -> None:
+        """Loaded records (under the lock): drop what is kept for them."""
+
+    @property
+    def caught_up(self) -> bool:
+        with self._lock:
+            return self.appended.records == self.loaded.records
+
+    def stats(self) -> JournalStats:
+        with self._lock:
+            return JournalStats(
+                unloaded_records=self.appended.records - self.loaded.records,
+                unloaded_rows=self.appended.rows - self.loaded.rows,
+                unloaded_bytes=self.appended.bytes - self.loaded.bytes,
+                disk_bytes=sum(self._sizes.values()),
+                segments=len(self._sizes),
+                syncs=self.syncs,
+                synced_records=self.synced_records,
+                torn_records=self.torn_records,
+                refused=self.refused,
+            )
+
+
+class Journal(Segments):
     def __init__(
         self,
         directory: Path,
@@ -97,7 +239,7 @@ class Journal:
         on_sync: Callable[[int, float], None] | None = None,
         memo_rows: int = 50_000,
     ):
-        self.directory = directory.resolve()
+        super().__init__(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.retry_after = retry_after
@@ -107,9 +249,7 @@ class Journal:
         self.on_group: Callable[[], None] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.directory)
-        self._lock = threading.Lock()
         self._pending_cv = threading.Condition(self._lock)
-        self._durable_cv = threading.Condition(self._lock)
         self._pending: list[tuple[bytes, int, Future[None], Any]] = []
         # Synced records' memos by position, while they hold at most ``memo_rows`` rows.
         self.memo_rows = memo_rows
@@ -117,15 +257,6 @@ class Journal:
         self._memo_total = 0
         self._pending_bytes = 0
         self._sealed = False
-        self._ends: dict[int, int] = {}  # sealed segment -> end of its valid records
-        self._sizes: dict[int, int] = {}  # segment -> bytes on disk
-        self.appended = Tally()
-        self.loaded = Tally()
-        self.syncs = 0
-        self.synced_records = 0
-        self.torn_records = 0
-        self.refused = 0
-        self.load_error: str | None = None  # set by the loader while the store refuses
         self.checkpoint = self._recover()
         self._active = max([*self._ends, self.checkpoint.segment - 1]) + 1
         self._fd = _create_segment(self.directory, self._active)
@@ -270,6 +401,12 @@ class Journal:
                 self._memo_total += rows
             offset += len(record)
 
+    def _forget(self, records: list[Record]) -> None:
+        for record in records:  # memos the loader did not take
+            kept = self._memos.pop(record.position, None)
+            if kept is not None:
+                self._memo_total -= kept[1]
+
     def take_memo(self, position: Position) -> Any:
         """The memo of the record at ``position`` (None if it has none), given once."""
         with self._lock:
@@ -290,94 +427,39 @@ class Journal:
             self._sizes[segment] = len(MAGIC)
         os.close(old)
 
-    # -- loading ------------------------------------------------------------------------------
-
-    def wait(self, start: Position, timeout: float) -> bool:
-        """Wait until a durable record lies at or after ``start``; False on timeout or seal."""
-        with self._lock:
-            if not self._readable(start):
-                self._durable_cv.wait(timeout)
-            return self._readable(start)
-
-    def _readable(self, start: Position) -> bool:
-        if start.segment != self._active:
-            return True
-        return start.offset < self._durable
-
-    def read(self, start: Position, max_rows: int) -> tuple[list[Record], Position]:
-        """Durable records from ``start`` (``max_rows`` rows, at least one), the next position."""
-        with self._lock:
-            active, durable, ends = self._active, self._durable, dict(self._ends)
-        records: list[Record] = []
-        rows = 0
-        position = start
-        while True:
-            segment = position.segment
-            stop = durable if segment == active else ends.get(segment)
-            if stop is not None and position.offset < stop:
-                path = self.directory / segment_name(segment)
-                with path.open("rb") as stream:
-                    found, torn = read_records(
-                        stream, segment, position.offset, stop, max(max_rows - rows, 1)
-                    )
-                if torn is not None:  # changed under us: end the segment there
-                    log.error("spool segment %s: bad record at byte %d", path.name, torn.offset)
-                    with self._lock:
-                        self._ends[segment] = torn.offset
-                    stop = torn.offset
-                if found:
-                    records.extend(found)
-                    rows += sum(r.rows for r in found)
-                    position = Position(segment, found[-1].end)
-                if rows >= max_rows:
-                    break
-                if stop is not None and position.offset < stop:
-                    continue
-            if segment == active:
-                break
-            later = [s for s in (*ends, active) if s > segment]
-            position = Position(min(later), len(MAGIC))
-        return records, position
-
-    def commit(self, position: Position, records: list[Record]) -> None:
-        """Mark everything before ``position`` loaded; delete segments wholly before it."""
-        _write_checkpoint(self.directory, position)
-        rows, size = sum(r.rows for r in records), sum(r.size for r in records)
-        with self._lock:
-            self.checkpoint = position
-            self.loaded.add(len(records), rows, size)
-            for record in records:  # memos the loader did not take
-                kept = self._memos.pop(record.position, None)
-                if kept is not None:
-                    self._memo_total -= kept[1]
-            done = [s for s in self._ends if s < position.segment]
-            for segment in done:
-                del self._ends[segment]
-                self._sizes.pop(segment, None)
-        for segment in done:
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / segment_name(segment)).unlink()
-
     # -- state --------------------------------------------------------------------------------
 
-    def stats(self) -> JournalStats:
+    @property
+    def caught_up(self) -> bool:
         with self._lock:
-            return JournalStats(
-                unloaded_records=self.appended.records - self.loaded.records,
-                unloaded_rows=self.appended.rows - self.loaded.rows,
-                unloaded_bytes=self.appended.bytes - self.loaded.bytes,
-                disk_bytes=sum(self._sizes.values()),
-                segments=len(self._sizes),
+            return self.appended.records == self.loaded.records and not self._pending
+
+    # -- loaded by another process ------------------------------------------------------------
+
+    def state(self) -> SpoolState:
+        """Where the durable records end, for a loader following this spool from elsewhere."""
+        with self._lock:
+            return SpoolState(
+                checkpoint=self.checkpoint,
+                active=self._active,
+                durable=self._durable,
+                ends=dict(self._ends),
+                appended=(self.appended.records, self.appended.rows, self.appended.bytes),
                 syncs=self.syncs,
                 synced_records=self.synced_records,
                 torn_records=self.torn_records,
                 refused=self.refused,
             )
 
-    @property
-    def caught_up(self) -> bool:
+    def loaded_elsewhere(self, position: Position, loaded: Tally) -> None:
+        """A loader in another process has loaded everything before ``position`` (``loaded``
+        in all since this journal opened) and written the checkpoint: free the bound."""
         with self._lock:
-            return self.appended.records == self.loaded.records and not self._pending
+            self.checkpoint = position
+            self.loaded = Tally(loaded.records, loaded.rows, loaded.bytes)
+            for segment in [s for s in self._ends if s < position.segment]:
+                del self._ends[segment]
+                self._sizes.pop(segment, None)
 
     def seal(self) -> None:
         """Refuse new records and wait until every queued one is synced."""

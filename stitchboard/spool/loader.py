@@ -36,8 +36,9 @@ from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.events import DEAD_LETTER_COLUMNS, DeadLetter
 from stitchboard.metrics import LATENCY_BUCKETS, Metrics
 from stitchboard.spool.codec import UnreadableRecord, decode_batch, encode_batch
-from stitchboard.spool.journal import Journal
-from stitchboard.spool.segment import Record
+from stitchboard.spool.follower import FollowedSpool
+from stitchboard.spool.journal import Journal, JournalStats, Segments, sum_stats
+from stitchboard.spool.segment import Position, Record
 from stitchboard.spool.waiters import Waiters
 from stitchboard.store.sink import Sink
 from stitchboard.writer import Batch, Inserter, RawInserter, merge, notify
@@ -83,15 +84,15 @@ class SpoolMetrics:
         gauges: dict[str, tuple[str, Callable[[], float]]] = {
             "stitchboard_spool_unloaded_records": (
                 "Records durable in the spool, not yet in the store",
-                lambda: writer.journal.stats().unloaded_records,
+                lambda: writer.stats().unloaded_records,
             ),
             "stitchboard_spool_unloaded_bytes": (
-                "Bytes of those records (bounded by spool_max_bytes)",
-                lambda: writer.journal.stats().unloaded_bytes,
+                "Bytes of those records (bounded by spool_max_bytes per spool directory)",
+                lambda: writer.stats().unloaded_bytes,
             ),
             "stitchboard_spool_disk_bytes": (
                 "Spool segment files on disk",
-                lambda: writer.journal.stats().disk_bytes,
+                lambda: writer.stats().disk_bytes,
             ),
             "stitchboard_spool_oldest_unloaded_age_seconds": (
                 "Age of the oldest record not yet loaded (0 when caught up)",
@@ -136,11 +137,32 @@ class SpooledWriter:
         self.loader_lag = 0.0
         self.spool_metrics = SpoolMetrics(self.metrics, self)
         self.spool_metrics.torn.inc(journal.torn_records)
-        journal.on_sync = self._on_sync
+        journal.on_sync = self.record_sync
         self.waiters = Waiters()
-        journal.on_group = self.waiters.synced
+        journal.on_group = self._on_group
+        # Spool directories other processes append to (the MLLP receiver's), loaded here too.
+        self._followed: list[FollowedSpool] = []
+        self._wake = threading.Event()  # more durable records in one of the spools
 
-    def _on_sync(self, records: int, seconds: float) -> None:
+    def _on_group(self) -> None:
+        self.waiters.synced()
+        self._wake.set()
+
+    def follow(self, spool: FollowedSpool) -> None:
+        """Load ``spool`` (appended to by another process) along with this writer's own."""
+        spool.on_advance = self._wake.set
+        self._followed.append(spool)
+        self._wake.set()
+
+    def _spools(self) -> list[Segments]:
+        return [self.journal, *self._followed]
+
+    def stats(self) -> JournalStats:
+        """This writer's spool and the followed ones, summed."""
+        return sum_stats([spool.stats() for spool in self._spools()])
+
+    def record_sync(self, records: int, seconds: float) -> None:
+        """A group commit of ``records`` that took ``seconds`` (here or in a followed spool)."""
         self.spool_metrics.syncs.inc()
         self.spool_metrics.synced_records.inc(records)
         self.spool_metrics.sync_seconds.observe(seconds)
@@ -182,17 +204,21 @@ class SpooledWriter:
 
     @property
     def pending_rows(self) -> int:
-        return self.journal.stats().unloaded_rows
+        return self.stats().unloaded_rows
+
+    @property
+    def caught_up(self) -> bool:
+        return all(spool.caught_up for spool in self._spools())
 
     def oldest_unloaded_age(self) -> float:
         oldest = self._oldest_ns
-        if oldest is None or self.journal.caught_up:
+        if oldest is None or self.caught_up:
             return 0.0
         return max(0.0, (self.clock() - oldest) / 1e9)
 
     def health(self) -> dict[str, Any]:
-        stats = self.journal.stats()
-        return {
+        stats = self.stats()
+        body: dict[str, Any] = {
             "directory": str(self.journal.directory),
             "unloaded_records": stats.unloaded_records,
             "unloaded_rows": stats.unloaded_rows,
@@ -207,39 +233,59 @@ class SpooledWriter:
             "syncs": stats.syncs,
             "synced_records": stats.synced_records,
         }
+        if self._followed:
+            # Each directory's own figures; the ones above are their sums.
+            body["directories"] = [_part(spool) for spool in self._spools()]
+        return body
 
     # -- the loader thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        position = self.journal.checkpoint
+        positions: dict[int, Position] = {}  # by id() of each spool: where loading goes on
         while not self._abandon.is_set():
-            if not self.journal.wait(position, 0.25):
+            spools = self._spools()
+            for spool in spools:
+                positions.setdefault(id(spool), spool.checkpoint)
+            ready = [spool for spool in spools if spool.readable(positions[id(spool)])]
+            if not ready:
                 if self._stop.is_set():
                     return
+                self._wake.clear()
+                if not any(spool.readable(positions[id(spool)]) for spool in spools):
+                    self._wake.wait(0.25)
                 continue
             started = time.monotonic()
-            records, following = self.journal.read(position, self.batch_max_rows)
-            if not records:
-                if following != position:  # past a sealed segment with nothing left in it
-                    self.journal.commit(following, [])
-                position = following
+            taken: list[tuple[Segments, list[Record], Position]] = []
+            budget = self.batch_max_rows
+            for spool in ready:
+                if budget <= 0:
+                    break
+                records, following = spool.read(positions[id(spool)], budget)
+                budget -= sum(record.rows for record in records)
+                taken.append((spool, records, following))
+            read = [record for _, records, _ in taken for record in records]
+            if read:
+                self._oldest_ns = min(record.time_ns for record in read)
+                merged = merge([self._decode(spool, records) for spool, records, _ in taken])
+                if not self._load(merged):
+                    return
+                notify(self._listeners, merged)
+            for spool, records, following in taken:
+                # Nothing read: past a sealed segment with nothing left in it.
+                if records or following != positions[id(spool)]:
+                    spool.commit(following, records)
+                positions[id(spool)] = following
+            if not read:
                 continue
-            self._oldest_ns = records[0].time_ns
-            merged = self._decode(records)
-            if not self._load(merged):
-                return
-            notify(self._listeners, merged)
-            self.journal.commit(following, records)
-            self._loaded(records)
-            position = following
+            self._loaded(read)
             pause = self.linger - (time.monotonic() - started)
             if pause > 0 and not self._stop.is_set():
                 self._abandon.wait(pause)
 
-    def _decode(self, records: list[Record]) -> Batch:
+    def _decode(self, spool: Segments, records: list[Record]) -> Batch:
         batches = []
         for record in records:
-            memo = self.journal.take_memo(record.position)
+            memo = spool.take_memo(record.position)
             if memo is not None:  # this process's own batch: what the payload decodes to
                 batches.append(memo)
                 continue
@@ -270,23 +316,29 @@ class SpooledWriter:
                 self.spool_metrics.load_errors.inc()
                 if self.journal.load_error is None:
                     log.warning("loading the spool into the store failed, retrying: %s", exc)
-                self.journal.load_error = str(exc) or type(exc).__name__
+                self._set_load_error(str(exc) or type(exc).__name__)
                 if self._abandon.wait(delay):
                     return False
                 delay = min(delay * 2, self.backoff[1])
                 continue
             if self.journal.load_error is not None:
                 log.info("the store accepts writes again; loading the spool")
-                self.journal.load_error = None
+                self._set_load_error(None)
             return True
+
+    def _set_load_error(self, error: str | None) -> None:
+        for spool in self._spools():
+            spool.load_error = error
 
     def _loaded(self, records: list[Record]) -> None:
         now = self.clock()
-        self.loader_lag = max(0.0, (now - records[-1].time_ns) / 1e9)
+        newest = max(record.time_ns for record in records)
+        self.loader_lag = max(0.0, (now - newest) / 1e9)
         self.spool_metrics.loaded_records.inc(len(records))
-        self.spool_metrics.load_delay.observe(max(0.0, (now - records[0].time_ns) / 1e9))
+        oldest = min(record.time_ns for record in records)
+        self.spool_metrics.load_delay.observe(max(0.0, (now - oldest) / 1e9))
         # The next record is no older than the last one loaded (exact after the next read).
-        self._oldest_ns = None if self.journal.caught_up else records[-1].time_ns
+        self._oldest_ns = None if self.caught_up else newest
 
     def close(self, timeout: float = 30.0) -> None:
         """Take no more, sync what was queued, load what is durable (within ``timeout``)."""
@@ -297,7 +349,7 @@ class SpooledWriter:
             if self._thread.is_alive():
                 self._abandon.set()
                 self._thread.join(10)
-        left = self.journal.stats().unloaded_records
+        left = self.stats().unloaded_records
         if left:
             log.warning("%d spool records not loaded yet; they load on the next start", left)
         self.journal.close()
@@ -320,3 +372,18 @@ def open_spooled_writer(
     return SpooledWriter(
         sink, journal, batch_max_rows=batch_max_rows, metrics=metrics, retry_after=retry_after
     )
+
+
+def _part(spool: Segments) -> dict[str, Any]:
+    stats = spool.stats()
+    return {
+        "directory": str(spool.directory),
+        "unloaded_records": stats.unloaded_records,
+        "unloaded_rows": stats.unloaded_rows,
+        "unloaded_bytes": stats.unloaded_bytes,
+        "disk_bytes": stats.disk_bytes,
+        "segments": stats.segments,
+        "torn_records": stats.torn_records,
+        "syncs": stats.syncs,
+        "synced_records": stats.synced_records,
+    }
