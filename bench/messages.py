@@ -7,7 +7,7 @@ the spool's own counters give the messages made durable per sync. Then 64
 connections offer 1,000 messages/s between them, paced, for the ACK latency.
 The server receives MLLP in a process of its own (the default); the same runs
 against a server with the listener on its own event loop
-(``STITCHBOARD_MLLP_PROCESS=false``) give the in-run ratio. Reference: the
+(``STITCHBOARD_RECEIVER_PROCESS=false``) give the in-run ratio. Reference: the
 same listener in a process that parses and ACKs but stores nothing, measured
 with the same clients (the rate and the paced latency).
 
@@ -224,7 +224,7 @@ def stored_rates(env: dict[str, str]) -> tuple[dict[int, dict], dict]:
 def mllp_rates() -> tuple[dict[int, dict], dict, dict, dict[int, dict], dict]:
     # The listener in its own process (the default), then on the server's event loop.
     stored, paced = stored_rates({})
-    in_loop, in_loop_paced = stored_rates({"STITCHBOARD_MLLP_PROCESS": "false"})
+    in_loop, in_loop_paced = stored_rates({"STITCHBOARD_RECEIVER_PROCESS": "false"})
     port = free_port()
     reference = subprocess.Popen(
         [sys.executable, "-c", ACK_ONLY_SERVER, str(port), str(ROOT / "slas.yaml")],
@@ -348,7 +348,7 @@ def mllp_lines() -> list[str]:
         f" p99 {paced['p99'] * 1000:.1f} ms, max {paced['max'] * 1000:.1f} ms   target p99 <= 20 ms"
     )
     lines.append(
-        f"same paced load, listener on the server's loop (STITCHBOARD_MLLP_PROCESS=false):"
+        f"same paced load, listener on the server's loop (STITCHBOARD_RECEIVER_PROCESS=false):"
         f" p50 {in_loop_paced['p50'] * 1000:.1f} ms, p99 {in_loop_paced['p99'] * 1000:.1f} ms"
         " (reference)"
     )

@@ -15,10 +15,10 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from collector.errors import UndecodableBody
-from collector.ingest import LOGS, TRACES, OtlpIngest, Signal
+from collector.ingest import LOGS, TRACES, OtlpIngest, Signal, otlp_ingest
 from collector.otlp import PROTOBUF
 from stitchboard.errors import Overloaded, StoreUnavailable
-from stitchboard.ingest_auth import IngestGuard
+from stitchboard.ingest_auth import IngestGuard, token_check
 from stitchboard.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,12 @@ class OtlpGrpc:
         self.runtime = runtime
         self.host = host
         self.port = port
-        self.ingest = ingest or OtlpIngest(runtime)
+        self.ingest = ingest or otlp_ingest(runtime)
         self.server: grpc.aio.Server | None = None
         settings = runtime.settings
-        self.guard = IngestGuard(runtime.store, settings.ingest_auth, settings.bootstrap_token)
+        self.guard = IngestGuard(
+            token_check(runtime.store), settings.ingest_auth, settings.bootstrap_token
+        )
 
     def _handler(self, signal: Signal):
         retry_after = self.runtime.settings.retry_after_seconds

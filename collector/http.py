@@ -19,12 +19,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.errors import BodyTooLarge, UndecodableBody, UnsupportedMediaType
-from collector.ingest import LOGS, TRACES, OtlpIngest, Signal
+from collector.ingest import LOGS, TRACES, OtlpIngest, Signal, otlp_ingest
 from collector.otlp import JSON, PROTOBUF, Decoded, media_type
 from collector.otlp_json import to_json
 from stitchboard.errors import Overloaded, StoreUnavailable
-from stitchboard.ingest_auth import IngestGuard
+from stitchboard.ingest_auth import IngestGuard, token_check
+from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
+from stitchboard.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +96,17 @@ def success_response(signal: Signal, decoded: Decoded, encoding: str) -> Respons
 
 
 def build_app(runtime: Runtime, ingest: OtlpIngest | None = None) -> Starlette:
-    """The OTLP/HTTP receiver; ``ingest`` is shared when gRPC runs beside it."""
-    ingest = ingest or OtlpIngest(runtime)
+    """The server's OTLP/HTTP receiver; ``ingest`` is shared when gRPC runs beside it."""
     settings = runtime.settings
+    guard = IngestGuard(token_check(runtime.store), settings.ingest_auth, settings.bootstrap_token)
+    return otlp_app(settings, runtime.metrics, ingest or otlp_ingest(runtime), guard)
+
+
+def otlp_app(
+    settings: Settings, metrics: Metrics, ingest: OtlpIngest, guard: IngestGuard
+) -> Starlette:
+    """``POST /v1/traces`` and ``/v1/logs`` (in the server or in the receivers' process)."""
     retry = {"Retry-After": str(settings.retry_after_seconds)}
-    guard = IngestGuard(runtime.store, settings.ingest_auth, settings.bootstrap_token)
 
     def endpoint(signal: Signal):
         async def handle(request: Request) -> Response:
@@ -142,7 +150,7 @@ def build_app(runtime: Runtime, ingest: OtlpIngest | None = None) -> Starlette:
                 outcome = "error"
                 return status_response(500, INTERNAL, "internal error; see server log", encoding)
             finally:
-                runtime.metrics.requests.labels(signal.name, outcome).inc()
+                metrics.requests.labels(signal.name, outcome).inc()
 
         return handle
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -25,8 +26,9 @@ from collector.otlp import (
 )
 from collector.otlp_native import NATIVE_KIND, NativeTraces
 from stitchboard.config import SlasConfig
+from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
-from stitchboard.writer import RawInserter
+from stitchboard.writer import Batch, RawInserter
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,28 @@ LOGS = Signal("logs", "log records")
 
 
 class OtlpIngest:
-    """Decode, normalize, write, count: one call per export request."""
+    """Decode, normalize, write, count: one call per export request.
 
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
-        self.metrics = runtime.metrics
-        self.normalizer = Normalizer(runtime.config, runtime.pseudonymize)
-        self.native = native_traces(runtime, self.normalizer)
-        runtime.on_config(self._reconfigure)
+    ``native``: the engine-side decoder's checks (requests it can take are written as
+    sent); whoever loads the batches registers its inserter (``otlp_ingest``).
+    """
 
-    def _reconfigure(self, config: SlasConfig) -> None:
-        normalizer = Normalizer(config, self.runtime.pseudonymize)
+    def __init__(
+        self,
+        config: SlasConfig,
+        pseudonymize: Callable[[str], str],
+        metrics: Metrics,
+        write: Callable[[Batch], Awaitable[None]],
+        database: str | None = None,
+    ):
+        self.pseudonymize = pseudonymize
+        self.metrics = metrics
+        self.write = write
+        self.normalizer = Normalizer(config, pseudonymize)
+        self.native = None if database is None else NativeTraces(config, self.normalizer, database)
+
+    def reconfigure(self, config: SlasConfig) -> None:
+        normalizer = Normalizer(config, self.pseudonymize)
         if self.native is not None:
             self.native.reconfigure(config, normalizer)
         self.normalizer = normalizer  # one assignment: a request uses the old or the new
@@ -106,16 +119,31 @@ class OtlpIngest:
     async def _write(self, signal: Signal, decoded: Decoded) -> None:
         started = time.perf_counter()
         self.metrics.received.labels(signal.name).inc(decoded.accepted + decoded.rejected)
-        await self.runtime.writer.write(decoded.batch)
+        await self.write(decoded.batch)
         self.metrics.accepted.labels(signal.name).inc(decoded.accepted)
         self.metrics.rejected.labels(signal.name).inc(decoded.rejected)
         self.metrics.batch_latency.labels(signal.name).observe(time.perf_counter() - started)
 
 
-def native_traces(runtime: Runtime, normalizer: Normalizer) -> NativeTraces | None:
-    """The engine-side decoder, registered with the writer (embedded store only)."""
-    if not (runtime.settings.native_decode and runtime.store.embedded):
-        return None
-    native = NativeTraces(runtime.config, normalizer, runtime.store.database)
-    runtime.writer.register_raw(NATIVE_KIND, RawInserter(native.insert, ("otel_traces", "events")))
-    return native
+def native_database(runtime: Runtime) -> str | None:
+    """The database the engine-side decoder writes to, when it is on (embedded store only)."""
+    if runtime.settings.native_decode and runtime.store.embedded:
+        return runtime.store.database
+    return None
+
+
+def otlp_ingest(runtime: Runtime) -> OtlpIngest:
+    """The server's ingest: its engine-side decoder registered with the writer (which loads
+    what any receiver spooled as sent), and reloads of slas.yaml followed."""
+    ingest = OtlpIngest(
+        runtime.config,
+        runtime.pseudonymize,
+        runtime.metrics,
+        runtime.writer.write,
+        native_database(runtime),
+    )
+    if ingest.native is not None:
+        inserter = RawInserter(ingest.native.insert, ("otel_traces", "events"))
+        runtime.writer.register_raw(NATIVE_KIND, inserter)
+    runtime.on_config(ingest.reconfigure)
+    return ingest

@@ -22,7 +22,6 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from collector.hl7.ack import ACCEPT, ERROR, REJECT, ack_bytes
 from collector.hl7.extract import Header
@@ -34,11 +33,7 @@ from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
-from stitchboard.spool import SpooledWriter
 from stitchboard.writer import Batch
-
-if TYPE_CHECKING:
-    from stitchboard.components import Component
 
 log = logging.getLogger(__name__)
 
@@ -247,14 +242,8 @@ class MllpListener:
         return acks
 
 
-def listener(runtime: Runtime) -> Component:
-    """The listener of ``stitchboard serve``: in a process of its own when senders are
-    spooled (``mllp_process``), else on the server's event loop."""
+def listener(runtime: Runtime) -> MllpListener:
     settings = runtime.settings
-    if settings.mllp_process and isinstance(runtime.writer, SpooledWriter):
-        from collector.mllp_process import SUBDIRECTORY, MllpProcess
-
-        return MllpProcess(runtime, runtime.writer, runtime.writer.journal.directory / SUBDIRECTORY)
     server = MllpListener(
         Intake(runtime.config, runtime.pseudonymize),
         runtime.writer.write,

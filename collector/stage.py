@@ -10,8 +10,9 @@ from fastapi import APIRouter
 from collector.grpc_server import OtlpGrpc
 from collector.http import build_app
 from collector.import_state import MIGRATIONS
-from collector.ingest import OtlpIngest
+from collector.ingest import otlp_ingest
 from collector.mllp import listener as mllp_listener
+from collector.receiver_process import receiver_process
 from stitchboard.components import Component, HttpComponent
 from stitchboard.runtime import Runtime
 from stitchboard.stages import Stage
@@ -28,15 +29,19 @@ class CollectorStage(Stage):
         settings = runtime.settings
         result: list[Component] = []
         # One ingest path for both OTLP transports: one engine-side decoder per server.
-        ingest = OtlpIngest(runtime)
-        if settings.otlp_http_port:
+        ingest = otlp_ingest(runtime)
+        # With the spool: MLLP and OTLP/HTTP in a process of their own (gRPC stays here).
+        receivers = receiver_process(runtime)
+        if receivers is not None:
+            result.append(receivers)
+        elif settings.otlp_http_port:
             app = build_app(runtime, ingest)
             result.append(
                 HttpComponent("otlp-http", app, settings.host, settings.otlp_http_port, "OTLP/HTTP")
             )
         if settings.otlp_grpc_port:
             result.append(OtlpGrpc(runtime, settings.host, settings.otlp_grpc_port, ingest))
-        if settings.mllp_port:
+        if settings.mllp_port and receivers is None:
             result.append(mllp_listener(runtime))
         return result
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -38,8 +39,17 @@ class _QuietServer(uvicorn.Server):
 class HttpComponent:
     """An ASGI app served by uvicorn inside the shared event loop."""
 
-    def __init__(self, name: str, app: ASGIApp, host: str, port: int, label: str):
+    def __init__(
+        self,
+        name: str,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        label: str,
+        sock: socket.socket | None = None,  # already bound and listening
+    ):
         self.name = name
+        self.sock = sock
         self.label = label
         self.host = host
         self.port = port
@@ -57,7 +67,8 @@ class HttpComponent:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name=self.name)
+        sockets = [self.sock] if self.sock is not None else None
+        self._task = asyncio.create_task(self._server.serve(sockets), name=self.name)
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # re-raises the bind error

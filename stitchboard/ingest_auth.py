@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from stitchboard import credentials
 from stitchboard.errors import ConfigError
@@ -24,11 +24,27 @@ from stitchboard.store.client import Store
 CACHE_SECONDS = 5.0
 
 
-class IngestGuard:
-    """Checks an ``Authorization`` header against the ingest tokens (cached a few seconds)."""
+def token_check(store: Store) -> Callable[[str], bool]:
+    """Whether a token secret is an ingest (or admin) token, read from the store."""
 
-    def __init__(self, store: Store, enabled: bool, bootstrap_token: str | None = None):
-        self.store = store
+    def allows(secret: str) -> bool:
+        token = credentials.check_token(store, secret)
+        return token is not None and satisfies(token.role, Need.INGEST)
+
+    return allows
+
+
+class IngestGuard:
+    """Checks an ``Authorization`` header against the ingest tokens (cached a few seconds).
+
+    ``tokens`` answers for one secret (``token_check``; in the receivers' process, a
+    question to the server); it runs in a worker thread.
+    """
+
+    def __init__(
+        self, tokens: Callable[[str], bool], enabled: bool, bootstrap_token: str | None = None
+    ):
+        self.tokens = tokens
         self.enabled = enabled
         self.bootstrap_token = bootstrap_token
         self._cache: dict[str, tuple[float, bool]] = {}
@@ -37,8 +53,7 @@ class IngestGuard:
     def _check(self, secret: str) -> bool:
         if self.bootstrap_token and hmac.compare_digest(secret, self.bootstrap_token):
             return True
-        token = credentials.check_token(self.store, secret)
-        return token is not None and satisfies(token.role, Need.INGEST)
+        return self.tokens(secret)
 
     async def allowed(self, authorization: str | None) -> bool:
         if not self.enabled:

@@ -55,10 +55,10 @@ class Settings(BaseSettings):
         True, description="serve: acknowledge after fdatasync to a local spool, load behind it"
     )
     spool_dir: Path = Field(Path("spool"), description="Directory of the ingest spool")
-    mllp_process: bool = Field(
+    receiver_process: bool = Field(
         True,
-        description="serve, with the spool: receive HL7 over MLLP in a process of its own,"
-        " spooling into spool_dir/mllp (false: on the server's event loop)",
+        description="serve, with the spool: receive MLLP and OTLP/HTTP in a process of their"
+        " own, spooling into spool_dir/receivers (false: on the server's event loop)",
     )
     spool_max_bytes: int = Field(
         1 << 30, gt=0, description="Unloaded bytes the spool holds before 429/503 and AR"

@@ -1,11 +1,12 @@
 """A spool directory that another process appends to, loaded by this one.
 
-The MLLP receiver runs in a process of its own (``collector.mllp_process``): it
-appends to its own spool directory with group commit and acknowledges after
-``fdatasync``, then reports where the durable records end (``SpoolState``). The
-server's loader reads them from here as it reads its own spool, moves the
-checkpoint, deletes loaded segments and tells the receiver what it loaded, so the
-receiver's size bound counts only what is not in the store yet.
+The MLLP and OTLP/HTTP receivers run in a process of their own
+(``collector.receiver_process``): it appends to its own spool directory with
+group commit, answers senders after ``fdatasync``, then reports where the durable
+records end (``SpoolState``). The server's loader reads them from here as it
+reads its own spool, moves the checkpoint, deletes loaded segments and tells the
+receiver what it loaded, so the receiver's size bound counts only what is not in
+the store yet.
 
 When the receiver is restarted it recovers the directory from the checkpoint on
 (torn final records are skipped, as at any start); what it reports then replaces

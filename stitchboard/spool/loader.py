@@ -140,7 +140,7 @@ class SpooledWriter:
         journal.on_sync = self.record_sync
         self.waiters = Waiters()
         journal.on_group = self._on_group
-        # Spool directories other processes append to (the MLLP receiver's), loaded here too.
+        # Spool directories other processes append to (the receivers'), loaded here too.
         self._followed: list[FollowedSpool] = []
         self._wake = threading.Event()  # more durable records in one of the spools
 
@@ -175,6 +175,10 @@ class SpooledWriter:
 
     def register_raw(self, kind: str, inserter: RawInserter) -> None:
         self._inserter.raw[kind] = inserter
+
+    def loads_raw(self, kind: str) -> bool:
+        """Whether records of ``kind`` spooled as sent can be loaded (an inserter is registered)."""
+        return kind in self._inserter.raw
 
     def start(self) -> None:
         """Start loading (once every raw inserter is registered: recovered records need them)."""

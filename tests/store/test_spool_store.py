@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from collector.http import build_app
-from collector.ingest import TRACES, OtlpIngest
+from collector.ingest import TRACES, otlp_ingest
 from collector.intake import Intake, batch_of
 from collector.mllp import MllpListener
 from collector.otlp import PROTOBUF
@@ -58,7 +58,7 @@ def counts(store, tag: str) -> dict[str, int]:
 
 def test_engine_decoded_spans_and_hl7_load_once_even_when_loaded_twice(store, tmp_path: Path):
     runtime = make_runtime(store, spool=tmp_path)
-    ingest = OtlpIngest(runtime)  # registers the engine-side decoder with the writer
+    ingest = otlp_ingest(runtime)  # registers the engine-side decoder with the writer
     assert ingest.native is not None
     body = spans_request(40, service="SPOOLSVC", seed=11).SerializeToString()
     decoded = TRACES.decode(body, PROTOBUF, ingest.normalizer, ingest.native)
@@ -79,7 +79,7 @@ def test_engine_decoded_spans_and_hl7_load_once_even_when_loaded_twice(store, tm
     # A crash after the load but before the checkpoint: the next start loads it all again.
     (tmp_path / CHECKPOINT).write_text(json.dumps({"segment": 1, "offset": 8}))
     again = make_runtime(store, spool=tmp_path)
-    OtlpIngest(again)
+    otlp_ingest(again)
     assert again.writer.pending_rows == 40 + 25
     again.writer.start()
     wait_for(lambda: again.writer.pending_rows == 0)

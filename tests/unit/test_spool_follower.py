@@ -1,4 +1,4 @@
-"""A spool directory appended to elsewhere (the MLLP receiver's), loaded by the server's
+"""A spool directory appended to elsewhere (the receivers'), loaded by the server's
 loader: what the appender reports is loaded once, the appender's bound is freed by what
 the loader reports back, and a restarted appender's recovered records load exactly once."""
 
@@ -21,7 +21,7 @@ from tests.unit.test_spool import batch, ids, wait_for, writer
 
 class Appender:
     """The other process's side, here: a journal that reports after every sync and is told
-    what was loaded (as ``collector.mllp_process`` does over its socket pair)."""
+    what was loaded (as ``collector.receiver_process`` does over its socket pair)."""
 
     def __init__(self, path: Path, follower: FollowedSpool, **journal: int):
         self.journal = Journal(path, **journal)

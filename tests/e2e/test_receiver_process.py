@@ -1,6 +1,7 @@
-"""The MLLP receiver's process under a real ``stitchboard serve``: killed during load it is
-restarted on the same port and nothing it acknowledged is lost or doubled; killed with the
-server (``kill -9``), it does not outlive it, and the next start loads what it had synced."""
+"""The receivers' process under a real ``stitchboard serve``: killed during mixed MLLP and
+OTLP/HTTP load it is restarted on the same ports and nothing it acknowledged is lost or
+doubled; killed with the server (``kill -9``), it does not outlive it, and the next start
+loads what it had synced."""
 
 from __future__ import annotations
 
@@ -16,19 +17,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_spool_crash import Ledger, mllp_sender, resend_unanswered, wait_until_loaded
+from tests.e2e.test_spool_crash import (
+    SERVICE,
+    Ledger,
+    resend_unanswered,
+    run_load,
+    wait_until_loaded,
+)
 from tests.support import AUTH, ServeProcess, sql
 
 
 def receiver_pid(server: ServeProcess) -> int:
     assert server.proc is not None
     out = subprocess.run(
-        ["pgrep", "-P", str(server.proc.pid), "-f", "collector.mllp_process"],
+        ["pgrep", "-P", str(server.proc.pid), "-f", "collector.receiver_process"],
         capture_output=True,
         text=True,
     )
     pids = [int(pid) for pid in out.stdout.split()]
-    assert len(pids) == 1, f"expected one MLLP receiver under the server, found {pids}"
+    assert len(pids) == 1, f"expected one receivers process under the server, found {pids}"
     return pids[0]
 
 
@@ -50,14 +57,10 @@ def metric(server: ServeProcess, name: str) -> float:
 
 
 def send_for(server: ServeProcess, ledger: Ledger, seconds: float, kill: int | None = None) -> None:
-    """Four senders for ``seconds``; ``kill``: that process is killed half-way."""
+    """Four MLLP senders and one OTLP/HTTP sender for ``seconds``; ``kill``: that process
+    is killed half-way."""
     stop = threading.Event()
-    threads = [
-        threading.Thread(target=mllp_sender, args=(server.mllp_port, ledger, stop))
-        for _ in range(4)
-    ]
-    for thread in threads:
-        thread.start()
+    threads = run_load(server, ledger, stop)
     time.sleep(seconds / 2)
     if kill is not None:
         os.kill(kill, signal.SIGKILL)
@@ -83,8 +86,8 @@ def test_the_receiver_is_restarted_after_a_kill_and_dies_with_the_server():
         server.start()
         first = receiver_pid(server)
         send_for(server, ledger, 2.0, kill=first)
-        wait_for(lambda: metric(server, "stitchboard_mllp_receiver_restarts_total") == 1)
-        wait_for(lambda: metric(server, "stitchboard_mllp_receiver_up") == 1)
+        wait_for(lambda: metric(server, "stitchboard_receiver_restarts_total") == 1)
+        wait_for(lambda: metric(server, "stitchboard_receiver_up") == 1)
         second = receiver_pid(server)
         assert second != first
         send_for(server, ledger, 1.0)  # the restarted receiver, on the same port
@@ -101,11 +104,20 @@ def test_the_receiver_is_restarted_after_a_kill_and_dies_with_the_server():
             "SELECT keys['msg'] AS id, count() AS n FROM {db}.events FINAL"
             " WHERE startsWith(keys['msg'], 'K9-') GROUP BY id",
         )
+        spans = sql(
+            server.clickhouse,
+            "SELECT trace_id, span_id, count() AS n FROM {db}.events FINAL"
+            f" WHERE source = '{SERVICE}' GROUP BY trace_id, span_id",
+        )
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.stop(signal.SIGKILL)
         shutil.rmtree(workdir, ignore_errors=True)
     assert acked_before_kill > 20, "the load did not run"
+    assert ledger.acked_spans, "no span was acknowledged: the load did not run"
     assert ledger.acked_messages == ledger.sent_messages
     assert {row["id"] for row in messages} == ledger.acked_messages
     assert all(row["n"] == 1 for row in messages)
+    assert ledger.acked_spans == ledger.sent_spans
+    assert {(row["trace_id"], row["span_id"]) for row in spans} == ledger.acked_spans
+    assert all(row["n"] == 1 for row in spans)

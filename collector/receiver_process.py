@@ -1,27 +1,32 @@
-"""The MLLP listener in a process of its own, spooling for the server to load.
+"""The receivers in a process of their own, spooling for the server to load.
 
-A sender's ACK waits for its message to be judged, appended and synced; in the
-server's process every step also waits for the interpreter lock, which the
-correlator and the loader hold much of the time. So ``stitchboard serve`` (with
-the spool on and ``mllp_process``) runs the listener in a child process:
+A sender's answer (an MLLP AA, an OTLP/HTTP 200) waits for its data to be judged,
+appended and synced; in the server's process every step also waits for the
+interpreter lock, which the correlator and the loader hold much of the time. So
+``stitchboard serve`` (with the spool on and ``receiver_process``) runs the MLLP
+and OTLP/HTTP listeners in a child process:
 
-- the server binds the port and passes the listening socket to the child, so the
-  port is taken (or refused) before start-up ends and stays open while a crashed
+- the server binds the ports and passes the listening sockets to the child, so a
+  taken port stops the server's start, and the ports stay open while a crashed
   child is restarted (the kernel keeps queueing connections);
-- the child (``python -m collector.mllp_process``) judges each message as the
-  in-process listener does (``MllpListener``, ``Intake``), appends the batch to
-  its own spool directory (``<spool_dir>/mllp``, group commit) and sends AA after
-  ``fdatasync``; it has no store;
+- the child (``python -m collector.receiver_process``) judges each message and
+  request as the in-process listeners do (``MllpListener``, ``otlp_app``),
+  appends the batch to its own spool directory (``<spool_dir>/receivers``,
+  group commit) and answers after ``fdatasync``; it has no store: an ingest
+  token it has not seen lately is a question to the server;
 - it reports where its durable records end after every sync; the server's loader
-  reads them from there (``FollowedSpool``) into ClickHouse with its own spool's,
-  and tells the child what it loaded, which frees the child's size bound. A
-  failing store reaches the child too, so a full spool answers AR with the reason.
+  reads them from there (``FollowedSpool``) into ClickHouse with its own spool's
+  (OTLP requests spooled as sent are decoded by the engine there), and tells the
+  child what it loaded, which frees the child's size bound. A failing store
+  reaches the child too, so a full spool answers 503 and AR with the reason.
+
+OTLP/gRPC stays in the server's process (gRPC cannot take a listening socket).
 
 The two talk over a socket pair: length-prefixed pickles (both ends are this
 program). The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the
-whole process group): it stops when the server tells it to, after the ACKs of
-messages being stored, or at once when the server is gone (Linux kills it with
-the server, and the closed socket pair tells it elsewhere). A child that exits
+whole process group): it stops when the server tells it to, after answering what
+it is storing, or at once when the server is gone (Linux kills it with the
+server, and the closed socket pair tells it elsewhere). A child that exits
 otherwise is logged and restarted, with backoff; its spool loads as before.
 """
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import pickle
@@ -40,41 +46,41 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
-from collector.intake import Intake
-from collector.mllp import MllpListener
 from collector.mllp_tls import context_from
 from stitchboard.config import SlasConfig
 from stitchboard.errors import ConfigError
-from stitchboard.ingest_auth import SenderNetworks
+from stitchboard.ingest_auth import SenderNetworks, token_check
 from stitchboard.metrics import Metrics
-from stitchboard.phi import Pseudonymizer, load_key
 from stitchboard.settings import Settings
-from stitchboard.spool.codec import encode_batch
 from stitchboard.spool.follower import FollowedSpool
 from stitchboard.spool.journal import Journal, SpoolState, Tally
 from stitchboard.spool.segment import Position
-from stitchboard.spool.waiters import Waiters
-from stitchboard.writer import Batch
 
 if TYPE_CHECKING:
+    from stitchboard.components import Component
     from stitchboard.runtime import Runtime
     from stitchboard.spool.loader import SpooledWriter
+    from stitchboard.writer import Batch
 
 log = logging.getLogger(__name__)
 
-SUBDIRECTORY = "mllp"  # of spool_dir
+SUBDIRECTORY = "receivers"  # of spool_dir
 READY_TIMEOUT = 60.0  # seconds for a child to open its spool and listen
 STOP_TIMEOUT = 30.0  # seconds for a child to answer what it holds and exit
+TOKEN_TIMEOUT = 10.0  # seconds for the server to answer whether a token may send
 REPORT_INTERVAL = 0.5  # seconds between reports when no sync happened (metrics)
 RESTART_BACKOFF = (1.0, 30.0)  # seconds, doubling
-# The listener's counters the server's /metrics shows (Metrics attributes).
+# The listeners' counters and histograms the server's /metrics shows (Metrics attributes).
 COUNTERS = ("requests", "received", "accepted", "rejected")
+HISTOGRAMS = ("batch_latency",)
 _LENGTH = struct.Struct("<I")
 
 
@@ -117,15 +123,32 @@ class Start:
     settings: Settings
     config: SlasConfig
     directory: Path
+    mllp: bool  # which listening sockets follow on the command line, in this order
+    otlp_http: bool
+    database: str | None  # the engine-side OTLP decoder's, when it is on
 
 
 # -- the server's side -----------------------------------------------------------------
 
 
-class MllpProcess:
-    """A ``Component`` of ``stitchboard serve``: the listener's process, started and watched."""
+def receiver_process(runtime: Runtime) -> ReceiverProcess | None:
+    """The receivers' process of ``stitchboard serve``, when senders are spooled and
+    ``receiver_process`` is on (and MLLP or OTLP/HTTP listens)."""
+    from stitchboard.spool.loader import SpooledWriter
 
-    name = "mllp"
+    settings = runtime.settings
+    writer = runtime.writer
+    if not (settings.receiver_process and isinstance(writer, SpooledWriter)):
+        return None
+    if not (settings.mllp_port or settings.otlp_http_port):
+        return None
+    return ReceiverProcess(runtime, writer, writer.journal.directory / SUBDIRECTORY)
+
+
+class ReceiverProcess:
+    """A ``Component`` of ``stitchboard serve``: the receivers' process, started and watched."""
+
+    name = "receivers"
 
     def __init__(self, runtime: Runtime, writer: SpooledWriter, directory: Path):
         settings = runtime.settings
@@ -135,12 +158,14 @@ class MllpProcess:
         self.runtime = runtime
         self.writer = writer
         self.host = settings.host
-        self.port = settings.mllp_port
+        self.mllp_port = settings.mllp_port
+        self.otlp_http_port = settings.otlp_http_port
         self.tls = settings.mllp_tls_cert is not None
         self.spool = FollowedSpool(directory, settings.spool_max_bytes)
         self.spool.on_commit = self._loaded
         self.spool.on_load_error = self._load_error
-        self._listening: socket.socket | None = None
+        self._tokens = token_check(runtime.store)
+        self._listening: list[socket.socket] = []
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._send_lock = threading.Lock()
@@ -151,42 +176,50 @@ class MllpProcess:
         self._refused = 0
         registry = runtime.metrics.registry
         self.restarts = Counter(
-            "stitchboard_mllp_receiver_restarts",
-            "MLLP receiver processes restarted after exiting on their own",
+            "stitchboard_receiver_restarts",
+            "Receiver processes (MLLP, OTLP/HTTP) restarted after exiting on their own",
             registry=registry,
         )
         self.up = Gauge(
-            "stitchboard_mllp_receiver_up",
-            "1 while the MLLP receiver process runs",
-            registry=registry,
+            "stitchboard_receiver_up", "1 while the receivers' process runs", registry=registry
         )
         runtime.on_config(self._reconfigure)
 
     async def start(self) -> None:
-        self._listening = _listen(self.host, self.port)
-        self.port = self._listening.getsockname()[1]
+        if self.mllp_port:
+            self._listening.append(_listen(self.host, self.mllp_port))
+            self.mllp_port = self._listening[-1].getsockname()[1]
+        if self.otlp_http_port:
+            self._listening.append(_listen(self.host, self.otlp_http_port))
+            self.otlp_http_port = self._listening[-1].getsockname()[1]
         await self._spawn(restarted=False)
         self.writer.follow(self.spool)
 
     async def _spawn(self, *, restarted: bool) -> None:
         """Start a child (on the event loop's thread: Linux ties the child's life to it)."""
-        assert self._listening is not None
         ours, theirs = socket.socketpair()
-        fds = (theirs.fileno(), self._listening.fileno())
+        fds = (theirs.fileno(), *(sock.fileno() for sock in self._listening))
         process = subprocess.Popen(
-            [sys.executable, "-m", "collector.mllp_process", *map(str, (*fds, os.getpid()))],
+            [sys.executable, "-m", "collector.receiver_process", str(os.getpid()), *map(str, fds)],
             pass_fds=fds,
         )
         theirs.close()
-        directory = self.spool.directory
-        send(ours, ("start", Start(self.runtime.settings, self.runtime.config, directory)))
+        start = Start(
+            settings=self.runtime.settings,
+            config=self.runtime.config,
+            directory=self.spool.directory,
+            mllp=bool(self.mllp_port),
+            otlp_http=bool(self.otlp_http_port),
+            database=_native_database(self.runtime, self.writer),
+        )
+        send(ours, ("start", start))
         ready = await asyncio.to_thread(_first_message, ours, READY_TIMEOUT)
         if ready is None or ready[0] != "ready":
             ours.close()
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             code = await asyncio.to_thread(process.wait)
-            raise RuntimeError(f"the MLLP receiver did not start (exit status {code})")
+            raise RuntimeError(f"the receivers' process did not start (exit status {code})")
         state: SpoolState = ready[1]
         self.writer.spool_metrics.torn.inc(state.torn_records)
         self._refused = state.refused
@@ -196,24 +229,30 @@ class MllpProcess:
         self.up.set(1)
         loop = asyncio.get_running_loop()
         self._reader = threading.Thread(
-            target=self._read, args=(ours, loop), name="mllp-receiver", daemon=True
+            target=self._read, args=(ours, loop), name="receivers", daemon=True
         )
         self._reader.start()
         if restarted:
-            log.info("MLLP receiver restarted (process %d)", process.pid)
+            log.info("receivers' process restarted (process %d)", process.pid)
 
     def _read(self, control: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        """The child's reports, on a thread of their own, until it exits."""
+        """The child's reports and questions, on a thread of their own, until it exits."""
         while (message := receive(control)) is not None:
             kind = message[0]
             if kind == "progress":
                 self._progress(*message[1:])
+            elif kind == "token":
+                self._answer_token(*message[1:])
         self.up.set(0)
         if not self._stopping:
             loop.call_soon_threadsafe(self._exited)
 
     def _progress(
-        self, state: SpoolState, syncs: list[tuple[int, float]], counters: dict[Any, float]
+        self,
+        state: SpoolState,
+        syncs: list[tuple[int, float]],
+        counters: dict[Any, float],
+        observed: list[tuple[str, tuple[str, ...], float]],
     ) -> None:
         self.spool.follow(state)
         for records, seconds in syncs:
@@ -228,6 +267,16 @@ class MllpProcess:
                 attribute, labels = key
                 getattr(metrics, attribute).labels(*labels).inc(delta)
                 self._counted[key] = value
+        for attribute, labels, value in observed:
+            getattr(metrics, attribute).labels(*labels).observe(value)
+
+    def _answer_token(self, question: int, secret: str) -> None:
+        try:
+            allowed = self._tokens(secret)
+        except Exception:  # noqa: BLE001 - the store is away: refuse, the sender retries
+            log.exception("checking an ingest token for the receivers failed")
+            allowed = False
+        self._send(("token", question, allowed))
 
     def _exited(self) -> None:
         self.restarts.inc()
@@ -237,7 +286,7 @@ class MllpProcess:
         delay = RESTART_BACKOFF[0]
         if self._process is not None:
             code = await asyncio.to_thread(self._process.wait)
-            log.error("the MLLP receiver exited (status %s); restarting it", code)
+            log.error("the receivers' process exited (status %s); restarting it", code)
         if self._control is not None:
             self._control.close()
         while not self._stopping:
@@ -248,7 +297,7 @@ class MllpProcess:
                 await self._spawn(restarted=True)
                 return
             except Exception:  # noqa: BLE001 - keep trying; the spool holds what was acked
-                log.exception("restarting the MLLP receiver failed; trying again in %.0f s", delay)
+                log.exception("restarting the receivers failed; trying again in %.0f s", delay)
                 delay = min(delay * 2, RESTART_BACKOFF[1])
 
     def _send(self, message: tuple[Any, ...]) -> None:
@@ -279,20 +328,33 @@ class MllpProcess:
             try:
                 await asyncio.to_thread(process.wait, STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                log.error("the MLLP receiver did not stop in %.0f s; killing it", STOP_TIMEOUT)
+                log.error("the receivers did not stop in %.0f s; killing them", STOP_TIMEOUT)
                 process.kill()
                 await asyncio.to_thread(process.wait)
         if self._reader is not None:
             await asyncio.to_thread(self._reader.join, 5.0)
-        for sock in (self._control, self._listening):
+        for sock in (self._control, *self._listening):
             if sock is not None:
                 sock.close()
         self.up.set(0)
 
     def describe(self) -> str:
-        label = "HL7 v2 over MLLP+TLS" if self.tls else "HL7 v2 over MLLP"
-        scheme = "mllps" if self.tls else "mllp"
-        return f"{label:<22} {scheme}://{self.host}:{self.port}"
+        lines = []
+        if self.otlp_http_port:
+            lines.append(f"{'OTLP/HTTP':<22} http://{self.host}:{self.otlp_http_port}")
+        if self.mllp_port:
+            label = "HL7 v2 over MLLP+TLS" if self.tls else "HL7 v2 over MLLP"
+            scheme = "mllps" if self.tls else "mllp"
+            lines.append(f"{label:<22} {scheme}://{self.host}:{self.mllp_port}")
+        return "\n  ".join(lines)  # one banner line each
+
+
+def _native_database(runtime: Runtime, writer: SpooledWriter) -> str | None:
+    """The engine-side decoder's database, if the server loads what it takes (as sent)."""
+    from collector.ingest import native_database
+    from collector.otlp_native import NATIVE_KIND
+
+    return native_database(runtime) if writer.loads_raw(NATIVE_KIND) else None
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -315,36 +377,88 @@ def _first_message(sock: socket.socket, timeout: float) -> tuple[Any, ...] | Non
 # -- the child's side ------------------------------------------------------------------
 
 
-class Receiver:
-    """The child: the listener, its spool, and the reports to the server."""
+class _Observed:
+    """A histogram of the child's ``Metrics`` whose observations go to the server."""
 
-    def __init__(self, start: Start, control: socket.socket, listening: socket.socket):
+    def __init__(self, attribute: str, sink: Callable[[str, tuple[str, ...], float], None]):
+        self.attribute = attribute
+        self.sink = sink
+
+    def labels(self, *values: str) -> _Observation:
+        return _Observation(self, values)
+
+
+@dataclass(frozen=True)
+class _Observation:
+    histogram: _Observed
+    values: tuple[str, ...]
+
+    def observe(self, value: float) -> None:
+        self.histogram.sink(self.histogram.attribute, self.values, value)
+
+
+class Receiver:
+    """The child: the listeners, their spool, and the reports to the server."""
+
+    def __init__(self, start: Start, control: socket.socket, listening: list[socket.socket]):
+        from collector.http import otlp_app
+        from collector.ingest import OtlpIngest
+        from collector.intake import Intake
+        from collector.mllp import MllpListener
+        from stitchboard.components import HttpComponent
+        from stitchboard.ingest_auth import IngestGuard
+        from stitchboard.phi import Pseudonymizer, load_key
+        from stitchboard.spool.waiters import Waiters
+
         settings = start.settings
         self.control = control
         self.journal = _open_journal(start.directory, settings)
         self.waiters = Waiters()
         self._syncs: list[tuple[int, float]] = []
+        self._observed: list[tuple[str, tuple[str, ...], float]] = []
         self._report_lock = threading.Lock()
+        self._questions = itertools.count()
+        self._answers: dict[int, Future[bool]] = {}
         self.journal.on_sync = self._synced
         self.journal.on_group = self._group
-        self.pseudonymize = Pseudonymizer(
-            load_key(settings.pseudonym_key, settings.pseudonym_key_file)
-        )
+        pseudonymize = Pseudonymizer(load_key(settings.pseudonym_key, settings.pseudonym_key_file))
         self.metrics = Metrics()
-        self.listener = MllpListener(
-            Intake(start.config, self.pseudonymize),
-            self.write,
-            settings.host,
-            settings.mllp_port,
-            max_frame=settings.max_body_bytes,
-            metrics=self.metrics,
-            senders=SenderNetworks(settings.mllp_allow),
-            tls=context_from(settings),
-            sock=listening,
-        )
+        for attribute in HISTOGRAMS:
+            setattr(self.metrics, attribute, _Observed(attribute, self._observe))
+        self.components: list[Component] = []
+        sockets = iter(listening)
+        self.mllp: MllpListener | None = None
+        self.intake = lambda config: Intake(config, pseudonymize)
+        if start.mllp:
+            self.mllp = MllpListener(
+                Intake(start.config, pseudonymize),
+                self.write,
+                settings.host,
+                settings.mllp_port,
+                max_frame=settings.max_body_bytes,
+                metrics=self.metrics,
+                senders=SenderNetworks(settings.mllp_allow),
+                tls=context_from(settings),
+                sock=next(sockets),
+            )
+            self.components.append(self.mllp)
+        self.otlp: OtlpIngest | None = None
+        if start.otlp_http:
+            self.otlp = OtlpIngest(
+                start.config, pseudonymize, self.metrics, self.write, start.database
+            )
+            guard = IngestGuard(self._ask_token, settings.ingest_auth, settings.bootstrap_token)
+            app = otlp_app(settings, self.metrics, self.otlp, guard)
+            sock = next(sockets)
+            port = sock.getsockname()[1]
+            self.components.append(
+                HttpComponent("otlp-http", app, settings.host, port, "OTLP/HTTP", sock=sock)
+            )
         self._stopped = asyncio.Event()
 
     async def write(self, batch: Batch) -> None:
+        from stitchboard.spool.codec import encode_batch
+
         rows = batch.rows
         if rows:
             await self.waiters.wait(self.journal.append(encode_batch(batch), rows))
@@ -352,6 +466,10 @@ class Receiver:
     def _synced(self, records: int, seconds: float) -> None:
         with self._report_lock:
             self._syncs.append((records, seconds))
+
+    def _observe(self, attribute: str, labels: tuple[str, ...], value: float) -> None:
+        with self._report_lock:
+            self._observed.append((attribute, labels, value))
 
     def _group(self) -> None:
         self.waiters.synced()
@@ -361,6 +479,7 @@ class Receiver:
         """Where the durable records end, the syncs since the last report, the counters."""
         with self._report_lock:
             syncs, self._syncs = self._syncs, []
+            observed, self._observed = self._observed, []
             counters = {}
             for attribute in COUNTERS:
                 for family in getattr(self.metrics, attribute).collect():
@@ -368,12 +487,29 @@ class Receiver:
                         if sample.name.endswith("_total"):
                             labels = tuple(sample.labels.values())
                             counters[(attribute, labels)] = sample.value
+            message = ("progress", self.journal.state(), syncs, counters, observed)
             with contextlib.suppress(OSError):  # the server is gone: the control loop ends us
-                send(self.control, ("progress", self.journal.state(), syncs, counters))
+                send(self.control, message)
+
+    def _ask_token(self, secret: str) -> bool:
+        """Whether the server's store knows ``secret`` as an ingest token (a worker thread)."""
+        question = next(self._questions)
+        answer: Future[bool] = Future()
+        self._answers[question] = answer
+        try:
+            with self._report_lock:
+                send(self.control, ("token", question, secret))
+            return answer.result(TOKEN_TIMEOUT)
+        except (OSError, TimeoutError):
+            log.warning("the server did not answer whether an ingest token may send; refused")
+            return False
+        finally:
+            self._answers.pop(question, None)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        await self.listener.start()
+        for component in self.components:
+            await component.start()
         send(self.control, ("ready", self.journal.state()))
         threading.Thread(target=self._control_loop, args=(loop,), daemon=True).start()
         while not self._stopped.is_set():
@@ -388,18 +524,31 @@ class Receiver:
                 self.journal.loaded_elsewhere(message[1], message[2])
             elif kind == "load_error":
                 self.journal.load_error = message[1]
+            elif kind == "token":
+                answer = self._answers.get(message[1])
+                if answer is not None:
+                    answer.set_result(message[2])
             elif kind == "config":
-                intake = Intake(message[1], self.pseudonymize)
-                loop.call_soon_threadsafe(setattr, self.listener, "intake", intake)
+                loop.call_soon_threadsafe(self._reconfigure, message[1])
             elif kind == "stop":
                 asyncio.run_coroutine_threadsafe(self._stop(message[1]), loop).result()
                 return
         # The server is gone: whatever is durable loads on its next start.
-        log.warning("the server closed its connection to the MLLP receiver; exiting")
+        log.warning("the server closed its connection to the receivers; exiting")
         os._exit(1)
 
+    def _reconfigure(self, config: SlasConfig) -> None:
+        if self.mllp is not None:
+            self.mllp.intake = self.intake(config)  # one assignment
+        if self.otlp is not None:
+            self.otlp.reconfigure(config)
+
     async def _stop(self, grace: float) -> None:
-        await self.listener.stop(grace)
+        for component in reversed(self.components):
+            if self.mllp is component:
+                await self.mllp.stop(grace)
+            else:
+                await component.stop()
         await asyncio.to_thread(self.journal.seal)
         self._stopped.set()
 
@@ -431,14 +580,15 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    _die_with_parent(int(argv[2]))
+    """``python -m collector.receiver_process <server pid> <control fd> <listening fds…>``."""
+    _die_with_parent(int(argv[0]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    control = socket.socket(fileno=int(argv[0]))
-    listening = socket.socket(fileno=int(argv[1]))
+    control = socket.socket(fileno=int(argv[1]))
+    listening = [socket.socket(fileno=int(fd)) for fd in argv[2:]]
     message = receive(control)
     if message is None or message[0] != "start":
-        sys.exit("collector.mllp_process: started without a server")
+        sys.exit("collector.receiver_process: started without a server")
     start: Start = message[1]
     logging.basicConfig(
         level=start.settings.log_level.upper(),
