@@ -6,7 +6,10 @@ from several concurrent senders; the clock stops when every request has been
 answered 200, i.e. is durable in the server's spool (fdatasync'd). A second
 clock stops when the spool's loader has moved every span into ``otel_traces``
 and ``events`` (the sustained rate). The reference is the same engine's
-``INSERT … SELECT`` rate into the same tables, measured in this run.
+``INSERT … SELECT`` rate into the same tables, measured in this run. The
+same load against a server with the receivers on its own event loop
+(``STITCHBOARD_RECEIVER_PROCESS=false``) gives the in-run ratio of the
+receivers' process.
 """
 
 from __future__ import annotations
@@ -125,11 +128,10 @@ def engine_rate(rows: int = 500_000) -> dict[str, float]:
     return {"otel_traces": traces, "events": events, "spans": 1 / (1 / traces + 1 / events)}
 
 
-def run() -> list[str]:
-    bodies = build_requests(REQUESTS)
-    wire = sum(len(b) for b in bodies) / (REQUESTS * SPANS_PER_REQUEST)
+def measure(bodies: list[bytes], env: dict[str, str]) -> dict[str, float]:
+    """Acknowledged and sustained spans/s of one server, its retries and requests per sync."""
     workdir = Path(tempfile.mkdtemp(prefix="stitchboard-bench-"))
-    server = ServeProcess(workdir / "data")
+    server = ServeProcess(workdir / "data", env=env)
     server.mllp_port = 0
     server.otlp_grpc_port = 0
     try:
@@ -139,24 +141,42 @@ def run() -> list[str]:
         started = time.perf_counter()
         elapsed, retries = send_all(f"{server.otlp_http}/v1/traces", bodies[10:])
         loaded = loaded_at(server) - started
-        spans = (REQUESTS - 10) * SPANS_PER_REQUEST
+        spans = (len(bodies) - 10) * SPANS_PER_REQUEST
         spool = server.health()["spool"]
         server.stop()
     finally:
         if server.proc and server.proc.poll() is None:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    ingest = spans / elapsed
-    sustained = spans / loaded
+    return {
+        "ingest": spans / elapsed,
+        "sustained": spans / loaded,
+        "loaded": loaded,
+        "retries": retries,
+        "per_sync": spool["synced_records"] / spool["syncs"],
+    }
+
+
+def run() -> list[str]:
+    bodies = build_requests(REQUESTS)
+    wire = sum(len(b) for b in bodies) / (REQUESTS * SPANS_PER_REQUEST)
+    # The receivers in their own process (the default), then on the server's event loop.
+    shipped = measure(bodies, {})
+    in_loop = measure(bodies, {"STITCHBOARD_RECEIVER_PROCESS": "false"})
     engine = engine_rate()
+    ingest, sustained = shipped["ingest"], shipped["sustained"]
     return [
         f"spans on the wire: {wire:.0f} bytes each, {SPANS_PER_REQUEST} per request,"
         f" {SENDERS} concurrent senders, {REQUESTS - 10} requests",
         f"OTLP/HTTP protobuf, acknowledged after the spool's fdatasync: {ingest:,.0f} spans/s"
-        f" ({retries} retries after 429/503; {spool['synced_records'] / spool['syncs']:.1f}"
+        f" ({shipped['retries']:.0f} retries after 429/503; {shipped['per_sync']:.1f}"
         " requests per sync over the run)   target >= 100,000",
-        f"sustained: every span loaded into otel_traces and events {loaded:.1f}s after the"
-        f" first request: {sustained:,.0f} spans/s",
+        f"sustained: every span loaded into otel_traces and events {shipped['loaded']:.1f}s"
+        f" after the first request: {sustained:,.0f} spans/s",
+        f"the receivers on the server's loop (STITCHBOARD_RECEIVER_PROCESS=false):"
+        f" acknowledged {in_loop['ingest']:,.0f} spans/s ({ingest / in_loop['ingest']:.2f}x),"
+        f" sustained {in_loop['sustained']:,.0f} spans/s"
+        f" ({sustained / in_loop['sustained']:.2f}x) (reference)",
         f"engine INSERT ... SELECT: otel_traces {engine['otel_traces']:,.0f} rows/s,"
         f" events {engine['events']:,.0f} rows/s, both tables {engine['spans']:,.0f} spans/s",
         f"ratio sustained load / engine: {sustained / engine['spans']:.1%}   target >= 70%",

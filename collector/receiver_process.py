@@ -454,6 +454,7 @@ class Receiver:
             self.components.append(
                 HttpComponent("otlp-http", app, settings.host, port, "OTLP/HTTP", sock=sock)
             )
+        self._report_due = False
         self._stopped = asyncio.Event()
 
     async def write(self, batch: Batch) -> None:
@@ -461,7 +462,21 @@ class Receiver:
 
         rows = batch.rows
         if rows:
-            await self.waiters.wait(self.journal.append(encode_batch(batch), rows))
+            try:
+                await self.waiters.wait(self.journal.append(encode_batch(batch), rows))
+            finally:
+                self._report_soon()
+
+    def _report_soon(self) -> None:
+        """Report once the callers of this loop step have counted what they answered
+        (their counters move right after ``write`` returns): one report per loop step."""
+        if not self._report_due:
+            self._report_due = True
+            asyncio.get_running_loop().call_soon(self._report_now)
+
+    def _report_now(self) -> None:
+        self._report_due = False
+        self.report()
 
     def _synced(self, records: int, seconds: float) -> None:
         with self._report_lock:
@@ -472,8 +487,7 @@ class Receiver:
             self._observed.append((attribute, labels, value))
 
     def _group(self) -> None:
-        self.waiters.synced()
-        self.report()
+        self.waiters.synced()  # the writers it wakes report (``_report_soon``)
 
     def report(self) -> None:
         """Where the durable records end, the syncs since the last report, the counters."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -76,9 +77,19 @@ def test_sdk_exporters_over_http_and_grpc_then_sigterm_keeps_everything():
         health = server.health()
         assert health["status"] == "ok"
         assert health["store"]["schema_version"] >= 1
-        metrics = httpx.get(f"{server.api}/metrics", headers=AUTH).text
-        assert 'stitchboard_accepted_records_total{signal="traces"} 200.0' in metrics
-        assert 'stitchboard_accepted_records_total{signal="logs"} 50.0' in metrics
+        # OTLP/HTTP is counted in the receivers' process, reported to the server at once.
+        expected = (
+            'stitchboard_accepted_records_total{signal="traces"} 200.0',
+            'stitchboard_accepted_records_total{signal="logs"} 50.0',
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            metrics = httpx.get(f"{server.api}/metrics", headers=AUTH).text
+            if all(line in metrics for line in expected) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert expected[0] in metrics
+        assert expected[1] in metrics
         assert server.stop() == 0
         assert "Stitchboard stopped" in server.output
         counts = sql(

@@ -88,7 +88,8 @@ def test_the_receivers_acknowledge_and_the_server_loads_each_record_once(store, 
         assert metric(runtime, "stitchboard_accepted_records_total", signal="traces") == 40
         assert metric(runtime, "stitchboard_batch_latency_seconds_count", signal="traces") == 2
         # One sync per message or request here (one sender at a time, each waits).
-        assert metric(runtime, "stitchboard_spool_synced_records_total") == 32
+        wait_for(lambda: metric(runtime, "stitchboard_spool_synced_records_total") == 32)
+        wait_for(lambda: runtime.writer.health()["unloaded_records"] == 0)  # committed
         health = runtime.writer.health()
         child = next(d for d in health["directories"] if d["directory"].endswith(SUBDIRECTORY))
         assert child["synced_records"] == 32 and child["unloaded_records"] == 0
