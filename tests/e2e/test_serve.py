@@ -77,7 +77,7 @@ def test_sdk_exporters_over_http_and_grpc_then_sigterm_keeps_everything():
         health = server.health()
         assert health["status"] == "ok"
         assert health["store"]["schema_version"] >= 1
-        # OTLP/HTTP is counted in the receivers' process, reported to the server at once.
+        # OTLP/HTTP is counted in the receivers' process, reported within 0.1 s.
         expected = (
             'stitchboard_accepted_records_total{signal="traces"} 200.0',
             'stitchboard_accepted_records_total{signal="logs"} 50.0',
