@@ -33,6 +33,7 @@ from stitchboard.errors import Overloaded, StoreUnavailable
 from stitchboard.ingest_auth import SenderNetworks
 from stitchboard.metrics import Metrics
 from stitchboard.runtime import Runtime
+from stitchboard.settings import Settings
 from stitchboard.writer import Batch
 
 log = logging.getLogger(__name__)
@@ -243,16 +244,13 @@ class MllpListener:
 
 
 def listener(runtime: Runtime) -> MllpListener:
-    settings = runtime.settings
-    server = MllpListener(
-        Intake(runtime.config, runtime.pseudonymize),
+    """The listener on the server's event loop, writing to the server's writer."""
+    server = configured(
+        runtime.settings,
+        runtime.config,
+        runtime.pseudonymize,
         runtime.writer.write,
-        settings.host,
-        settings.mllp_port,
-        max_frame=settings.max_body_bytes,
-        metrics=runtime.metrics,
-        senders=SenderNetworks(settings.mllp_allow),
-        tls=context_from(settings),
+        runtime.metrics,
     )
 
     def reconfigure(config: SlasConfig) -> None:
@@ -260,3 +258,25 @@ def listener(runtime: Runtime) -> MllpListener:
 
     runtime.on_config(reconfigure)
     return server
+
+
+def configured(
+    settings: Settings,
+    config: SlasConfig,
+    pseudonymize: Callable[[str], str],
+    write: Callable[[Batch], Awaitable[None]],
+    metrics: Metrics,
+    sock: socket.socket | None = None,
+) -> MllpListener:
+    """A listener as the settings say (port, frame limit, sender networks, TLS)."""
+    return MllpListener(
+        Intake(config, pseudonymize),
+        write,
+        settings.host,
+        settings.mllp_port,
+        max_frame=settings.max_body_bytes,
+        metrics=metrics,
+        senders=SenderNetworks(settings.mllp_allow),
+        tls=context_from(settings),
+        sock=sock,
+    )

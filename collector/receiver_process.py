@@ -404,7 +404,7 @@ class Receiver:
         from collector.http import otlp_app
         from collector.ingest import OtlpIngest
         from collector.intake import Intake
-        from collector.mllp import MllpListener
+        from collector.mllp import MllpListener, configured
         from stitchboard.components import HttpComponent
         from stitchboard.ingest_auth import IngestGuard
         from stitchboard.phi import Pseudonymizer, load_key
@@ -430,16 +430,8 @@ class Receiver:
         self.mllp: MllpListener | None = None
         self.intake = lambda config: Intake(config, pseudonymize)
         if start.mllp:
-            self.mllp = MllpListener(
-                Intake(start.config, pseudonymize),
-                self.write,
-                settings.host,
-                settings.mllp_port,
-                max_frame=settings.max_body_bytes,
-                metrics=self.metrics,
-                senders=SenderNetworks(settings.mllp_allow),
-                tls=context_from(settings),
-                sock=next(sockets),
+            self.mllp = configured(
+                settings, start.config, pseudonymize, self.write, self.metrics, next(sockets)
             )
             self.components.append(self.mllp)
         self.otlp: OtlpIngest | None = None

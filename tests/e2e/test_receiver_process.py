@@ -24,6 +24,7 @@ from tests.e2e.test_spool_crash import (
     run_load,
     wait_until_loaded,
 )
+from tests.store.test_spool_store import wait_for
 from tests.support import AUTH, ServeProcess, sql
 
 
@@ -68,13 +69,6 @@ def send_for(server: ServeProcess, ledger: Ledger, seconds: float, kill: int | N
     stop.set()
     for thread in threads:
         thread.join(30)
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stitchboard.errors import Overloaded, StoreUnavailable
-from stitchboard.spool import Journal
+from stitchboard.spool import Journal, SpooledWriter
 from stitchboard.spool.codec import encode_batch
 from stitchboard.spool.follower import FollowedSpool
 from stitchboard.spool.journal import CHECKPOINT, Tally
@@ -40,13 +40,19 @@ class Appender:
         self.journal.append(encode_batch(batch(first, n)), n).result(5)
 
 
-def test_records_another_process_appends_load_once_beside_the_writer_s_own(tmp_path):
+def following(tmp_path: Path) -> tuple[MemorySink, SpooledWriter, FollowedSpool, Appender]:
+    """A writer loading its own spool and one an ``Appender`` writes, started."""
     sink = MemorySink()
     w = writer(tmp_path / "own", sink)
     follower = FollowedSpool(tmp_path / "other", 1 << 30)
     other = Appender(tmp_path / "other", follower)
     w.follow(follower)
     w.start()
+    return sink, w, follower, other
+
+
+def test_records_another_process_appends_load_once_beside_the_writer_s_own(tmp_path):
+    sink, w, follower, other = following(tmp_path)
     w.write_sync(batch(0, 3), timeout=5)
     other.append(100, 4)
     other.append(104, 1)
@@ -92,12 +98,7 @@ def test_what_the_loader_reports_back_frees_the_appender_s_bound(tmp_path):
 
 
 def test_a_restarted_appender_s_recovered_records_load_once_and_torn_ones_are_skipped(tmp_path):
-    sink = MemorySink()
-    w = writer(tmp_path / "own", sink)
-    follower = FollowedSpool(tmp_path / "other", 1 << 30)
-    other = Appender(tmp_path / "other", follower)
-    w.follow(follower)
-    w.start()
+    sink, w, follower, other = following(tmp_path)
     other.append(0, 2)
     wait_for(lambda: len(ids(sink)) == 2 and w.caught_up)
     # Synced but not reported before the appender died, then a torn tail.
