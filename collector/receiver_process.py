@@ -54,20 +54,29 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
+from collector.http import otlp_app
+from collector.ingest import OtlpIngest, native_database
+from collector.intake import Intake
+from collector.mllp import MllpListener, configured
 from collector.mllp_tls import context_from
+from collector.otlp_native import NATIVE_KIND
+from stitchboard.components import HttpComponent
 from stitchboard.config import SlasConfig
 from stitchboard.errors import ConfigError
-from stitchboard.ingest_auth import SenderNetworks, token_check
+from stitchboard.ingest_auth import IngestGuard, SenderNetworks, token_check
 from stitchboard.metrics import Metrics
+from stitchboard.phi import Pseudonymizer, load_key
 from stitchboard.settings import Settings
+from stitchboard.spool.codec import encode_batch
 from stitchboard.spool.follower import FollowedSpool
 from stitchboard.spool.journal import Journal, SpoolState, Tally
+from stitchboard.spool.loader import SpooledWriter
 from stitchboard.spool.segment import Position
+from stitchboard.spool.waiters import Waiters
 
 if TYPE_CHECKING:
     from stitchboard.components import Component
     from stitchboard.runtime import Runtime
-    from stitchboard.spool.loader import SpooledWriter
     from stitchboard.writer import Batch
 
 log = logging.getLogger(__name__)
@@ -134,8 +143,6 @@ class Start:
 def receiver_process(runtime: Runtime) -> ReceiverProcess | None:
     """The receivers' process of ``stitchboard serve``, when senders are spooled and
     ``receiver_process`` is on (and MLLP or OTLP/HTTP listens)."""
-    from stitchboard.spool.loader import SpooledWriter
-
     settings = runtime.settings
     writer = runtime.writer
     if not (settings.receiver_process and isinstance(writer, SpooledWriter)):
@@ -351,9 +358,6 @@ class ReceiverProcess:
 
 def _native_database(runtime: Runtime, writer: SpooledWriter) -> str | None:
     """The engine-side decoder's database, if the server loads what it takes (as sent)."""
-    from collector.ingest import native_database
-    from collector.otlp_native import NATIVE_KIND
-
     return native_database(runtime) if writer.loads_raw(NATIVE_KIND) else None
 
 
@@ -401,15 +405,6 @@ class Receiver:
     """The child: the listeners, their spool, and the reports to the server."""
 
     def __init__(self, start: Start, control: socket.socket, listening: list[socket.socket]):
-        from collector.http import otlp_app
-        from collector.ingest import OtlpIngest
-        from collector.intake import Intake
-        from collector.mllp import MllpListener, configured
-        from stitchboard.components import HttpComponent
-        from stitchboard.ingest_auth import IngestGuard
-        from stitchboard.phi import Pseudonymizer, load_key
-        from stitchboard.spool.waiters import Waiters
-
         settings = start.settings
         self.control = control
         self.journal = _open_journal(start.directory, settings)
@@ -449,8 +444,6 @@ class Receiver:
         self._stopped = asyncio.Event()
 
     async def write(self, batch: Batch) -> None:
-        from stitchboard.spool.codec import encode_batch
-
         rows = batch.rows
         if rows:
             await self.waiters.wait(self.journal.append(encode_batch(batch), rows))
