@@ -27,7 +27,9 @@ program). The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the
 whole process group): it stops when the server tells it to, after answering what
 it is storing, or at once when the server is gone (Linux kills it with the
 server, and the closed socket pair tells it elsewhere). A child that exits
-otherwise is logged and restarted, with backoff; its spool loads as before.
+otherwise is logged and restarted, with backoff; its spool loads as before. One
+that sends nothing for ``HANG_TIMEOUT`` (it reports ten times a second) is
+killed and restarted the same way.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ STOP_TIMEOUT = 30.0  # seconds for a child to answer what it holds and exit
 TOKEN_TIMEOUT = 10.0  # seconds for the server to answer whether a token may send
 REPORT_INTERVAL = 0.1  # seconds between reports besides those after syncs (counters)
 RESTART_BACKOFF = (1.0, 30.0)  # seconds, doubling
+# A child that has not reported for this long (it reports every REPORT_INTERVAL) is hung:
+# killed, then restarted as any child that exits.
+HANG_TIMEOUT = 15.0  # seconds
 # The listeners' counters and histograms the server's /metrics shows (Metrics attributes).
 COUNTERS = ("requests", "received", "accepted", "rejected")
 HISTOGRAMS = ("batch_latency",)
@@ -181,10 +186,17 @@ class ReceiverProcess:
         self._restart: asyncio.Task[None] | None = None
         self._counted: dict[tuple[str, tuple[str, ...]], float] = {}
         self._refused = 0
+        self._heard = time.monotonic()  # the child's last message
+        self._watchdog: asyncio.Task[None] | None = None
         registry = runtime.metrics.registry
         self.restarts = Counter(
             "stitchboard_receiver_restarts",
             "Receiver processes (MLLP, OTLP/HTTP) restarted after exiting on their own",
+            registry=registry,
+        )
+        self.hangs = Counter(
+            "stitchboard_receiver_hangs",
+            "Receiver processes killed after sending nothing for 15 s (then restarted)",
             registry=registry,
         )
         self.up = Gauge(
@@ -233,18 +245,22 @@ class ReceiverProcess:
         self.spool.follow(state, restarted=True)
         self._process, self._control = process, ours
         self._counted.clear()
+        self._heard = time.monotonic()
         self.up.set(1)
         loop = asyncio.get_running_loop()
         self._reader = threading.Thread(
             target=self._read, args=(ours, loop), name="receivers", daemon=True
         )
         self._reader.start()
+        if self._watchdog is None:
+            self._watchdog = loop.create_task(self._watch())
         if restarted:
             log.info("receivers' process restarted (process %d)", process.pid)
 
     def _read(self, control: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         """The child's reports and questions, on a thread of their own, until it exits."""
         while (message := receive(control)) is not None:
+            self._heard = time.monotonic()
             kind = message[0]
             if kind == "progress":
                 self._progress(*message[1:])
@@ -284,6 +300,24 @@ class ReceiverProcess:
             log.exception("checking an ingest token for the receivers failed")
             allowed = False
         self._send(("token", question, allowed))
+
+    async def _watch(self) -> None:
+        """Kill a child that stopped reporting (stopped, deadlocked): it is then restarted."""
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, HANG_TIMEOUT / 4))
+            process = self._process
+            silent = time.monotonic() - self._heard
+            if process is None or process.poll() is not None or silent < HANG_TIMEOUT:
+                continue
+            if self._restart is not None and not self._restart.done():
+                continue  # already being replaced
+            log.error(
+                "the receivers' process %d sent nothing for %.0f s; killing it", process.pid, silent
+            )
+            self.hangs.inc()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            self._heard = time.monotonic()
 
     def _exited(self) -> None:
         self.restarts.inc()
@@ -325,6 +359,10 @@ class ReceiverProcess:
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         if self._restart is not None:
             self._restart.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from hl7.client import MLLPClient
 
+from collector import receiver_process as receivers
 from collector.ingest import otlp_ingest
 from collector.receiver_process import SUBDIRECTORY, ReceiverProcess, receiver_process
 from stitchboard import credentials
@@ -189,4 +190,26 @@ def test_a_failing_store_reaches_the_receivers_whose_full_spool_answers_ar_and_5
         wait_for(lambda: send(component.mllp_port, ["MOUT-AGAIN"]) == ["AA"])
         wait_for(lambda: counts(store, "MOUT") == {"final": acked + 1, "ids": acked + 1})
         wait_for(lambda: metric(runtime, "stitchboard_spool_refused_batches_total") >= 2)
+    runtime.writer.close()
+
+
+def test_a_receiver_that_stops_reporting_is_killed_and_restarted(
+    store, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setattr(receivers, "HANG_TIMEOUT", 1.5)
+    runtime = make_runtime(store, spool=tmp_path / "spool", mllp_port=free_port(), otlp_http_port=0)
+    component = started(runtime)
+    with InProcess([component]):
+        runtime.writer.start()
+        assert send(component.mllp_port, [f"MHANG-{i}" for i in range(5)]) == ["AA"] * 5
+        first = component._process
+        assert first is not None
+        os.kill(first.pid, signal.SIGSTOP)  # alive, silent
+        wait_for(lambda: component._process is not first, timeout=30)
+        wait_for(lambda: metric(runtime, "stitchboard_receiver_up") == 1)
+        assert metric(runtime, "stitchboard_receiver_hangs_total") == 1
+        assert metric(runtime, "stitchboard_receiver_restarts_total") == 1
+        assert first.wait(10) == -signal.SIGKILL
+        assert send(component.mllp_port, [f"MHANG-{i}" for i in range(5, 10)]) == ["AA"] * 5
+        wait_for(lambda: counts(store, "MHANG") == {"final": 10, "ids": 10})
     runtime.writer.close()
