@@ -357,7 +357,7 @@ class ReceiverProcess:
     def _reconfigure(self, config: SlasConfig) -> None:
         self._send(("config", config))
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self) -> None:
         self._stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -369,7 +369,7 @@ class ReceiverProcess:
                 await self._restart
         process = self._process
         if process is not None:
-            self._send(("stop", grace))
+            self._send(("stop",))
             try:
                 await asyncio.to_thread(process.wait, STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -461,7 +461,7 @@ class Receiver:
         self.components: list[Component] = []
         sockets = iter(listening)
         self.mllp: MllpListener | None = None
-        self.intake = lambda config: Intake(config, pseudonymize)
+        self.pseudonymize = pseudonymize
         if start.mllp:
             self.mllp = configured(
                 settings, start.config, pseudonymize, self.write, self.metrics, next(sockets)
@@ -556,7 +556,7 @@ class Receiver:
             elif kind == "config":
                 loop.call_soon_threadsafe(self._reconfigure, message[1])
             elif kind == "stop":
-                asyncio.run_coroutine_threadsafe(self._stop(message[1]), loop).result()
+                asyncio.run_coroutine_threadsafe(self._stop(), loop).result()
                 return
         # The server is gone: whatever is durable loads on its next start.
         log.warning("the server closed its connection to the receivers; exiting")
@@ -564,16 +564,14 @@ class Receiver:
 
     def _reconfigure(self, config: SlasConfig) -> None:
         if self.mllp is not None:
-            self.mllp.intake = self.intake(config)  # one assignment
+            self.mllp.intake = Intake(config, self.pseudonymize)  # one assignment
         if self.otlp is not None:
             self.otlp.reconfigure(config)
 
-    async def _stop(self, grace: float) -> None:
+    async def _stop(self) -> None:
+        # The MLLP listener answers the messages it is storing (up to 10 s), then closes.
         for component in reversed(self.components):
-            if self.mllp is component:
-                await self.mllp.stop(grace)
-            else:
-                await component.stop()
+            await component.stop()
         await asyncio.to_thread(self.journal.seal)
         self._stopped.set()
 

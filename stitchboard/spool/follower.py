@@ -65,7 +65,6 @@ class FollowedSpool(Segments):
             self.synced_records = state.synced_records
             self.torn_records = state.torn_records
             self.refused = state.refused
-            self._durable_cv.notify_all()
         if self.on_advance is not None:
             self.on_advance()
 

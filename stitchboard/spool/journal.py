@@ -116,7 +116,6 @@ class Segments:
     def __init__(self, directory: Path):
         self.directory = directory.resolve()
         self._lock = threading.Lock()
-        self._durable_cv = threading.Condition(self._lock)
         self._ends: dict[int, int] = {}  # sealed segment -> end of its valid records
         self._sizes: dict[int, int] = {}  # segment -> bytes on disk
         self._active = 1  # the segment being appended to
@@ -131,13 +130,6 @@ class Segments:
         self.checkpoint = Position(1, len(MAGIC))
 
     # -- loading ------------------------------------------------------------------------------
-
-    def wait(self, start: Position, timeout: float) -> bool:
-        """Wait until a durable record lies at or after ``start``; False on timeout or seal."""
-        with self._lock:
-            if not self._readable(start):
-                self._durable_cv.wait(timeout)
-            return self._readable(start)
 
     def _readable(self, start: Position) -> bool:
         if start.segment != self._active:
@@ -382,7 +374,6 @@ class Journal(Segments):
                 self.appended.add(len(group), sum(rows for _, rows, _, _ in group), len(data))
                 self.syncs += 1
                 self.synced_records += len(group)
-                self._durable_cv.notify_all()
             for _, _, future, _ in group:
                 future.set_result(None)
             if self.on_group is not None:
@@ -466,7 +457,6 @@ class Journal(Segments):
         with self._lock:
             self._sealed = True
             self._pending_cv.notify_all()
-            self._durable_cv.notify_all()
         self._thread.join()
 
     def close(self) -> None:
