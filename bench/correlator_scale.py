@@ -91,11 +91,14 @@ def run() -> Iterator[str]:
             elapsed = time.perf_counter() - started
             correlated = registry.get_sample_value("stitchboard_correlated_events_total") or 0
             dropped = registry.get_sample_value("stitchboard_correlator_dropped_batches_total")
+            busy = registry.get_sample_value("stitchboard_correlator_busy_seconds_total") or 0
             yield (
                 f"on top of {stored:,} stored events: {line}; peak RSS {_peak_gib():.2f} GiB;"
                 f" the live path correlated {correlated:,.0f} events in the {elapsed:.0f}s of"
                 f" sending and probing = {correlated / elapsed:,.0f} events/s"
-                f" ({dropped or 0:,.0f} writer batches not queued: read from the store)"
+                f" ({dropped or 0:,.0f} writer batches not queued: read from the store);"
+                f" busy {busy:.1f}s ({busy / elapsed:.0%} of the time) ="
+                f" {correlated / busy if busy else 0:,.0f} events per busy second"
             )
             started = time.perf_counter()
             drained = again.wait_caught_up(timeout=1800)

@@ -13,11 +13,8 @@
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
-
-from clickhouse_connect.driver.binding import format_str
 
 from correlator.live import Due, Found, LookupHop, StoredTx, TxRef, Update
 from correlator.repository import (
@@ -37,24 +34,11 @@ from correlator.schema import (
 from correlator.stitching import Node
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
-from stitchboard.store import Store
+from stitchboard.store import Store, literal_settings, string_array
 
 _CHUNK = 10_000
-_MAX_QUERY_SIZE = 1 << 24
 _LOOKUP_CHUNK = 100_000  # values per lookup statement: one statement for most batches
 LOOKUP_COLUMNS = ("workflow", "key", "value", "event_id", "step")
-
-
-_NEEDS_ESCAPE = re.compile(r"[\\'`\t\n]")
-
-
-def string_array(values: Iterable[str]) -> str:
-    """A ClickHouse array literal of strings, escaped as clickhouse-connect escapes a
-    bound parameter (its ``format_str``), but only the values that need it: binding a
-    list of a hundred thousand values escapes them character by character, which cost
-    more than the lookup itself."""
-    needs = _NEEDS_ESCAPE.search
-    return "[" + ",".join(format_str(v) if needs(v) else f"'{v}'" for v in values) + "]"
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -102,11 +86,13 @@ class StoreIndex:
                     found.append(hop)
         return Found(refs, found)
 
-    def _literal_rows(self, sql: str) -> list[tuple[Any, ...]]:
+    def _literal_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """Rows of a statement that carries its values as a literal (longer than the
         engine's default 256 KiB limit on a statement's text)."""
         rows: list[tuple[Any, ...]] = self.store.query(
-            sql, settings={"max_query_size": max(_MAX_QUERY_SIZE, 2 * len(sql))}
+            sql, parameters, settings=literal_settings(sql)
         ).result_rows
         return rows
 
@@ -117,20 +103,19 @@ class StoreIndex:
         hops_table = self.store.table(TRANSACTION_HOPS.name)
         out: list[StoredTx] = []
         ordered = sorted(set(refs), key=lambda r: r.id_time)
-        where = (
-            " WHERE workflow IN {workflows:Array(String)}"
-            " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
-            " AND fromUnixTimestamp64Nano({hi:Int64})"
-            " AND id IN {ids:Array(String)}"
-        )
         for part in _chunks(ordered):
             params = {
                 "workflows": sorted({r.workflow for r in part}),
                 "lo": part[0].id_time,
                 "hi": part[-1].id_time,
-                "ids": [r.id for r in part],
             }
-            rows = self.store.rows(
+            where = (
+                " WHERE workflow IN {workflows:Array(String)}"
+                " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
+                " AND fromUnixTimestamp64Nano({hi:Int64})"
+                f" AND id IN {string_array(r.id for r in part)}"
+            )
+            rows = self._literal_rows(
                 "SELECT workflow, id, toUnixTimestamp64Nano(id_time), event_ids, event_steps,"
                 f" evaluated_at FROM {table} FINAL{where} AND deleted = 0",
                 params,
@@ -138,7 +123,7 @@ class StoreIndex:
             if not rows:
                 continue
             payloads = dict(
-                self.store.rows(
+                self._literal_rows(
                     f"SELECT id, argMax(hops, version) FROM {hops_table}{where} GROUP BY id",
                     params,
                 )

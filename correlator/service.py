@@ -132,6 +132,13 @@ class CorrelatorMetrics:
             ["workflow"],
             registry=r,
         )
+        self.busy = Counter(
+            "stitchboard_correlator_busy_seconds",
+            "Seconds the live correlator spent correlating, sweeping and writing: its rate in"
+            " events per busy second is rate(correlated events) / rate(this), its load"
+            " rate(this) alone (1 = never idle)",
+            registry=r,
+        )
         self.failures = Counter(
             "stitchboard_correlator_failures",
             "Correlator passes and steps that failed (store errors included) and were retried",
@@ -281,14 +288,17 @@ class CorrelatorService:
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
+            started = time.perf_counter()
             try:
                 self._apply_config()
                 self.step()
                 self.sweep_if_due()
                 self._save_state()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad batch
+                self.metrics.busy.inc(time.perf_counter() - started)  # not the backoff
                 self._failed("step", exc)
             else:
+                self.metrics.busy.inc(time.perf_counter() - started)
                 self._recovered()
         try:
             self.step()
