@@ -13,7 +13,7 @@ import msgspec
 
 from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
 from correlator.stitching import Changes, Retired
-from correlator.transaction import Level, Transaction
+from correlator.transaction import Level, StepResult, Transaction
 from correlator.unmatched import write_states
 from stitchboard.events import Event
 from stitchboard.store import Store, literal_settings, string_array
@@ -78,6 +78,9 @@ def first_missed(tx: Transaction) -> tuple[int, int]:
     return warn, breach
 
 
+_NO_STEPS: tuple[tuple[Any, ...], ...] = ((),) * len(StepResult._fields)
+
+
 def transaction_row(
     tx: Transaction,
     version: int,
@@ -85,8 +88,26 @@ def transaction_row(
     new_keys: tuple[tuple[str, str], ...] | None = None,
 ) -> tuple:
     """A transaction row; ``new_keys`` (when known) are the key values its previous
-    version under the same id did not have: only those are indexed again."""
-    steps = tx.steps
+    version under the same id did not have: only those are indexed again.
+
+    The step columns come from one transposition of the steps (``zip``), not one pass
+    over them per column: a live batch writes tens of thousands of rows."""
+    (
+        names,
+        counts,
+        firsts,
+        lasts,
+        anchors,
+        warns,
+        breaches,
+        durations,
+        levels,
+        _,
+        _,
+        statuses,
+    ) = _step_columns(tx.steps)
+    keys = tuple(zip(*tx.keys, strict=True)) or ((), ())
+    delta = tuple(zip(*new_keys, strict=True)) if new_keys else ((), ())
     return (
         tx.id,
         tx.workflow,
@@ -101,31 +122,36 @@ def transaction_row(
         tx.warn_deadline or None,
         tx.breach_deadline or None,
         tx.flags,
-        sorted({m.step for m in tx.missed}),
+        sorted({m.step for m in tx.missed}) if tx.missed else (),
         tx.amount,
         tx.event_ids,
         tx.event_steps,
-        [k for k, _ in tx.keys],
-        [v for _, v in tx.keys],
+        keys[0],
+        keys[1],
         len(tx.event_ids),
         tx.error_count,
-        [s.name for s in steps],
-        [s.events for s in steps],
-        [s.first_time for s in steps],
-        [s.last_time for s in steps],
-        [s.level for s in steps],
-        [s.duration_ns if s.first_time and s.anchor_time else -1 for s in steps],
-        [s.warn_at for s in steps],
-        [s.breach_at for s in steps],
-        [s.status for s in steps],
-        *first_missed(tx),
+        names,
+        counts,
+        firsts,
+        lasts,
+        levels,
+        [d if f and a else -1 for d, f, a in zip(durations, firsts, anchors, strict=True)],
+        warns,
+        breaches,
+        statuses,
+        *(first_missed(tx) if tx.missed else (0, 0)),
         version,
         0,
         evaluated_at,
         0 if new_keys is None else 1,
-        [k for k, _ in new_keys or ()],
-        [v for _, v in new_keys or ()],
+        delta[0],
+        delta[1],
     )
+
+
+def _step_columns(steps: tuple[StepResult, ...]) -> tuple[tuple[Any, ...], ...]:
+    """The steps' fields as columns, in ``StepResult``'s order."""
+    return tuple(zip(*steps, strict=True)) if steps else _NO_STEPS
 
 
 def deleted_row(gone: Retired, version: int) -> tuple:
