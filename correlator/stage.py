@@ -34,6 +34,7 @@ class CorrelatorComponent:
             runtime.store,
             runtime.config,
             runtime.metrics.registry,
+            interval=runtime.settings.correlator_interval,
             cache_hops=runtime.settings.correlator_cache_hops,
         )
         runtime.writer.add_listener(service.on_batch)

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         description="Hops of recent transactions the correlator keeps in memory (the rest"
         " are read back from the store when touched)",
     )
+    correlator_interval: float = Field(
+        0.25,
+        gt=0,
+        le=60,
+        description="Seconds the correlator waits between steps: each step carries every"
+        " batch loaded meanwhile (longer: fewer, larger statements; shorter: fresher pages)",
+    )
     native_decode: bool = Field(
         True, description="Embedded store: let the engine decode OTLP protobuf trace requests"
     )

@@ -253,20 +253,56 @@ def test_an_evicted_transaction_is_read_back_from_its_stored_hops(clean: Store) 
     assert stored(clean) == expected([adt, ack, charge, coding])
 
 
-def test_serve_sizes_the_cache_from_its_setting(clean: Store) -> None:
+def test_serve_sizes_the_cache_and_paces_the_steps_from_its_settings(clean: Store) -> None:
     import asyncio
 
     from correlator.stage import CorrelatorComponent
     from tests.support import make_runtime
 
-    runtime = make_runtime(clean, correlator_cache_hops=7)
+    runtime = make_runtime(clean, correlator_cache_hops=7, correlator_interval=1.5)
     component = CorrelatorComponent(runtime)
     asyncio.run(component.start())
     try:
         assert component.service is not None
         assert component.service.live.cache.max_hops == 7
+        assert component.service.interval == 1.5
     finally:
         asyncio.run(component.stop())
+
+
+def test_busy_seconds_count_the_steps_and_not_the_waits(clean: Store) -> None:
+    """A step of 0.3 s counts 0.3 s; the interval's wait, and the backoff after a
+    failed step (0.5 s here), do not."""
+    import threading
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    service = CorrelatorService(clean, CONFIG, registry, interval=0.05, retry_initial=0.5)
+    service.loaded = True  # no startup pass: only the loop's steps
+    calls = 0
+    done = threading.Event()
+
+    def step(now: int | None = None) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            time.sleep(0.3)
+        elif calls == 2:
+            raise RuntimeError("store away")
+        else:
+            done.set()
+
+    service.step = step  # type: ignore[method-assign]
+    started = time.perf_counter()
+    service.start()
+    assert done.wait(10)
+    service.stop()
+    elapsed = time.perf_counter() - started
+    busy = registry.get_sample_value("stitchboard_correlator_busy_seconds_total") or 0.0
+    assert elapsed >= 0.3 + 0.5  # the slow step, then the backoff
+    assert 0.3 <= busy < 0.3 + 0.2  # the slow step, not the 0.5 s of backoff
 
 
 def test_key_values_that_need_escaping_are_looked_up_exactly(clean: Store) -> None:
