@@ -18,6 +18,7 @@ from stitchboard.config.model import SlasConfig
 from stitchboard.disks import DiskSpace
 
 PAGE = "dh"
+BUSY_WARN = 0.9  # share of the time the correlator works at which its card warns
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def metric_totals(registry: CollectorRegistry) -> dict[str, float]:
         "stitchboard_correlated_events_total": "correlated",
         "stitchboard_ingest_queue_rows": "queue_rows",
         "stitchboard_correlator_pending_events": "correlator_pending",
+        "stitchboard_correlator_busy_seconds_total": "correlator_busy",
         "stitchboard_correlation_delay_seconds_sum": "delay_sum",
         "stitchboard_correlation_delay_seconds_count": "delay_count",
     }
@@ -68,6 +70,24 @@ def metric_totals(registry: CollectorRegistry) -> dict[str, float]:
             if name:
                 totals[name] += sample.value
     return totals
+
+
+def lag_card(current: dict[str, float], per_second: dict[str, float]) -> Any:
+    """The correlator's mean delay, its backlog and how busy it was since the last
+    refresh; it warns when busy nearly all the time (any burst then makes a backlog)."""
+    lag = (current["delay_sum"] / current["delay_count"]) if current["delay_count"] else None
+    busy = per_second.get("correlator_busy") if per_second else None
+    return view.card(
+        "Correlator lag",
+        duration(lag) if lag is not None else "—",
+        f"mean, durable → stitched · {count(current['correlator_pending'])} events waiting"
+        + (f" · busy {busy:.0%}" if busy is not None else ""),
+        "warn" if busy is not None and busy >= BUSY_WARN else "",
+        "dh-kpi-lag",
+        tooltip="busy: the share of the time since the last refresh the correlator spent"
+        " correlating and writing (stitchboard_correlator_busy_seconds_total); near 100 %"
+        " it only just keeps up",
+    )
 
 
 def disk_card(disks: list[DiskSpace], min_free_percent: float) -> Any:
@@ -95,13 +115,14 @@ def disk_card(disks: list[DiskSpace], min_free_percent: float) -> Any:
 
 
 def rates(previous: dict[str, float] | None, current: dict[str, float]) -> dict[str, float]:
-    """Per-second rates of the counters between two refreshes (``t`` = seconds)."""
+    """Per-second rates of the counters between two refreshes (``t`` = seconds);
+    ``correlator_busy`` is the share of that time the correlator spent working."""
     if not previous or current["t"] <= previous["t"]:
         return {}
     span = current["t"] - previous["t"]
     return {
-        k: max(0.0, (current[k] - previous[k]) / span)
-        for k in ("accepted", "rejected", "correlated")
+        k: max(0.0, (current.get(k, 0.0) - previous.get(k, 0.0)) / span)
+        for k in ("accepted", "rejected", "correlated", "correlator_busy")
     }
 
 
@@ -223,7 +244,6 @@ def _refresh(_: int | None, __: Any, previous: dict[str, float] | None) -> tuple
     current = {**metric_totals(ctx.runtime.metrics.registry), "t": now / NS}
     per_second = rates(previous, current)
     idle = sum(1 for f in feeds if f.idle)
-    lag = (current["delay_sum"] / current["delay_count"]) if current["delay_count"] else None
     rate_note = "since the last refresh" if per_second else "rate after the next refresh"
     kpis = [
         view.card(
@@ -246,12 +266,7 @@ def _refresh(_: int | None, __: Any, previous: dict[str, float] | None) -> tuple
             "warn" if current["rejected"] else "",
             "dh-kpi-rejected",
         ),
-        view.card(
-            "Correlator lag",
-            duration(lag) if lag is not None else "—",
-            f"mean, durable → stitched · {count(current['correlator_pending'])} events waiting",
-            card_id="dh-kpi-lag",
-        ),
+        lag_card(current, per_second),
         view.card(
             "Ingest buffer",
             count(current["queue_rows"]),

@@ -17,7 +17,7 @@ from dashboards.formatting import (
     percent,
 )
 from dashboards.pages.alerts import parse_matchers
-from dashboards.pages.data_health import rates
+from dashboards.pages.data_health import lag_card, rates
 from dashboards.pages.transaction import reasons, step_verdict
 
 NS = 1_000_000_000
@@ -108,8 +108,15 @@ def test_silence_matchers() -> None:
 
 def test_ingest_rates_between_refreshes() -> None:
     before = {"t": 100.0, "accepted": 1000.0, "rejected": 0.0, "correlated": 500.0}
+    before["correlator_busy"] = 40.0
     after = {"t": 130.0, "accepted": 4000.0, "rejected": 30.0, "correlated": 500.0}
-    assert rates(before, after) == {"accepted": 100.0, "rejected": 1.0, "correlated": 0.0}
+    after["correlator_busy"] = 52.0  # 12 s of work in 30 s
+    assert rates(before, after) == {
+        "accepted": 100.0,
+        "rejected": 1.0,
+        "correlated": 0.0,
+        "correlator_busy": 0.4,
+    }
     assert rates(None, after) == {}
     assert rates(after, after) == {}
 
@@ -161,3 +168,18 @@ def test_verdict_reasons_say_which_deadline_and_by_how_much() -> None:
         "missed breach",
         "breach",
     )
+
+
+def test_the_lag_card_shows_the_mean_delay_the_backlog_and_how_busy() -> None:
+    current = {"delay_sum": 8.0, "delay_count": 4.0, "correlator_pending": 1234.0}
+    card = lag_card(current, {"correlator_busy": 0.4})
+    title, value, note = (child.children for child in card.children)
+    assert (title, value) == ("Correlator lag", "2 s")  # 8 s over 4 batches
+    assert note == "mean, durable → stitched · 1,234 events waiting · busy 40%"
+    assert card.className == "kpi"
+    assert lag_card(current, {"correlator_busy": 0.93}).className == "kpi warn"
+    first = lag_card({**current, "delay_count": 0.0}, {})  # before the second refresh
+    assert [c.children for c in first.children][1:] == [
+        "—",
+        "mean, durable → stitched · 1,234 events waiting",
+    ]
