@@ -120,10 +120,14 @@ def rates(previous: dict[str, float] | None, current: dict[str, float]) -> dict[
     if not previous or current["t"] <= previous["t"]:
         return {}
     span = current["t"] - previous["t"]
-    return {
-        k: max(0.0, (current.get(k, 0.0) - previous.get(k, 0.0)) / span)
-        for k in ("accepted", "rejected", "correlated", "correlator_busy")
+    out = {
+        k: max(0.0, (current[k] - previous[k]) / span)
+        for k in ("accepted", "rejected", "correlated")
     }
+    if "correlator_busy" in previous:  # a sample from before the counter: no share yet
+        busy = current["correlator_busy"] - previous["correlator_busy"]
+        out["correlator_busy"] = min(1.0, max(0.0, busy / span))
+    return out
 
 
 def _feeds_table(rows: list[FeedRow], ctx: Console) -> Any:

@@ -60,8 +60,10 @@ class Store:
         # Column types of each (table, columns) inserted into: without them every insert
         # first runs DESCRIBE TABLE (a round trip; about a tenth of a small insert's cost
         # on the embedded engine). Forgotten on any DDL this store runs, and on a failed
-        # insert.
+        # insert: a table another process changes (a migration on a shared server) costs
+        # at most one failed insert, or the engine converts the block's types.
         self._insert_types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._ddl_runs = 0  # DDL statements finished: types described across one are dropped
 
     # -- clients -----------------------------------------------------------------
 
@@ -138,9 +140,13 @@ class Store:
                 admin.close()
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        if _DDL.match(sql):
+        if not _DDL.match(sql):
+            return self._call(lambda c: c.command(sql, parameters=parameters, **kwargs))
+        try:
+            return self._call(lambda c: c.command(sql, parameters=parameters, **kwargs))
+        finally:
+            self._ddl_runs += 1
             self._insert_types.clear()
-        return self._call(lambda c: c.command(sql, parameters=parameters, **kwargs))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         return self._call(lambda c: c.query(sql, parameters=parameters, **kwargs))
@@ -162,8 +168,10 @@ class Store:
         key = (self.table(table), tuple(columns))
         types = self._insert_types.get(key)
         if types is None:
+            runs = self._ddl_runs
             types = self._call(lambda c: _column_types(c, key[0], key[1]))
-            self._insert_types[key] = types
+            if runs == self._ddl_runs:  # no DDL finished meanwhile: still the table's
+                self._insert_types[key] = types
         try:
             self._call(lambda c: _insert(c, key[0], columns, rows, types))
         except Exception:
@@ -235,7 +243,10 @@ class Store:
 
 def _column_types(client: Client, table: str, columns: Sequence[str]) -> list[str]:
     """The type names of ``columns`` of ``table``, as an insert needs them."""
-    described = {row[0]: row[1] for row in client.query(f"DESCRIBE TABLE {table}").result_rows}
+    described = {
+        row[0]: row[1].replace("\n", "").strip()
+        for row in client.query(f"DESCRIBE TABLE {table}").result_rows
+    }
     missing = [c for c in columns if c not in described]
     if missing:
         raise ProgrammingError(f"Unrecognized column {missing[0]!r} in table {table}")

@@ -119,6 +119,11 @@ def test_ingest_rates_between_refreshes() -> None:
     }
     assert rates(None, after) == {}
     assert rates(after, after) == {}
+    # A sample kept from before the busy counter existed gives no share; more than the
+    # span (a clock step) is shown as fully busy.
+    old = {k: v for k, v in before.items() if k != "correlator_busy"}
+    assert "correlator_busy" not in rates(old, after)
+    assert rates(before, {**after, "correlator_busy": 100.0})["correlator_busy"] == 1.0
 
 
 def test_verdict_reasons_say_which_deadline_and_by_how_much() -> None:
