@@ -18,6 +18,7 @@ from typing import Any
 
 from correlator.live import Due, Found, LookupHop, StoredTx, TxRef, Update
 from correlator.repository import (
+    NO_INSERT_MERGE,
     TransactionSink,
     events_from_payload,
     hops_payload,
@@ -175,10 +176,13 @@ class StoreIndex:
                     for ref, held in update.components
                     if ref.id in changed
                 ],
+                NO_INSERT_MERGE,
             )
         hops = update.lookup_hops
         if hops:
-            self.store.insert(LOOKUP_HOPS.name, LOOKUP_COLUMNS, [tuple(h) for h in hops])
+            self.store.insert(
+                LOOKUP_HOPS.name, LOOKUP_COLUMNS, [tuple(h) for h in hops], NO_INSERT_MERGE
+            )
         self.retired.update(r.id for r in update.changes.retired)
         return written
 

@@ -162,7 +162,14 @@ class Store:
         rows = self.rows(sql, parameters)
         return rows[0][0] if rows else None
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[object]],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert ``rows``; ``settings`` are the engine's, for this insert only."""
         if not rows:
             return
         key = (self.table(table), tuple(columns))
@@ -173,7 +180,7 @@ class Store:
             if runs == self._ddl_runs:  # no DDL finished meanwhile: still the table's
                 self._insert_types[key] = types
         try:
-            self._call(lambda c: _insert(c, key[0], columns, rows, types))
+            self._call(lambda c: _insert(c, key[0], columns, rows, types, settings))
         except Exception:
             self._insert_types.pop(key, None)  # the table may have changed under us
             raise
@@ -259,6 +266,7 @@ def _insert(
     columns: Sequence[str],
     rows: Sequence[Sequence[object]],
     types: Sequence[str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """``client.insert``, leaving nothing for the cyclic collector.
 
@@ -268,7 +276,7 @@ def _insert(
     kept every row it had written until it ended. Breaking the cycle lets reference
     counting free the rows as soon as the insert returns."""
     context = client.create_insert_context(
-        table, column_names=list(columns), data=rows, column_type_names=types
+        table, column_names=list(columns), data=rows, column_type_names=types, settings=settings
     )
     try:
         client.data_insert(context)

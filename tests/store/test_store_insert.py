@@ -75,3 +75,25 @@ def test_a_failed_insert_forgets_the_types(store: Store, monkeypatch: pytest.Mon
         assert store.rows(f"SELECT n FROM {table} ORDER BY n") == [(1,), (2,)]
     finally:
         store.command(f"DROP TABLE {table}")
+
+
+def test_settings_apply_to_that_insert_only(store: Store) -> None:
+    """Two versions of one key in one block: the engine collapses them as it inserts
+    unless the insert says ``optimize_on_insert = 0`` (what the correlator's writes do)."""
+    table = store.table("insert_settings")
+    store.command(
+        f"CREATE TABLE {table} (k String, v UInt32) ENGINE = ReplacingMergeTree(v) ORDER BY k"
+    )
+    try:
+        store.insert("insert_settings", ("k", "v"), [("a", 1), ("a", 2)])
+        assert store.rows(f"SELECT k, v FROM {table}") == [("a", 2)]
+        store.insert("insert_settings", ("k", "v"), [("b", 1), ("b", 2)], {"optimize_on_insert": 0})
+        assert store.rows(f"SELECT k, v FROM {table} WHERE k = 'b' ORDER BY v") == [
+            ("b", 1),
+            ("b", 2),
+        ]
+        assert store.rows(f"SELECT k, v FROM {table} FINAL ORDER BY k") == [("a", 2), ("b", 2)]
+        store.insert("insert_settings", ("k", "v"), [("c", 1), ("c", 2)])  # not carried over
+        assert store.rows(f"SELECT v FROM {table} WHERE k = 'c'") == [(2,)]
+    finally:
+        store.command(f"DROP TABLE {table}")
