@@ -67,10 +67,16 @@ class FailingStore(Store):
             raise DatabaseError("simulated: the engine failed mid-statement")
         return super().command(sql, parameters, **kwargs)
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[object]],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         if rows and self._take("insert_failures"):
             raise StoreUnavailable("simulated: the store went away")
-        super().insert(table, columns, rows)
+        super().insert(table, columns, rows, settings)
 
 
 @pytest.fixture
