@@ -35,7 +35,7 @@ from correlator.schema import (
 from correlator.stitching import Node
 from stitchboard.config.model import SlasConfig
 from stitchboard.events import Event
-from stitchboard.store import Store, literal_settings, string_array
+from stitchboard.store import Store, literal_rows, string_array
 
 _CHUNK = 10_000
 _LOOKUP_CHUNK = 100_000  # values per lookup statement: one statement for most batches
@@ -67,10 +67,11 @@ class StoreIndex:
         refs: list[TxRef] = []
         table = self.store.table(TRANSACTION_KEYS.name)
         for part in _chunks(sorted({v for _, _, v in wanted}), _LOOKUP_CHUNK):
-            for workflow, key, value, tx_id, id_time in self._literal_rows(
+            for workflow, key, value, tx_id, id_time in literal_rows(
+                self.store,
                 "SELECT DISTINCT workflow, key, value, transaction_id,"
                 f" toUnixTimestamp64Nano(id_time) FROM {table}"
-                f" WHERE value IN {string_array(part)}"
+                f" WHERE value IN {string_array(part)}",
             ):
                 if (workflow, key, value) in wanted:
                     refs.append(TxRef(workflow, tx_id, id_time))
@@ -78,24 +79,15 @@ class StoreIndex:
         found: list[LookupHop] = []
         table = self.store.table(LOOKUP_HOPS.name)
         for part in _chunks(sorted({v for _, _, v in waiting}), _LOOKUP_CHUNK):
-            for row in self._literal_rows(
+            for row in literal_rows(
+                self.store,
                 f"SELECT DISTINCT workflow, key, value, event_id, step FROM {table}"
-                f" WHERE value IN {string_array(part)}"
+                f" WHERE value IN {string_array(part)}",
             ):
                 hop = LookupHop(*row)
                 if (hop.workflow, hop.key, hop.value) in waiting:
                     found.append(hop)
         return Found(refs, found)
-
-    def _literal_rows(
-        self, sql: str, parameters: dict[str, Any] | None = None
-    ) -> list[tuple[Any, ...]]:
-        """Rows of a statement that carries its values as a literal (longer than the
-        engine's default 256 KiB limit on a statement's text)."""
-        rows: list[tuple[Any, ...]] = self.store.query(
-            sql, parameters, settings=literal_settings(sql)
-        ).result_rows
-        return rows
 
     def load_transactions(self, refs: Collection[TxRef]) -> list[StoredTx]:
         """Live transactions by id, each with its events when ``transaction_hops`` holds
@@ -116,7 +108,8 @@ class StoreIndex:
                 " AND fromUnixTimestamp64Nano({hi:Int64})"
                 f" AND id IN {string_array(r.id for r in part)}"
             )
-            rows = self._literal_rows(
+            rows = literal_rows(
+                self.store,
                 "SELECT workflow, id, toUnixTimestamp64Nano(id_time), event_ids, event_steps,"
                 f" evaluated_at FROM {table} FINAL{where} AND deleted = 0",
                 params,
@@ -124,7 +117,8 @@ class StoreIndex:
             if not rows:
                 continue
             payloads = dict(
-                self._literal_rows(
+                literal_rows(
+                    self.store,
                     f"SELECT id, argMax(hops, version) FROM {hops_table}{where} GROUP BY id",
                     params,
                 )

@@ -16,13 +16,13 @@ from correlator.stitching import Changes, Retired
 from correlator.transaction import Level, StepResult, Transaction
 from correlator.unmatched import write_states
 from stitchboard.events import Event
-from stitchboard.store import Store, literal_settings, string_array
+from stitchboard.store import Store, literal_rows, string_array
 
 # The live path's and the pass's inserts skip the engine's merge of each inserted block
 # (``optimize_on_insert``): a block holds one version of each id, so that merge finds
-# nothing to collapse, and without it a live batch's inserts took about 4 % less of
-# its time (BENCHMARKS.md). Readers never rely on it: they read with FINAL, DISTINCT or
-# GROUP BY.
+# nothing to collapse. Without it a full pass's inserts (with their key and deadline
+# views) took about a third less time, and a live batch about 5 % less in all
+# (BENCHMARKS.md). Readers never rely on it: they read with FINAL, DISTINCT or GROUP BY.
 NO_INSERT_MERGE = {"optimize_on_insert": 0}
 
 TX_COLUMNS = (
@@ -509,8 +509,7 @@ def read_events_by_id(
     found: dict[str, Event] = {}
     for i in range(0, len(event_ids), chunk):
         sql = f"{select} WHERE event_id IN {string_array(event_ids[i : i + chunk])}"
-        rows = store.query(sql, params, settings=literal_settings(sql)).result_rows
-        for row in rows:
+        for row in literal_rows(store, sql, params):
             event_id, t, sent, facility, system, operation, status, amount, keys, attrs = row
             found.setdefault(
                 event_id,

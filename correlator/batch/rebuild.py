@@ -217,13 +217,10 @@ class ChunkWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-writer")
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
-        self._connected = False  # read and set on the writer thread only
 
     def _write(self, part: list[Transaction]) -> None:
         at = time.perf_counter()
-        if not self._connected:
-            self._connect()  # here, not as the pool's initializer: its errors surface whole
-            self._connected = True
+        # The sink's inserts skip the engine's merge of each block (NO_INSERT_MERGE).
         self.sink.write(Changes(tuple(part), ()))
         with self._lock:
             self.seconds += time.perf_counter() - at
@@ -246,14 +243,6 @@ class ChunkWriter:
         # The connection is the writer thread's own: close it there, after the rest.
         self._pool.submit(self.store.close).result()
         self._pool.shutdown()
-
-    def _connect(self) -> None:
-        # The writer thread's own connection, set once: the engine does not merge each
-        # inserted block as it writes it (``optimize_on_insert``). A rebuild writes every
-        # id once, so that merge found nothing to collapse; without it the inserts (with
-        # their key and deadline views) took about a third less time in a measurement.
-        # Readers never rely on it: they read with FINAL, DISTINCT or GROUP BY.
-        self.store.client().set_client_setting("optimize_on_insert", "0")
 
 
 def rebuild(

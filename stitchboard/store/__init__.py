@@ -1,7 +1,7 @@
 """The ClickHouse store: client construction, schema migrations, typed inserts and queries."""
 
 from stitchboard.store.client import Store, connect
-from stitchboard.store.literals import literal_settings, string_array
+from stitchboard.store.literals import literal_rows, string_array
 from stitchboard.store.memory import MemorySink, OutageSink
 from stitchboard.store.sink import Sink
 
@@ -11,6 +11,6 @@ __all__ = [
     "Sink",
     "Store",
     "connect",
-    "literal_settings",
+    "literal_rows",
     "string_array",
 ]
