@@ -54,6 +54,7 @@ def set_token(store: Store, value: str) -> None:
 
 
 def clear(store: Store) -> None:
+    # Not ``store.truncate``: these tables are each server's own, never Distributed.
     for table in (SLO_HELD, SLO_REFRESH_SCRATCH):
         store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table)}")
 

@@ -226,7 +226,7 @@ def _refresh(store: Store, slos: list[Slo], rebuild: bool) -> Refresh | None:
     held.set_token(store, held.DIRTY)  # until the mark below is taken
     if plan.rebuild:
         for table in (SLO_LEDGER, SLO_ROLLUP, OPEN_DEADLINES):
-            store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
+            store.truncate(table.name)
         held.clear(store)
         # A rebuild judges every transaction: one SLO per statement bounds its memory.
         for slo in due:

@@ -206,8 +206,9 @@ class StoreIndex:
         )
         for part in _chunks(ids):
             for name, column in tables:
+                local = self.store.local_table(name)
                 self.store.command(
-                    f"DELETE FROM {self._local(name)} WHERE {column} IN {{ids:Array(String)}}",
+                    f"DELETE FROM {local} WHERE {column} IN {{ids:Array(String)}}",
                     parameters={"ids": list(part)},
                 )
         self.retired.clear()
@@ -226,7 +227,7 @@ class StoreIndex:
         gone = int(self.store.scalar(sql, bounds) or 0)
         if gone:
             self.store.command(
-                f"DELETE FROM {self._local(TRANSACTION_DEADLINES.name)}"
+                f"DELETE FROM {self.store.local_table(TRANSACTION_DEADLINES.name)}"
                 " WHERE due <= {through:Int64}",
                 parameters={"through": through},
             )
@@ -236,22 +237,14 @@ class StoreIndex:
     def truncate_hops(self) -> None:
         """After a full pass: every stored hops row predates it, and rows of ids the pass
         retired are never read again; a live transaction is read back by id instead."""
-        self.store.command(f"TRUNCATE TABLE IF EXISTS {self._local(TRANSACTION_HOPS.name)}")
-
-    def _local(self, name: str) -> str:
-        """The table that holds the rows: on a cluster the local table of every shard
-        (the Distributed table holds none), for a lightweight DELETE or a TRUNCATE."""
-        cluster = self.store.cluster
-        if cluster:
-            return f"{self.store.table(name + '_local')} ON CLUSTER `{cluster}`"
-        return self.store.table(name)
+        self.store.truncate(TRANSACTION_HOPS.name)
 
     def write_all_lookup_hops(self, rows: Sequence[LookupHop]) -> None:
         for part in _chunks(rows, 100_000):
             self.store.insert(LOOKUP_HOPS.name, LOOKUP_COLUMNS, [tuple(h) for h in part])
 
     def truncate_lookup_hops(self) -> None:
-        self.store.command(f"TRUNCATE TABLE IF EXISTS {self.store.table(LOOKUP_HOPS.name)}")
+        self.store.truncate(LOOKUP_HOPS.name)
 
 
 # -- correlator_state: what a restart resumes from ------------------------------------

@@ -258,7 +258,7 @@ class TransactionSink:
 
     def truncate(self) -> None:
         for table in (TRANSACTIONS.name, TRANSACTION_KEYS.name):
-            self.store.command(f"TRUNCATE TABLE IF EXISTS {self.store.table(table)}")
+            self.store.truncate(table)
 
 
 # Only what correlation reads: the rest of an event stays in ClickHouse (the detail

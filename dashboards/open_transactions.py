@@ -131,7 +131,7 @@ def _refresh(store: Store) -> bool:
     ledger = store.table(DECIDED_LEDGER.name)
     if rebuild:
         for table in (OPEN_TRANSACTIONS, DECIDED_LEDGER, DECIDED_OUTCOMES):
-            store.command(f"TRUNCATE TABLE IF EXISTS {store.table(table.name)}")
+            store.truncate(table.name)
         store.command(
             f"INSERT INTO {held} ({_COLUMNS}, n) SELECT {_OPEN_ROW}, 1 AS n"
             f" FROM {transactions} FINAL WHERE {_KEPT}"

@@ -70,7 +70,7 @@ class LookupHandover:
 
     def _clear(self) -> None:
         if not self.cleared:
-            self.store.command(f"TRUNCATE TABLE IF EXISTS {self.store.table(LOOKUP_HOPS.name)}")
+            self.store.truncate(LOOKUP_HOPS.name)
             self.cleared = True
 
     def __call__(self, workflow: Workflow, t: WorkTables) -> None:

@@ -142,6 +142,32 @@ def test_single_server_ddl_has_no_cluster_clause():
     assert statements and not any("ON CLUSTER" in s or "Distributed" in s for s in statements)
 
 
+def test_a_truncate_on_a_cluster_empties_every_shards_local_table(store):
+    # A TRUNCATE of the Distributed table succeeds and removes nothing (ClickHouse
+    # issue 50447): the rows are in each shard's local table.
+    on_cluster = Store("http://ch:8123/stitchboard", cluster="hospital")
+    sent: list[str] = []
+    on_cluster.command = lambda sql, *args, **kwargs: sent.append(sql)  # type: ignore[method-assign]
+    on_cluster.truncate("lookup_hops")
+    local = "`stitchboard`.`lookup_hops_local` ON CLUSTER `hospital`"
+    assert sent == [f"TRUNCATE TABLE IF EXISTS {local}"]
+    assert on_cluster.local_table("lookup_hops") == local
+    for sql in (sent[0], f"DELETE FROM {local} WHERE id = 'x'"):
+        # formatQuery parses with the real engine's parser and raises on a syntax error.
+        assert store.scalar("SELECT formatQuery({q:String})", {"q": sql})
+    assert Store("chdb://x").local_table("lookup_hops") == "`stitchboard`.`lookup_hops`"
+
+
+def test_truncate_empties_a_table_on_one_server(store):
+    store.command(
+        f"CREATE TABLE IF NOT EXISTS {store.table('truncated')} (n UInt8) ENGINE = Memory"
+    )
+    store.insert("truncated", ("n",), [(1,), (2,)])
+    store.truncate("truncated")
+    assert store.scalar(f"SELECT count() FROM {store.table('truncated')}") == 0
+    store.command(f"DROP TABLE {store.table('truncated')}")
+
+
 def test_unsupported_store_url_is_a_clear_error():
     import pytest
 
