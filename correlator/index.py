@@ -6,6 +6,8 @@
   retired id's tombstone is its ``deleted = 1`` transaction row: lookups keep only
   live ids (and the sweep deletes a retired id's key rows, keeping the index exact).
 - ``lookup_hops``: fan-in and unexpected hops by the values they look up.
+- ``transaction_state``: by id, what a reload of a transaction needs (its event ids
+  and steps, its events' payload), written with every row the live path writes.
 - ``transaction_deadlines``: pending deadlines by due instant (materialized view).
 - ``correlator_state``: the watermark, the instant swept through, the config signature.
 """
@@ -23,13 +25,15 @@ from correlator.repository import (
     events_from_payload,
     hops_payload,
     read_events_by_id,
+    truncate_state,
 )
 from correlator.schema import (
     CORRELATOR_STATE,
     LOOKUP_HOPS,
+    STATE_COLUMNS,
     TRANSACTION_DEADLINES,
-    TRANSACTION_HOPS,
     TRANSACTION_KEYS,
+    TRANSACTION_STATE,
     TRANSACTIONS,
 )
 from correlator.stitching import Node
@@ -90,44 +94,44 @@ class StoreIndex:
         return Found(refs, found)
 
     def load_transactions(self, refs: Collection[TxRef]) -> list[StoredTx]:
-        """Live transactions by id, each with its events when ``transaction_hops`` holds
-        exactly the transaction's event ids (else the caller reads them from ``events``)."""
-        table = self.store.table(TRANSACTIONS.name)
-        hops_table = self.store.table(TRANSACTION_HOPS.name)
+        """Live transactions by id: from ``transaction_state`` (key lookups, events
+        included), else from ``transactions FINAL`` (the caller then reads their
+        events from ``events`` by id)."""
+        wanted = sorted({r.id for r in refs})
         out: list[StoredTx] = []
-        ordered = sorted(set(refs), key=lambda r: r.id_time)
-        for part in _chunks(ordered):
+        held: set[str] = set()
+        table = self.store.table(TRANSACTION_STATE)
+        for part in _chunks(wanted):
+            for i, w, t, ids, steps, evaluated, deleted, payload in literal_rows(
+                self.store,
+                "SELECT id, workflow, id_time, event_ids, event_steps, evaluated_at,"
+                f" deleted, hops FROM {table} WHERE id IN {string_array(part)}",
+            ):
+                held.add(i)
+                if deleted:
+                    continue  # retired: its transactions row is a tombstone too
+                events = events_from_payload(payload)
+                if events.keys() != set(ids):
+                    events = {}  # not what its ids say: read them by id instead
+                out.append(StoredTx(w, i, t, tuple(ids), tuple(steps), evaluated, events))
+        missing = sorted((r for r in set(refs) if r.id not in held), key=lambda r: r.id_time)
+        table = self.store.table(TRANSACTIONS.name)
+        for part in _chunks(missing):
             params = {
                 "workflows": sorted({r.workflow for r in part}),
                 "lo": part[0].id_time,
                 "hi": part[-1].id_time,
             }
-            where = (
-                " WHERE workflow IN {workflows:Array(String)}"
-                " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
-                " AND fromUnixTimestamp64Nano({hi:Int64})"
-                f" AND id IN {string_array(r.id for r in part)}"
-            )
-            rows = literal_rows(
+            for w, i, t, ids, steps, evaluated in literal_rows(
                 self.store,
                 "SELECT workflow, id, toUnixTimestamp64Nano(id_time), event_ids, event_steps,"
-                f" evaluated_at FROM {table} FINAL{where} AND deleted = 0",
+                f" evaluated_at FROM {table} FINAL WHERE workflow IN {{workflows:Array(String)}}"
+                " AND id_time BETWEEN fromUnixTimestamp64Nano({lo:Int64})"
+                " AND fromUnixTimestamp64Nano({hi:Int64})"
+                f" AND id IN {string_array(r.id for r in part)} AND deleted = 0",
                 params,
-            )
-            if not rows:
-                continue
-            payloads = dict(
-                literal_rows(
-                    self.store,
-                    f"SELECT id, argMax(hops, version) FROM {hops_table}{where} GROUP BY id",
-                    params,
-                )
-            )
-            for w, i, t, ids, steps, evaluated in rows:
-                events = events_from_payload(payloads[i]) if i in payloads else {}
-                if events.keys() != set(ids):
-                    events = {}  # written apart from its transaction: not this version
-                out.append(StoredTx(w, i, t, tuple(ids), tuple(steps), evaluated, events))
+            ):
+                out.append(StoredTx(w, i, t, tuple(ids), tuple(steps), evaluated))
         return out
 
     def load_events(self, event_ids: Collection[str]) -> dict[str, Event]:
@@ -159,19 +163,30 @@ class StoreIndex:
         self.key_rows_written += sum(
             len(update.new_keys.get(tx.id, tx.keys)) for tx in update.changes.upserts
         )
-        changed = {tx.id for tx in update.changes.upserts}
-        if changed:
+        changes = update.changes
+        if changes.upserts or changes.retired:
             version = self.sink.version()
-            self.store.insert(
-                TRANSACTION_HOPS.name,
-                ("workflow", "id_time", "id", "version", "hops"),
-                [
-                    (ref.workflow, ref.id_time, ref.id, version, hops_payload([h[0] for h in held]))
-                    for ref, held in update.components
-                    if ref.id in changed
-                ],
-                NO_INSERT_MERGE,
-            )
+            txs = {tx.id: tx for tx in changes.upserts}
+            rows = [
+                (
+                    ref.id,
+                    ref.workflow,
+                    ref.id_time,
+                    version,
+                    0,
+                    tx.event_ids,
+                    tx.event_steps,
+                    changes.now,
+                    hops_payload([h[0] for h in held]),
+                )
+                for ref, held in update.components
+                if (tx := txs.get(ref.id)) is not None
+            ]
+            # A retired id's tombstone: a reload never finds it live.
+            rows += [
+                (r.id, r.workflow, r.id_time, version, 1, (), (), 0, "") for r in changes.retired
+            ]
+            self.store.insert(TRANSACTION_STATE, STATE_COLUMNS, rows)
         hops = update.lookup_hops
         if hops:
             self.store.insert(
@@ -193,22 +208,23 @@ class StoreIndex:
         return len(ids)
 
     def prune_keys(self) -> int:
-        """Delete every row kept for a retired id: its key rows, its stored hops and its
-        pending deadlines (few ids, batched: each DELETE is a mutation). Returns how
-        many ids were pruned."""
+        """Delete every row kept for a retired id: its key rows, its state (a tombstone
+        until now) and its pending deadlines (few ids, batched: each DELETE is a
+        mutation). Returns how many ids were pruned."""
         if not self.retired:
             return 0
         ids = sorted(self.retired)
+        store = self.store
+        on_cluster = f" ON CLUSTER `{store.cluster}`" if store.cluster else ""
         tables = (
-            (TRANSACTION_KEYS.name, "transaction_id"),
-            (TRANSACTION_HOPS.name, "id"),
-            (TRANSACTION_DEADLINES.name, "id"),
+            (store.local_table(TRANSACTION_KEYS.name), "transaction_id"),
+            (f"{store.table(TRANSACTION_STATE)}{on_cluster}", "id"),  # each server's own
+            (store.local_table(TRANSACTION_DEADLINES.name), "id"),
         )
         for part in _chunks(ids):
-            for name, column in tables:
-                local = self.store.local_table(name)
-                self.store.command(
-                    f"DELETE FROM {local} WHERE {column} IN {{ids:Array(String)}}",
+            for table, column in tables:
+                store.command(
+                    f"DELETE FROM {table} WHERE {column} IN {{ids:Array(String)}}",
                     parameters={"ids": list(part)},
                 )
         self.retired.clear()
@@ -234,10 +250,10 @@ class StoreIndex:
         self.deadlines_pruned = through
         return gone
 
-    def truncate_hops(self) -> None:
-        """After a full pass: every stored hops row predates it, and rows of ids the pass
-        retired are never read again; a live transaction is read back by id instead."""
-        self.store.truncate(TRANSACTION_HOPS.name)
+    def truncate_state(self) -> None:
+        """Before a pass that rewrites transactions without it: a row left from before
+        could disagree with the transaction it rewrites."""
+        truncate_state(self.store)
 
     def write_all_lookup_hops(self, rows: Sequence[LookupHop]) -> None:
         for part in _chunks(rows, 100_000):

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import msgspec
 
-from correlator.schema import TRANSACTION_KEYS, TRANSACTIONS
+from correlator.schema import TRANSACTION_KEYS, TRANSACTION_STATE, TRANSACTIONS
 from correlator.stitching import Changes, Retired
 from correlator.transaction import Level, StepResult, Transaction
 from correlator.unmatched import write_states
@@ -259,6 +259,13 @@ class TransactionSink:
     def truncate(self) -> None:
         for table in (TRANSACTIONS.name, TRANSACTION_KEYS.name):
             self.store.truncate(table)
+
+
+def truncate_state(store: Store) -> None:
+    """Empty ``transaction_state`` before rows are rewritten without it: on a cluster
+    each server keeps its own, so every server's (``ON CLUSTER``)."""
+    on_cluster = f" ON CLUSTER `{store.cluster}`" if store.cluster else ""
+    store.command(f"TRUNCATE TABLE IF EXISTS {store.table(TRANSACTION_STATE)}{on_cluster}")
 
 
 # Only what correlation reads: the rest of an event stays in ClickHouse (the detail

@@ -173,10 +173,8 @@ CORRELATOR_STATE = Table(
 )
 
 
-# What correlation reads of each event of a transaction (JSON, in ``event_ids`` order),
-# written by the live path with each changed transaction, so a component evicted from
-# the cache is read back by its sorting key instead of by event ids scattered over
-# all of ``events``. A row whose ids differ from the transaction's is not used.
+# Migration 15's table of hop payloads, read by a sorting key that a few thousand
+# scattered ids cover whole; migration 17 drops it for ``transaction_state``.
 TRANSACTION_HOPS = Table(
     name="transaction_hops",
     columns="""\
@@ -253,6 +251,43 @@ def _deadline_index(ctx: SchemaContext) -> list[str]:
     ]
 
 
+# The live path's state of each transaction, by id: what a reload needs (its event ids
+# with their steps, when its row was evaluated, what correlation reads of each event as
+# JSON), written with every transaction row the live path writes (a retired id gets a
+# tombstone). EmbeddedRocksDB: a reload of a few thousand transactions is that many
+# key lookups, where any MergeTree sorted by time or id reads most of its granules
+# for ids spread over the history. A write replaces the key's row at once (no merge,
+# no FINAL). Not replicated: on a cluster each server keeps its own, and an id a
+# server does not hold is read from ``transactions`` and ``events`` instead.
+TRANSACTION_STATE = "transaction_state"
+STATE_COLUMNS = (
+    "id",
+    "workflow",
+    "id_time",
+    "version",
+    "deleted",
+    "event_ids",
+    "event_steps",
+    "evaluated_at",
+    "hops",
+)
+
+
+def _transaction_state(ctx: SchemaContext) -> list[str]:
+    db = ctx.database
+    on_cluster = f" ON CLUSTER `{ctx.cluster}`" if ctx.cluster else ""
+    drop = [f"DROP TABLE IF EXISTS `{db}`.`{TRANSACTION_HOPS.name}`{on_cluster}"]
+    if ctx.cluster:
+        drop.append(f"DROP TABLE IF EXISTS `{db}`.`{TRANSACTION_HOPS.name}_local`{on_cluster}")
+    return [
+        *drop,
+        f"CREATE TABLE IF NOT EXISTS `{db}`.`{TRANSACTION_STATE}`{on_cluster} ("
+        "id String, workflow String, id_time Int64, version UInt64, deleted UInt8,"
+        " event_ids Array(String), event_steps Array(String), evaluated_at Int64,"
+        " hops String) ENGINE = EmbeddedRocksDB PRIMARY KEY id",
+    ]
+
+
 MIGRATIONS = (
     Migration(10, "correlator transactions and transaction keys", _create),
     Migration(11, "transaction step arrays, transaction_keys view", _steps_and_key_view),
@@ -263,4 +298,5 @@ MIGRATIONS = (
     Migration(
         16, "pending deadlines by due instant; key view writes new keys only", _deadline_index
     ),
+    Migration(17, "transaction state by id for the live path's reloads", _transaction_state),
 )

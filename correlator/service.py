@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from correlator.batch import RebuildReport, rebuild
-from correlator.batch.handover import LookupHandover
+from correlator.batch.handover import Handover
 from correlator.batch.rebuild import collection_paused
 from correlator.engine import Correlator
 from correlator.index import (
@@ -407,7 +407,7 @@ class CorrelatorService:
         back to the in-memory core over every event, as before the batch pass existed."""
         wall = time.time_ns()
         now = wall if now is None else now
-        handover = LookupHandover(self.store)
+        handover = Handover(self.store, self.sink.version, now)
         try:
             report = rebuild(self.store, self.config, now, self.sink, after=handover)
         except ConfigError as exc:
@@ -442,9 +442,6 @@ class CorrelatorService:
         }
         write_state(self.store, self.sink.version(), **values)
         self.swept_saved = self.swept
-        # Every stored hops row predates the pass (it writes none) and ids it retired are
-        # never read again: the live path reads a transaction by id the first time.
-        self.index.truncate_hops()
         # The key rows (and pending deadlines) of the ids the pass retired go with the
         # next housekeeping, as those of ids the live path retires do.
         self.index.retired_by_pass(wall)
@@ -468,6 +465,9 @@ class CorrelatorService:
             self.correlator.touch_all()
             self._write(self.correlator.flush(now))
             self.index.truncate_lookup_hops()
+            # No state rows from this pass: the live path reads its transactions from
+            # ``transactions`` and their events by id the first time it touches them.
+            self.index.truncate_state()
             self.index.write_all_lookup_hops(
                 [
                     LookupHop(stitcher.workflow.name, *row)

@@ -2,31 +2,37 @@
 
 A full pass through ``rebuild`` leaves the transactions (with their key rows, by the
 materialized view) and the fan-in matched states. The live path continues from
-there with two more things:
+there with two more things, each written by one INSERT ... SELECT per workflow
+inside the engine, without Python holding a row:
 
 - ``lookup_hops``: every fan-in hop (a GL journal, a cash posting) and every
   unexpected hop under each value it joins transactions by, matched or still
   waiting for a carrier; a carrier that arrives later finds its waiting journals
   there. They are the rows of the pass's ``hops`` work table for those steps, with
-  the values they were stitched by (``stitch``), so one INSERT ... SELECT per
-  workflow writes them inside the engine, without Python holding a row;
-- ``transaction_hops`` is not written: a transaction without a matching row is
-  read back from ``events`` by id the first time the live path touches it
-  (docs/correlator.md), and rewritten with its row from then on.
+  the values they were stitched by (``stitch``);
+- ``transaction_state``: per transaction, what a reload needs, from the
+  ``members`` work table grouped by transaction: its event ids and their steps in
+  the order ``summarize`` lists them (by event time, then id), the instant the pass
+  judged it at, and what correlation reads of each event in the JSON
+  ``repository.hops_payload`` writes. The live path then reads a transaction of the
+  pass back by key lookups, not its events from ``events`` by id.
 
-``LookupHandover`` is the ``after`` hook ``rebuild`` calls once per workflow, after
-that workflow's transactions are written (a lookup hop is only ever found once the
+``Handover`` is the ``after`` hook ``rebuild`` calls once per workflow, after that
+workflow's transactions are written (a lookup hop is only ever found once the
 transactions it changed are stored). It empties ``lookup_hops`` at its first
 workflow, not before the pass: a pass refused before writing anything (an RE2
-regex) leaves the stored state whole.
+regex) leaves the stored state whole. ``rebuild`` itself empties
+``transaction_state`` before it writes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from correlator.batch.components import WorkTables
 from correlator.batch.routing import KeyPlan, literal
 from correlator.matching import UNEXPECTED
-from correlator.schema import LOOKUP_HOPS
+from correlator.schema import LOOKUP_HOPS, STATE_COLUMNS, TRANSACTION_STATE
 from correlator.transaction import UNEXPECTED_NAME
 from stitchboard.config.workflows import Workflow
 from stitchboard.store import Store
@@ -60,12 +66,52 @@ def lookup_hops_sql(store: Store, workflow: Workflow, t: WorkTables) -> str | No
     )
 
 
-class LookupHandover:
-    """``rebuild``'s ``after`` hook: replaces ``lookup_hops`` with the pass's, workflow by
-    workflow; ``finish`` empties it when the pass had no workflow at all."""
+# One event of a payload as ``repository.hops_payload`` writes it: [event_id,
+# event_time, sent_time, facility, system, operation, status, amount (a decimal string
+# or null), keys, attributes]. Attributes are only read to route an event, and a stored
+# hop is routed already: the pass writes none, as it reads none.
+_PAYLOAD_EVENT = (
+    "concat('[', toJSONString(event_id), ',', toString(event_time), ',',"
+    " toString(sent_time), ',', toJSONString(facility), ',', toJSONString(system), ',',"
+    " toJSONString(operation), ',', toJSONString(status), ',', if(isNull(amount), 'null',"
+    " concat('\"', toDecimalString(assumeNotNull(amount), 2), '\"')), ',',"
+    " toJSONString(keys), ',{}]')"
+)
 
-    def __init__(self, store: Store):
+
+def transaction_state_sql(
+    store: Store, workflow: Workflow, t: WorkTables, version: int, now: int
+) -> str:
+    """The INSERT of one ``transaction_state`` row per transaction of ``workflow``, from
+    its members (core and attached) and its id (``ids``); ``now`` is the instant the
+    pass judged the transactions at (their rows' ``evaluated_at``)."""
+    names = ", ".join(literal(s.name) for s in workflow.steps)
+    indexes = ", ".join(str(i) for i in range(len(workflow.steps)))
+    step = f"transform(step, [{indexes}], [{names}], {literal(UNEXPECTED_NAME)})"
+    # Sorted as summarize orders a transaction's events: by time, then id.
+    ordered = f"arraySort(groupArray((event_time, event_id, {step})))"
+    return (
+        f"INSERT INTO {store.table(TRANSACTION_STATE)} ({', '.join(STATE_COLUMNS)})"
+        f" SELECT i.id, {literal(workflow.name)}, i.id_time, toUInt64({int(version)}),"
+        f" toUInt8(0), m.event_ids, m.event_steps, toInt64({int(now)}), m.hops FROM ("
+        f" SELECT comp, arrayMap(x -> x.2, {ordered}) AS event_ids,"
+        f" arrayMap(x -> x.3, {ordered}) AS event_steps,"
+        f" concat('[', arrayStringConcat(groupArray({_PAYLOAD_EVENT}), ','), ']') AS hops"
+        f" FROM {t('members')} GROUP BY comp"
+        f") AS m INNER JOIN {t('ids')} AS i ON m.comp = i.comp"
+    )
+
+
+class Handover:
+    """``rebuild``'s ``after`` hook: replaces ``lookup_hops`` with the pass's and writes
+    ``transaction_state``, workflow by workflow; ``finish`` empties ``lookup_hops`` when
+    the pass had no workflow at all. ``version`` stamps the state rows; ``now`` is the
+    instant the pass judges deadlines at."""
+
+    def __init__(self, store: Store, version: Callable[[], int], now: int):
         self.store = store
+        self.version = version
+        self.now = now
         self.cleared = False
 
     def _clear(self) -> None:
@@ -78,9 +124,10 @@ class LookupHandover:
         insert = lookup_hops_sql(self.store, workflow, t)
         if insert is not None:
             t.command(insert)
+        t.command(transaction_state_sql(self.store, workflow, t, self.version(), self.now))
 
     def finish(self) -> None:
         self._clear()
 
 
-__all__ = ["LookupHandover", "lookup_hops_sql"]
+__all__ = ["Handover", "lookup_hops_sql", "transaction_state_sql"]

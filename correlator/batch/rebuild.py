@@ -48,7 +48,7 @@ from correlator.batch.components import (
 from correlator.batch.routing import literal, regex_problems
 from correlator.deadlines import FacilityClock, clocks_for
 from correlator.engine import renamed_facilities
-from correlator.repository import TransactionSink, correlation_event
+from correlator.repository import TransactionSink, correlation_event, truncate_state
 from correlator.stitching import Changes
 from correlator.transaction import Hop, Plan, Transaction, summarize
 from correlator.unmatched import COLUMNS as UNMATCHED_COLUMNS
@@ -207,11 +207,15 @@ class ChunkWriter:
     ``submit`` returns at once unless ``IN_FLIGHT`` chunks are already waiting, then
     it waits for the oldest; a failed write is raised by the next ``submit`` or by
     ``drain``, so a pass never reports rows it did not write. ``close`` ends the
-    thread and its engine connection."""
+    thread and its engine connection. ``now`` is the instant the chunks were judged
+    at (their rows' ``evaluated_at``)."""
 
-    def __init__(self, store: Store, sink: TransactionSink, in_flight: int = IN_FLIGHT):
+    def __init__(
+        self, store: Store, sink: TransactionSink, now: int = 0, in_flight: int = IN_FLIGHT
+    ):
         self.store = store
         self.sink = sink
+        self.now = now
         self.in_flight = in_flight
         self.seconds = 0.0  # busy time of the writer thread
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-writer")
@@ -221,7 +225,7 @@ class ChunkWriter:
     def _write(self, part: list[Transaction]) -> None:
         at = time.perf_counter()
         # The sink's inserts skip the engine's merge of each block (NO_INSERT_MERGE).
-        self.sink.write(Changes(tuple(part), ()))
+        self.sink.write(Changes(tuple(part), (), now=self.now))
         with self._lock:
             self.seconds += time.perf_counter() - at
 
@@ -270,6 +274,9 @@ def rebuild(
     )
     if problems:
         raise ConfigError("slas.yaml", problems)
+    # The live path's state of each transaction would disagree with the rows rewritten
+    # here: empty it (the live correlator's ``after`` hook writes it again).
+    truncate_state(store)
     sink = sink or TransactionSink(store)
     clocks = clocks_for(config.facilities)
     renamed = renamed_facilities(config)
@@ -285,7 +292,7 @@ def rebuild(
     grouping = summarizing = writing = 0.0
     written = fan_in = 0
     stats = []
-    writer = ChunkWriter(store, sink)
+    writer = ChunkWriter(store, sink, now)
     try:
         with collection_paused(), work_tables(store) as t:
             for workflow in config.workflows:

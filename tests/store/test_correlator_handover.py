@@ -13,8 +13,11 @@ from collections.abc import Iterable
 import pytest
 
 from bench.correlator_traffic import transactions as traffic
+from correlator.batch.rebuild import rebuild
 from correlator.engine import Correlator, correlate
 from correlator.index import SIGNATURE, SWEPT, WATERMARK, config_signature, read_state
+from correlator.live import TxRef
+from correlator.repository import read_events_by_id
 from correlator.service import CorrelatorService
 from correlator.transaction import Transaction
 from stitchboard.config.model import SlasConfig
@@ -38,7 +41,7 @@ def clean(store: Store) -> Store:
         "lookup_hops",
         "correlator_state",
         "transaction_deadlines",
-        "transaction_hops",
+        "transaction_state",
         "unmatched_events",
     ):
         store.command(f"TRUNCATE TABLE {store.table(table)}")
@@ -148,6 +151,40 @@ def test_the_handover_writes_the_lookup_hops_of_the_in_memory_core(clean: Store)
     assert 0 < state[WATERMARK][0] == service.watermark
 
 
+def test_the_handover_writes_each_transactions_state_as_the_live_path_reads_it(
+    clean: Store,
+) -> None:
+    before, _ = history()
+    # Key values JSON must escape: a quote, a backslash, a slash, a non-ASCII letter.
+    odd = ev("EHR_ADT", "ADT^A03", T0, msg="M7", visit='V7"\\/é', account="A7\t")
+    insert(clean, [*before, odd])
+    service = CorrelatorService(clean, CONFIG)
+    service.start_up(FULL_PASS_AT)
+    rows = clean.rows(
+        "SELECT workflow, id, toUnixTimestamp64Nano(id_time), event_ids, event_steps,"
+        f" evaluated_at FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    assert len(rows) == len(expected([*before, odd], FULL_PASS_AT))
+    loaded = {tx.id: tx for tx in service.index.load_transactions([TxRef(*r[:3]) for r in rows])}
+    assert len(loaded) == len(rows)
+    # What correlation reads of each event, as ``events`` holds it (no attributes:
+    # only routing reads them, and a stored hop is routed).
+    stored_events = read_events_by_id(clean, [i for r in rows for i in r[3]])
+    amounts = 0
+    for workflow, tx_id, id_time, ids, steps, evaluated in rows:
+        tx = loaded[tx_id]
+        assert (tx.workflow, tx.id_time, tx.evaluated_at) == (workflow, id_time, evaluated)
+        assert (tx.event_ids, tx.event_steps) == (tuple(ids), tuple(steps))  # same order
+        assert tx.events == {i: stored_events[i] for i in ids}  # from its state row
+        amounts += sum(e.amount is not None for e in tx.events.values())
+    assert evaluated == FULL_PASS_AT
+    assert amounts > 0  # charges carry amounts, ADTs none: both forms were written
+    assert any(
+        e.keys.get("visit") == 'V7"\\/é' for tx in loaded.values() for e in tx.events.values()
+    )
+    assert service.index.events_by_id == 0
+
+
 def test_the_live_path_continues_from_a_full_pass_and_a_restart_rewrites_nothing(
     clean: Store,
 ) -> None:
@@ -155,10 +192,16 @@ def test_the_live_path_continues_from_a_full_pass_and_a_restart_rewrites_nothing
     insert(clean, before)
     service = CorrelatorService(clean, CONFIG, cache_hops=0)  # every touch reads the store
     service.start_up(FULL_PASS_AT)
+    by_id: list[str] = []
+    read_by_id = service.index.load_events
+    service.index.load_events = lambda ids: by_id.extend(ids) or read_by_id(ids)  # type: ignore[method-assign]
     for i in range(0, len(after), 50):
         feed(service, clean, after[i : i + 50], LATER)
-    # No transaction_hops rows from the full pass: its transactions came back by id.
-    assert service.index.events_by_id > 0
+    # The pass's transactions came back from their transaction_state rows: the only
+    # events read by id are fan-in and unexpected hops found waiting under a value.
+    assert by_id
+    assert set(by_id) <= {row[3] for row in lookup_rows(clean)}
+    assert service.index.events_by_id == len(by_id)
     # V6 was not touched again: only the sweep moves it from warn (as the full pass left
     # it at T0 + 2d) to breach (its charge breach, T0 + 72h, passed since).
     v6 = "SELECT status, level FROM {t} FINAL WHERE deleted = 0 AND has(key_values, 'V6')"
@@ -185,6 +228,30 @@ def test_the_live_path_continues_from_a_full_pass_and_a_restart_rewrites_nothing
     assert restarted.rewritten == 0
     assert dict(clean.rows(versions)) == written
     assert stored(clean) == expected(everything, LATER)
+
+
+def test_a_rebuild_beside_the_live_path_leaves_no_state_behind_its_rows(clean: Store) -> None:
+    """``stitchboard correlator rebuild`` after a backfill rewrites a transaction the
+    live path holds state for: that state is emptied, so the live path's next touch
+    reads the rebuilt transaction (with the backfilled charge), not what it held."""
+    adt = ev("EHR_ADT", "ADT^A03", T0, msg="M5", visit="V5", account="A5")
+    ack = ev("IFENGINE", "ACK^A03", T0 + MINUTE, msg="M5")
+    service = CorrelatorService(clean, CONFIG, cache_hops=0)  # every touch reads the store
+    service.start_up(T0)
+    feed(service, clean, [adt, ack], T0 + HOUR)
+    state = f"SELECT count() FROM {clean.table('transaction_state')}"
+    assert clean.scalar(state) == 1
+    charge = ev("PERIOP", "DFT^P03", T0 + HOUR, visit="V5", account="A5", charge="C5")
+    insert(clean, [charge])  # a file import of an old message, not through the live path
+    rebuild(clean, CONFIG, T0 + 2 * HOUR)
+    assert clean.scalar(state) == 0
+    coding = ev("CODING", "BAR^P05", T0 + 2 * DAY, visit="V5", account="A5")
+    feed(service, clean, [coding], LATER)
+    [(ids,)] = clean.rows(
+        f"SELECT event_ids FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
+    )
+    assert set(ids) == {adt.event_id, ack.event_id, charge.event_id, coding.event_id}
+    assert stored(clean) == expected([adt, ack, charge, coding], LATER)
 
 
 def test_a_regex_the_engine_refuses_falls_back_to_the_in_memory_pass(clean: Store) -> None:

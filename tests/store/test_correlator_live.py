@@ -12,6 +12,7 @@ import pytest
 from bench.correlator_traffic import transactions as traffic
 from correlator.engine import correlate
 from correlator.index import SIGNATURE, WATERMARK, read_state
+from correlator.schema import STATE_COLUMNS
 from correlator.service import CorrelatorService
 from correlator.transaction import Transaction
 from stitchboard.config.model import SlasConfig
@@ -34,7 +35,7 @@ def clean(store: Store) -> Store:
         "lookup_hops",
         "correlator_state",
         "transaction_deadlines",
-        "transaction_hops",
+        "transaction_state",
         "unmatched_events",
     ):
         store.command(f"TRUNCATE TABLE {store.table(table)}")
@@ -230,23 +231,18 @@ def test_the_sweep_marks_a_deadline_that_passed_after_the_row_was_written(clean:
     assert clean.rows(status) == [("overdue", "breach")]
 
 
-def test_an_evicted_transaction_is_read_back_from_its_stored_hops(clean: Store) -> None:
+def test_an_evicted_transaction_is_read_back_from_its_stored_state(clean: Store) -> None:
     adt = ev("EHR_ADT", "ADT^A03", T0, msg="M5", visit="V5", account="A5")
     ack = ev("IFENGINE", "ACK^A03", T0 + MINUTE, msg="M5")
     service = started(clean, cache_hops=0)
     feed(service, clean, [adt, ack])
     charge = ev("PERIOP", "DFT^P03", T0 + HOUR, visit="V5", account="A5", charge="C5")
     feed(service, clean, [charge])
-    assert service.index.events_by_id == 0  # both reloads came from transaction_hops
-    # A hops row that does not hold the transaction's events is not used: by id instead.
-    [(tx_id, id_time)] = clean.rows(
-        f"SELECT id, id_time FROM {clean.table('transactions')} FINAL WHERE deleted = 0"
-    )
-    clean.insert(
-        "transaction_hops",
-        ("workflow", "id_time", "id", "version", "hops"),
-        [("discharge_to_revenue", id_time, tx_id, 2**63, "[]")],
-    )
+    assert service.index.events_by_id == 0  # both reloads came from transaction_state
+    # A state row whose events are not its ids' is not used: they are read by id instead.
+    [row] = clean.rows(f"SELECT * FROM {clean.table('transaction_state')}")
+    assert row[-1].startswith("[[")  # its events, as JSON
+    clean.insert("transaction_state", STATE_COLUMNS, [(*row[:-1], "[]")])
     coding = ev("CODING", "BAR^P05", T0 + 2 * DAY, visit="V5", account="A5")
     feed(service, clean, [coding])
     assert service.index.events_by_id == 3
@@ -404,15 +400,15 @@ def test_retired_and_judged_rows_are_pruned_and_the_state_still_equals_the_core(
     retired = set(service.index.retired)
     assert len(retired) > 10  # merges happened
     live = set(stored(clean))
-    hops_before, dues_before = _ids(clean, "transaction_hops"), _dues(clean)
-    assert retired & set(hops_before)  # stored hops of merged ids
+    hops_before, dues_before = _ids(clean, "transaction_state"), _dues(clean)
+    assert retired & set(hops_before)  # the tombstones of merged ids
     assert retired & set(_ids(clean, "transaction_deadlines"))
     # Deadlines pass: the sweep judges them, and its first housekeeping prunes the rows
     # of the merged ids (what it prunes next waits for the swept instant to be stored).
     end = seen + 100 * DAY
     service.sweep(now=end)
     assert service.index.retired == set()
-    hops_after = _ids(clean, "transaction_hops")
+    hops_after = _ids(clean, "transaction_state")
     assert set(hops_after) <= live and len(hops_after) < len(hops_before)
     assert not retired & set(_ids(clean, "transaction_deadlines"))
     assert not retired & set(
