@@ -276,6 +276,21 @@ def group_workflow(store: Store, workflow: Workflow, t: WorkTables) -> Component
     return ComponentStats(workflow.name, hops, values, rounds, transactions)
 
 
+def pages(store: Store, t: WorkTables, chunk: int) -> list[str]:
+    """Conditions on ``comp``: ranges of about ``chunk`` transactions each."""
+    uppers = [
+        int(row[0])
+        for row in store.rows(
+            f"SELECT max(comp) FROM (SELECT comp, intDiv(row_number() OVER (ORDER BY comp) - 1,"
+            f" {int(chunk)}) AS page FROM {t('ids')}) GROUP BY page ORDER BY 1"
+        )
+    ]
+    # 128-bit labels: as strings, a literal that large would be read as a float.
+    bounds = [f"toUInt128('{u}')" for u in uppers]
+    lowers = [f"comp > {b} AND " for b in bounds]
+    return [f"{lower}comp <= {upper}" for lower, upper in zip(["", *lowers], bounds, strict=False)]
+
+
 def _node(value: str) -> str:
     """A chain value's node: 128 bits of SipHash (two distinct values of one workflow share
     a node with a probability near n^2 / 2^129: nil at any real volume)."""

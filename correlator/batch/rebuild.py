@@ -43,6 +43,7 @@ from correlator.batch.components import (
     WorkTables,
     disk_shortfall,
     group_workflow,
+    pages,
     work_tables,
 )
 from correlator.batch.routing import literal, regex_problems
@@ -98,21 +99,6 @@ def _event(row: Sequence[Any], renamed: dict[str, str]) -> Event:
         keys=row[11],
         attributes={},
     )
-
-
-def pages(store: Store, t: WorkTables, chunk: int) -> list[str]:
-    """Conditions on ``comp``: ranges of about ``chunk`` transactions each."""
-    uppers = [
-        int(row[0])
-        for row in store.rows(
-            f"SELECT max(comp) FROM (SELECT comp, intDiv(row_number() OVER (ORDER BY comp) - 1,"
-            f" {int(chunk)}) AS page FROM {t('ids')}) GROUP BY page ORDER BY 1"
-        )
-    ]
-    # 128-bit labels: as strings, a literal that large would be read as a float.
-    bounds = [f"toUInt128('{u}')" for u in uppers]
-    lowers = [f"comp > {b} AND " for b in bounds]
-    return [f"{lower}comp <= {upper}" for lower, upper in zip(["", *lowers], bounds, strict=False)]
 
 
 def transactions(
