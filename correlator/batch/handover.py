@@ -2,8 +2,9 @@
 
 A full pass through ``rebuild`` leaves the transactions (with their key rows, by the
 materialized view) and the fan-in matched states. The live path continues from
-there with two more things, each written by one INSERT ... SELECT per workflow
-inside the engine, without Python holding a row:
+there with two more things, each written inside the engine (``INSERT ... SELECT``
+per workflow; for the state, per range of transactions), without Python holding a
+row:
 
 - ``lookup_hops``: every fan-in hop (a GL journal, a cash posting) and every
   unexpected hop under each value it joins transactions by, matched or still
