@@ -215,10 +215,9 @@ class StoreIndex:
             return 0
         ids = sorted(self.retired)
         store = self.store
-        on_cluster = f" ON CLUSTER `{store.cluster}`" if store.cluster else ""
         tables = (
             (store.local_table(TRANSACTION_KEYS.name), "transaction_id"),
-            (f"{store.table(TRANSACTION_STATE)}{on_cluster}", "id"),  # each server's own
+            (store.server_table(TRANSACTION_STATE), "id"),  # each server's own
             (store.local_table(TRANSACTION_DEADLINES.name), "id"),
         )
         for part in _chunks(ids):

@@ -264,8 +264,7 @@ class TransactionSink:
 def truncate_state(store: Store) -> None:
     """Empty ``transaction_state`` before rows are rewritten without it: on a cluster
     each server keeps its own, so every server's (``ON CLUSTER``)."""
-    on_cluster = f" ON CLUSTER `{store.cluster}`" if store.cluster else ""
-    store.command(f"TRUNCATE TABLE IF EXISTS {store.table(TRANSACTION_STATE)}{on_cluster}")
+    store.command(f"TRUNCATE TABLE IF EXISTS {store.server_table(TRANSACTION_STATE)}")
 
 
 # Only what correlation reads: the rest of an event stays in ClickHouse (the detail

@@ -128,13 +128,18 @@ class Store:
     def table(self, name: str) -> str:
         return f"`{self.database}`.`{name}`"
 
+    def server_table(self, name: str) -> str:
+        """A table each server holds itself, for a DELETE or a TRUNCATE: on a cluster,
+        on every server (``ON CLUSTER``)."""
+        return (
+            f"{self.table(name)} ON CLUSTER `{self.cluster}`" if self.cluster else self.table(name)
+        )
+
     def local_table(self, name: str) -> str:
         """The table that holds the rows, for a lightweight DELETE or a TRUNCATE: on a
         cluster the local table of every shard, since ``name`` is a Distributed table
         over them that holds none (a TRUNCATE of it succeeds and removes nothing)."""
-        if self.cluster:
-            return f"{self.table(name + '_local')} ON CLUSTER `{self.cluster}`"
-        return self.table(name)
+        return self.server_table(name + "_local") if self.cluster else self.table(name)
 
     def truncate(self, name: str) -> None:
         """Empty a table of the schema, on every shard of a cluster."""

@@ -156,6 +156,10 @@ def test_a_truncate_on_a_cluster_empties_every_shards_local_table(store):
         # formatQuery parses with the real engine's parser and raises on a syntax error.
         assert store.scalar("SELECT formatQuery({q:String})", {"q": sql})
     assert Store("chdb://x").local_table("lookup_hops") == "`stitchboard`.`lookup_hops`"
+    # A table each server keeps itself (not Distributed) is reached on every server.
+    assert on_cluster.server_table("transaction_state") == (
+        "`stitchboard`.`transaction_state` ON CLUSTER `hospital`"
+    )
 
 
 def test_truncate_empties_a_table_on_one_server(store):
